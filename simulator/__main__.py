@@ -1,0 +1,183 @@
+"""Command line: `python -m simulator --samples 20000` and `python -m simulator traces ...`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import SimulatorError
+
+DATASET_NAME = "metrics_dataset.json"
+SUBCOMMANDS = ("generate", "traces")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (default: simulation.seed in the config); same seed and config, same output")
+    p.add_argument("--config", type=Path, default=None,
+                   help="metrics config YAML (default: the shipped data_config/metrics.yaml)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads for the kernels (default: all cores); the output does not depend on it")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m simulator",
+        description="Simulate labelled server metrics (CPU, memory, disk, load, JVM, Spectrum Conductor "
+                    "jobs, vemkd, network) of an IBM Spectrum Conductor cluster and export training data.",
+        epilog="Subcommands: 'generate' (the default, may be omitted) writes the training JSON; "
+               "'traces' exports full traces for anomaly detectors. "
+               "Run 'python -m simulator traces --help' for its options.",
+    )
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    gen = sub.add_parser("generate", help="write <output-dir>/metrics_dataset.json (default command)",
+                         description="Generate labelled samples, stage them as Parquet under "
+                                     "<output-dir>/staging/ and export <output-dir>/metrics_dataset.json "
+                                     "(the previous file is kept as a timestamped backup, last three).")
+    gen.add_argument("--samples", type=int, default=20000, help="number of samples (default 20000)")
+    gen.add_argument("--anomaly-ratio", type=float, default=None,
+                     help="share of anomalous samples, 0..1 (default: simulation.anomaly_ratio, 0.2)")
+    gen.add_argument("--output-dir", type=Path, default=Path("training"),
+                     help="where the dataset and staging/ go (default: training)")
+    _common(gen)
+    tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV",
+                        description="Export traces of H hosts over T steps with their labels. CSV uses the "
+                                    "layout detectors read: timestamp, one column per metric, is_anomaly "
+                                    "(one file, hosts one after another, with a host column).")
+    tr.add_argument("--hosts", type=int, required=True, help="number of hosts")
+    tr.add_argument("--steps", type=int, required=True, help="time steps per host")
+    tr.add_argument("--interval-s", type=float, default=None,
+                    help="seconds between steps (default: simulation.interval_s, 300)")
+    tr.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
+    tr.add_argument("--output", type=Path, required=True, help="output file, .parquet or .csv")
+    _common(tr)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["generate", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "traces":
+            return _traces(args)
+        return _generate(args)
+    except SimulatorError as exc:
+        print(f"python -m simulator: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("python -m simulator: interrupted; earlier outputs are unchanged", file=sys.stderr)
+        return 130
+
+
+def _generate(args) -> int:
+    from .api import generate_samples
+    from .config import load_config
+    from .export import write_metrics_dataset
+
+    if args.samples < 1:
+        raise SimulatorError(f"--samples: must be at least 1, got {args.samples}")
+    if args.anomaly_ratio is not None and not 0.0 <= args.anomaly_ratio <= 1.0:
+        raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {args.anomaly_ratio}")
+    out_dir = _output_dir(args.output_dir)
+    config = load_config(args.config)
+    started = time.perf_counter()
+    with _progress(args.quiet, "simulating hosts") as progress:
+        result = generate_samples(args.samples, anomaly_ratio=args.anomaly_ratio, seed=args.seed,
+                                  config=config, workers=args.workers, staging_dir=out_dir,
+                                  progress=progress)
+    target = out_dir / DATASET_NAME
+    backup = write_metrics_dataset(target, result.metadata, result.samples)
+    if not args.quiet:
+        stats = result.metadata["generation_stats"]
+        kinds = ", ".join(f"{k} {n}" for k, n in stats["anomaly_types"].items() if n)
+        print(f"wrote {target}: {result.metadata['total_samples']} samples, {stats['normal_samples']} normal, "
+              f"{stats['anomaly_samples']} anomalous ({kinds}) in {time.perf_counter() - started:.2f} s"
+              + (f"; previous dataset kept as {backup.name}" if backup else ""), file=sys.stderr)
+    return 0
+
+
+def _traces(args) -> int:
+    from .api import simulate
+    from datasafe import atomic_path
+
+    suffix = args.output.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise SimulatorError(f"--output: {args.output} must end in .parquet or .csv")
+    if args.output.exists() and args.output.is_dir():
+        raise SimulatorError(f"--output: {args.output} is a directory")
+    if args.interval_s is not None and not args.interval_s > 0:
+        raise SimulatorError(f"--interval-s: must be positive, got {args.interval_s}")
+    traces, events = simulate(args.hosts, args.steps, config=args.config, seed=args.seed,
+                              anomalies=args.anomalies, interval_s=args.interval_s, workers=args.workers)
+    with atomic_path(args.output) as tmp:
+        if suffix == ".csv":
+            label_cols = [c for c in traces.columns if c.startswith("label_")]
+            (traces.drop("step", *label_cols)
+             .with_columns(is_anomaly=traces["is_anomaly"].cast(int))
+             .select("timestamp", "host", *[c for c in traces.columns if c not in
+                                             ("timestamp", "host", "step", "is_anomaly", *label_cols)],
+                     "is_anomaly")
+             .write_csv(tmp, datetime_format="%Y-%m-%d %H:%M:%S"))
+        else:
+            traces.write_parquet(tmp, compression="zstd")
+    events_path = args.output.with_name(args.output.stem + ".events" + (".csv" if suffix == ".csv" else ".parquet"))
+    with atomic_path(events_path) as tmp:
+        if suffix == ".csv":
+            events.write_csv(tmp)
+        else:
+            events.write_parquet(tmp)
+    if not args.quiet:
+        print(f"wrote {args.output} ({len(traces)} rows) and {events_path} ({len(events)} events)",
+              file=sys.stderr)
+    return 0
+
+
+def _output_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise SimulatorError(f"--output-dir: {path} exists and is not a directory")
+    return path
+
+
+class _progress:
+    """A rich progress bar over host blocks, shown on a terminal for runs of more than one block."""
+
+    def __init__(self, quiet: bool, label: str):
+        self.quiet, self.label, self.bar, self.task = quiet, label, None, None
+
+    def __enter__(self):
+        return None if self.quiet or not sys.stderr.isatty() else self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if total <= 1:
+                return
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.console import Console
+            self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""A volume fills (runaway logs, a core dump, a stuck spool) until it is full, then stays full."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..catalogue import C_DISK
+from .base import AnomalyKind, EventBatch, KindParams, param, register
+
+
+@dataclass(frozen=True)
+class DiskFullParams(KindParams):
+    fastest_fill_share: float = param(0.2, 0.01, 1.0, "share of the window spent filling at severity 1")
+
+
+def build(batch: EventBatch, p: DiskFullParams) -> np.ndarray:
+    owner, t_rel, steps = batch.positions()
+    profile = batch.empty_profile()
+    share = 1.0 - batch.severity[owner] * (1.0 - p.fastest_fill_share)
+    fill_steps = np.maximum(1.0, np.floor(steps * share))
+    # enough extra data to fill any volume: the kernel clips at 100 %, so the disk holds there
+    profile[:, C_DISK] = 100.0 * np.minimum(1.0, (t_rel + 1) / fill_steps)
+    return profile
+
+
+KIND = register(AnomalyKind(
+    name="disk_full", params=DiskFullParams, primary="disk_usage",
+    affects=("disk_usage", "spectrum_active_jobs", "load_average", "cpu_usage", "memory_usage"),
+    build=build, gradual=True,
+    description="disk fills to 100 % and holds; jobs fail, processes block on I/O",
+))

@@ -1,0 +1,38 @@
+"""A slow leak in a Java service: memory and the old generation climb, GC works harder, maybe an OOM kill."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..catalogue import C_HEAP_FLOOR, C_JVM_RESTART, C_MEM
+from .base import AnomalyKind, EventBatch, KindParams, param, register
+
+
+@dataclass(frozen=True)
+class MemoryLeakParams(KindParams):
+    max_growth_pct: float = param(55.0, 1.0, 100.0, "memory growth over the window at severity 1, percent of RAM")
+    heap_floor_growth_pct: float = param(60.0, 0.0, 100.0, "old-generation growth at severity 1, percent of heap")
+    restart_probability: float = param(0.5, 0.0, 1.0, "chance the leak ends in an OOM kill and restart")
+    memory_freed_pct: float = param(6.0, 0.0, 50.0, "memory below normal while the killed JVM restarts")
+
+
+def build(batch: EventBatch, p: MemoryLeakParams) -> np.ndarray:
+    owner, t_rel, steps = batch.positions()
+    profile = batch.empty_profile()
+    severity = batch.severity[owner]
+    # leaks accelerate a little as caches of leaked objects grow: convex ramp, exponent 1..1.6
+    frac = ((t_rel + 1) / steps) ** (1.0 + 0.6 * batch.uniform[owner, 1])
+    restarts = (batch.uniform[owner, 0] < p.restart_probability) & (steps >= 3)
+    restarting = restarts & (t_rel == steps - 1)
+    profile[:, C_MEM] = np.where(restarting, -p.memory_freed_pct, severity * p.max_growth_pct * frac)
+    profile[:, C_HEAP_FLOOR] = np.where(restarting, 0.0, severity * p.heap_floor_growth_pct * frac)
+    profile[:, C_JVM_RESTART] = restarting
+    return profile
+
+
+KIND = register(AnomalyKind(
+    name="memory_leak", params=MemoryLeakParams, primary="memory_usage",
+    affects=("memory_usage", "java_heap_usage", "java_gc_time", "cpu_usage", "load_average"),
+    build=build, gradual=True,
+    description="memory climbs for hours; heap floor rises, GC runs more often; may end in an OOM kill",
+))

@@ -1,0 +1,227 @@
+"""The public functions: simulate traces, generate training samples, run the whole sample job."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numba
+import numpy as np
+import polars as pl
+
+from . import __version__
+from .config import SimConfig, load_config
+from .engine import Traces, run_kernel
+from .errors import SimulatorError
+from .events import plan_events
+from .explain import N_VARIANTS, explanation_expr
+from .population import build_population, exact_counts
+from .samples import SAMPLE_STREAM, gather, select_points
+from .staging import Staging, traces_table
+
+BLOCK_HOSTS = 256           # hosts simulated together: bounds memory at any size
+MAX_SAMPLES = 100_000_000
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """The result of `generate_samples`: samples, events, and what produced them."""
+
+    samples: pl.DataFrame
+    events: pl.DataFrame
+    metadata: dict
+    config: SimConfig
+
+
+def _resolve(config: SimConfig | str | Path | None) -> SimConfig:
+    return config if isinstance(config, SimConfig) else load_config(config)
+
+
+def _set_workers(workers: int | None):
+    if workers is None:
+        return nullcontext()
+    if workers < 1:
+        raise SimulatorError(f"--workers: must be at least 1, got {workers}")
+    return _NumbaThreads(min(workers, numba.config.NUMBA_NUM_THREADS))
+
+
+class _NumbaThreads:
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.old = numba.get_num_threads()
+        numba.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.old)
+
+
+def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
+             seed: int | None = None, anomalies: int | None = None, interval_s: float | None = None,
+             workers: int | None = None, with_labels: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Full traces of `hosts` hosts over `steps` steps, with `anomalies` events (default: one per host).
+
+    Returns (traces, events) as Polars frames; traces carry one `label_<metric>` column per metric
+    (the event id, or -1) and `is_anomaly` when `with_labels`.
+    """
+    cfg = _resolve(config)
+    _check_count("hosts", hosts, 1)
+    _check_count("steps", steps, 1)
+    n_events = hosts if anomalies is None else anomalies
+    _check_count("anomalies", n_events, 0)
+    seed = cfg.simulation.seed if seed is None else seed
+    interval = cfg.simulation.interval_s if interval_s is None else float(interval_s)
+    if not interval > 0:
+        raise SimulatorError(f"interval: must be positive, got {interval}")
+    population = build_population(cfg, hosts, seed)
+    plan = plan_events(cfg, population, n_events, steps, seed, interval)
+    frames, events = [], []
+    with _set_workers(workers):
+        for lo in range(0, hosts, BLOCK_HOSTS):
+            traces, ev = run_kernel(cfg, population, plan, seed, steps, interval,
+                                    host_range=(lo, min(lo + BLOCK_HOSTS, hosts)), keep_base=False)
+            frames.append(pl.from_arrow(traces_table(traces, cfg, with_labels=with_labels)))
+            events.append(ev)
+    df = pl.concat(frames)
+    if with_labels:
+        df = df.with_columns(
+            pl.max_horizontal([pl.col(f"label_{m.name}") >= 0 for m in cfg.metrics]).alias("is_anomaly"))
+    profile = pl.Series(np.array(population.profile_names)[population.profile])
+    return df, pl.concat(events).with_columns(profile=profile.gather(pl.concat(events)["host"]))
+
+
+def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed: int | None = None,
+                     config: SimConfig | str | Path | None = None, workers: int | None = None,
+                     staging_dir: Path | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> SampleSet:
+    """`n_samples` labelled snapshots of simulated hosts; `round(n * ratio)` of them anomalous.
+
+    Each anomalous sample comes from its own event (exactly that many events are injected); normal
+    samples come from points where no metric of the host is anomalous.  With `staging_dir`, the
+    traces, labels, events and samples are staged there as Parquet.
+    """
+    cfg = _resolve(config)
+    _check_count("samples", n_samples, 1, MAX_SAMPLES)
+    ratio = cfg.simulation.anomaly_ratio if anomaly_ratio is None else anomaly_ratio
+    if not (isinstance(ratio, (int, float)) and 0.0 <= ratio <= 1.0):
+        raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {ratio}")
+    seed = cfg.simulation.seed if seed is None else seed
+    if not (isinstance(seed, int) and 0 <= seed < 2**63):
+        raise SimulatorError(f"--seed: must be a whole number in [0, 2^63), got {seed}")
+    sim = cfg.simulation
+    interval = sim.interval_s
+    n_steps = max(1, int(round(sim.trace_days * 86400 / interval)))
+    n_hosts = max(1, math.ceil(n_samples / sim.samples_per_host))
+    n_anomalies = int(round(n_samples * ratio))
+    n_normal = n_samples - n_anomalies
+    population = build_population(cfg, n_hosts, seed)
+    plan = plan_events(cfg, population, n_anomalies, n_steps, seed, interval)
+    blocks = [(lo, min(lo + BLOCK_HOSTS, n_hosts)) for lo in range(0, n_hosts, BLOCK_HOSTS)]
+    normal_per_block = exact_counts(np.array([hi - lo for lo, hi in blocks], float), n_normal)
+    staging = Staging(staging_dir) if staging_dir is not None else None
+    if staging:
+        staging.begin()
+    parts, event_parts = [], []
+    with _set_workers(workers):
+        for b, (lo, hi) in enumerate(blocks):
+            traces, events = run_kernel(cfg, population, plan, seed, n_steps, interval,
+                                        host_range=(lo, hi), keep_base=True)
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, b)))
+            host, step, event = select_points(traces, events, int(normal_per_block[b]), rng)
+            parts.append(_sample_block(cfg, traces, population, events, host, step, event, b))
+            event_parts.append(events)
+            if staging:
+                staging.write_block(b, traces, cfg)
+            if progress:
+                progress(b + 1, len(blocks))
+    events = pl.concat(event_parts)
+    session_id = _session_id(cfg, seed, n_samples, ratio)
+    samples = _finish_samples(cfg, pl.concat(parts), events, seed, session_id)
+    metadata = _metadata(cfg, samples, seed, ratio, session_id)
+    if staging:
+        staging.finish(events, samples, {**metadata, "hosts": n_hosts, "steps_per_host": n_steps,
+                                         "interval_s": interval, "blocks": len(blocks)})
+    return SampleSet(samples, events, metadata, cfg)
+
+
+def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFrame,
+                  host: np.ndarray, step: np.ndarray, event: np.ndarray, block: int) -> pl.DataFrame:
+    ev = events.select("event_id", "kind", "start_step", "end_step", "severity", "peak_deviation_sigma")
+    frame = pl.DataFrame({
+        "host": host.astype(np.int64) + traces.first_host,
+        "step": step.astype(np.int64),
+        "event_id": event,
+        **gather(traces, host, step, cfg.metrics),
+        **gather(traces, host, step, cfg.metrics, prefix="base_", base=True),
+    })
+    frame = frame.join(ev, on="event_id", how="left", maintain_order="left")
+    profile_idx = population.profile[frame["host"].to_numpy()]
+    return frame.with_columns(
+        profile=pl.Series(np.array(population.profile_names)[profile_idx]),
+        cores=pl.Series(population.params[frame["host"].to_numpy(), 0].astype(np.int64)),
+        batch_id=pl.lit(f"batch-{block:05d}"),
+    )
+
+
+def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, events: pl.DataFrame, seed: int,
+                    session_id: str) -> pl.DataFrame:
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, 1 << 30)))
+    frame = frame[rng.permutation(len(frame))]
+    interval = cfg.simulation.interval_s
+    start = cfg.simulation.start_epoch_s
+    micros = ((start + frame["step"].to_numpy() * interval) * 1e6).astype(np.int64)
+    frame = frame.with_columns(
+        id=pl.format("{}-{}", pl.lit(session_id), pl.int_range(pl.len()).cast(pl.Utf8).str.zfill(7)),
+        timestamp=pl.Series(micros).cast(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        status=pl.when(pl.col("kind").is_null()).then(pl.lit("normal")).otherwise(pl.lit("anomaly")),
+        elapsed_min=(pl.col("step") - pl.col("start_step") + 1) * (interval / 60.0),
+        variant=pl.Series(rng.integers(0, N_VARIANTS, len(frame))),
+        session_id=pl.lit(session_id),
+    )
+    return frame.with_columns(explanation_expr([a.kind for a in cfg.anomalies]))
+
+
+def _session_id(cfg: SimConfig, seed: int, n_samples: int, ratio: float) -> str:
+    key = f"{cfg.config_hash}:{seed}:{n_samples}:{ratio!r}".encode()
+    return "sim-" + hashlib.sha256(key).hexdigest()[:12]
+
+
+def _metadata(cfg: SimConfig, samples: pl.DataFrame, seed: int, ratio: float, session_id: str) -> dict:
+    kinds = samples.filter(pl.col("kind").is_not_null())["kind"].value_counts(sort=True)
+    counts = {a.kind: 0 for a in cfg.anomalies}
+    counts.update(dict(zip(kinds["kind"].to_list(), kinds["count"].to_list())))
+    n_anomaly = int(sum(counts.values()))
+    return {
+        "generated_at": _generated_at(),
+        "generator": f"simulator {__version__}",
+        "session_id": session_id,
+        "total_samples": len(samples),
+        "anomaly_ratio": ratio,
+        "config_hash": cfg.config_hash,
+        "seed": seed,
+        "generation_stats": {"normal_samples": len(samples) - n_anomaly, "anomaly_samples": n_anomaly,
+                             "anomaly_types": counts},
+    }
+
+
+def _generated_at() -> str:
+    """Now, or SOURCE_DATE_EPOCH when set (reproducible builds convention: byte-identical files)."""
+    fixed = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(fixed), timezone.utc) if fixed and fixed.isdigit() else datetime.now(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_count(name: str, value, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SimulatorError(f"--{name}: expected a whole number, got {value!r}")
+    if value < minimum:
+        raise SimulatorError(f"--{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SimulatorError(f"--{name}: at most {maximum:,} in one run, got {value:,}")

@@ -1,0 +1,16 @@
+"""Errors the command line turns into a one-line message and exit status 2."""
+
+from __future__ import annotations
+
+
+class SimulatorError(Exception):
+    """A problem the user can fix: bad input, a bad config, an unusable output path."""
+
+
+class ConfigError(SimulatorError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+    def __init__(self, source: str, key: str, problem: str):
+        self.source, self.key, self.problem = source, key, problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")

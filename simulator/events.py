@@ -1,0 +1,111 @@
+"""The event plan: exactly N anomaly events (host, kind, start, length, severity) as columns.
+
+Events on one host are placed without overlap while the trace has room (so every event is seen on
+its own); when a host is asked for more than fits, its events overlap.  Exactly N events are
+planned either way, and exactly N appear in the event table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anomalies import ANOMALY_KINDS, EventBatch
+from .catalogue import M, N_CHANNELS
+from .config import SimConfig
+from .population import Population, exact_counts
+
+EVENT_STREAM = 2   # SeedSequence spawn key of the event plan
+GAP_STEPS = 2      # quiet steps kept between events on one host when there is room
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    host: np.ndarray        # int64[E], sorted by (host, start)
+    kind: np.ndarray        # int64[E]: index into kind_names
+    start: np.ndarray       # int64[E]: first step of the window
+    length: np.ndarray      # int64[E]: window length in steps
+    severity: np.ndarray    # float64[E]
+    profile_row: np.ndarray  # int64[E]: first row of the event's profile in `profiles`
+    profiles: np.ndarray    # float64[sum(length), N_CHANNELS]
+    kind_names: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.host)
+
+    def host_pointers(self, n_hosts: int) -> np.ndarray:
+        """CSR pointers: events of host h are rows ptr[h]:ptr[h+1]."""
+        return np.searchsorted(self.host, np.arange(n_hosts + 1)).astype(np.int64)
+
+    def affected_masks(self) -> np.ndarray:
+        masks = np.array([sum(1 << M[m] for m in ANOMALY_KINDS[k].affects) for k in self.kind_names],
+                         dtype=np.int64)
+        return masks[self.kind] if self.n else np.zeros(0, np.int64)
+
+    def primary_metrics(self) -> np.ndarray:
+        prim = np.array([M[ANOMALY_KINDS[k].primary] for k in self.kind_names], dtype=np.int64)
+        return prim[self.kind] if self.n else np.zeros(0, np.int64)
+
+
+def plan_events(config: SimConfig, population: Population, n_events: int, n_steps: int,
+                seed: int, interval_s: float) -> EventPlan:
+    """Place exactly `n_events` events on the population's hosts over `n_steps` steps."""
+    kind_names = tuple(a.kind for a in config.anomalies)
+    if n_events == 0:
+        return EventPlan(*(np.zeros(0, np.int64) for _ in range(4)), np.zeros(0),
+                         np.zeros(0, np.int64), np.zeros((0, N_CHANNELS)), kind_names)
+    n_hosts = population.n_hosts
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(EVENT_STREAM,)))
+    kind = np.repeat(np.arange(len(kind_names)), exact_counts([a.share for a in config.anomalies], n_events))
+    kind = rng.permutation(kind)
+    # spread events evenly: host counts differ by at most one
+    host = rng.permutation(n_hosts)[np.arange(n_events) % n_hosts]
+    lo = np.array([a.duration_minutes[0] for a in config.anomalies])[kind]
+    hi = np.array([a.duration_minutes[1] for a in config.anomalies])[kind]
+    minutes = np.exp(np.log(lo) + rng.random(n_events) * (np.log(hi) - np.log(lo)))
+    length = np.clip(np.round(minutes * 60.0 / interval_s), 1, n_steps).astype(np.int64)
+    s_lo = np.array([a.severity[0] for a in config.anomalies])[kind]
+    s_hi = np.array([a.severity[1] for a in config.anomalies])[kind]
+    severity = s_lo + rng.random(n_events) * (s_hi - s_lo)
+    start = _place(host, length, n_hosts, n_steps, rng)
+    shape_u = rng.random((n_events, 4))
+    order = np.lexsort((start, host))
+    host, kind, start, length, severity, shape_u = (a[order] for a in (host, kind, start, length, severity, shape_u))
+    profile_row = np.cumsum(length) - length
+    profiles = np.zeros((int(length.sum()), N_CHANNELS))
+    rows = np.arange(len(profiles))
+    owner = np.repeat(np.arange(n_events), length)
+    for k, name in enumerate(kind_names):
+        sel = np.flatnonzero(kind == k)
+        if not len(sel):
+            continue
+        batch = EventBatch(steps=length[sel], severity=severity[sel],
+                           host_params=population.params[host[sel]], uniform=shape_u[sel],
+                           interval_s=interval_s)
+        built = ANOMALY_KINDS[name].build(batch, config.anomalies[k].params)
+        profiles[rows[np.isin(owner, sel)]] = built
+    return EventPlan(host, kind, start, length, severity, profile_row, profiles, kind_names)
+
+
+def _place(host: np.ndarray, length: np.ndarray, n_hosts: int, n_steps: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """Random starts; disjoint within a host (stars and bars) when the host has room."""
+    n = len(host)
+    per_host_len = np.bincount(host, weights=length + GAP_STEPS, minlength=n_hosts)
+    free = n_steps + GAP_STEPS - per_host_len  # room left after all windows and gaps
+    order = np.lexsort((rng.random(n), host))   # random order of events within each host
+    h_sorted, len_sorted = host[order], length[order]
+    step = len_sorted + GAP_STEPS
+    csum = np.cumsum(step) - step
+    first = np.searchsorted(h_sorted, h_sorted)  # index of the host's first event
+    before = csum - csum[first]                  # total window+gap of earlier events on the host
+    offsets = rng.random(n) * np.maximum(free[h_sorted] + 1, 1)
+    offsets = np.floor(offsets[np.lexsort((offsets, h_sorted))])
+    disjoint = offsets + before
+    overlapping = np.floor(rng.random(n) * (n_steps - len_sorted + 1))
+    start_sorted = np.where(free[h_sorted] >= 0, disjoint, overlapping).astype(np.int64)
+    start = np.empty(n, np.int64)
+    start[order] = start_sorted
+    return start

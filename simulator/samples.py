@@ -1,0 +1,98 @@
+"""Pick training samples from traces: one point inside each event, and normal points elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ._numba import jit
+from .catalogue import METRICS, N_METRICS
+from .config import MetricSpec
+from .engine import Traces
+
+SAMPLE_STREAM = 3  # SeedSequence spawn key of sample selection
+
+
+@jit
+def pick_event_points(labels, ev_host, ev_start, ev_len, ev_id, ev_primary, u, t0):
+    """Per event, a step where its primary metric carries its label (else any metric does); -1 if none."""
+    n_ev = ev_host.shape[0]
+    n_steps = labels.shape[2]
+    out = np.full(n_ev, -1, dtype=np.int64)
+    for e in range(n_ev):
+        h = ev_host[e]
+        for pass_ in range(2):
+            count = 0
+            for j in range(ev_len[e]):
+                i = ev_start[e] - t0 + j
+                if 0 <= i < n_steps and _hit(labels, h, i, ev_id[e], ev_primary[e], pass_):
+                    count += 1
+            if count == 0:
+                continue
+            pick = int(u[e] * count)
+            for j in range(ev_len[e]):
+                i = ev_start[e] - t0 + j
+                if 0 <= i < n_steps and _hit(labels, h, i, ev_id[e], ev_primary[e], pass_):
+                    if pick == 0:
+                        out[e] = t0 + i
+                        break
+                    pick -= 1
+            break
+    return out
+
+
+@jit
+def _hit(labels, h, i, event, primary, any_metric):
+    if not any_metric:
+        return labels[primary, h, i] == event
+    for m in range(labels.shape[0]):
+        if labels[m, h, i] == event:
+            return True
+    return False
+
+
+@jit
+def normal_mask(labels):
+    """True where no metric of the host is anomalous."""
+    n_metrics, n_hosts, n_steps = labels.shape
+    out = np.ones((n_hosts, n_steps), dtype=np.bool_)
+    for m in range(n_metrics):
+        for h in range(n_hosts):
+            for i in range(n_steps):
+                if labels[m, h, i] >= 0:
+                    out[h, i] = False
+    return out
+
+
+def select_points(traces: Traces, events: pl.DataFrame, n_normal: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(host, step, event_id or -1) of every sample: events first, then normal points."""
+    ev_host = events["host"].to_numpy() - traces.first_host
+    ev_step = pick_event_points(
+        traces.labels, ev_host.astype(np.int64), events["start_step"].to_numpy(),
+        (events["end_step"] - events["start_step"]).to_numpy(), events["event_id"].to_numpy(),
+        events["primary_metric"].replace_strict(list(METRICS), list(range(N_METRICS)),
+                                                return_dtype=pl.Int64).to_numpy(),
+        rng.random(len(events)), traces.t0)
+    invisible = events.filter(pl.Series(ev_step < 0))
+    if len(invisible):
+        raise RuntimeError(f"{len(invisible)} events left no trace (first: {invisible.row(0, named=True)})")
+    candidates = np.flatnonzero(normal_mask(traces.labels).ravel())
+    if n_normal > len(candidates):
+        raise ValueError(f"only {len(candidates)} normal points for {n_normal} normal samples")
+    chosen = np.sort(rng.choice(candidates, size=n_normal, replace=False))
+    host = np.concatenate([ev_host, chosen // traces.n_steps])
+    step = np.concatenate([ev_step, traces.t0 + chosen % traces.n_steps])
+    event = np.concatenate([events["event_id"].to_numpy(), np.full(n_normal, -1, np.int64)])
+    return host, step, event
+
+
+def gather(traces: Traces, host: np.ndarray, step: np.ndarray, metrics: tuple[MetricSpec, ...],
+           prefix: str = "", base: bool = False) -> dict[str, pl.Series]:
+    """Metric values at (host, step) points as typed columns (integers for integer metrics)."""
+    source = traces.base if base else traces.values
+    cols = {}
+    for m, spec in enumerate(metrics):
+        v = source[m, host, step - traces.t0]
+        cols[prefix + spec.name] = pl.Series(prefix + spec.name, v.astype(np.int32) if spec.integer else v)
+    return cols

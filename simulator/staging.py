@@ -1,0 +1,84 @@
+"""Columnar staging under `<output>/staging/`: numbered Parquet parts, each written atomically.
+
+Layout (a run replaces the whole directory):
+  traces-00000.parquet ...  host, step, timestamp, one column per metric (dense)
+  labels-00000.parquet ...  host, step, metric, event_id: one row per anomalous metric point (sparse)
+  events.parquet            the event table
+  samples.parquet           the training samples, flat columns
+  manifest.json             what the run was (config hash, seed, counts) and its files
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datasafe import atomic_path, atomic_write_bytes
+
+from .catalogue import METRICS
+from .config import SimConfig
+from .engine import Traces
+
+COMPRESSION = "zstd"
+
+
+def write_parquet(table: pa.Table | pl.DataFrame, path: Path) -> None:
+    if isinstance(table, pl.DataFrame):
+        table = table.to_arrow()
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=COMPRESSION)
+
+
+def traces_table(traces: Traces, config: SimConfig, with_labels: bool = False) -> pa.Table:
+    """Dense traces of a block: one row per host and step; optional per-metric label columns."""
+    n_hosts, n_steps = traces.n_hosts, traces.n_steps
+    host = np.repeat(np.arange(traces.first_host, traces.first_host + n_hosts, dtype=np.int32), n_steps)
+    step = np.tile(np.arange(traces.t0, traces.t0 + n_steps, dtype=np.int32), n_hosts)
+    micros = ((traces.start_epoch_s + step.astype(np.float64) * traces.interval_s) * 1e6).astype(np.int64)
+    cols = {"host": pa.array(host), "step": pa.array(step),
+            "timestamp": pa.array(micros, type=pa.timestamp("us", tz="UTC"))}
+    for m, spec in enumerate(config.metrics):
+        flat = traces.values[m].reshape(-1)
+        cols[spec.name] = pa.array(flat.astype(np.int32) if spec.integer else flat)
+    if with_labels:
+        for m, spec in enumerate(config.metrics):
+            cols[f"label_{spec.name}"] = pa.array(traces.labels[m].reshape(-1))
+    return pa.table(cols)
+
+
+def labels_table(traces: Traces) -> pa.Table:
+    """Sparse labels: (host, step, metric, event_id) for every anomalous metric point."""
+    metric, h, i = np.nonzero(traces.labels >= 0)
+    return pa.table({
+        "host": pa.array((h + traces.first_host).astype(np.int32)),
+        "step": pa.array((i + traces.t0).astype(np.int32)),
+        "metric": pa.DictionaryArray.from_arrays(metric.astype(np.int8), pa.array(METRICS)),
+        "event_id": pa.array(traces.labels[metric, h, i]),
+    })
+
+
+class Staging:
+    """Writes one run's staging files; `begin` clears the previous run's."""
+
+    def __init__(self, output_dir: Path):
+        self.dir = Path(output_dir) / "staging"
+
+    def begin(self) -> None:
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+
+    def write_block(self, index: int, traces: Traces, config: SimConfig) -> None:
+        write_parquet(traces_table(traces, config), self.dir / f"traces-{index:05d}.parquet")
+        write_parquet(labels_table(traces), self.dir / f"labels-{index:05d}.parquet")
+
+    def finish(self, events: pl.DataFrame, samples: pl.DataFrame, manifest: dict) -> None:
+        write_parquet(events, self.dir / "events.parquet")
+        write_parquet(samples, self.dir / "samples.parquet")
+        atomic_write_bytes(self.dir / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))

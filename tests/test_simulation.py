@@ -1,0 +1,148 @@
+"""Properties of simulated traces: bounds, labels, anomaly shapes, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, strategies as st
+
+import simulator
+from simulator.anomalies import ANOMALY_KINDS
+from simulator.catalogue import METRICS
+
+STEPS = 864  # 3 days at 5 minutes
+
+
+def single_kind(config, kind):
+    """The shipped config with only one anomaly kind."""
+    import dataclasses
+    spec = dataclasses.replace(config.anomaly(kind), share=1.0)
+    return dataclasses.replace(config, anomalies=(spec,))
+
+
+@given(seed=st.integers(0, 2**32))
+def test_values_respect_bounds_and_integrality(config, seed):
+    traces, _ = simulator.simulate(12, STEPS, config=config, seed=seed, anomalies=24)
+    for spec in config.metrics:
+        col = traces[spec.name]
+        assert col.null_count() == 0 and col.is_finite().all(), spec.name
+        assert col.min() >= spec.lower and col.max() <= spec.upper, spec.name
+        if spec.integer:
+            assert col.dtype == pl.Int32, spec.name
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_labels_are_exactly_where_the_trace_differs_from_the_same_hosts_without_anomalies(config, seed):
+    with_events, events = simulator.simulate(10, STEPS, config=config, seed=seed, anomalies=40)
+    without, none = simulator.simulate(10, STEPS, config=config, seed=seed, anomalies=0)
+    assert len(none) == 0 and not without["is_anomaly"].any()
+    for metric in METRICS:
+        differs = (with_events[metric] != without[metric]).to_numpy()
+        labelled = (with_events[f"label_{metric}"] >= 0).to_numpy()
+        assert np.array_equal(differs, labelled), metric
+    assert with_events["is_anomaly"].sum() > 0
+
+
+@given(n=st.integers(0, 60), seed=st.integers(0, 1000))
+def test_the_requested_number_of_anomalies_is_produced_and_each_is_labelled(config, n, seed):
+    traces, events = simulator.simulate(5, STEPS, config=config, seed=seed, anomalies=n)
+    assert len(events) == n
+    assert events["event_id"].n_unique() == n
+    labelled_ids = set()
+    for metric in METRICS:
+        labelled_ids |= set(traces.filter(pl.col(f"label_{metric}") >= 0)[f"label_{metric}"].unique().to_list())
+    assert labelled_ids == set(events["event_id"].to_list())
+
+
+def test_events_touch_only_the_metrics_their_kind_declares(config):
+    traces, events = simulator.simulate(40, STEPS, config=config, seed=3, anomalies=80)
+    kinds = dict(zip(events["event_id"].to_list(), events["kind"].to_list()))
+    for metric in METRICS:
+        ids = traces.filter(pl.col(f"label_{metric}") >= 0)[f"label_{metric}"].unique().to_list()
+        for event_id in ids:
+            assert metric in ANOMALY_KINDS[kinds[event_id]].affects, (metric, kinds[event_id])
+
+
+def test_every_event_exceeds_its_kinds_minimum_peak_deviation(config):
+    _, events = simulator.simulate(60, STEPS, config=config, seed=4, anomalies=240)
+    minimum = {a.kind: a.min_peak_deviation for a in config.anomalies}
+    weak = events.filter(pl.col("peak_deviation_sigma") < pl.col("kind").replace_strict(minimum))
+    assert len(weak) == 0, weak.select("kind", "severity", "peak_deviation_sigma", "peak_metric")
+
+
+def _event_deltas(config, kind, seed, metric, hosts=12):
+    cfg = single_kind(config, kind)
+    with_events, events = simulator.simulate(hosts, STEPS, config=cfg, seed=seed, anomalies=hosts)
+    without, _ = simulator.simulate(hosts, STEPS, config=cfg, seed=seed, anomalies=0)
+    delta = (with_events[metric] - without[metric]).to_numpy().reshape(hosts, STEPS)
+    value = with_events[metric].to_numpy().reshape(hosts, STEPS)
+    return events, delta, value
+
+
+@given(seed=st.integers(0, 10_000))
+def test_memory_leak_climbs_monotonically_until_any_restart(config, seed):
+    events, delta, value = _event_deltas(config, "memory_leak", seed, "memory_usage")
+    for ev in events.iter_rows(named=True):
+        w = slice(ev["start_step"], ev["end_step"])
+        d, v = delta[ev["host"], w], value[ev["host"], w]
+        if len(d) > 2 and d[-1] < 0:  # the last step is the OOM kill and restart
+            d, v = d[:-1], v[:-1]
+        below = v < 100.0  # pinned at the ceiling, the gap to the moving base is not the leak
+        resolution = config.metric("memory_usage").resolution  # both traces are rounded to it
+        assert np.all(np.diff(d[below]) >= -resolution - 1e-4), ev
+        assert d[-1] > d[0] or v[-1] == 100.0
+
+
+@given(seed=st.integers(0, 10_000))
+def test_disk_full_reaches_the_ceiling_and_holds(config, seed):
+    events, delta, value = _event_deltas(config, "disk_full", seed, "disk_usage")
+    resolution = config.metric("disk_usage").resolution
+    for ev in events.iter_rows(named=True):
+        w = slice(ev["start_step"], ev["end_step"])
+        window, fill = value[ev["host"], w], delta[ev["host"], w]
+        full = np.flatnonzero(window >= 100.0)
+        assert len(full), ev
+        assert np.all(window[full[0]:] == 100.0)
+        assert np.all(np.diff(fill[:full[0] + 1]) >= -resolution - 1e-4)
+
+
+@given(seed=st.integers(0, 10_000))
+def test_network_congestion_plateaus_at_capacity_with_high_latency(config, seed):
+    events, lat_delta, _ = _event_deltas(config, "network_congestion", seed, "network_latency_ms")
+    for ev in events.iter_rows(named=True):
+        assert lat_delta[ev["host"], ev["start_step"]:ev["end_step"]].max() > 5.0
+
+
+@given(seed=st.integers(0, 10_000))
+def test_gc_storm_pins_heap_and_gc_time(config, seed):
+    cfg = single_kind(config, "jvm_gc_storm")
+    traces, events = simulator.simulate(6, STEPS, config=cfg, seed=seed, anomalies=6)
+    heap = traces["java_heap_usage"].to_numpy().reshape(6, STEPS)
+    gc = traces["java_gc_time"].to_numpy().reshape(6, STEPS)
+    for ev in events.iter_rows(named=True):
+        w = slice(ev["start_step"], ev["end_step"])
+        assert heap[ev["host"], w].max() >= 95.0
+        assert gc[ev["host"], w].max() >= 25.0
+
+
+def test_same_seed_same_output_for_any_worker_count(config):
+    a, ea = simulator.simulate(20, 300, config=config, seed=11, anomalies=30, workers=1)
+    b, eb = simulator.simulate(20, 300, config=config, seed=11, anomalies=30, workers=2)
+    c, _ = simulator.simulate(20, 300, config=config, seed=12, anomalies=30, workers=2)
+    assert a.equals(b) and ea.equals(eb)
+    assert not a.equals(c)
+
+
+def test_sample_set_holds_the_ratio_and_is_deterministic(config):
+    r1 = simulator.generate_samples(600, anomaly_ratio=0.25, seed=5, config=config, workers=1)
+    r2 = simulator.generate_samples(600, anomaly_ratio=0.25, seed=5, config=config, workers=2)
+    s = r1.samples
+    assert len(s) == 600 and (s["status"] == "anomaly").sum() == 150
+    assert s["id"].n_unique() == 600
+    assert r1.samples.equals(r2.samples)
+    # anomaly samples sit inside their event; normal samples have no anomalous metric
+    inside = s.filter(pl.col("status") == "anomaly")
+    assert ((inside["step"] >= inside["start_step"]) & (inside["step"] < inside["end_step"])).all()
+    assert inside["kind"].null_count() == 0
+    assert s["explanation"].n_unique() > 500
