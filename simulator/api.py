@@ -26,7 +26,7 @@ from .samples import SAMPLE_STREAM, gather, select_points
 from .staging import Staging, traces_table
 
 BLOCK_HOSTS = 256           # hosts simulated together: bounds memory at any size
-MAX_SAMPLES = 100_000_000
+MAX_SAMPLES = 5_000_000  # one JSON file; larger sets belong in the Parquet traces
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Columnar staging under `<output>/staging/`: numbered Parquet parts, each written atomically.
 
-Layout (a run replaces the whole directory):
+Layout (a finished run replaces the whole directory; see `Staging`):
   traces-00000.parquet ...  host, step, timestamp, one column per metric (dense)
   labels-00000.parquet ...  host, step, metric, event_id: one row per anomalous metric point (sparse)
   events.parquet            the event table
@@ -64,14 +64,18 @@ def labels_table(traces: Traces) -> pa.Table:
 
 
 class Staging:
-    """Writes one run's staging files; `begin` clears the previous run's."""
+    """Writes one run's staging files into `staging.partial/`; `finish` swaps it in for `staging/`.
+
+    Until a run finishes, the previous run's staging stays whole, so a crash costs nothing done.
+    """
 
     def __init__(self, output_dir: Path):
-        self.dir = Path(output_dir) / "staging"
+        self.final = Path(output_dir) / "staging"
+        self.dir = Path(output_dir) / "staging.partial"
 
     def begin(self) -> None:
         if self.dir.exists():
-            shutil.rmtree(self.dir)
+            shutil.rmtree(self.dir)  # leftovers of an interrupted run
         self.dir.mkdir(parents=True)
 
     def write_block(self, index: int, traces: Traces, config: SimConfig) -> None:
@@ -82,3 +86,11 @@ class Staging:
         write_parquet(events, self.dir / "events.parquet")
         write_parquet(samples, self.dir / "samples.parquet")
         atomic_write_bytes(self.dir / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        retired = self.final.with_name("staging.old")
+        if retired.exists():
+            shutil.rmtree(retired)
+        if self.final.exists():
+            self.final.rename(retired)
+        self.dir.rename(self.final)
+        if retired.exists():
+            shutil.rmtree(retired)
