@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from .errors import SimulatorError
+from .errors import SimulatorError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
 SUBCOMMANDS = ("generate", "traces")
@@ -17,7 +18,20 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+class _TopParser(_Parser):
+    """The top-level parser; its --help also lists the options of the default 'generate' command."""
+
+    default_command: argparse.ArgumentParser | None = None
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.default_command is None:
+            return text
+        return (f"{text}\n'generate' is the default command: 'python -m simulator --samples N' runs it.\n\n"
+                f"{self.default_command.format_help()}")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -31,7 +45,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _TopParser(
         prog="python -m simulator",
         description="Simulate labelled server metrics (CPU, memory, disk, load, JVM, Spectrum Conductor "
                     "jobs, vemkd, network) of an IBM Spectrum Conductor cluster and export training data.",
@@ -61,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
     tr.add_argument("--output", type=Path, required=True, help="output file, .parquet or .csv")
     _common(tr)
+    parser.default_command = gen
     return parser
 
 
@@ -75,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             return _traces(args)
         return _generate(args)
     except SimulatorError as exc:
-        print(f"python -m simulator: error: {exc}", file=sys.stderr)
+        print(f"python -m simulator: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the output could not be written (disk full, permissions, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"python -m simulator: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("python -m simulator: interrupted; earlier outputs are unchanged", file=sys.stderr)
         return 130
@@ -91,6 +110,7 @@ def _generate(args) -> int:
         raise SimulatorError(f"--samples: must be at least 1, got {args.samples}")
     if args.anomaly_ratio is not None and not 0.0 <= args.anomaly_ratio <= 1.0:
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {args.anomaly_ratio}")
+    _check_common(args)
     out_dir = _output_dir(args.output_dir)
     config = load_config(args.config)
     started = time.perf_counter()
@@ -120,6 +140,8 @@ def _traces(args) -> int:
         raise SimulatorError(f"--output: {args.output} is a directory")
     if args.interval_s is not None and not args.interval_s > 0:
         raise SimulatorError(f"--interval-s: must be positive, got {args.interval_s}")
+    _check_common(args)
+    _writable_parent("--output", args.output.parent)
     traces, events = simulate(args.hosts, args.steps, config=args.config, seed=args.seed,
                               anomalies=args.anomalies, interval_s=args.interval_s, workers=args.workers)
     with atomic_path(args.output) as tmp:
@@ -145,10 +167,30 @@ def _traces(args) -> int:
     return 0
 
 
+def _check_common(args) -> None:
+    """Options checked before anything is simulated or any output (staging included) is touched."""
+    if args.workers is not None and args.workers < 1:
+        raise SimulatorError(f"--workers: must be at least 1, got {args.workers}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise SimulatorError(f"--seed: must be a whole number in [0, 2^63), got {args.seed}")
+
+
 def _output_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise SimulatorError(f"--output-dir: {path} exists and is not a directory")
+    _writable_parent("--output-dir", path)
     return path
+
+
+def _writable_parent(option: str, path: Path) -> None:
+    """`path` is, or can be created as, a writable directory: its nearest existing ancestor is one."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SimulatorError(f"{option}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SimulatorError(f"{option}: {existing} is not writable")
 
 
 class _progress:

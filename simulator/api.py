@@ -115,6 +115,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     seed = cfg.simulation.seed if seed is None else seed
     if not (isinstance(seed, int) and 0 <= seed < 2**63):
         raise SimulatorError(f"--seed: must be a whole number in [0, 2^63), got {seed}")
+    threads = _set_workers(workers)  # validated before any output is touched
     sim = cfg.simulation
     interval = sim.interval_s
     n_steps = max(1, int(round(sim.trace_days * 86400 / interval)))
@@ -129,7 +130,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     if staging:
         staging.begin()
     parts, event_parts = [], []
-    with _set_workers(workers):
+    with threads:
         for b, (lo, hi) in enumerate(blocks):
             traces, events = run_kernel(cfg, population, plan, seed, n_steps, interval,
                                         host_range=(lo, hi), keep_base=True)

@@ -120,6 +120,13 @@ def load_config(path: str | Path | None = None) -> SimConfig:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(source, "", f"malformed YAML: {where}{problem}") from None
+    except RecursionError:
+        raise ConfigError(source, "", "malformed YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for well-formed but impossible scalars:
+        # a date like 2026-13-45, `!!int x`, an integer literal of more than 4300 digits.
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(source, "", f"malformed YAML: bad value: {first}") from None
     return parse_config(data, source)
 
 
@@ -165,7 +172,7 @@ def _json_default(obj):
 def _parse_simulation(v: "_Validator", node: Any) -> SimulationSpec:
     d = v.mapping(node, "simulation",
                   required=("interval_s", "start_time", "trace_days", "samples_per_host",
-                            "anomaly_ratio", "seed"))
+                            "anomaly_ratio", "seed"), optional=())
     start = d["start_time"]
     if isinstance(start, datetime):
         start_dt = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
@@ -182,10 +189,9 @@ def _parse_simulation(v: "_Validator", node: Any) -> SimulationSpec:
         interval_s=v.number(d["interval_s"], "simulation.interval_s", 1, 86400),
         start_epoch_s=start_dt.timestamp(),
         trace_days=v.number(d["trace_days"], "simulation.trace_days", 0.01, 3660),
-        samples_per_host=int(v.number(d["samples_per_host"], "simulation.samples_per_host", 1, 1e6,
-                                      integer=True)),
+        samples_per_host=v.whole(d["samples_per_host"], "simulation.samples_per_host", 1, 10**6),
         anomaly_ratio=v.number(d["anomaly_ratio"], "simulation.anomaly_ratio", 0, 1),
-        seed=int(v.number(d["seed"], "simulation.seed", 0, 2**63 - 1, integer=True)),
+        seed=v.whole(d["seed"], "simulation.seed", 0, 2**63 - 1),
     )
 
 
@@ -212,13 +218,16 @@ def _parse_metrics(v: "_Validator", node: Any) -> tuple[MetricSpec, ...]:
             name=name, unit=v.string(m["unit"], f"{key}.unit"), lower=lower, upper=upper,
             integer=v.boolean(m["integer"], f"{key}.integer"),
             resolution=v.number(m["resolution"], f"{key}.resolution", 0, 1e6),
-            semantics=semantics, description=str(m.get("description", "")),
+            semantics=semantics, description=v.text(m.get("description", ""), f"{key}.description"),
         ))
     return tuple(specs)
 
 
 def _parse_profiles(v: "_Validator", defaults_node: Any, node: Any) -> tuple[ProfileSpec, ...]:
     defaults = v.mapping(defaults_node, "profile_defaults", optional=HOST_PARAMETER_NAMES)
+    for param, value in defaults.items():  # checked even where every profile overrides it
+        lo_b, hi_b, _ = HOST_PARAMETERS[param]
+        v.value_range(value, f"profile_defaults.{param}", lo_b, hi_b)
     d = v.mapping(node, "profiles")
     if not d:
         v.fail("profiles", "at least one host profile is needed")
@@ -237,7 +246,8 @@ def _parse_profiles(v: "_Validator", defaults_node: Any, node: Any) -> tuple[Pro
                 v.fail(f"{key}.{param}", "missing, and no profile_defaults entry either")
             lo_b, hi_b, _ = HOST_PARAMETERS[param]
             ranges.append(v.value_range(value, pkey, lo_b, hi_b))
-        profiles.append(ProfileSpec(name, share, str(p.get("description", "")), tuple(ranges)))
+        profiles.append(ProfileSpec(name, share, v.text(p.get("description", ""), f"{key}.description"),
+                                    tuple(ranges)))
     total = sum(p.share for p in profiles)
     if total <= 0:
         v.fail("profiles", "the shares add up to 0")
@@ -257,6 +267,7 @@ def _parse_anomalies(v: "_Validator", node: Any) -> tuple[AnomalySpec, ...]:
         param_fields = tuple(f.name for f in dataclasses.fields(unit.params))
         a = v.mapping(anode, key, required=("share", "duration_minutes", "severity", "min_peak_deviation"),
                       optional=("description", *param_fields))
+        v.text(a.get("description", ""), f"{key}.description")
         duration = v.value_range(a["duration_minutes"], f"{key}.duration_minutes", 0.0, 1e6)
         if duration[0] <= 0:
             v.fail(f"{key}.duration_minutes", "must be positive")
@@ -305,16 +316,25 @@ class _Validator:
                     self.fail(_join(key, k), "unknown key")
         return node
 
-    def number(self, value: Any, key: str, lo: float, hi: float, integer: bool = False) -> float:
+    def number(self, value: Any, key: str, lo: float, hi: float) -> float:
+        return float(self._checked_number(value, key, lo, hi))
+
+    def whole(self, value: Any, key: str, lo: int, hi: int) -> int:
+        """A whole number (`3` or `3.0`), returned as an exact int (seeds go up to 2^63 - 1)."""
+        value = self._checked_number(value, key, lo, hi, integer=True)
+        return value if isinstance(value, int) else int(value)
+
+    def _checked_number(self, value: Any, key: str, lo: float, hi: float, integer: bool = False):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(key, f"expected a number, got {_type_name(value)}")
-        if not math.isfinite(value):
+        # an int may be too large for a float (math.isfinite(10**400) raises); compare it exactly
+        if isinstance(value, float) and not math.isfinite(value):
             self.fail(key, f"must be finite, got {value}")
-        if integer and value != int(value):
+        if integer and isinstance(value, float) and value != int(value):
             self.fail(key, f"expected a whole number, got {value}")
         if not lo <= value <= hi:
-            self.fail(key, f"{value} is outside [{_fmt(lo)}, {_fmt(hi)}]")
-        return float(value)
+            self.fail(key, f"{_show(value)} is outside [{_fmt(lo)}, {_fmt(hi)}]")
+        return value
 
     def value_range(self, value: Any, key: str, lo: float, hi: float) -> tuple[float, float]:
         if isinstance(value, list):
@@ -331,6 +351,12 @@ class _Validator:
     def string(self, value: Any, key: str) -> str:
         if not isinstance(value, str) or not value:
             self.fail(key, f"expected a non-empty string, got {_type_name(value)}")
+        return value
+
+    def text(self, value: Any, key: str) -> str:
+        """Free text such as a description: any string, possibly empty."""
+        if not isinstance(value, str):
+            self.fail(key, f"expected text, got {_type_name(value)}")
         return value
 
     def boolean(self, value: Any, key: str) -> bool:
@@ -352,3 +378,11 @@ def _type_name(value: Any) -> str:
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
+
+
+def _show(value: float) -> str:
+    """A number for an error message; huge integers by their size, not their 400 digits."""
+    if isinstance(value, int) and abs(value) >= 10**16:
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return f"{value}"

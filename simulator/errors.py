@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (`\\n`), so it prints as one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 class SimulatorError(Exception):
     """A problem the user can fix: bad input, a bad config, an unusable output path."""
 
@@ -13,4 +20,4 @@ class ConfigError(SimulatorError):
     def __init__(self, source: str, key: str, problem: str):
         self.source, self.key, self.problem = source, key, problem
         where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {problem}")
+        super().__init__(one_line(f"{where}: {problem}"))
