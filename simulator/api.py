@@ -87,7 +87,7 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
         for lo in range(0, hosts, BLOCK_HOSTS):
             traces, ev = run_kernel(cfg, population, plan, seed, steps, interval,
                                     host_range=(lo, min(lo + BLOCK_HOSTS, hosts)), keep_base=False)
-            frames.append(pl.from_arrow(traces_table(traces, cfg, with_labels=with_labels)))
+            frames.append(traces_table(traces, cfg, with_labels=with_labels))
             events.append(ev)
     df = pl.concat(frames)
     if with_labels:

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from datasafe import atomic_path, atomic_write_bytes
 
@@ -28,39 +26,37 @@ from .engine import Traces
 COMPRESSION = "zstd"
 
 
-def write_parquet(table: pa.Table | pl.DataFrame, path: Path) -> None:
-    if isinstance(table, pl.DataFrame):
-        table = table.to_arrow()
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression=COMPRESSION)
+        frame.write_parquet(tmp, compression=COMPRESSION)
 
 
-def traces_table(traces: Traces, config: SimConfig, with_labels: bool = False) -> pa.Table:
+def traces_table(traces: Traces, config: SimConfig, with_labels: bool = False) -> pl.DataFrame:
     """Dense traces of a block: one row per host and step; optional per-metric label columns."""
     n_hosts, n_steps = traces.n_hosts, traces.n_steps
     host = np.repeat(np.arange(traces.first_host, traces.first_host + n_hosts, dtype=np.int32), n_steps)
     step = np.tile(np.arange(traces.t0, traces.t0 + n_steps, dtype=np.int32), n_hosts)
     micros = ((traces.start_epoch_s + step.astype(np.float64) * traces.interval_s) * 1e6).astype(np.int64)
-    cols = {"host": pa.array(host), "step": pa.array(step),
-            "timestamp": pa.array(micros, type=pa.timestamp("us", tz="UTC"))}
+    cols = [pl.Series("host", host), pl.Series("step", step),
+            pl.Series("timestamp", micros).cast(pl.Datetime("us", "UTC"))]
     for m, spec in enumerate(config.metrics):
         flat = traces.values[m].reshape(-1)
-        cols[spec.name] = pa.array(flat.astype(np.int32) if spec.integer else flat)
+        cols.append(pl.Series(spec.name, flat.astype(np.int32) if spec.integer else flat))
     if with_labels:
         for m, spec in enumerate(config.metrics):
-            cols[f"label_{spec.name}"] = pa.array(traces.labels[m].reshape(-1))
-    return pa.table(cols)
+            cols.append(pl.Series(f"label_{spec.name}", traces.labels[m].reshape(-1)))
+    return pl.DataFrame(cols)
 
 
-def labels_table(traces: Traces) -> pa.Table:
+def labels_table(traces: Traces) -> pl.DataFrame:
     """Sparse labels: (host, step, metric, event_id) for every anomalous metric point."""
     metric, h, i = np.nonzero(traces.labels >= 0)
-    return pa.table({
-        "host": pa.array((h + traces.first_host).astype(np.int32)),
-        "step": pa.array((i + traces.t0).astype(np.int32)),
-        "metric": pa.DictionaryArray.from_arrays(metric.astype(np.int8), pa.array(METRICS)),
-        "event_id": pa.array(traces.labels[metric, h, i]),
-    })
+    return pl.DataFrame([
+        pl.Series("host", (h + traces.first_host).astype(np.int32)),
+        pl.Series("step", (i + traces.t0).astype(np.int32)),
+        pl.Series("metric", np.array(METRICS)[metric]).cast(pl.Enum(list(METRICS))),
+        pl.Series("event_id", traces.labels[metric, h, i]),
+    ])
 
 
 class Staging:
