@@ -110,7 +110,6 @@ def _generate(args) -> int:
         raise SimulatorError(f"--samples: must be at least 1, got {args.samples}")
     if args.anomaly_ratio is not None and not 0.0 <= args.anomaly_ratio <= 1.0:
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {args.anomaly_ratio}")
-    _check_common(args)
     out_dir = _output_dir(args.output_dir)
     config = load_config(args.config)
     started = time.perf_counter()
@@ -140,7 +139,6 @@ def _traces(args) -> int:
         raise SimulatorError(f"--output: {args.output} is a directory")
     if args.interval_s is not None and not args.interval_s > 0:
         raise SimulatorError(f"--interval-s: must be positive, got {args.interval_s}")
-    _check_common(args)
     _writable_parent("--output", args.output.parent)
     traces, events = simulate(args.hosts, args.steps, config=args.config, seed=args.seed,
                               anomalies=args.anomalies, interval_s=args.interval_s, workers=args.workers)
@@ -165,14 +163,6 @@ def _traces(args) -> int:
         print(f"wrote {args.output} ({len(traces)} rows) and {events_path} ({len(events)} events)",
               file=sys.stderr)
     return 0
-
-
-def _check_common(args) -> None:
-    """Options checked before anything is simulated or any output (staging included) is touched."""
-    if args.workers is not None and args.workers < 1:
-        raise SimulatorError(f"--workers: must be at least 1, got {args.workers}")
-    if args.seed is not None and not 0 <= args.seed < 2**63:
-        raise SimulatorError(f"--seed: must be a whole number in [0, 2^63), got {args.seed}")
 
 
 def _output_dir(path: Path) -> Path:

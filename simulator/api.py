@@ -76,14 +76,15 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
     _check_count("steps", steps, 1)
     n_events = hosts if anomalies is None else anomalies
     _check_count("anomalies", n_events, 0)
-    seed = cfg.simulation.seed if seed is None else seed
+    seed = _checked_seed(cfg, seed)
+    threads = _set_workers(workers)
     interval = cfg.simulation.interval_s if interval_s is None else float(interval_s)
     if not interval > 0:
         raise SimulatorError(f"interval: must be positive, got {interval}")
     population = build_population(cfg, hosts, seed)
     plan = plan_events(cfg, population, n_events, steps, seed, interval)
     frames, events = [], []
-    with _set_workers(workers):
+    with threads:
         for lo in range(0, hosts, BLOCK_HOSTS):
             traces, ev = run_kernel(cfg, population, plan, seed, steps, interval,
                                     host_range=(lo, min(lo + BLOCK_HOSTS, hosts)), keep_base=False)
@@ -93,8 +94,9 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
     if with_labels:
         df = df.with_columns(
             pl.max_horizontal([pl.col(f"label_{m.name}") >= 0 for m in cfg.metrics]).alias("is_anomaly"))
+    events = pl.concat(events)
     profile = pl.Series(np.array(population.profile_names)[population.profile])
-    return df, pl.concat(events).with_columns(profile=profile.gather(pl.concat(events)["host"]))
+    return df, events.with_columns(profile=profile.gather(events["host"]))
 
 
 def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed: int | None = None,
@@ -112,9 +114,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     ratio = cfg.simulation.anomaly_ratio if anomaly_ratio is None else anomaly_ratio
     if not (isinstance(ratio, (int, float)) and 0.0 <= ratio <= 1.0):
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {ratio}")
-    seed = cfg.simulation.seed if seed is None else seed
-    if not (isinstance(seed, int) and 0 <= seed < 2**63):
-        raise SimulatorError(f"--seed: must be a whole number in [0, 2^63), got {seed}")
+    seed = _checked_seed(cfg, seed)
     threads = _set_workers(workers)  # validated before any output is touched
     sim = cfg.simulation
     interval = sim.interval_s
@@ -217,6 +217,13 @@ def _generated_at() -> str:
     fixed = os.environ.get("SOURCE_DATE_EPOCH")
     when = datetime.fromtimestamp(int(fixed), timezone.utc) if fixed and fixed.isdigit() else datetime.now(timezone.utc)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _checked_seed(cfg: SimConfig, seed) -> int:
+    seed = cfg.simulation.seed if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise SimulatorError(f"--seed: must be a whole number in [0, 2^63), got {seed}")
+    return int(seed)
 
 
 def _check_count(name: str, value, minimum: int, maximum: int | None = None) -> None:
