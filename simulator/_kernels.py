@@ -51,6 +51,10 @@ P_NET_LEVEL = P["net_level_mbps"]
 P_NET_SIGMA = P["net_sigma"]
 P_NET_COUPLING = P["net_cpu_coupling"]
 P_NET_OUT = P["net_out_ratio"]
+P_AGENT_RATE = P["cpu_agent_spikes_per_day"]
+P_AGENT_PCT = P["cpu_agent_spike_pct"]
+P_NET_BURSTS = P["net_bursts_per_day"]
+P_NET_BURST_SCALE = P["net_burst_scale"]
 P_LAT_BASE = P["latency_base_ms"]
 P_LAT_SIGMA = P["latency_sigma"]
 P_LAT_QUEUE = P["latency_queue_ms"]
@@ -88,6 +92,8 @@ D_JOB_N = 25
 D_DONE_N = 27
 D_GC_N = 29
 D_STORM_U = 31
+D_BURST_IN_U, D_BURST_OUT_U = 32, 33
+D_AGENT_U = 34
 # per-host draw slots
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0 = 0, 1, 2, 3, 5
 
@@ -125,6 +131,25 @@ def poisson_from_uniform(lam, u, z):
         p *= lam / k
         cdf += p
     return k
+
+
+BURST_TAIL_ALPHA = 2.5  # Pareto (Lomax) tail of transfer sizes: bulk traffic is heavy-tailed
+BURST_DECAY = 0.6       # share of a transfer's traffic left in the next interval (most end in 5 minutes)
+BURST_MAX = 200.0       # cap, in multiples of the burst scale
+NET_NOISE_PHI = 0.95    # traffic noise is persistent (sessions last longer than 5 minutes)
+
+
+@jit
+def transfer_burst(u, p, scale):
+    """Traffic a new bulk transfer adds this step (0 without one), from one uniform draw.
+
+    A transfer starts when ``u < p``; then ``u / p`` is again uniform and sets a Lomax-distributed
+    size, so that real traffic's heavy tails (skew 3-8, kurtosis of changes 4-260) appear.
+    """
+    if u >= p:
+        return 0.0
+    v = u / p
+    return scale * min((1.0 - v) ** (-1.0 / BURST_TAIL_ALPHA) - 1.0, BURST_MAX)
 
 
 @jit
@@ -205,6 +230,13 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
     mem_step = 0.0
     mem_cache = 0.0
     disk = pr[P_DISK_LEVEL]
+    net_ar = 0.0
+    net_innovation = pr[P_NET_SIGMA] * np.sqrt(1.0 - NET_NOISE_PHI ** 2)
+    burst_in = 0.0
+    burst_out = 0.0
+    agent_p = pr[P_AGENT_RATE] / steps_per_day
+    burst_p = pr[P_NET_BURSTS] / steps_per_day
+    burst_size = pr[P_NET_BURST_SCALE] * pr[P_NET_LEVEL]
     vemkd_offset = 0.0
     shift_p = pr[P_CPU_SHIFTS] / steps_per_day
     mem_step_p = pr[P_MEM_STEPS] / steps_per_day
@@ -241,6 +273,9 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
         cpu_bg = pr[P_CPU_LEVEL] * work
         if has_cron and ((clock - cron_offset) % 3600.0) < dt:
             cpu_bg += pr[P_CRON_AMP] * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+        u_agent = uniform(seed, t, D_AGENT_U)
+        if u_agent < agent_p:  # u / p is again uniform: it sets the size
+            cpu_bg += pr[P_AGENT_PCT] * (0.7 + 0.6 * u_agent / agent_p)
         mem_ar = pr[P_MEM_PHI] * mem_ar + pr[P_MEM_SIGMA] * normal(seed, t, D_MEM_N)
         if uniform(seed, t, D_MEM_STEP_U) < mem_step_p:
             mem_step = 0.5 * mem_step + pr[P_MEM_STEP_SIGMA] * normal(seed, t, D_MEM_STEP_N)
@@ -253,16 +288,24 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
         if disk > 96.0:
             disk -= 25.0  # housekeeping by an operator
         disk = clip(disk, 0.0, 100.0)
-        net_in_bg = pr[P_NET_LEVEL] * np.exp(pr[P_NET_SIGMA] * normal(seed, t, D_NET_N)
-                                             + pr[P_NET_COUPLING] * log_work)
+        net_ar = NET_NOISE_PHI * net_ar + net_innovation * normal(seed, t, D_NET_N)
+        net_in_bg = pr[P_NET_LEVEL] * np.exp(net_ar + pr[P_NET_COUPLING] * log_work)
         net_out_bg = pr[P_NET_OUT] * net_in_bg * np.exp(0.15 * normal(seed, t, D_NET_OUT_N))
+        burst_in = BURST_DECAY * burst_in + transfer_burst(uniform(seed, t, D_BURST_IN_U), burst_p, burst_size)
+        burst_out = (BURST_DECAY * burst_out
+                     + transfer_burst(uniform(seed, t, D_BURST_OUT_U), burst_p, pr[P_NET_OUT] * burst_size))
+        net_in_bg += burst_in
+        net_out_bg += burst_out
         lat_bg = pr[P_LAT_BASE] * np.exp(pr[P_LAT_SIGMA] * normal(seed, t, D_LAT_N))
         if uniform(seed, t, D_VEMKD_U) < vemkd_p:
             if uniform(seed, t, D_VEMKD_DIR_U) < 0.5 - 0.2 * vemkd_offset:
                 vemkd_offset += 1.0
             else:
                 vemkd_offset -= 1.0
-        vemkd_bg = max(pr[P_VEMKD] + vemkd_offset, 1.0)
+        # child processes (pem, pim, ELIMs) come and go; vemkd and lim stay, so the count never
+        # wanders near 0 on its own: a crash (0) is always visible against it
+        vemkd_offset = clip(vemkd_offset, -1.0, 1.0)
+        vemkd_bg = max(pr[P_VEMKD] + vemkd_offset, 2.0)
         u_jobs = uniform(seed, t, D_JOB_U)
         z_jobs = normal(seed, t, D_JOB_N)
         z_done = normal(seed, t, D_DONE_N)

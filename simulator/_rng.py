@@ -15,7 +15,7 @@ from ._numba import jit
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX2 = np.uint64(0x94D049BB133111EB)
-SLOTS_PER_STEP = np.uint64(32)  # draw slots reserved per time step
+SLOTS_PER_STEP = np.uint64(40)  # draw slots reserved per time step
 HOST_DOMAIN = np.uint64(1 << 62)  # counters of per-host (not per-step) draws
 TWO_PI = 2.0 * np.pi
 

@@ -12,7 +12,7 @@ from ._rng import host_seeds
 from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS, N_METRICS
 from .config import SimConfig
-from .events import EventPlan
+from .events import GAP_STEPS, EventPlan
 from .population import Population
 
 
@@ -38,50 +38,117 @@ class Traces:
         return self.values.shape[2]
 
 
+RELOCATE_STREAM = 3    # SeedSequence spawn key of the re-placement of undetectable events
+RELOCATE_ATTEMPTS = 4  # tries to move an event to a time where its host can show it
+
+
 def run_kernel(config: SimConfig, population: Population, plan: EventPlan, seed: int,
                n_steps: int, interval_s: float, *, host_range: tuple[int, int] | None = None,
                t0: int = 0, keep_base: bool = True) -> tuple[Traces, pl.DataFrame]:
-    """Simulate a block of hosts; the event table covers the events of those hosts."""
+    """Simulate a block of hosts; the event table covers the events of those hosts.
+
+    An event its host cannot show (its peak deviation stays under the kind's configured minimum,
+    e.g. a CPU spike on a host already pinned at 100 %) is moved to another free time on the same
+    host and that host is simulated again, up to RELOCATE_ATTEMPTS times.  The new start depends
+    only on (seed, event id, attempt), so the result is the same for any block size or worker count.
+    """
     lo, hi = host_range or (0, population.n_hosts)
     n_hosts = hi - lo
     ptr_all = plan.host_pointers(population.n_hosts)
     e_lo, e_hi = int(ptr_all[lo]), int(ptr_all[hi])
-    ptr = (ptr_all[lo:hi + 1] - e_lo).astype(np.int64)
     ev = slice(e_lo, e_hi)
-    row0 = int(plan.profile_row[e_lo]) if e_hi > e_lo else 0
-    metrics = config.metrics
-    res = np.array([m.resolution for m in metrics])
-    lower = np.array([m.lower for m in metrics])
-    upper = np.array([m.upper for m in metrics])
+    n_ev = e_hi - e_lo
     values = np.empty((N_METRICS, n_hosts, n_steps), np.float32)
     base = np.empty((N_METRICS, n_hosts if keep_base else 0, n_steps if keep_base else 0), np.float32)
     labels = np.empty((N_METRICS, n_hosts, n_steps), np.int32)
     host_std = np.empty((N_METRICS, n_hosts))
-    n_ev = e_hi - e_lo
     ev_peak, ev_first, ev_last = np.empty(n_ev), np.empty(n_ev, np.int64), np.empty(n_ev, np.int64)
     ev_peak_metric = np.empty(n_ev, np.int64)
-    simulate_hosts(
-        host_seeds(seed, lo, n_hosts), population.params[lo:hi], t0, n_steps, float(interval_s),
-        float(config.simulation.start_epoch_s), res, lower, upper,
-        ptr, plan.start[ev], plan.length[ev], plan.profile_row[ev] - row0,
-        np.arange(e_lo, e_hi, dtype=np.int64), plan.affected_masks()[ev], plan.primary_metrics()[ev],
-        plan.profiles[row0:row0 + int(plan.length[ev].sum())],
-        values, base, labels, host_std, ev_peak, ev_peak_metric, ev_first, ev_last,
-    )
+    starts = plan.start[ev].copy()
+    out = (values, base, labels, host_std, ev_peak, ev_peak_metric, ev_first, ev_last)
+    kernel = _KernelCall(config, population, plan, seed, n_steps, interval_s, t0, ptr_all, keep_base)
+    kernel(lo, hi, starts, e_lo, out, lo)
+    minimum = np.array([config.anomaly(k).min_peak_deviation for k in plan.kind_names])[plan.kind[ev]] \
+        if n_ev else np.zeros(0)
+    for attempt in range(1, RELOCATE_ATTEMPTS + 1):
+        weak = np.flatnonzero(ev_peak < minimum)
+        if not len(weak):
+            break
+        for e in weak:
+            starts[e] = _relocated_start(seed, e_lo + e, attempt, starts, plan.length[ev],
+                                         plan.host[ev], e, t0, n_steps)
+        for h in np.unique(plan.host[ev][weak]):
+            kernel(int(h), int(h) + 1, starts, e_lo, out, lo)
     traces = Traces(values, base if keep_base else None, labels, host_std, lo, t0, float(interval_s),
                     float(config.simulation.start_epoch_s))
     return traces, event_table(plan, ev, ev_peak, ev_peak_metric, ev_first, ev_last, interval_s,
-                               config.simulation.start_epoch_s)
+                               config.simulation.start_epoch_s, starts)
+
+
+class _KernelCall:
+    """Runs the kernel for hosts [a, b) of a block, writing into the block's arrays."""
+
+    def __init__(self, config, population, plan, seed, n_steps, interval_s, t0, ptr_all, keep_base):
+        self.plan, self.population, self.seed, self.t0 = plan, population, seed, t0
+        self.n_steps, self.interval_s, self.ptr_all, self.keep_base = n_steps, float(interval_s), ptr_all, keep_base
+        self.start_epoch = float(config.simulation.start_epoch_s)
+        self.res = np.array([m.resolution for m in config.metrics])
+        self.lower = np.array([m.lower for m in config.metrics])
+        self.upper = np.array([m.upper for m in config.metrics])
+        self.masks, self.primary = plan.affected_masks(), plan.primary_metrics()
+
+    def __call__(self, a, b, block_starts, block_e_lo, out, block_lo):
+        plan, n = self.plan, b - a
+        e_a, e_b = int(self.ptr_all[a]), int(self.ptr_all[b])
+        ev = slice(e_a, e_b)
+        ptr = (self.ptr_all[a:b + 1] - e_a).astype(np.int64)
+        row0 = int(plan.profile_row[e_a]) if e_b > e_a else 0
+        values, base, labels, host_std, peak, peak_metric, first, last = out
+        h = slice(a - block_lo, b - block_lo)
+        e = slice(e_a - block_e_lo, e_b - block_e_lo)
+        whole = n == values.shape[1]
+        sub = (values, base, labels, host_std) if whole else (
+            np.empty((N_METRICS, n, self.n_steps), np.float32),
+            np.empty((N_METRICS, n if self.keep_base else 0, self.n_steps if self.keep_base else 0), np.float32),
+            np.empty((N_METRICS, n, self.n_steps), np.int32), np.empty((N_METRICS, n)))
+        ev_out = (peak, peak_metric, first, last) if whole else tuple(np.empty(e_b - e_a, x.dtype)
+                                                                       for x in (peak, peak_metric, first, last))
+        simulate_hosts(
+            host_seeds(self.seed, a, n), self.population.params[a:b], self.t0, self.n_steps, self.interval_s,
+            self.start_epoch, self.res, self.lower, self.upper,
+            ptr, block_starts[e], plan.length[ev], plan.profile_row[ev] - row0,
+            np.arange(e_a, e_b, dtype=np.int64), self.masks[ev], self.primary[ev],
+            plan.profiles[row0:row0 + int(plan.length[ev].sum())], *sub, *ev_out,
+        )
+        if not whole:
+            values[:, h], labels[:, h], host_std[:, h] = sub[0], sub[2], sub[3]
+            if self.keep_base:
+                base[:, h] = sub[1]
+            peak[e], peak_metric[e], first[e], last[e] = ev_out
+
+
+def _relocated_start(seed: int, event_id: int, attempt: int, starts: np.ndarray, lengths: np.ndarray,
+                     hosts: np.ndarray, e: int, t0: int, n_steps: int) -> int:
+    """A new start for event e on its host, clear of the host's other events when there is room."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(RELOCATE_STREAM, event_id, attempt)))
+    length = int(lengths[e])
+    candidates = np.arange(t0, t0 + max(n_steps - length, 0) + 1)
+    others = np.flatnonzero((hosts == hosts[e]) & (np.arange(len(hosts)) != e))
+    free = np.ones(len(candidates), bool)
+    for o in others:
+        free &= (candidates + length + GAP_STEPS <= starts[o]) | (candidates >= starts[o] + lengths[o] + GAP_STEPS)
+    pool = candidates[free] if free.any() else candidates
+    return int(pool[rng.integers(len(pool))])
 
 
 def event_table(plan: EventPlan, ev: slice, peak: np.ndarray, peak_metric: np.ndarray, first: np.ndarray,
-                last: np.ndarray,
-                interval_s: float, start_epoch_s: float) -> pl.DataFrame:
+                last: np.ndarray, interval_s: float, start_epoch_s: float,
+                start: np.ndarray | None = None) -> pl.DataFrame:
     """One row per event: where, what, when, how strong, and which metrics it moved."""
     kinds = plan.kind_names
     affects = [", ".join(ANOMALY_KINDS[k].affects) for k in kinds]
     primary = [ANOMALY_KINDS[k].primary for k in kinds]
-    start = plan.start[ev]
+    start = plan.start[ev] if start is None else start
     end = start + plan.length[ev]
     to_time = lambda steps: (pl.lit(start_epoch_s) + pl.Series(steps * interval_s)) * 1_000_000  # noqa: E731
     df = pl.DataFrame({

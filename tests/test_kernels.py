@@ -24,12 +24,12 @@ def ref_splitmix64(x: int) -> int:
 
 
 def ref_uniform(seed: int, t: int, k: int) -> float:
-    counter = t * 32 + k + 1
+    counter = t * 40 + k + 1
     z = ref_splitmix64((seed + counter * 0x9E3779B97F4A7C15) & MASK64)
     return ((z >> 11) + 0.5) / 2.0**53
 
 
-@given(st.integers(0, 2**64 - 1), st.integers(0, 10**7), st.integers(0, 31))
+@given(st.integers(0, 2**64 - 1), st.integers(0, 10**7), st.integers(0, 39))
 def test_uniform_matches_reference_splitmix64(seed, t, k):
     assert _rng.uniform(np.uint64(seed), t, k) == ref_uniform(seed, t, k)
 
@@ -114,3 +114,20 @@ def test_pick_event_points_and_normal_mask_match_numpy():
     assert 10 <= picks[0] < 15           # primary metric 0 carries event 0 there
     assert 30 <= picks[1] < 33           # event 1 only on metric 1: falls back to any metric
     assert np.array_equal(normal_mask(labels), ~(labels >= 0).any(axis=0))
+
+
+@given(st.floats(1e-9, 1 - 1e-9), st.floats(0.0, 1.0), st.floats(0.0, 1e4))
+def test_transfer_burst_matches_lomax_reference(u, p, scale):
+    expected = 0.0 if u >= p else scale * min((1 - u / p) ** (-1 / K.BURST_TAIL_ALPHA) - 1,
+                                              K.BURST_MAX)
+    assert K.transfer_burst(u, p, scale) == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_transfer_burst_sizes_are_heavy_tailed_and_rate_is_p():
+    u = (np.arange(200_000) + 0.5) / 200_000
+    sizes = np.array([K.transfer_burst(x, 0.05, 1.0) for x in u])
+    started = sizes > 0
+    assert started.mean() == pytest.approx(0.05, abs=1e-4)
+    big = sizes[started]
+    # a Lomax tail: the largest transfers are tens of times the typical one
+    assert big.max() > 20 * np.median(big)
