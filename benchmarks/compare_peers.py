@@ -96,11 +96,19 @@ class CpuMeter:
                   for f in ("ru_utime", "ru_stime"))
         return busy, own, time.perf_counter()
 
-    def others_cores(self) -> float | None:
+    def delta(self) -> tuple[float, float, float] | None:
+        """(all busy CPU s, own CPU s, wall s) since construction."""
         end = self._snap()
-        if self.start is None or end is None or end[2] <= self.start[2]:
+        if self.start is None or end is None:
             return None
-        return max(((end[0] - self.start[0]) - (end[1] - self.start[1])) / (end[2] - self.start[2]), 0.0)
+        return tuple(e - s for e, s in zip(end, self.start))
+
+
+def others_cores(deltas: list[tuple[float, float, float]]) -> float | None:
+    """Cores busy with other processes over several timed calls, pooled (the /proc/stat tick is 10 ms,
+    too coarse for one short call)."""
+    busy, own, wall = (sum(d[i] for d in deltas) for i in range(3))
+    return max((busy - own) / wall, 0.0) if deltas and wall > 0 else None
 
 
 def dir_bytes(path: Path) -> int:
@@ -117,7 +125,7 @@ class Case:
     warm: Callable[[Path | None], object]       # the same at a small size, untimed
     role: str = "peer"                          # "ours", "ours-extra", "floor", "peer"
     times: list[float] = field(default_factory=list)
-    others: list[float] = field(default_factory=list)
+    cpu: list[tuple[float, float, float]] = field(default_factory=list)  # CpuMeter deltas of the timed calls
     disk_bytes: int | None = None
     skipped: str | None = None
 
@@ -410,7 +418,7 @@ def build_cases(args, hosts: int) -> tuple[list[Case], list[str]]:
     return cases, notes
 
 
-def run_case(case: Case, fn, work_dir: Path, keep_size: bool = False) -> tuple[float, float | None]:
+def run_case(case: Case, fn, work_dir: Path, keep_size: bool = False) -> tuple[float, tuple | None]:
     out = None
     if case.on_disk:
         out = work_dir / "out"
@@ -421,13 +429,13 @@ def run_case(case: Case, fn, work_dir: Path, keep_size: bool = False) -> tuple[f
     t = time.perf_counter()
     result = fn(out)
     elapsed = time.perf_counter() - t
-    others = meter.others_cores()
+    cpu = meter.delta()
     del result
     if out is not None:
         if keep_size:
             case.disk_bytes = dir_bytes(out)
         shutil.rmtree(out, ignore_errors=True)
-    return elapsed, others
+    return elapsed, cpu
 
 
 def measure(cases: list[Case], repeats: int, work_dir: Path, notes: list[str]) -> None:
@@ -446,7 +454,7 @@ def measure(cases: list[Case], repeats: int, work_dir: Path, notes: list[str]) -
             if case.skipped:
                 continue
             try:
-                elapsed, others = run_case(case, case.run, work_dir, keep_size=(r == repeats - 1))
+                elapsed, cpu = run_case(case, case.run, work_dir, keep_size=(r == repeats - 1))
             except Exception as exc:  # noqa: BLE001
                 if case.role in ("ours", "floor"):
                     raise
@@ -455,8 +463,8 @@ def measure(cases: list[Case], repeats: int, work_dir: Path, notes: list[str]) -
                 print(case.skipped, file=sys.stderr)
                 continue
             case.times.append(elapsed)
-            if others is not None:
-                case.others.append(others)
+            if cpu is not None:
+                case.cpu.append(cpu)
             print(f"  round {r + 1}/{repeats}: {case.tool:<32} {case.mode:<10} {elapsed:8.3f} s  "
                   f"{case.values / elapsed / 1e6:7.2f} M values/s", file=sys.stderr, flush=True)
 
@@ -483,7 +491,8 @@ def report(cases: list[Case], notes: list[str], args, hosts: int, header: list[s
         vs_floor = fmt_ratio(rate / floor) if floor else "-"
         ref = ours.get(c.mode)
         ours_vs = "(ours)" if c.role == "ours" else (fmt_ratio(ref / rate) if ref else "-")
-        others = f"{max(c.others):.2f}" if c.others else "?"
+        oc = others_cores(c.cpu)
+        others = "?" if oc is None else f"{oc:.2f}"
         disk = "-" if c.disk_bytes is None else f"{c.disk_bytes / 1e6:,.1f} MB ({c.disk_bytes / c.values:.2f} B/value)"
         lines.append("| " + " | ".join((c.tool, c.mode, c.what, f"{c.values:,}", f"{min(c.times):.3f}",
                                          f"{statistics.median(c.times):.3f}", fmt_rate(rate), vs_floor, ours_vs,
@@ -495,9 +504,19 @@ def report(cases: list[Case], notes: list[str], args, hosts: int, header: list[s
               "points, one anomaly per series).",
               "vs floor: values/s over the floor's values/s (NumPy standard_normal, float64, same process). "
               "ours / tool: our values/s in the same mode over the tool's (above 1: ours is faster). "
-              "others' CPU: the most cores other processes kept busy during any timed call of the case.",
+              "others' CPU: cores other processes kept busy during the case's timed calls (/proc/stat, "
+              "pooled over the rounds; near 0 = a quiet machine, ~1 = one of 2 cores taken).",
               f"Best and median of {args.repeats} interleaved rounds after an untimed warm-up each. "
               "Disk rows include generating the data. Ours writes atomically with fsync; the others do not."]
+    for mode, ref in ours.items():  # one line per mode: where ours stands
+        peers = [c for c in done if c.mode == mode and c.role == "peer"]
+        ahead = [f"{c.tool} {fmt_ratio(ref / c.best_rate)}" for c in peers if ref >= c.best_rate]
+        behind = [f"{c.tool} ({c.what.split(';')[0].split(',')[0]}) {fmt_ratio(ref / c.best_rate)}"
+                  for c in peers if ref < c.best_rate]
+        lines.append(f"Ours, {mode}: {fmt_rate(ref)} values/s"
+                     + (f" = {fmt_ratio(ref / floor)} the floor" if floor else "")
+                     + (f"; ahead of {', '.join(ahead)}" if ahead else "")
+                     + (f"; BEHIND {', '.join(behind)}" if behind else "") + ".")
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import SimulatorError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
-SUBCOMMANDS = ("generate", "traces")
+SUBCOMMANDS = ("generate", "traces", "realism")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate labelled server metrics (CPU, memory, disk, load, JVM, Spectrum Conductor "
                     "jobs, vemkd, network) of an IBM Spectrum Conductor cluster and export training data.",
         epilog="Subcommands: 'generate' (the default, may be omitted) writes the training JSON; "
-               "'traces' exports full traces for anomaly detectors. "
-               "Run 'python -m simulator traces --help' for its options.",
+               "'traces' exports full traces for anomaly detectors; 'realism' measures the simulation "
+               "against real hosts. Run 'python -m simulator <command> --help' for their options.",
     )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     gen = sub.add_parser("generate", help="write <output-dir>/metrics_dataset.json (default command)",
@@ -75,6 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
     tr.add_argument("--output", type=Path, required=True, help="output file, .parquet or .csv")
     _common(tr)
+    re = sub.add_parser("realism", help="measure simulated hosts against real ones (NAB); table and plots",
+                        description="Simulate a population of hosts for 14 days at 5 minutes and compare each "
+                                    "metric's realism signature (computed by the reference's signature.py) "
+                                    "with the range real hosts of that kind show. Prints a table, writes "
+                                    "PNG plots and realism_report.json to --output-dir; exits 1 when a "
+                                    "statistic is out of the real range.")
+    re.add_argument("--hosts", type=int, default=60, help="simulated hosts (default 60)")
+    re.add_argument("--output-dir", type=Path, default=Path("training") / "realism",
+                    help="where plots and realism_report.json go (default: training/realism)")
+    re.add_argument("--reference", type=Path, default=None,
+                    help="folder with signature.py and nab/ (default: $SIMULATOR_REFERENCE, else "
+                         "../shared/reference beside the project)")
+    re.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    re.add_argument("--discriminative", action="store_true",
+                    help="also train classifiers to tell real from simulated CPU windows and report "
+                         "their accuracy (needs scikit-learn: pip install -e \".[bench]\")")
+    _common(re)
     parser.default_command = gen
     return parser
 
@@ -88,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "traces":
             return _traces(args)
+        if args.command == "realism":
+            return _realism(args)
         return _generate(args)
     except SimulatorError as exc:
         print(f"python -m simulator: error: {one_line(str(exc))}", file=sys.stderr)
@@ -126,6 +145,50 @@ def _generate(args) -> int:
               f"{stats['anomaly_samples']} anomalous ({kinds}) in {time.perf_counter() - started:.2f} s"
               + (f"; previous dataset kept as {backup.name}" if backup else ""), file=sys.stderr)
     return 0
+
+
+def _realism(args) -> int:
+    import orjson
+
+    from .api import _checked_seed, _set_workers
+    from .config import load_config
+    from .realism.reference import default_reference_dir
+    from .realism.report import format_report, run_realism
+    from datasafe import atomic_write_bytes
+
+    if args.hosts < 2:
+        raise SimulatorError(f"--hosts: must be at least 2, got {args.hosts}")
+    out_dir = _output_dir(args.output_dir)
+    config = load_config(args.config)
+    seed = _checked_seed(config, args.seed)
+    reference = args.reference or default_reference_dir()
+    with _set_workers(args.workers):
+        result = run_realism(config, args.hosts, seed, reference)
+        score = None
+        if args.discriminative:
+            from .realism.discriminative import discriminative_score
+            score = discriminative_score(config, reference, seed, hosts=args.hosts)
+    print(format_report(result))
+    if score is not None:
+        models = ", ".join(f"{k} {v:.3f}" for k, v in score.accuracy.items())
+        print(f"\ndiscriminative score (accuracy telling real NAB CPU days from simulated ones; 0.5 = "
+              f"indistinguishable): {score.score:.3f} ({models}; {score.n_real} real, "
+              f"{score.n_simulated} simulated windows, folds grouped by trace)")
+    report = {"seed": seed, "hosts": args.hosts, "reference": str(reference), "passed": result.passed,
+              "checks": result.checks.to_dicts(), "anomaly_shapes": result.shapes.to_dicts(),
+              "unreferenced_medians": result.unreferenced.to_dicts(),
+              "discriminative": None if score is None else {"score": score.score, "accuracy": score.accuracy,
+                                                            "n_real": score.n_real,
+                                                            "n_simulated": score.n_simulated}}
+    atomic_write_bytes(out_dir / "realism_report.json",
+                       orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    if not args.no_plots:
+        from .realism.plots import write_plots
+        paths = write_plots(result, out_dir, config.simulation.interval_s)
+        if not args.quiet:
+            print(f"\nwrote {', '.join(str(p) for p in paths)} and {out_dir / 'realism_report.json'}",
+                  file=sys.stderr)
+    return 0 if result.passed else 1
 
 
 def _traces(args) -> int:

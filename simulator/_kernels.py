@@ -93,9 +93,9 @@ D_DONE_N = 27
 D_GC_N = 29
 D_STORM_U = 31
 D_BURST_IN_U, D_BURST_OUT_U = 32, 33
-D_AGENT_U = 34
+D_AGENT_U, D_AGENT_SIZE_U = 34, 35
 # per-host draw slots
-H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0 = 0, 1, 2, 3, 5
+H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
 
 MAX_HEAP_FLOOR = 97.0
 GC_CPU_PCT = 50.0          # CPU percent the GC threads burn while the JVM is in GC
@@ -134,9 +134,10 @@ def poisson_from_uniform(lam, u, z):
 
 
 BURST_TAIL_ALPHA = 2.5  # Pareto (Lomax) tail of transfer sizes: bulk traffic is heavy-tailed
-BURST_DECAY = 0.6       # share of a transfer's traffic left in the next interval (most end in 5 minutes)
+BURST_DECAY = 0.6       # share of a transfer's traffic left in the next interval (fades over ~15 min)
 BURST_MAX = 200.0       # cap, in multiples of the burst scale
 NET_NOISE_PHI = 0.95    # traffic noise is persistent (sessions last longer than 5 minutes)
+AGENT_OFF_SCHEDULE = 0.1  # agent runs outside the daily slot, relative to the daily rate
 
 
 @jit
@@ -218,6 +219,7 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
     has_cron = host_uniform(seed, H_CRON) < pr[P_CRON_PROB]
     cron_offset = np.floor(host_uniform(seed, H_CRON_MINUTE) * 12.0) * 300.0
     rotation_at = np.floor(host_uniform(seed, H_ROTATION_HOUR) * 24.0) * 3600.0
+    agent_at = np.floor(host_uniform(seed, H_AGENT_AT) * 86400.0 / dt) * dt  # the agent's daily run
     u_a = host_uniform(seed, H_SHIFT0)
     u_b = host_uniform(seed, H_SHIFT0 + 1)
     shift = pr[P_CPU_SHIFT_SIGMA] * np.sqrt(-2.0 * np.log(u_a)) * np.cos(2.0 * np.pi * u_b)
@@ -273,9 +275,11 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
         cpu_bg = pr[P_CPU_LEVEL] * work
         if has_cron and ((clock - cron_offset) % 3600.0) < dt:
             cpu_bg += pr[P_CRON_AMP] * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+        # agents (backup, inventory, AV scan) wake at their daily time, and now and then in between
         u_agent = uniform(seed, t, D_AGENT_U)
-        if u_agent < agent_p:  # u / p is again uniform: it sets the size
-            cpu_bg += pr[P_AGENT_PCT] * (0.7 + 0.6 * u_agent / agent_p)
+        daily_run = ((clock - agent_at) % 86400.0) < dt
+        if u_agent < (min(agent_p * steps_per_day, 1.0) if daily_run else agent_p * AGENT_OFF_SCHEDULE):
+            cpu_bg += pr[P_AGENT_PCT] * (0.7 + 0.6 * uniform(seed, t, D_AGENT_SIZE_U))
         mem_ar = pr[P_MEM_PHI] * mem_ar + pr[P_MEM_SIGMA] * normal(seed, t, D_MEM_N)
         if uniform(seed, t, D_MEM_STEP_U) < mem_step_p:
             mem_step = 0.5 * mem_step + pr[P_MEM_STEP_SIGMA] * normal(seed, t, D_MEM_STEP_N)

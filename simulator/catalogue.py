@@ -60,7 +60,7 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
     "cpu_shift_sigma": (0, 3, "std of a regime change, in log units"),
     "cpu_cron_prob": (0, 1, "chance that a host runs an hourly cron burst"),
     "cpu_cron_amplitude": (0, 100, "CPU percent added by an hourly cron burst (5-minute average)"),
-    "cpu_agent_spikes_per_day": (0, 288, "rate of one-interval agent wake-ups (backup, inventory, AV scan) per day"),
+    "cpu_agent_spikes_per_day": (0, 288, "chance per day (up to 1) that an agent (backup, inventory, AV scan) runs at its daily time; 0.1x that rate off schedule"),
     "cpu_agent_spike_pct": (0, 100, "CPU percent an agent wake-up adds (5-minute average, +-30 %)"),
     "cpu_resolution": (0.0001, 10, "resolution of reported CPU percent (repeated values are real)"),
     "mem_level": (0, 100, "median memory percent without jobs"),

@@ -1,0 +1,192 @@
+"""The realism report: simulated signatures per host against the ranges real hosts show.
+
+A check compares one statistic of one metric, over a group of simulated hosts, with the range
+[min, max] over the real traces of the same kind; it is *in* when the simulated median over the
+group lies inside that range.  Normal behaviour is measured on each host's trace without anomalies
+(the kernel computes it alongside); anomaly shapes on the labelled events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..catalogue import METRICS, M
+from ..config import SimConfig
+from ..engine import Traces, run_kernel
+from ..events import plan_events
+from ..population import Population, build_population
+from .reference import RealTrace, load_real_traces, load_signature_module, signature_of
+
+STEPS = 4032  # 14 days at 5 minutes, as the NAB files
+STATISTICS = ("acf1", "acf12", "diffstd_over_std", "daily_profile_r2", "kurt_diff", "skew",
+              "frac_zero_diff", "frac_near_hi", "spec_slope")
+
+
+@dataclass(frozen=True)
+class Check:
+    """Simulated `metric` on hosts of `hosts` ("active", "idle" or "all") against real `group` traces."""
+
+    metric: str
+    hosts: str
+    group: str
+    statistics: tuple[str, ...] = STATISTICS
+
+    def real(self, trace: RealTrace) -> bool:
+        if trace.group != self.group:
+            return False
+        return self.hosts == "all" or trace.idle == (self.hosts == "idle")
+
+
+CHECKS = (
+    Check("cpu_usage", "active", "cpu"),
+    Check("cpu_usage", "idle", "cpu", ("acf1", "diffstd_over_std", "daily_profile_r2", "kurt_diff",
+                                       "skew", "frac_zero_diff", "frac_near_hi")),
+    # bounds-free statistics only: real network is bytes per period, ours Mbit/s
+    Check("network_in_mbps", "all", "network", ("acf1", "acf12", "diffstd_over_std", "daily_profile_r2",
+                                                "kurt_diff", "skew", "spec_slope")),
+    Check("network_out_mbps", "all", "network", ("acf1", "acf12", "diffstd_over_std", "daily_profile_r2",
+                                                 "kurt_diff", "skew", "spec_slope")),
+)
+# metrics with no real trace of their kind in the reference: reported, not checked; the source of
+# each shape is given in data_config/metrics.yaml's comments
+UNREFERENCED = tuple(m for m in METRICS if m not in {c.metric for c in CHECKS})
+SHAPE_KIND = "cpu_spike"  # NAB's labelled CPU anomalies are mostly spikes
+
+
+@dataclass(frozen=True)
+class RealismResult:
+    checks: pl.DataFrame        # one row per (metric, hosts, statistic): simulated vs real, in/out
+    shapes: pl.DataFrame        # anomaly-shape rows (CPU spike length and peak), simulated vs real
+    unreferenced: pl.DataFrame  # median statistics of metrics without a real reference
+    host_stats: pl.DataFrame    # one row per (host, metric): the simulated signature statistics
+    real_stats: pl.DataFrame    # one row per real trace: its signature statistics
+    traces: Traces
+    events: pl.DataFrame
+    population: Population
+    real_traces: list[RealTrace]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks["within"].all() and self.shapes["within"].all())
+
+
+def run_realism(config: SimConfig, hosts: int, seed: int, reference_dir: Path,
+                anomalies_per_host: float = 1.0, metrics: tuple[str, ...] = METRICS) -> RealismResult:
+    """Simulate `hosts` hosts of the config's population for 14 days and measure them against NAB.
+
+    `metrics` limits the signatures computed (the costly part) to those metrics.
+    """
+    module = load_signature_module(reference_dir)
+    real_traces = load_real_traces(reference_dir, module)
+    interval = config.simulation.interval_s
+    population = build_population(config, hosts, seed)
+    plan = plan_events(config, population, int(round(hosts * anomalies_per_host)), STEPS, seed, interval)
+    traces, events = run_kernel(config, population, plan, seed, STEPS, interval, keep_base=True)
+    profiles = np.array(population.profile_names)[population.profile]
+    events = events.with_columns(pl.Series("profile", profiles[events["host"].to_numpy()]))
+    t = config.simulation.start_epoch_s + np.arange(STEPS) * interval
+    rows = []
+    for metric in metrics:
+        base = traces.base[M[metric]]
+        for h in range(hosts):
+            sig = signature_of(module, metric, t, base[h].astype(np.float64))
+            rows.append({"host": h, "profile": profiles[h], "metric": metric,
+                         **{s: float(sig.get(s, np.nan)) for s in STATISTICS}})
+    host_stats = pl.DataFrame(rows, schema={"host": pl.Int64, "profile": pl.Utf8, "metric": pl.Utf8,
+                                            **{s: pl.Float64 for s in STATISTICS}})
+    real_stats = pl.DataFrame([{"file": r.name, "group": r.group, "idle": r.idle,
+                                **{s: float(r.signature.get(s, np.nan)) for s in STATISTICS}}
+                               for r in real_traces])
+    return RealismResult(
+        checks=_checks(host_stats, real_traces),
+        shapes=_shapes(traces, events, real_traces),
+        unreferenced=host_stats.filter(pl.col("metric").is_in(UNREFERENCED))
+        .group_by("metric", maintain_order=True).agg(pl.col(s).median() for s in STATISTICS),
+        host_stats=host_stats, real_stats=real_stats, traces=traces, events=events,
+        population=population, real_traces=real_traces)
+
+
+def _checks(host_stats: pl.DataFrame, real_traces: list[RealTrace]) -> pl.DataFrame:
+    rows = []
+    for check in CHECKS:
+        sim = host_stats.filter(pl.col("metric") == check.metric)
+        if check.hosts != "all":
+            sim = sim.filter((pl.col("profile") == "idle") == (check.hosts == "idle"))
+        real = [r.signature for r in real_traces if check.real(r)]
+        for stat in check.statistics:
+            values = sim[stat].drop_nans().drop_nulls()
+            real_values = [x[stat] for x in real if np.isfinite(x.get(stat, np.nan))]
+            if not len(values) or not real_values:
+                continue
+            median = float(values.median())
+            lo, hi = min(real_values), max(real_values)
+            rows.append({"metric": check.metric, "hosts": check.hosts, "statistic": stat,
+                         "sim_median": median, "sim_min": float(values.min()), "sim_max": float(values.max()),
+                         "real_min": lo, "real_max": hi, "n_sim": len(values), "n_real": len(real_values),
+                         "share_in_range": float(((values >= lo) & (values <= hi)).mean()),
+                         "within": lo <= median <= hi})
+    return pl.DataFrame(rows)
+
+
+def _shapes(traces: Traces, events: pl.DataFrame, real_traces: list[RealTrace]) -> pl.DataFrame:
+    """CPU spikes: length in points and peak in global sigmas, against NAB's labelled CPU anomalies."""
+    cpu, base = traces.values[M["cpu_usage"]], traces.base[M["cpu_usage"]]
+    lengths, peaks = [], []
+    for ev in events.filter(pl.col("kind") == SHAPE_KIND).iter_rows(named=True):
+        h, a, b = ev["host"], ev["start_step"], ev["end_step"]
+        sd = float(base[h].std())
+        if sd > 0:
+            lengths.append(b - a)
+            peaks.append(float(np.max(np.abs(cpu[h, a:b] - np.median(base[h])))) / sd)
+    real_windows = [w for r in real_traces if r.group == "cpu" for w in r.signature.get("windows", [])]
+    real_len = [w["excursion_points"] for w in real_windows if w["excursion_points"] > 0]
+    real_peak = [abs(w["peak_dev_global_sigma"]) for w in real_windows]
+    rows = []
+    for name, sim, real in (("length_points", lengths, real_len), ("peak_global_sigma", peaks, real_peak)):
+        if not sim or not real:
+            continue
+        sim_median = float(np.median(sim))
+        lo, hi = float(np.percentile(real, 10)), float(np.percentile(real, 90))
+        rows.append({"kind": SHAPE_KIND, "statistic": name, "sim_median": sim_median,
+                     "sim_min": float(np.min(sim)), "sim_max": float(np.max(sim)),
+                     "real_median": float(np.median(real)), "real_p10": lo, "real_p90": hi,
+                     "n_sim": len(sim), "n_real": len(real), "within": lo <= sim_median <= hi})
+    return pl.DataFrame(rows, schema={"kind": pl.Utf8, "statistic": pl.Utf8, "sim_median": pl.Float64,
+                                      "sim_min": pl.Float64, "sim_max": pl.Float64, "real_median": pl.Float64,
+                                      "real_p10": pl.Float64, "real_p90": pl.Float64, "n_sim": pl.Int64,
+                                      "n_real": pl.Int64, "within": pl.Boolean})
+
+
+def format_report(result: RealismResult) -> str:
+    """The plain-text table printed by `python -m simulator realism`."""
+    lines = [f"{'metric':<17} {'hosts':<6} {'statistic':<17} {'simulated median [min..max]':<32} "
+             f"{'real range':<22} in/out"]
+    for r in result.checks.iter_rows(named=True):
+        sim = f"{r['sim_median']:.3g} [{r['sim_min']:.3g}..{r['sim_max']:.3g}]"
+        real = f"[{r['real_min']:.3g}..{r['real_max']:.3g}] n={r['n_real']}"
+        lines.append(f"{r['metric']:<17} {r['hosts']:<6} {r['statistic']:<17} {sim:<32} {real:<22} "
+                     f"{'in' if r['within'] else 'OUT'}")
+    lines.append("")
+    lines.append("anomaly shapes (simulated median [min..max] vs NAB labelled CPU anomalies, p10..p90):")
+    for r in result.shapes.iter_rows(named=True):
+        sim = f"{r['sim_median']:.3g} [{r['sim_min']:.3g}..{r['sim_max']:.3g}]"
+        real = f"median {r['real_median']:.3g} [{r['real_p10']:.3g}..{r['real_p90']:.3g}] n={r['n_real']}"
+        lines.append(f"{r['kind']:<17} {'':<6} {r['statistic']:<17} {sim:<32} {real:<38} "
+                     f"{'in' if r['within'] else 'OUT'}")
+    lines.append("")
+    lines.append("no real reference of their kind (shape sources: comments in data_config/metrics.yaml); "
+                 "median over hosts:")
+    stats = ("acf1", "acf12", "kurt_diff", "skew", "frac_zero_diff", "spec_slope")
+    lines.append(f"{'metric':<21} " + " ".join(f"{s:>14}" for s in stats))
+    for r in result.unreferenced.iter_rows(named=True):
+        lines.append(f"{r['metric']:<21} " + " ".join(f"{r[s]:>14.3g}" for s in stats))
+    n_out = int((~result.checks["within"]).sum() + (~result.shapes["within"]).sum())
+    n_all = len(result.checks) + len(result.shapes)
+    lines.append("")
+    lines.append(f"{n_all - n_out} of {n_all} statistics inside the real range"
+                 + ("" if n_out == 0 else f"; {n_out} OUT"))
+    return "\n".join(lines)

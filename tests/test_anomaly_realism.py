@@ -1,0 +1,100 @@
+"""Anomaly realism as properties, over seeds, host profiles, kinds and parameters in their ranges.
+
+Every injected event must be detectable against its own host (peak deviation over the kind's
+configured minimum), bounded (no CPU over 100 %, no negative counts), gradual where the kind says
+so, and visible only in the metrics the kind declares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+from hypothesis import given, settings, strategies as st
+
+import simulator
+from simulator.anomalies import ANOMALY_KINDS
+from simulator.catalogue import METRICS
+from simulator.config import load_config
+
+STEPS = 864  # 3 days at 5 minutes
+HOSTS = 8
+_CONFIG = load_config()
+PROFILES = tuple(p.name for p in _CONFIG.profiles)
+KINDS = tuple(a.kind for a in _CONFIG.anomalies)
+
+
+@st.composite
+def scenarios(draw):
+    """A config with one host profile and one anomaly kind whose severity and duration ranges are
+    random sub-ranges of the configured ones."""
+    profile = draw(st.sampled_from(PROFILES))
+    kind = draw(st.sampled_from(KINDS))
+    spec = _CONFIG.anomaly(kind)
+    s_lo, s_hi = spec.severity
+    a, b = sorted(draw(st.floats(s_lo, s_hi)) for _ in range(2))
+    d_lo, d_hi = spec.duration_minutes
+    c, d = sorted(draw(st.floats(d_lo, d_hi)) for _ in range(2))
+    anomaly = dataclasses.replace(spec, share=1.0, severity=(a, b), duration_minutes=(c, d))
+    profiles = tuple(dataclasses.replace(p, share=1.0 if p.name == profile else 0.0) for p in _CONFIG.profiles)
+    config = dataclasses.replace(_CONFIG, anomalies=(anomaly,), profiles=profiles)
+    return config, profile, kind, draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=25)
+@given(scenarios())
+def test_every_event_is_detectable_bounded_and_declared(scenario):
+    config, profile, kind, seed = scenario
+    traces, events = simulator.simulate(HOSTS, STEPS, config=config, seed=seed, anomalies=HOSTS)
+    assert len(events) == HOSTS and set(events["kind"]) == {kind}
+    minimum = config.anomaly(kind).min_peak_deviation
+    weak = events.filter(pl.col("peak_deviation_sigma") < minimum)
+    assert len(weak) == 0, (profile, weak.select("severity", "peak_deviation_sigma", "peak_metric").rows())
+    for spec in config.metrics:
+        col = traces[spec.name]
+        assert col.min() >= spec.lower and col.max() <= spec.upper, spec.name
+    assert traces["cpu_usage"].max() <= 100.0
+    for metric in METRICS:
+        if metric not in ANOMALY_KINDS[kind].affects:
+            assert (traces[f"label_{metric}"] < 0).all(), (kind, metric)
+
+
+def _gradual_ok(config, kind, seed) -> None:
+    metric = ANOMALY_KINDS[kind].primary
+    with_events, events = simulator.simulate(HOSTS, STEPS, config=config, seed=seed, anomalies=HOSTS)
+    without, _ = simulator.simulate(HOSTS, STEPS, config=config, seed=seed, anomalies=0)
+    delta = (with_events[metric] - without[metric]).to_numpy().reshape(HOSTS, STEPS)
+    value = with_events[metric].to_numpy().reshape(HOSTS, STEPS)
+    resolution = config.metric(metric).resolution
+    upper = config.metric(metric).upper
+    for ev in events.iter_rows(named=True):
+        d = delta[ev["host"], ev["start_step"]:ev["end_step"]]
+        v = value[ev["host"], ev["start_step"]:ev["end_step"]]
+        if len(d) > 2 and d[-1] < d[-2] - resolution:  # the last step may be the restart that ends it
+            d, v = d[:-1], v[:-1]
+        climbing = v < upper  # at the ceiling the gap to a moving base is not the anomaly's growth
+        assert np.all(np.diff(d[climbing]) >= -resolution - 1e-4), (kind, ev["event_id"])
+
+
+@settings(max_examples=10)
+@given(st.sampled_from([k for k in KINDS if ANOMALY_KINDS[k].gradual]), st.sampled_from(PROFILES),
+       st.integers(0, 2**32 - 1))
+def test_gradual_kinds_grow_monotonically_on_every_profile(kind, profile, seed):
+    anomaly = dataclasses.replace(_CONFIG.anomaly(kind), share=1.0)
+    profiles = tuple(dataclasses.replace(p, share=1.0 if p.name == profile else 0.0) for p in _CONFIG.profiles)
+    _gradual_ok(dataclasses.replace(_CONFIG, anomalies=(anomaly,), profiles=profiles), kind, seed)
+
+
+def test_cpu_sigma_estimate_tracks_the_simulated_hosts():
+    """CPU spikes are sized in host standard deviations estimated from the host's parameters."""
+    from simulator.anomalies.cpu_spike import cpu_sigma_estimate
+    from simulator.population import build_population
+
+    hosts, steps = 80, 4032
+    traces, _ = simulator.simulate(hosts, steps, config=_CONFIG, seed=11, anomalies=0)
+    actual = traces["cpu_usage"].to_numpy().reshape(hosts, steps).std(axis=1)
+    estimate = cpu_sigma_estimate(build_population(_CONFIG, hosts, 11).params)
+    ratio = estimate / np.maximum(actual, 1e-9)
+    assert 0.6 <= np.median(ratio) <= 1.6
+    assert np.mean((ratio > 0.33) & (ratio < 3.0)) >= 0.9
