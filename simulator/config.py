@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import orjson
-import yaml
 
 from .anomalies import ANOMALY_KINDS
 from .catalogue import HOST_PARAMETER_NAMES, HOST_PARAMETERS, METRICS
+from datasafe.yamlcheck import Validator, read_yaml
+
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "data_config" / "metrics.yaml"
@@ -99,52 +100,13 @@ def load_config(path: str | Path | None = None) -> SimConfig:
     """Read and validate a metrics config; `None` means the shipped defaults."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     source = path.name if path == DEFAULT_CONFIG_PATH else str(path)
-    try:
-        raw_bytes = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(source, "", "is a directory, not a YAML file") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
-    if len(raw_bytes) > MAX_CONFIG_BYTES:
-        raise ConfigError(source, "", f"{len(raw_bytes)} bytes; a config is at most {MAX_CONFIG_BYTES}")
-    try:
-        text = raw_bytes.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, "", f"not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = yaml.load(text, Loader=_NoAliasSafeLoader)  # safe: a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(source, "", f"malformed YAML: {where}{problem}") from None
-    except RecursionError:
-        raise ConfigError(source, "", "malformed YAML: nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as exc:
-        # PyYAML's constructors raise these for well-formed but impossible scalars:
-        # a date like 2026-13-45, `!!int x`, an integer literal of more than 4300 digits.
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(source, "", f"malformed YAML: bad value: {first}") from None
+    data = read_yaml(path, source, ConfigError, MAX_CONFIG_BYTES)
     return parse_config(data, source)
-
-
-class _NoAliasSafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases: a config never needs them, and they enable YAML bombs."""
-
-    def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed in a config", event.start_mark
-            )
-        return super().compose_node(parent, index)
 
 
 def parse_config(data: Any, source: str = "<config>") -> SimConfig:
     """Validate an already-parsed YAML document into a SimConfig."""
-    v = _Validator(source)
+    v = Validator(source, ConfigError)
     root = v.mapping(data, "", required=("simulation", "metrics", "profiles", "anomalies"),
                      optional=("profile_defaults",))
     simulation = _parse_simulation(v, root["simulation"])
@@ -169,7 +131,7 @@ def _json_default(obj):
     raise TypeError
 
 
-def _parse_simulation(v: "_Validator", node: Any) -> SimulationSpec:
+def _parse_simulation(v: Validator, node: Any) -> SimulationSpec:
     d = v.mapping(node, "simulation",
                   required=("interval_s", "start_time", "trace_days", "samples_per_host",
                             "anomaly_ratio", "seed"), optional=())
@@ -195,7 +157,7 @@ def _parse_simulation(v: "_Validator", node: Any) -> SimulationSpec:
     )
 
 
-def _parse_metrics(v: "_Validator", node: Any) -> tuple[MetricSpec, ...]:
+def _parse_metrics(v: Validator, node: Any) -> tuple[MetricSpec, ...]:
     d = v.mapping(node, "metrics")
     for name in d:
         if name not in METRICS:
@@ -223,7 +185,7 @@ def _parse_metrics(v: "_Validator", node: Any) -> tuple[MetricSpec, ...]:
     return tuple(specs)
 
 
-def _parse_profiles(v: "_Validator", defaults_node: Any, node: Any) -> tuple[ProfileSpec, ...]:
+def _parse_profiles(v: Validator, defaults_node: Any, node: Any) -> tuple[ProfileSpec, ...]:
     defaults = v.mapping(defaults_node, "profile_defaults", optional=HOST_PARAMETER_NAMES)
     for param, value in defaults.items():  # checked even where every profile overrides it
         lo_b, hi_b, _ = HOST_PARAMETERS[param]
@@ -254,7 +216,7 @@ def _parse_profiles(v: "_Validator", defaults_node: Any, node: Any) -> tuple[Pro
     return tuple(dataclasses.replace(p, share=p.share / total) for p in profiles)
 
 
-def _parse_anomalies(v: "_Validator", node: Any) -> tuple[AnomalySpec, ...]:
+def _parse_anomalies(v: Validator, node: Any) -> tuple[AnomalySpec, ...]:
     d = v.mapping(node, "anomalies")
     if not d:
         v.fail("anomalies", "at least one anomaly kind is needed")
@@ -287,102 +249,3 @@ def _parse_anomalies(v: "_Validator", node: Any) -> tuple[AnomalySpec, ...]:
     if total <= 0:
         v.fail("anomalies", "the shares add up to 0")
     return tuple(dataclasses.replace(s, share=s.share / total) for s in specs)
-
-
-# ---------------------------------------------------------------------------- validator
-class _Validator:
-    """Small typed accessors that raise ConfigError with the file and key path."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, key: str, problem: str):
-        raise ConfigError(self.source, key, problem)
-
-    def mapping(self, node: Any, key: str, required: tuple[str, ...] = (),
-                optional: tuple[str, ...] | None = None) -> Mapping[str, Any]:
-        if not isinstance(node, dict):
-            self.fail(key or "(top level)", f"expected a mapping, got {_type_name(node)}")
-        for k in node:
-            if not isinstance(k, str):
-                self.fail(_join(key, str(k)), "keys must be strings")
-        for k in required:
-            if k not in node:
-                self.fail(_join(key, k), "missing")
-        if optional is not None:
-            allowed = set(required) | set(optional)
-            for k in node:
-                if k not in allowed:
-                    self.fail(_join(key, k), "unknown key")
-        return node
-
-    def number(self, value: Any, key: str, lo: float, hi: float) -> float:
-        return float(self._checked_number(value, key, lo, hi))
-
-    def whole(self, value: Any, key: str, lo: int, hi: int) -> int:
-        """A whole number (`3` or `3.0`), returned as an exact int (seeds go up to 2^63 - 1)."""
-        value = self._checked_number(value, key, lo, hi, integer=True)
-        return value if isinstance(value, int) else int(value)
-
-    def _checked_number(self, value: Any, key: str, lo: float, hi: float, integer: bool = False):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(key, f"expected a number, got {_type_name(value)}")
-        # an int may be too large for a float (math.isfinite(10**400) raises); compare it exactly
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(key, f"must be finite, got {value}")
-        if integer and isinstance(value, float) and value != int(value):
-            self.fail(key, f"expected a whole number, got {value}")
-        if not lo <= value <= hi:
-            self.fail(key, f"{_show(value)} is outside [{_fmt(lo)}, {_fmt(hi)}]")
-        return value
-
-    def value_range(self, value: Any, key: str, lo: float, hi: float) -> tuple[float, float]:
-        if isinstance(value, list):
-            if len(value) != 2:
-                self.fail(key, f"a range is [low, high], got {len(value)} items")
-            a = self.number(value[0], key, lo, hi)
-            b = self.number(value[1], key, lo, hi)
-            if b < a:
-                self.fail(key, f"range [{_fmt(a)}, {_fmt(b)}] is reversed")
-            return (a, b)
-        x = self.number(value, key, lo, hi)
-        return (x, x)
-
-    def string(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not value:
-            self.fail(key, f"expected a non-empty string, got {_type_name(value)}")
-        return value
-
-    def text(self, value: Any, key: str) -> str:
-        """Free text such as a description: any string, possibly empty."""
-        if not isinstance(value, str):
-            self.fail(key, f"expected text, got {_type_name(value)}")
-        return value
-
-    def boolean(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            self.fail(key, f"expected true or false, got {_type_name(value)}")
-        return value
-
-
-def _join(key: str, sub: str) -> str:
-    return f"{key}.{sub}" if key else sub
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(
-        type(value), type(value).__name__)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-def _show(value: float) -> str:
-    """A number for an error message; huge integers by their size, not their 400 digits."""
-    if isinstance(value, int) and abs(value) >= 10**16:
-        sign = "a negative" if value < 0 else "an"
-        return f"{sign} integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-    return f"{value}"
