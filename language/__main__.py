@@ -1,0 +1,392 @@
+"""Command line: `python -m language generate|status|retry-failed|export|reset`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import LanguageError, one_line
+
+COMMANDS = ("generate", "status", "retry-failed", "export", "reset")
+STAGING_NAME = "language_staging"
+EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m language",
+                     description="Generate the language training set by querying model servers, with "
+                                 "crash-safe staging and exact resume.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    def common(p, backends: bool):
+        p.add_argument("--output-dir", type=Path, default=Path("training"),
+                       help="where the dataset and language_staging/ go (default: training)")
+        p.add_argument("--config-dir", type=Path, default=None,
+                       help="folder with models.yaml and the domain YAML files (default: data_config/)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+        if not backends:
+            return
+        p.add_argument("--backend", action="append", default=[], metavar="NAME",
+                       help="use this backend of models.yaml (repeatable; default: the enabled ones)")
+        p.add_argument("--endpoint", action="append", default=[], metavar="TYPE=URL",
+                       help="an ad-hoc server, e.g. ollama=http://127.0.0.1:11434 or openai=http://host:8000 "
+                            "(repeatable; with --models; replaces the YAML backends unless --backend is given)")
+        p.add_argument("--models", default=None, help="comma-separated model names for --endpoint servers")
+        p.add_argument("--api-key-env", default=None,
+                       help="environment variable holding the API key for --endpoint servers")
+        p.add_argument("--concurrency", type=int, default=None, help="requests in flight per endpoint")
+        p.add_argument("--no-export", action="store_true", help="stage only; do not write the dataset files")
+
+    gen = sub.add_parser("generate", help="generate the remaining work and export")
+    common(gen, True)
+    gen.add_argument("--types", default=None, help="comma-separated sample types (default: all with a target)")
+    gen.add_argument("--count", type=int, default=None, help="prompts per selected type (default: targets)")
+    gen.add_argument("--seed", type=int, default=None, help="prompt sampling and generation seed")
+    gen.add_argument("--fresh", action="store_true",
+                     help="back up the staging folder and start from nothing")
+    retry = sub.add_parser("retry-failed", help="forget failed items and generate them again")
+    common(retry, True)
+    common(sub.add_parser("status", help="completion per type, failures, model distribution"), False)
+    common(sub.add_parser("export", help="write the dataset JSON and chat JSONL from staging"), False)
+    reset = sub.add_parser("reset", help="back up and remove the staging folder")
+    common(reset, False)
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ("generate", "retry-failed"):
+            return _generate(args)
+        return {"status": _status, "export": _export, "reset": _reset}[args.command](args)
+    except LanguageError as exc:
+        print(f"python -m language: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"python -m language: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("python -m language: interrupted; finished items are kept in staging, run generate again to "
+              "finish the rest", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------- helpers
+def _load(args):
+    from .domain import load_domain
+    from .settings import load_settings
+
+    domain = load_domain(args.config_dir)
+    settings = load_settings(None if args.config_dir is None else args.config_dir / "models.yaml")
+    return domain, settings
+
+
+def _staging(args) -> Path:
+    out = args.output_dir
+    if out.exists() and not out.is_dir():
+        raise LanguageError(f"--output-dir: {out} exists and is not a directory")
+    return out / STAGING_NAME
+
+
+def _backend_specs(args, settings):
+    from .settings import BACKEND_TYPES, BackendSpec
+
+    specs = []
+    names = {b.name: b for b in settings.backends}
+    for name in args.backend:
+        if name not in names:
+            raise LanguageError(f"--backend: {name!r} is not in {settings.source} (known: {', '.join(names)})")
+        specs.append(names[name])
+    if args.endpoint:
+        models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+        if not models:
+            raise LanguageError("--endpoint: give the model names with --models a,b")
+        for i, entry in enumerate(args.endpoint):
+            kind, _, url = entry.partition("=")
+            if kind not in BACKEND_TYPES or kind in ("embedded", "static") or not url.startswith(("http://", "https://")):
+                raise LanguageError(f"--endpoint: {entry!r} is not TYPE=URL with TYPE one of ollama, openai, "
+                                    "anthropic, gemini")
+            specs.append(BackendSpec(name=f"{kind}-{i}", type=kind, enabled=True, models=tuple(models),
+                                     endpoints=(url.rstrip("/"),), api_key_env=args.api_key_env,
+                                     concurrency=args.concurrency or 4))
+    if not specs:
+        specs = list(settings.enabled())
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise LanguageError(f"--concurrency: must be at least 1, got {args.concurrency}")
+        import dataclasses
+        specs = [dataclasses.replace(s, concurrency=args.concurrency) for s in specs]
+    if not specs:
+        raise LanguageError(f"no backend enabled in {settings.source}; enable one or pass --endpoint TYPE=URL")
+    return specs
+
+
+def _config_hash(domain, settings) -> str:
+    parts = [domain.system_prompt, repr(sorted(domain.templates.items())), repr(domain.technical_terms),
+             repr(domain.error_patterns), repr(domain.personalities), repr(domain.question_styles),
+             repr(domain.english_patterns), repr(domain.project_management_terms), repr(domain.banking_terms),
+             repr(domain.metrics_patterns), settings.fingerprint(), str(settings.rotation.models_per_prompt)]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def _targets(args, settings) -> dict[str, int]:
+    from .domain import SAMPLE_TYPES
+
+    targets = dict(settings.targets)
+    if args.types:
+        chosen = [t.strip() for t in args.types.split(",") if t.strip()]
+        for t in chosen:
+            if t not in SAMPLE_TYPES:
+                raise LanguageError(f"--types: unknown sample type {t!r} (known: {', '.join(SAMPLE_TYPES)})")
+        targets = {t: targets.get(t, 0) for t in chosen}
+    if args.count is not None:
+        if args.count < 0:
+            raise LanguageError(f"--count: must be at least 0, got {args.count}")
+        targets = {t: args.count for t in targets}
+    return targets
+
+
+# ---------------------------------------------------------------------------- commands
+def _generate(args) -> int:
+    from .backends import build_backend
+    from .items import build_items
+    from .ledger import Ledger
+    from .quality import DuplicateIndex
+    from .scheduler import Runner
+
+    domain, settings = _load(args)
+    staging = _staging(args)
+    if getattr(args, "fresh", False) and staging.exists():
+        backup = staging.with_name(f"{STAGING_NAME}.{_stamp()}.bak")
+        staging.rename(backup)
+        if not args.quiet:
+            print(f"previous staging kept as {backup}", file=sys.stderr)
+    specs = _backend_specs(args, settings)
+    seed = settings.generation.seed if getattr(args, "seed", None) is None else args.seed
+    if seed is not None and not 0 <= seed < 2**63:
+        raise LanguageError(f"--seed: must be between 0 and 2^63-1, got {seed}")
+    if seed != settings.generation.seed:
+        import dataclasses
+        settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=seed))
+    targets = _targets(args, settings) if args.command == "generate" else dict(settings.targets)
+    backends = [build_backend(s) for s in specs]
+    n_models = sum(len(s.models) for s in specs)
+    items = build_items(domain, settings, targets, n_models, seed)
+    ledger = Ledger(staging)
+    try:
+        config_hash = _config_hash(domain, settings)
+        previous = ledger.get_meta("config_hash")
+        if previous is not None and previous != config_hash and not args.quiet:
+            print(f"config changed since the last run ({previous} -> {config_hash}): finished items that still "
+                  "match are kept, the others are left out of the export (--fresh starts over)", file=sys.stderr)
+        ledger.set_meta("config_hash", config_hash)
+        if args.command == "retry-failed":
+            n = ledger.forget(("failed",))
+            if not args.quiet:
+                print(f"retrying {n} failed items", file=sys.stderr)
+        done = ledger.finished_ids()
+        todo = [it for it in items if it.item_id not in done]
+        batch = int(ledger.get_meta("generation_batches") or 0) + 1
+        ledger.set_meta("generation_batches", str(batch))
+        ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in items)))
+        session_id = f"{_stamp()}-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]}"
+        dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard)
+        for item_id, text in ledger.accepted_texts():
+            dedup.add(item_id, text)
+        if not args.quiet:
+            pool = ", ".join(f"{s.name}/{m}" for s in specs for m in s.models)
+            print(f"{len(items)} items ({len(items) - len(todo)} already finished, {len(todo)} to do) "
+                  f"on {pool}", file=sys.stderr)
+        stats = asyncio.run(_run(settings, backends, ledger, dedup, session_id, batch, todo, args.quiet))
+        ledger.flush_shards(force=True)
+        if not args.quiet:
+            reasons = "; ".join(f"{k} {v}" for k, v in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:5])
+            print(f"accepted {stats.accepted}, rejected {stats.rejected}, failed {stats.failed} "
+                  f"({stats.calls} server calls)" + (f"; reasons: {reasons}" if reasons else ""), file=sys.stderr)
+        if not args.no_export:
+            _write(args, ledger, domain, settings, config_hash, session_id, stats.accepted)
+    finally:
+        ledger.close()
+    if stats.failed:
+        if not args.quiet:
+            print(f"{stats.failed} items failed (see `python -m language status`); "
+                  "`python -m language retry-failed` asks for them again", file=sys.stderr)
+        return EXIT_PARTIAL
+    return 0
+
+
+async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet):
+    from .scheduler import Runner
+
+    progress = _Progress(quiet, len(todo))
+    started = []
+    try:
+        for b in backends:
+            await b.start()
+            started.append(b)
+        with progress:
+            runner = Runner(settings, backends, ledger, dedup, session_id, batch, progress.advance)
+            return await runner.run(todo)
+    finally:
+        for b in started:
+            await b.close()
+
+
+def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):
+    from .export import metadata, write_exports
+
+    samples = _current_samples(ledger)
+    pool = sorted({m for m in samples["model"].to_list()}) if len(samples) else []
+    meta = metadata(samples, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    session_id=session_id, config_hash=config_hash, new_samples=new_samples, model_pool=pool,
+                    swap_interval=settings.rotation.swap_interval,
+                    questions_processed=len(ledger.finished_ids()))
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    write_exports(args.output_dir, meta, samples, domain.system_prompt)
+    if not args.quiet:
+        print(f"wrote {args.output_dir / 'language_dataset.json'} ({len(samples)} samples) and "
+              f"{args.output_dir / 'language_dataset.chat.jsonl'}", file=sys.stderr)
+
+
+def _current_samples(ledger):
+    import polars as pl
+
+    samples = ledger.samples()
+    current = ledger.get_meta("current_items")
+    if current and len(samples):
+        samples = samples.filter(pl.col("item_id").is_in(current.split(",")))
+    return samples
+
+
+def _status(args) -> int:
+    import polars as pl
+
+    from .ledger import Ledger
+
+    staging = _staging(args)
+    if not (staging / "ledger.sqlite").exists():
+        print(f"no staging at {staging}: nothing generated yet")
+        return 0
+    ledger = Ledger(staging)
+    try:
+        results = ledger.results_frame()
+        attempts = ledger.attempts_frame()
+        current = set((ledger.get_meta("current_items") or "").split(",")) - {""}
+        print(f"staging {staging}: {len(results)} items finished, {len(attempts)} server calls, "
+              f"config {ledger.get_meta('config_hash')}")
+        if len(results):
+            by_type = results.group_by("type", "status").len().pivot("status", index="type", values="len") \
+                .fill_null(0).sort("type")
+            print("\nper type:")
+            print(by_type)
+            models = results.filter(pl.col("status") == "accepted").group_by("model").len().sort("len", descending=True)
+            print("\naccepted per model:")
+            print(models)
+            bad = results.filter(pl.col("status") != "accepted").group_by("status", "reason").len() \
+                .sort("len", descending=True).head(15)
+            if len(bad):
+                print("\nrejections and failures:")
+                print(bad)
+        if current:
+            print(f"\n{len(current - set(results['item_id'].to_list()) if len(results) else current)} of "
+                  f"{len(current)} items of the last generate still to do")
+        _check_exports(args.output_dir)
+    finally:
+        ledger.close()
+    return 0
+
+
+def _check_exports(output_dir: Path) -> None:
+    import orjson
+
+    path = output_dir / "language_dataset.json"
+    if not path.exists():
+        return
+    try:
+        data = orjson.loads(path.read_bytes())
+        n = len(data["samples"])
+        ok = data["metadata"]["total_samples"] == n
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        ok, n = False, 0
+    print(f"\n{path}: " + (f"{n} samples, intact" if ok else "CORRUPTED (run export to rewrite it from staging)"))
+
+
+def _export(args) -> int:
+    from .ledger import Ledger
+
+    domain, settings = _load(args)
+    staging = _staging(args)
+    if not (staging / "ledger.sqlite").exists():
+        raise LanguageError(f"no staging at {staging}: run generate first")
+    ledger = Ledger(staging)
+    try:
+        _write(args, ledger, domain, settings, ledger.get_meta("config_hash") or "", "export", 0)
+    finally:
+        ledger.close()
+    return 0
+
+
+def _reset(args) -> int:
+    staging = _staging(args)
+    if not staging.exists():
+        print(f"nothing to reset at {staging}")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LanguageError("reset: refusing without --yes (no terminal to ask)")
+        answer = input(f"move {staging} to a backup and start over? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return 0
+    backup = staging.with_name(f"{STAGING_NAME}.{_stamp()}.bak")
+    shutil.move(str(staging), str(backup))
+    print(f"staging moved to {backup}")
+    return 0
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+class _Progress:
+    """A rich progress bar with rate and ETA on a terminal; nothing otherwise."""
+
+    def __init__(self, quiet: bool, total: int):
+        self.enabled = not quiet and sys.stderr.isatty() and total > 0
+        self.total, self.bar, self.task = total, None, None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            self.bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(),
+                                TimeRemainingColumn(), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("generate", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

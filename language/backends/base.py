@@ -1,0 +1,134 @@
+"""What every backend is: a small class that turns a Request into a Reply over one wire format.
+
+Failures are BackendError with a reason and whether a retry may help (timeouts, 408, 429, 5xx,
+cut streams, invalid JSON) and how long the server asked us to wait (Retry-After).  Messages never
+contain an API key: `redact` removes it from anything that might echo it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+RETRYABLE_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    system: str
+    prompt: str
+    temperature: float
+    max_tokens: int
+    seed: int
+    context: dict | None = None
+    repeat_penalty: float = 1.0  # the item's fields (term, category, ...) for the static backend
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    finish_reason: str          # "stop" or "length" (truncated)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class BackendError(Exception):
+    def __init__(self, reason: str, *, retryable: bool, status: int | None = None,
+                 retry_after: float | None = None, model_missing: bool = False):
+        super().__init__(reason)
+        self.reason, self.retryable, self.status = reason, retryable, status
+        self.retry_after, self.model_missing = retry_after, model_missing
+
+
+class Backend:
+    """Base: holds the spec and the API key; subclasses implement `generate`."""
+
+    type = "base"
+    model_type = "remote"
+
+    def __init__(self, spec, api_key: str | None = None):
+        self.spec = spec
+        self.name = spec.name
+        self._api_key = api_key
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return self.spec.endpoints
+
+    async def start(self) -> None:
+        """Bring up whatever the backend needs (the embedded server); no-op for remote ones."""
+
+    async def close(self) -> None:
+        """Release what `start` brought up."""
+
+    async def generate(self, client: httpx.AsyncClient, endpoint: str, request: Request) -> Reply:
+        raise NotImplementedError
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
+
+    def __repr__(self) -> str:  # never the key
+        return f"{type(self).__name__}({self.name!r})"
+
+    # ---------------------------------------------------------------- HTTP helpers
+    async def post_json(self, client: httpx.AsyncClient, url: str, body: dict, headers: dict | None = None,
+                        model: str = "") -> dict:
+        try:
+            response = await client.post(url, content=orjson.dumps(body),
+                                         headers={"content-type": "application/json", **(headers or {})})
+        except httpx.TimeoutException:
+            raise BackendError("timeout", retryable=True) from None
+        except httpx.ConnectError as exc:
+            raise BackendError(f"connection failed: {self.redact(str(exc)) or 'refused'}", retryable=True) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise BackendError(f"connection reset: {self.redact(str(exc))}", retryable=True) from None
+        self.raise_for_status(response, model)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise BackendError("invalid JSON in the response", retryable=True, status=response.status_code) from None
+        if not isinstance(data, dict):
+            raise BackendError("unexpected response: not a JSON object", retryable=True)
+        return data
+
+    def raise_for_status(self, response: httpx.Response, model: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = self.redact(_error_detail(response))
+        if status == 404:
+            raise BackendError(f"HTTP 404: model {model!r} not found ({detail})", retryable=False,
+                               status=status, model_missing=True)
+        raise BackendError(f"HTTP {status}: {detail}", retryable=status in RETRYABLE_STATUS, status=status,
+                           retry_after=retry_after_seconds(response.headers.get("retry-after")))
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:120].strip() or response.reason_phrase
+    err = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("type") or err)[:200]
+    return str(err)[:200]
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,35 @@
+"""OpenAI-compatible chat completions (vLLM, llama.cpp server, LM Studio, hosted APIs)."""
+
+from __future__ import annotations
+
+import httpx
+
+from .base import Backend, BackendError, Reply, Request
+
+
+class OpenAIBackend(Backend):
+    type = "openai"
+    llama_cpp_options = False  # llama.cpp's server also takes repeat_penalty; hosted APIs may refuse it
+
+    def headers(self) -> dict:
+        return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    async def generate(self, client: httpx.AsyncClient, endpoint: str, request: Request) -> Reply:
+        body = {"model": request.model, "temperature": request.temperature, "max_tokens": request.max_tokens,
+                "seed": request.seed, "stream": False,
+                "messages": [{"role": "system", "content": request.system},
+                             {"role": "user", "content": request.prompt}]}
+        if self.llama_cpp_options and request.repeat_penalty != 1.0:
+            body["repeat_penalty"] = request.repeat_penalty
+        data = await self.post_json(client, f"{endpoint}/v1/chat/completions", body, self.headers(), request.model)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"]["content"]
+            finish = choice.get("finish_reason") or "stop"
+        except (KeyError, IndexError, TypeError):
+            raise BackendError("unexpected response: no choices[0].message.content", retryable=True) from None
+        if not isinstance(text, str):
+            raise BackendError("unexpected response: content is not text", retryable=True)
+        usage = data.get("usage") or {}
+        return Reply(text, "length" if finish == "length" else "stop",
+                     int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))

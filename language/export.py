@@ -1,0 +1,59 @@
+"""Exports: training/language_dataset.json (the seed schema) and a chat-format JSONL.
+
+Both written atomically; the previous file is kept as a timestamped backup (the last three).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import polars as pl
+
+from datasafe import atomic_path, backup_file
+
+from .domain import SAMPLE_TYPES
+
+DATASET_NAME = "language_dataset.json"
+CHAT_NAME = "language_dataset.chat.jsonl"
+SAMPLE_FIELDS = ("type", "prompt", "response", "model", "model_type", "session_id", "timestamp",
+                 "generation_batch", "term", "category")
+
+
+def metadata(samples: pl.DataFrame, *, generated_at: str, session_id: str, config_hash: str,
+             new_samples: int, model_pool: list[str], swap_interval: int, questions_processed: int) -> dict:
+    types = dict(zip(*samples.group_by("type").len().sort("type").to_dict(as_series=False).values())) \
+        if len(samples) else {}
+    models = dict(zip(*samples.group_by("model").len().sort("model").to_dict(as_series=False).values())) \
+        if len(samples) else {}
+    return {
+        "generated_at": generated_at,
+        "generator": "monitoring-datafactory language",
+        "session_id": session_id,
+        "total_samples": len(samples),
+        "new_samples_added": new_samples,
+        "config_hash": config_hash,
+        "sample_distribution": {t: int(types.get(t, 0)) for t in SAMPLE_TYPES},
+        "model_distribution": {m: int(n) for m, n in models.items()},
+        "rotation_info": {"total_models": len(model_pool), "model_pool": model_pool,
+                          "swap_interval": swap_interval, "questions_processed": questions_processed},
+    }
+
+
+def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_prompt: str) -> list[Path]:
+    """Write the dataset JSON and the chat JSONL; return the backups made (if any)."""
+    rows = samples.select(*SAMPLE_FIELDS).to_dicts() if len(samples) else []
+    dataset = orjson.dumps({"metadata": meta, "samples": rows}, option=orjson.OPT_INDENT_2)
+    chat = b"".join(orjson.dumps({
+        "messages": [{"role": "system", "content": system_prompt}, {"role": "user", "content": r["prompt"]},
+                     {"role": "assistant", "content": r["response"]}],
+        "type": r["type"], "model": r["model"], "term": r["term"]}) + b"\n" for r in rows)
+    backups = []
+    for name, data in ((DATASET_NAME, dataset), (CHAT_NAME, chat)):
+        target = output_dir / name
+        backup = backup_file(target)
+        if backup:
+            backups.append(backup)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+    return backups

@@ -1,0 +1,219 @@
+"""Crash-safe staging: a SQLite ledger of items and attempts, accepted samples in Parquet shards.
+
+The ledger (WAL journal) is the journal of record: an item is finished once its row is committed,
+and a rerun never calls a server for a finished item.  Commits are grouped (every COMMIT_EVERY_S or
+COMMIT_EVERY results) so the ledger keeps up with fast servers; a SIGKILL loses at most that window
+of answers, which the rerun asks again.  Accepted samples are copied into Parquet shards (written
+atomically) as the run goes; on open, shards on disk that the ledger does not know yet are adopted,
+so the two can never disagree after a crash.  No pickle anywhere: SQLite, Parquet and JSON.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from datasafe import atomic_path
+
+COMMIT_EVERY_S = 0.2
+COMMIT_EVERY = 256
+SHARD_ROWS = 500
+SAMPLE_COLUMNS = ("item_id", "prompt_id", "type", "prompt", "response", "model", "model_type", "backend",
+                  "session_id", "timestamp", "generation_batch", "term", "category", "seed", "temperature",
+                  "max_tokens", "finish_reason", "prompt_tokens", "completion_tokens")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    item_id TEXT PRIMARY KEY, prompt_id TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT, prompt TEXT NOT NULL, response TEXT, model TEXT, model_type TEXT, backend TEXT,
+    session_id TEXT, timestamp TEXT, generation_batch INTEGER, term TEXT, category TEXT, seed INTEGER,
+    temperature REAL, max_tokens INTEGER, finish_reason TEXT, prompt_tokens INTEGER,
+    completion_tokens INTEGER, attempts INTEGER NOT NULL, shard TEXT);
+CREATE INDEX IF NOT EXISTS results_status ON results (status);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    backend TEXT, endpoint TEXT, model TEXT, outcome TEXT NOT NULL, reason TEXT, http_status INTEGER,
+    latency_s REAL, timestamp TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """The final state of one item."""
+
+    item_id: str
+    prompt_id: str
+    type: str
+    status: str               # accepted | rejected | failed
+    reason: str | None
+    prompt: str
+    response: str | None
+    model: str | None
+    model_type: str | None
+    backend: str | None
+    session_id: str
+    timestamp: str
+    generation_batch: int
+    term: str
+    category: str
+    seed: int
+    temperature: float
+    max_tokens: int
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int
+
+
+class Ledger:
+    def __init__(self, staging_dir: Path):
+        self.dir = Path(staging_dir)
+        self.shard_dir = self.dir / "shards"
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.dir / "ledger.sqlite", isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._pending = 0
+        self._last_commit = time.monotonic()
+        self._in_tx = False
+        self._adopt_shards()
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._begin()
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------------ writes
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
+
+    def record_attempt(self, item_id: str, attempt: int, backend: str, endpoint: str, model: str,
+                       outcome: str, reason: str | None, http_status: int | None, latency_s: float) -> None:
+        self._begin()
+        self.db.execute("INSERT INTO attempts (item_id, attempt, backend, endpoint, model, outcome, reason, "
+                        "http_status, latency_s, timestamp) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (item_id, attempt, backend, endpoint, model, outcome, reason, http_status, latency_s,
+                         _now()))
+        self._maybe_commit()
+
+    def record_result(self, r: Result) -> None:
+        self._begin()
+        self.db.execute("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+                        (r.item_id, r.prompt_id, r.type, r.status, r.reason, r.prompt, r.response, r.model,
+                         r.model_type, r.backend, r.session_id, r.timestamp, r.generation_batch, r.term, r.category,
+                         r.seed, r.temperature, r.max_tokens, r.finish_reason, r.prompt_tokens,
+                         r.completion_tokens, r.attempts))
+        self._pending += 1
+        self._maybe_commit()
+
+    def _maybe_commit(self) -> None:
+        if self._pending >= COMMIT_EVERY or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
+            self.commit()
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    def forget(self, statuses: tuple[str, ...]) -> int:
+        """Remove results with these statuses (retry-failed): their items become pending again."""
+        self._begin()
+        marks = ",".join("?" * len(statuses))
+        n = self.db.execute(f"DELETE FROM results WHERE status IN ({marks})", statuses).rowcount
+        self.commit()
+        return n
+
+    # ------------------------------------------------------------------ shards
+    def flush_shards(self, force: bool = False) -> int:
+        """Copy accepted results not yet in a shard into new Parquet shards; returns rows written."""
+        self.commit()
+        cols = ", ".join(SAMPLE_COLUMNS)
+        rows = self.db.execute(f"SELECT {cols} FROM results WHERE status = 'accepted' AND shard IS NULL "
+                               "ORDER BY rowid").fetchall()
+        if not rows or (len(rows) < SHARD_ROWS and not force):
+            return 0
+        written = 0
+        for start in range(0, len(rows), SHARD_ROWS):
+            chunk = rows[start:start + SHARD_ROWS]
+            frame = pl.DataFrame(chunk, schema=_SHARD_SCHEMA, orient="row")
+            name = f"part-{self._next_shard():05d}.parquet"
+            with atomic_path(self.shard_dir / name) as tmp:
+                frame.write_parquet(tmp, compression="zstd")
+            self._mark_shard(name, [r[0] for r in chunk])
+            written += len(chunk)
+        return written
+
+    def _next_shard(self) -> int:
+        existing = [int(p.stem.split("-")[1]) for p in self.shard_dir.glob("part-*.parquet")]
+        return max(existing, default=-1) + 1
+
+    def _mark_shard(self, name: str, ids: list[str]) -> None:
+        self._begin()
+        self.db.executemany("UPDATE results SET shard = ? WHERE item_id = ?", [(name, i) for i in ids])
+        self.commit()
+
+    def _adopt_shards(self) -> None:
+        """Shards written before a crash whose ledger update was lost: record them now."""
+        known = {r[0] for r in self.db.execute("SELECT DISTINCT shard FROM results WHERE shard IS NOT NULL")}
+        for path in sorted(self.shard_dir.glob("part-*.parquet")):
+            if path.name not in known:
+                ids = pl.read_parquet(path, columns=["item_id"])["item_id"].to_list()
+                self._mark_shard(path.name, ids)
+
+    # ------------------------------------------------------------------ reads
+    def finished_ids(self) -> set[str]:
+        self.commit()
+        return {r[0] for r in self.db.execute("SELECT item_id FROM results")}
+
+    def accepted_texts(self) -> list[tuple[str, str]]:
+        return self.db.execute("SELECT item_id, response FROM results WHERE status = 'accepted'").fetchall()
+
+    def results_frame(self) -> pl.DataFrame:
+        self.commit()
+        cur = self.db.execute("SELECT * FROM results ORDER BY rowid")
+        names = [d[0] for d in cur.description]
+        return pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
+
+    def attempts_frame(self) -> pl.DataFrame:
+        cur = self.db.execute("SELECT * FROM attempts ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
+
+    def samples(self) -> pl.DataFrame:
+        """Accepted samples from the Parquet shards (each item once)."""
+        self.flush_shards(force=True)
+        paths = sorted(self.shard_dir.glob("part-*.parquet"))
+        if not paths:
+            return pl.DataFrame(schema=_SHARD_SCHEMA)
+        return pl.concat([pl.read_parquet(p) for p in paths]).unique("item_id", keep="first", maintain_order=True)
+
+    def close(self) -> None:
+        self.commit()
+        self.db.close()
+
+
+_SHARD_SCHEMA = {
+    "item_id": pl.Utf8, "prompt_id": pl.Utf8, "type": pl.Utf8, "prompt": pl.Utf8, "response": pl.Utf8,
+    "model": pl.Utf8, "model_type": pl.Utf8, "backend": pl.Utf8, "session_id": pl.Utf8, "timestamp": pl.Utf8,
+    "generation_batch": pl.Int64, "term": pl.Utf8, "category": pl.Utf8, "seed": pl.Int64,
+    "temperature": pl.Float64, "max_tokens": pl.Int64, "finish_reason": pl.Utf8, "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,159 @@
+"""data_config/models.yaml: backends, model pool, rotation, request limits, targets, quality.
+
+Validated at the edge into frozen dataclasses; API keys are read from the environment variables the
+file names, at the moment a backend is built, and never stored in these objects' reprs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from datasafe.yamlcheck import Validator, read_yaml
+
+from .domain import DATA_DIR, MAX_FILE_BYTES, SAMPLE_TYPES
+from .errors import ConfigError
+
+BACKEND_TYPES = ("embedded", "ollama", "openai", "anthropic", "gemini", "static")
+MODELS_FILE = "models.yaml"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    type: str
+    enabled: bool
+    models: tuple[str, ...]
+    endpoints: tuple[str, ...] = ()
+    api_key_env: str | None = None
+    concurrency: int = 1          # requests in flight per endpoint
+    keep_alive: str | None = None
+    threads: int = 1
+    context_tokens: int = 2048
+
+
+@dataclass(frozen=True)
+class Rotation:
+    swap_interval: int
+    models_per_prompt: int
+    failures_before_cooldown: int
+    cooldown_s: float
+
+
+@dataclass(frozen=True)
+class Requests:
+    timeout_s: float
+    max_attempts: int
+    backoff_base_s: float
+    backoff_max_s: float
+
+
+@dataclass(frozen=True)
+class Generation:
+    temperature: float
+    max_tokens: int
+    seed: int
+    repeat_penalty: float = 1.0  # llama.cpp / Ollama only (the embedded model loops without it)
+
+
+@dataclass(frozen=True)
+class Quality:
+    min_words: int
+    near_duplicate_jaccard: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str
+    backends: tuple[BackendSpec, ...]
+    rotation: Rotation
+    requests: Requests
+    generation: Generation
+    targets: dict[str, int] = field(hash=False)
+    quality: Quality = field(default=Quality(20, 0.9))
+
+    def enabled(self) -> tuple[BackendSpec, ...]:
+        return tuple(b for b in self.backends if b.enabled)
+
+    def fingerprint(self) -> str:
+        """What decides the content of an answer (not limits like concurrency or timeouts)."""
+        data = {"generation": self.generation.__dict__, "quality": self.quality.__dict__}
+        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    path = Path(path) if path is not None else DATA_DIR / MODELS_FILE
+    source = MODELS_FILE if path == DATA_DIR / MODELS_FILE else str(path)
+    data = read_yaml(path, source, ConfigError, MAX_FILE_BYTES)
+    v = Validator(source, ConfigError)
+    root = v.mapping(data, "", required=("backends", "rotation", "requests", "generation", "targets"),
+                     optional=("quality",))
+    backends_node = v.mapping(root["backends"], "backends")
+    if not backends_node:
+        v.fail("backends", "expected at least one backend")
+    backends = tuple(_backend(v, name, node) for name, node in backends_node.items())
+    r = v.mapping(root["rotation"], "rotation", required=("swap_interval", "models_per_prompt"),
+                  optional=("failures_before_cooldown", "cooldown_s"))
+    q = v.mapping(root["requests"], "requests", required=("timeout_s", "max_attempts"),
+                  optional=("backoff_base_s", "backoff_max_s"))
+    g = v.mapping(root["generation"], "generation", required=("temperature", "max_tokens", "seed"),
+                  optional=("repeat_penalty",))
+    t = v.mapping(root["targets"], "targets", optional=SAMPLE_TYPES)
+    qual = v.mapping(root.get("quality") or {}, "quality", optional=("min_words", "near_duplicate_jaccard"))
+    return Settings(
+        source=source, backends=backends,
+        rotation=Rotation(v.whole(r["swap_interval"], "rotation.swap_interval", 1, 10**9),
+                          v.whole(r["models_per_prompt"], "rotation.models_per_prompt", 1, 100),
+                          v.whole(r.get("failures_before_cooldown", 3), "rotation.failures_before_cooldown", 1, 10**6),
+                          v.number(r.get("cooldown_s", 60), "rotation.cooldown_s", 0, 86400)),
+        requests=Requests(v.number(q["timeout_s"], "requests.timeout_s", 0.01, 86400),
+                          v.whole(q["max_attempts"], "requests.max_attempts", 1, 100),
+                          v.number(q.get("backoff_base_s", 0.5), "requests.backoff_base_s", 0, 3600),
+                          v.number(q.get("backoff_max_s", 30), "requests.backoff_max_s", 0, 86400)),
+        generation=Generation(v.number(g["temperature"], "generation.temperature", 0, 2),
+                              v.whole(g["max_tokens"], "generation.max_tokens", 1, 1_000_000),
+                              v.whole(g["seed"], "generation.seed", 0, 2**63 - 1),
+                              v.number(g.get("repeat_penalty", 1.0), "generation.repeat_penalty", 0.5, 3.0)),
+        targets={k: v.whole(n, f"targets.{k}", 0, 10**8) for k, n in t.items()},
+        quality=Quality(v.whole(qual.get("min_words", 20), "quality.min_words", 0, 100000),
+                        v.number(qual.get("near_duplicate_jaccard", 0.9), "quality.near_duplicate_jaccard", 0, 1)),
+    )
+
+
+def _backend(v: Validator, name: str, node: Any) -> BackendSpec:
+    key = f"backends.{name}"
+    m = v.mapping(node, key, required=("type",), optional=(
+        "enabled", "models", "endpoints", "api_key_env", "concurrency", "keep_alive", "threads", "context_tokens"))
+    kind = v.string(m["type"], f"{key}.type")
+    if kind not in BACKEND_TYPES:
+        v.fail(f"{key}.type", f"{kind!r} is not one of {', '.join(BACKEND_TYPES)}")
+    models = m.get("models", [])
+    if not isinstance(models, list) or not models:
+        v.fail(f"{key}.models", "expected a non-empty list of model names")
+    endpoints = m.get("endpoints", [])
+    if not isinstance(endpoints, list):
+        v.fail(f"{key}.endpoints", "expected a list of URLs")
+    for i, url in enumerate(endpoints):
+        url = v.string(url, f"{key}.endpoints[{i}]")
+        if not url.startswith(("http://", "https://")):
+            v.fail(f"{key}.endpoints[{i}]", f"{url!r} is not an http(s) URL")
+    if kind in ("ollama", "openai", "anthropic", "gemini") and not endpoints:
+        v.fail(f"{key}.endpoints", f"a {kind} backend needs at least one endpoint URL")
+    api_key_env = m.get("api_key_env")
+    if api_key_env is not None:
+        api_key_env = v.string(api_key_env, f"{key}.api_key_env")
+        if not api_key_env.replace("_", "").isalnum():
+            v.fail(f"{key}.api_key_env", "must name an environment variable (letters, digits, _)")
+    return BackendSpec(
+        name=name, type=kind, enabled=v.boolean(m.get("enabled", True), f"{key}.enabled"),
+        models=tuple(v.string(x, f"{key}.models[{i}]") for i, x in enumerate(models)),
+        endpoints=tuple(u.rstrip("/") for u in endpoints), api_key_env=api_key_env,
+        concurrency=v.whole(m.get("concurrency", 1), f"{key}.concurrency", 1, 4096),
+        keep_alive=None if m.get("keep_alive") is None else v.string(m["keep_alive"], f"{key}.keep_alive"),
+        threads=v.whole(m.get("threads", 1), f"{key}.threads", 1, 256),
+        context_tokens=v.whole(m.get("context_tokens", 2048), f"{key}.context_tokens", 128, 1_000_000),
+    )
