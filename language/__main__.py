@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import shutil
 import sys
 import time
@@ -181,12 +182,23 @@ def _generate(args) -> int:
     if seed != settings.generation.seed:
         import dataclasses
         settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=seed))
-    targets = _targets(args, settings) if args.command == "generate" else dict(settings.targets)
-    backends = [build_backend(s) for s in specs]
-    n_models = sum(len(s.models) for s in specs)
-    items = build_items(domain, settings, targets, n_models, seed)
     ledger = Ledger(staging)
     try:
+        if args.command == "generate":
+            targets = _targets(args, settings)
+        else:  # retry-failed: the work of the last generate
+            last = ledger.get_meta("targets")
+            if last is None:
+                raise LanguageError(f"retry-failed: no earlier generate in {staging}")
+            targets = json.loads(last)
+            seed = int(ledger.get_meta("seed") or seed)
+            import dataclasses
+            settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=seed))
+        ledger.set_meta("targets", json.dumps(targets, sort_keys=True))
+        ledger.set_meta("seed", str(seed))
+        backends = [build_backend(s) for s in specs]
+        n_models = sum(len(s.models) for s in specs)
+        items = build_items(domain, settings, targets, n_models, seed)
         config_hash = _config_hash(domain, settings)
         previous = ledger.get_meta("config_hash")
         if previous is not None and previous != config_hash and not args.quiet:
@@ -204,8 +216,10 @@ def _generate(args) -> int:
         ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in items)))
         session_id = f"{_stamp()}-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]}"
         dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard)
+        current_ids = {it.item_id for it in items}
         for item_id, text in ledger.accepted_texts():
-            dedup.add(item_id, text)
+            if item_id in current_ids:  # answers of an older config are not part of this dataset
+                dedup.add(item_id, text)
         if not args.quiet:
             pool = ", ".join(f"{s.name}/{m}" for s in specs for m in s.models)
             print(f"{len(items)} items ({len(items) - len(todo)} already finished, {len(todo)} to do) "

@@ -113,21 +113,26 @@ class Runner:
                 self.progress()
 
     def _choose(self, item: WorkItem) -> PoolModel | None:
-        """The item's model: its rotation slot, else the next usable model the prompt has not used."""
+        """The item's model: its rotation slot; while that one cools down, a model no other slot of the
+        prompt uses; else it waits for its own (duplicates only when the pool cannot give distinct models)."""
         n = len(self.pool)
-        start = (item.prompt_index // self.settings.rotation.swap_interval + item.slot) % n
-        used = self.used.get(item.prompt_id, set())
+        base = item.prompt_index // self.settings.rotation.swap_interval
+        own = self.pool[(base + item.slot) % n]
         now = time.monotonic()
-        ranked = [self.pool[(start + i) % n] for i in range(n)]
-        usable = [m for m in ranked if not m.missing]
-        if not usable:
-            return None
-        for prefer in (lambda m: m.cool_until <= now and m.label not in used,
-                       lambda m: m.cool_until <= now, lambda m: True):
-            for m in usable:
-                if prefer(m):
-                    return m
-        return None
+        if not own.missing and own.cool_until <= now:
+            return own
+        taken = self.used.get(item.prompt_id, set()) | {
+            self.pool[(base + k) % n].label for k in range(self.settings.rotation.models_per_prompt)
+            if k != item.slot}
+        ranked = [self.pool[(base + item.slot + i) % n] for i in range(1, n)]
+        for m in ranked:
+            if not m.missing and m.cool_until <= now and m.label not in taken:
+                return m
+        if not own.missing:
+            return own  # cooling down: the caller waits for it
+        usable = [m for m in ranked if not m.missing and m.label not in taken] or \
+                 [m for m in ranked if not m.missing]
+        return min(usable, key=lambda m: m.cool_until) if usable else None
 
     async def _process(self, client: httpx.AsyncClient, item: WorkItem) -> Result:
         s = self.settings
