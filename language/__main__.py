@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=None, help="prompt sampling and generation seed")
     gen.add_argument("--fresh", action="store_true",
                      help="back up the staging folder and start from nothing")
+    gen.add_argument("--from-metrics", type=Path, default=None, metavar="METRICS_JSON",
+                     help="build metrics_explanation prompts from the samples of a simulator dataset (e.g. "
+                          "training/metrics_dataset.json) and keep only answers that agree with their labels")
     retry = sub.add_parser("retry-failed", help="forget failed items and generate them again")
     common(retry, True)
     common(sub.add_parser("status", help="completion per type, failures, model distribution"), False)
@@ -198,7 +201,20 @@ def _generate(args) -> int:
         ledger.set_meta("seed", str(seed))
         backends = [build_backend(s) for s in specs]
         n_models = sum(len(s.models) for s in specs)
+        from_metrics = getattr(args, "from_metrics", None)
+        if from_metrics is None and ledger.get_meta("from_metrics"):
+            from_metrics = Path(ledger.get_meta("from_metrics")) if args.command == "retry-failed" else None
+        grounded_count = targets.pop("metrics_explanation", 0) if from_metrics else 0
         items = build_items(domain, settings, targets, n_models, seed)
+        vocabulary = None
+        if from_metrics:
+            from .grounding import load_vocabulary, metric_sample_items
+            vocabulary = load_vocabulary(args.config_dir)
+            items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
+                                         n_models, settings.fingerprint(), seed)
+            targets["metrics_explanation"] = grounded_count
+            ledger.set_meta("from_metrics", str(from_metrics))
+            ledger.set_meta("targets", json.dumps(targets, sort_keys=True))
         config_hash = _config_hash(domain, settings)
         previous = ledger.get_meta("config_hash")
         if previous is not None and previous != config_hash and not args.quiet:
@@ -224,7 +240,8 @@ def _generate(args) -> int:
             pool = ", ".join(f"{s.name}/{m}" for s in specs for m in s.models)
             print(f"{len(items)} items ({len(items) - len(todo)} already finished, {len(todo)} to do) "
                   f"on {pool}", file=sys.stderr)
-        stats = asyncio.run(_run(settings, backends, ledger, dedup, session_id, batch, todo, args.quiet))
+        stats = asyncio.run(_run(settings, backends, ledger, dedup, session_id, batch, todo, args.quiet,
+                                 vocabulary))
         ledger.flush_shards(force=True)
         if not args.quiet:
             reasons = "; ".join(f"{k} {v}" for k, v in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:5])
@@ -242,7 +259,7 @@ def _generate(args) -> int:
     return 0
 
 
-async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet):
+async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet, vocabulary=None):
     from .scheduler import Runner
 
     progress = _Progress(quiet, len(todo))
@@ -252,7 +269,7 @@ async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet
             await b.start()
             started.append(b)
         with progress:
-            runner = Runner(settings, backends, ledger, dedup, session_id, batch, progress.advance)
+            runner = Runner(settings, backends, ledger, dedup, session_id, batch, progress.advance, vocabulary)
             return await runner.run(todo)
     finally:
         for b in started:
@@ -260,14 +277,15 @@ async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet
 
 
 def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):
-    from .export import metadata, write_exports
+    from .export import grounding_table, metadata, write_exports
 
     samples = _current_samples(ledger)
     pool = sorted({m for m in samples["model"].to_list()}) if len(samples) else []
     meta = metadata(samples, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     session_id=session_id, config_hash=config_hash, new_samples=new_samples, model_pool=pool,
                     swap_interval=settings.rotation.swap_interval,
-                    questions_processed=len(ledger.finished_ids()))
+                    questions_processed=len(ledger.finished_ids()),
+                    grounding=grounding_table(ledger.results_frame()))
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_exports(args.output_dir, meta, samples, domain.system_prompt)
     if not args.quiet:
@@ -309,6 +327,12 @@ def _status(args) -> int:
             models = results.filter(pl.col("status") == "accepted").group_by("model").len().sort("len", descending=True)
             print("\naccepted per model:")
             print(models)
+            from .export import grounding_table
+            grounding = grounding_table(results)
+            if grounding:
+                print("\nagreement with the simulator's labels (grounded metrics explanations):")
+                for model, g in grounding.items():
+                    print(f"  {model}: {g['agreed']} of {g['checked']} ({100 * g['rate']:.0f} %)")
             bad = results.filter(pl.col("status") != "accepted").group_by("status", "reason").len() \
                 .sort("len", descending=True).head(15)
             if len(bad):

@@ -17,11 +17,12 @@ from .domain import SAMPLE_TYPES
 DATASET_NAME = "language_dataset.json"
 CHAT_NAME = "language_dataset.chat.jsonl"
 SAMPLE_FIELDS = ("type", "prompt", "response", "model", "model_type", "session_id", "timestamp",
-                 "generation_batch", "term", "category")
+                 "generation_batch", "term", "category", "source_sample_id", "label")
 
 
 def metadata(samples: pl.DataFrame, *, generated_at: str, session_id: str, config_hash: str,
-             new_samples: int, model_pool: list[str], swap_interval: int, questions_processed: int) -> dict:
+             new_samples: int, model_pool: list[str], swap_interval: int, questions_processed: int,
+             grounding: dict | None = None) -> dict:
     types = dict(zip(*samples.group_by("type").len().sort("type").to_dict(as_series=False).values())) \
         if len(samples) else {}
     models = dict(zip(*samples.group_by("model").len().sort("model").to_dict(as_series=False).values())) \
@@ -37,7 +38,22 @@ def metadata(samples: pl.DataFrame, *, generated_at: str, session_id: str, confi
         "model_distribution": {m: int(n) for m, n in models.items()},
         "rotation_info": {"total_models": len(model_pool), "model_pool": model_pool,
                           "swap_interval": swap_interval, "questions_processed": questions_processed},
+        "grounding_agreement": grounding or {},
     }
+
+
+def grounding_table(results: pl.DataFrame) -> dict:
+    """Per model: grounded answers checked against their label, and how many agreed."""
+    if not len(results) or "label" not in results.columns:
+        return {}
+    graded = results.filter(pl.col("label").is_not_null() & pl.col("response").is_not_null()
+                            & (pl.col("status").is_in(["accepted"])
+                               | pl.col("reason").cast(pl.Utf8).str.starts_with("grounding:")))
+    out = {}
+    for model, group in graded.group_by("model", maintain_order=True):
+        agreed = int((group["status"] == "accepted").sum())
+        out[model[0]] = {"checked": len(group), "agreed": agreed, "rate": round(agreed / len(group), 4)}
+    return out
 
 
 def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_prompt: str) -> list[Path]:
@@ -47,7 +63,9 @@ def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_pr
     chat = b"".join(orjson.dumps({
         "messages": [{"role": "system", "content": system_prompt}, {"role": "user", "content": r["prompt"]},
                      {"role": "assistant", "content": r["response"]}],
-        "type": r["type"], "model": r["model"], "term": r["term"]}) + b"\n" for r in rows)
+        "type": r["type"], "model": r["model"], "term": r["term"],
+        **({"source_sample_id": r["source_sample_id"], "label": r["label"]} if r["source_sample_id"] else {})})
+        + b"\n" for r in rows)
     backups = []
     for name, data in ((DATASET_NAME, dataset), (CHAT_NAME, chat)):
         target = output_dir / name

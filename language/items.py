@@ -39,6 +39,9 @@ class WorkItem:
     prompt: str
     term: str
     category: str
+    source_sample_id: str = ""   # grounded items: the metrics sample the prompt shows
+    label: str = ""              # grounded items: its anomaly kind, or "normal"
+    moved: tuple[str, ...] = ()  # grounded items: the metrics the kind moves
 
 
 def _choices(domain: DomainContent, sample_type: str) -> tuple[list[dict], list[dict]]:

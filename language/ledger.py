@@ -10,6 +10,7 @@ so the two can never disagree after a crash.  No pickle anywhere: SQLite, Parque
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ COMMIT_EVERY = 256
 SHARD_ROWS = 500
 SAMPLE_COLUMNS = ("item_id", "prompt_id", "type", "prompt", "response", "model", "model_type", "backend",
                   "session_id", "timestamp", "generation_batch", "term", "category", "seed", "temperature",
-                  "max_tokens", "finish_reason", "prompt_tokens", "completion_tokens")
+                  "max_tokens", "finish_reason", "prompt_tokens", "completion_tokens", "source_sample_id", "label")
+ADDED_COLUMNS = {"source_sample_id": "TEXT", "label": "TEXT"}  # added after the first release of the ledger
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +35,7 @@ CREATE TABLE IF NOT EXISTS results (
     reason TEXT, prompt TEXT NOT NULL, response TEXT, model TEXT, model_type TEXT, backend TEXT,
     session_id TEXT, timestamp TEXT, generation_batch INTEGER, term TEXT, category TEXT, seed INTEGER,
     temperature REAL, max_tokens INTEGER, finish_reason TEXT, prompt_tokens INTEGER,
-    completion_tokens INTEGER, attempts INTEGER NOT NULL, shard TEXT);
+    completion_tokens INTEGER, attempts INTEGER NOT NULL, shard TEXT, source_sample_id TEXT, label TEXT);
 CREATE INDEX IF NOT EXISTS results_status ON results (status);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
@@ -68,6 +70,8 @@ class Result:
     prompt_tokens: int
     completion_tokens: int
     attempts: int
+    source_sample_id: str | None = None
+    label: str | None = None
 
 
 class Ledger:
@@ -79,6 +83,10 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
+        for column, kind in ADDED_COLUMNS.items():
+            if column not in have:
+                self.db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
         self._pending = 0
         self._last_commit = time.monotonic()
         self._in_tx = False
@@ -110,11 +118,10 @@ class Ledger:
 
     def record_result(self, r: Result) -> None:
         self._begin()
-        self.db.execute("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
-                        (r.item_id, r.prompt_id, r.type, r.status, r.reason, r.prompt, r.response, r.model,
-                         r.model_type, r.backend, r.session_id, r.timestamp, r.generation_batch, r.term, r.category,
-                         r.seed, r.temperature, r.max_tokens, r.finish_reason, r.prompt_tokens,
-                         r.completion_tokens, r.attempts))
+        values = dataclasses.asdict(r)
+        names = ", ".join(values)
+        self.db.execute(f"INSERT OR REPLACE INTO results ({names}) VALUES ({', '.join('?' * len(values))})",
+                        tuple(values.values()))
         self._pending += 1
         self._maybe_commit()
 
@@ -211,7 +218,7 @@ _SHARD_SCHEMA = {
     "model": pl.Utf8, "model_type": pl.Utf8, "backend": pl.Utf8, "session_id": pl.Utf8, "timestamp": pl.Utf8,
     "generation_batch": pl.Int64, "term": pl.Utf8, "category": pl.Utf8, "seed": pl.Int64,
     "temperature": pl.Float64, "max_tokens": pl.Int64, "finish_reason": pl.Utf8, "prompt_tokens": pl.Int64,
-    "completion_tokens": pl.Int64,
+    "completion_tokens": pl.Int64, "source_sample_id": pl.Utf8, "label": pl.Utf8,
 }
 
 

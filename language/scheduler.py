@@ -24,6 +24,7 @@ import httpx
 from .backends import Backend, BackendError, Request
 from .items import WorkItem
 from .ledger import Ledger, Result
+from .grounding import grounding_check
 from .quality import DuplicateIndex, check, clean
 from .settings import Settings
 
@@ -62,7 +63,7 @@ class RunStats:
 
 class Runner:
     def __init__(self, settings: Settings, backends: list[Backend], ledger: Ledger, dedup: DuplicateIndex,
-                 session_id: str, generation_batch: int, progress=None):
+                 session_id: str, generation_batch: int, progress=None, vocabulary=None):
         self.settings, self.ledger, self.dedup = settings, ledger, dedup
         self.session_id, self.batch, self.progress = session_id, generation_batch, progress
         self.pool = [PoolModel(b, m) for b in backends for m in b.spec.models]
@@ -70,6 +71,7 @@ class Runner:
         self.stats = RunStats()
         self.used: dict[str, set[str]] = {}   # prompt_id -> models asked so far
         self.backends = backends
+        self.vocabulary = vocabulary  # for grounded items (language/grounding.py)
 
     def _endpoints_of(self, backend: Backend) -> list[Endpoint]:
         if backend.name not in self.endpoints:
@@ -190,6 +192,8 @@ class Runner:
     def _judge(self, item: WorkItem, model: PoolModel, reply, attempts: int) -> Result:
         text = clean(reply.text)
         reason = check(text, item.prompt, reply.finish_reason, self.settings.quality.min_words)
+        if reason is None and item.label and self.vocabulary is not None:
+            reason = grounding_check(text, item.label, item.moved, self.vocabulary)
         if reason is None:
             reason = self.dedup.find(text)
         if reason is not None:
@@ -209,4 +213,4 @@ class Runner:
             temperature=g.temperature, max_tokens=g.max_tokens,
             finish_reason=reply.finish_reason if reply else None,
             prompt_tokens=reply.prompt_tokens if reply else 0, completion_tokens=reply.completion_tokens if reply else 0,
-            attempts=attempts)
+            attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None)
