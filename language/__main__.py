@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import LanguageError, one_line
 
-COMMANDS = ("generate", "status", "retry-failed", "export", "reset")
+COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
 STAGING_NAME = "language_staging"
 EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
 
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(retry, True)
     common(sub.add_parser("status", help="completion per type, failures, model distribution"), False)
     common(sub.add_parser("export", help="write the dataset JSON and chat JSONL from staging"), False)
+    common(sub.add_parser("restore", help="repair damaged outputs: the dataset from its newest intact backup, "
+                                          "damaged staging shards from the ledger"), False)
     reset = sub.add_parser("reset", help="back up and remove the staging folder")
     common(reset, False)
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("generate", "retry-failed"):
             return _generate(args)
-        return {"status": _status, "export": _export, "reset": _reset}[args.command](args)
+        return {"status": _status, "export": _export, "reset": _reset, "restore": _restore}[args.command](args)
     except LanguageError as exc:
         print(f"python -m language: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
@@ -341,25 +343,57 @@ def _status(args) -> int:
         if current:
             print(f"\n{len(current - set(results['item_id'].to_list()) if len(results) else current)} of "
                   f"{len(current)} items of the last generate still to do")
-        _check_exports(args.output_dir)
+        bad = ledger.damaged_shards()
+        if bad:
+            print(f"\nDAMAGED shards: {', '.join(bad)} (python -m language restore rebuilds them from the ledger)")
+        intact = _check_exports(args.output_dir) and not bad
     finally:
         ledger.close()
-    return 0
+    return 0 if intact else 1
 
 
-def _check_exports(output_dir: Path) -> None:
-    import orjson
+def _check_exports(output_dir: Path) -> bool:
+    from .export import check_language_dataset
 
     path = output_dir / "language_dataset.json"
-    if not path.exists():
-        return
+    problem = check_language_dataset(path)
+    if problem == "missing":
+        return True
+    if problem is None:
+        print(f"\n{path}: intact")
+        return True
+    print(f"\n{path}: CORRUPTED: {problem} (python -m language restore, or export to rewrite it from staging)")
+    return False
+
+
+def _restore(args) -> int:
+    from datasafe.integrity import restore_latest
+
+    from .export import check_language_dataset
+    from .ledger import Ledger
+
+    staging = _staging(args)
+    if (staging / "ledger.sqlite").exists():
+        ledger = Ledger(staging)
+        try:
+            bad = ledger.damaged_shards()
+            if bad:
+                n = ledger.rebuild_shards(bad)
+                print(f"rebuilt {len(bad)} damaged shards ({n} samples) from the ledger")
+        finally:
+            ledger.close()
+    target = args.output_dir / "language_dataset.json"
+    problem = check_language_dataset(target)
+    if problem in (None, "missing"):
+        print(f"{target}: {'intact' if problem is None else 'not written yet'}; nothing to restore")
+        return 0
     try:
-        data = orjson.loads(path.read_bytes())
-        n = len(data["samples"])
-        ok = data["metadata"]["total_samples"] == n
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        ok, n = False, 0
-    print(f"\n{path}: " + (f"{n} samples, intact" if ok else "CORRUPTED (run export to rewrite it from staging)"))
+        backup, kept = restore_latest(target, check_language_dataset)
+    except FileNotFoundError:
+        raise LanguageError(f"restore: {target} has no intact backup; run `python -m language export` to "
+                            "rewrite it from staging") from None
+    print(f"restored {target} from {backup.name}" + (f"; the damaged file is kept as {kept.name}" if kept else ""))
+    return 0
 
 
 def _export(args) -> int:

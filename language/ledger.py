@@ -181,6 +181,27 @@ class Ledger:
                 ids = pl.read_parquet(path, columns=["item_id"])["item_id"].to_list()
                 self._mark_shard(path.name, ids)
 
+    def damaged_shards(self) -> list[str]:
+        """Shards that cannot be read back whole (truncated, corrupted)."""
+        bad = []
+        for path in sorted(self.shard_dir.glob("part-*.parquet")):
+            try:
+                pl.read_parquet(path)
+            except Exception:  # any decoding failure means the file is damaged
+                bad.append(path.name)
+        return bad
+
+    def rebuild_shards(self, names: list[str]) -> int:
+        """Rewrite damaged shards from the ledger, which holds every accepted answer."""
+        for name in names:
+            (self.shard_dir / name).unlink(missing_ok=True)
+        self._begin()
+        n = sum(self.db.execute("UPDATE results SET shard = NULL WHERE shard = ?", (name,)).rowcount
+                for name in names)
+        self.commit()
+        self.flush_shards(force=True)
+        return n
+
     # ------------------------------------------------------------------ reads
     def finished_ids(self) -> set[str]:
         self.commit()

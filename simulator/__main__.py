@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import SimulatorError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
-SUBCOMMANDS = ("generate", "traces", "realism")
+SUBCOMMANDS = ("generate", "traces", "realism", "status", "restore")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also train classifiers to tell real from simulated CPU windows and report "
                          "their accuracy (needs scikit-learn: pip install -e \".[bench]\")")
     _common(re)
+    st = sub.add_parser("status", help="is the dataset whole, is the staging consistent, which backups exist",
+                        description="Check <output-dir>/metrics_dataset.json (valid JSON, sample count, ids) and "
+                                    "<output-dir>/staging/ (every file against its manifest checksum); exit 1 "
+                                    "when something is damaged.")
+    st.add_argument("--output-dir", type=Path, default=Path("training"), help="default: training")
+    rs = sub.add_parser("restore", help="replace a damaged dataset with its newest intact backup",
+                        description="Replace <output-dir>/metrics_dataset.json with its newest backup that passes "
+                                    "the checks; the damaged file is kept as metrics_dataset.<time>.damaged.json.")
+    rs.add_argument("--output-dir", type=Path, default=Path("training"), help="default: training")
     parser.default_command = gen
     return parser
 
@@ -107,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             return _traces(args)
         if args.command == "realism":
             return _realism(args)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "restore":
+            return _restore(args)
         return _generate(args)
     except SimulatorError as exc:
         print(f"python -m simulator: error: {one_line(str(exc))}", file=sys.stderr)
@@ -189,6 +202,33 @@ def _realism(args) -> int:
             print(f"\nwrote {', '.join(str(p) for p in paths)} and {out_dir / 'realism_report.json'}",
                   file=sys.stderr)
     return 0 if result.passed else 1
+
+
+def _status(args) -> int:
+    from .integrity import describe
+    from .staging import recover_staging
+
+    if args.output_dir.is_dir() and recover_staging(args.output_dir):
+        print("staging/: a swap interrupted by a crash was completed (the previous staging is back)")
+    lines, ok = describe(args.output_dir, DATASET_NAME)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def _restore(args) -> int:
+    from .integrity import check_metrics_dataset, restore_metrics_dataset
+
+    target = args.output_dir / DATASET_NAME
+    problem = check_metrics_dataset(target)
+    if problem is None:
+        print(f"{target} is intact; nothing to restore")
+        return 0
+    try:
+        backup, kept = restore_metrics_dataset(target)
+    except FileNotFoundError:
+        raise SimulatorError(f"restore: {target} has no intact backup; rerun generate") from None
+    print(f"restored {target} from {backup.name}" + (f"; the damaged file is kept as {kept.name}" if kept else ""))
+    return 0
 
 
 def _traces(args) -> int:

@@ -18,6 +18,7 @@ import orjson
 import polars as pl
 
 from datasafe import atomic_path, atomic_write_bytes
+from datasafe.integrity import file_record
 
 from .catalogue import METRICS
 from .config import SimConfig
@@ -59,6 +60,15 @@ def labels_table(traces: Traces) -> pl.DataFrame:
     ])
 
 
+def recover_staging(output_dir: Path) -> bool:
+    """Finish a swap a crash interrupted: `staging/` gone but `staging.old/` whole: put it back."""
+    final, retired = output_dir / "staging", output_dir / "staging.old"
+    if not final.exists() and (retired / "manifest.json").exists():
+        retired.rename(final)
+        return True
+    return False
+
+
 class Staging:
     """Writes one run's staging files into `staging.partial/`; `finish` swaps it in for `staging/`.
 
@@ -68,6 +78,7 @@ class Staging:
     def __init__(self, output_dir: Path):
         self.final = Path(output_dir) / "staging"
         self.dir = Path(output_dir) / "staging.partial"
+        recover_staging(Path(output_dir))
 
     def begin(self) -> None:
         if self.dir.exists():
@@ -81,7 +92,9 @@ class Staging:
     def finish(self, events: pl.DataFrame, samples: pl.DataFrame, manifest: dict) -> None:
         write_parquet(events, self.dir / "events.parquet")
         write_parquet(samples, self.dir / "samples.parquet")
-        atomic_write_bytes(self.dir / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        files = {p.name: file_record(p) for p in sorted(self.dir.glob("*.parquet"))}
+        atomic_write_bytes(self.dir / "manifest.json",
+                           orjson.dumps({**manifest, "files": files}, option=orjson.OPT_INDENT_2))
         retired = self.final.with_name("staging.old")
         if retired.exists():
             shutil.rmtree(retired)

@@ -919,7 +919,9 @@ class LoopbackServer:
         elif m in ("GET", "HEAD"):
             if p == "/v1/models":
                 return self._list_openai_or_anthropic(req, conn)
-            if p.startswith("/v1/models/") and "anthropic-version" not in req.headers:
+            if p.startswith("/v1/models/"):
+                if "anthropic-version" in req.headers:
+                    return self._get_anthropic_model(req, conn, p[len("/v1/models/"):])
                 return self._get_openai_model(req, conn, p[len("/v1/models/"):])
             if p == "/api/tags":
                 return self._list_ollama(req, conn)
@@ -973,6 +975,15 @@ class LoopbackServer:
         self._record(self._plain_call(req, "openai", "unknown_model", name))
         status, body = _APIS["openai"].unknown_model(_Gen(name, [], {}, False, None))
         return self._send(conn, req, status, _OpenAI.ctype, body)
+
+    def _get_anthropic_model(self, req, conn, name) -> bool:
+        if self.has_model(name):
+            self._record(self._plain_call(req, "anthropic", model=name))
+            return self._send(conn, req, 200, _Anthropic.ctype, _dumps(
+                {"type": "model", "id": name, "display_name": name.title(), "created_at": "2025-01-01T00:00:00Z"}))
+        self._record(self._plain_call(req, "anthropic", "unknown_model", name))
+        status, body = _APIS["anthropic"].unknown_model(_Gen(name, [], {}, False, None))
+        return self._send(conn, req, status, _Anthropic.ctype, body)
 
     def _list_ollama(self, req, conn) -> bool:
         self._record(self._plain_call(req, "ollama"))

@@ -266,3 +266,17 @@ def test_embedded_model_is_the_default_backend(tmp_path):
     rows = _ledger(tmp_path)
     assert len(rows) == 1 and rows[0][3] == "smollm2-135m-instruct"
     assert rows[0][1] in ("accepted", "rejected")  # a 135M model may ramble; it answered either way
+
+
+def test_a_damaged_shard_is_detected_and_rebuilt_from_the_ledger(tmp_path, config_dir, capsys):
+    with LoopbackServer(models=("alpha", "beta")) as server:
+        assert _generate(tmp_path, config_dir, "--endpoint", f"openai={server.url}", "--models", "alpha,beta",
+                         "--types", "conversation", "--count", "3") == 0
+    shard = next((tmp_path / "out" / "language_staging" / "shards").glob("part-*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    assert main(["status", "--output-dir", str(tmp_path / "out")]) == 1
+    assert "DAMAGED shards" in capsys.readouterr().out
+    assert main(["restore", "--output-dir", str(tmp_path / "out")]) == 0
+    assert main(["status", "--output-dir", str(tmp_path / "out")]) == 0
+    assert main(["export", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"), "--quiet"]) == 0
+    assert len(_dataset(tmp_path)["samples"]) == 6

@@ -580,3 +580,26 @@ def test_many_start_stop_cycles():
             urls.add(s.url)
             assert c.get(s.url + "/api/tags").status_code == 200
     assert all(u.startswith("http://127.0.0.1:") and not u.endswith("/") for u in urls)
+
+
+def test_model_lookups_and_odd_requests(server, client):
+    anth = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    d = client.get(server.url + "/v1/models", headers=anth).json()
+    assert [m["id"] for m in d["data"]] == ["alpha", "beta", "gamma"] and d["has_more"] is False
+    assert client.get(server.url + "/v1/models/beta", headers=anth).json()["type"] == "model"
+    r = client.get(server.url + "/v1/models/nope", headers=anth)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    assert client.get(server.url + "/v1/models/beta").json()["object"] == "model"
+    assert client.get(server.url + "/v1beta/models/beta").json()["name"] == "models/beta"
+    assert client.get(server.url + "/v1beta/models/nope").status_code == 404
+    assert client.get(server.url + "/").text == "Ollama is running"
+    r = client.head(server.url + "/api/tags")
+    assert r.status_code == 200 and r.content == b""
+    # a chunked request body, then the keep-alive connection still works
+    body = json.dumps({"model": "alpha", "messages": [{"role": "user", "content": "chunked"}], "stream": False})
+    r = client.post(server.url + "/api/chat", content=iter([body[:10].encode(), body[10:].encode()]))
+    assert r.status_code == 200 and r.json()["done"] is True
+    # Ollama: a chat without messages just loads the model
+    d = client.post(server.url + "/api/chat", json={"model": "alpha", "stream": False}).json()
+    assert d["done_reason"] == "load" and d["message"]["content"] == ""
+    assert client.get(server.url + "/api/tags").status_code == 200
