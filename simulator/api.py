@@ -9,13 +9,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numba
 import numpy as np
 import polars as pl
 
 from . import __version__
+from .catalogue import N_METRICS
 from .config import SimConfig, load_config
 from .engine import Traces, run_kernel
 from .errors import SimulatorError
@@ -27,6 +28,8 @@ from .staging import Staging, traces_table
 
 BLOCK_HOSTS = 256           # hosts simulated together: bounds memory at any size
 MAX_SAMPLES = 5_000_000  # one JSON file; larger sets belong in the Parquet traces
+JSON_BYTES_PER_SAMPLE = 570     # measured on the default config (11.3 MB for 20,000 samples)
+STAGING_BYTES_PER_SAMPLE = 700  # measured (14 MB of Parquet staging for 20,000 samples)
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,23 @@ class _NumbaThreads:
         numba.set_num_threads(self.old)
 
 
-def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
-             seed: int | None = None, anomalies: int | None = None, interval_s: float | None = None,
-             workers: int | None = None, with_labels: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Full traces of `hosts` hosts over `steps` steps, with `anomalies` events (default: one per host).
+BLOCK_BYTES = 256 * 1024 * 1024  # memory of one block of hosts (values, labels, the table built from them)
+BYTES_PER_HOST_STEP = N_METRICS * 4 * 6  # values + labels + the Polars table with label columns
 
-    Returns (traces, events) as Polars frames; traces carry one `label_<metric>` column per metric
-    (the event id, or -1) and `is_anomaly` when `with_labels`.
+
+def block_hosts(steps: int) -> int:
+    """Hosts per block so that one block stays within BLOCK_BYTES whatever the trace length."""
+    return max(1, min(BLOCK_HOSTS, BLOCK_BYTES // max(1, steps * BYTES_PER_HOST_STEP)))
+
+
+def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
+                seed: int | None = None, anomalies: int | None = None, interval_s: float | None = None,
+                workers: int | None = None, with_labels: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """Traces block by block (bounded memory at any size): (traces, events) of consecutive host ranges.
+
+    The blocks concatenated are exactly `simulate`'s output: every host's stream depends only on
+    (seed, host), never on the block it was computed in.
     """
     cfg = _resolve(config)
     _check_count("hosts", hosts, 1)
@@ -83,20 +96,38 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
         raise SimulatorError(f"interval: must be positive, got {interval}")
     population = build_population(cfg, hosts, seed)
     plan = plan_events(cfg, population, n_events, steps, seed, interval)
-    frames, events = [], []
+    profiles = np.array(population.profile_names)[population.profile]
+    per_block = block_hosts(steps)
+    n_blocks = -(-hosts // per_block)
     with threads:
-        for lo in range(0, hosts, BLOCK_HOSTS):
+        for b, lo in enumerate(range(0, hosts, per_block)):
             traces, ev = run_kernel(cfg, population, plan, seed, steps, interval,
-                                    host_range=(lo, min(lo + BLOCK_HOSTS, hosts)), keep_base=False)
-            frames.append(traces_table(traces, cfg, with_labels=with_labels))
-            events.append(ev)
-    df = pl.concat(frames)
-    if with_labels:
-        df = df.with_columns(
-            pl.max_horizontal([pl.col(f"label_{m.name}") >= 0 for m in cfg.metrics]).alias("is_anomaly"))
-    events = pl.concat(events)
-    profile = pl.Series(np.array(population.profile_names)[population.profile])
-    return df, events.with_columns(profile=profile.gather(events["host"]))
+                                    host_range=(lo, min(lo + per_block, hosts)), keep_base=False)
+            df = traces_table(traces, cfg, with_labels=with_labels)
+            del traces
+            if with_labels:
+                df = df.with_columns(pl.max_horizontal([pl.col(f"label_{m.name}") >= 0 for m in cfg.metrics])
+                                     .alias("is_anomaly"))
+            yield df, ev.with_columns(profile=pl.Series(profiles[ev["host"].to_numpy()], dtype=pl.Utf8))
+            if progress:
+                progress(b + 1, n_blocks)
+
+
+def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
+             seed: int | None = None, anomalies: int | None = None, interval_s: float | None = None,
+             workers: int | None = None, with_labels: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Full traces of `hosts` hosts over `steps` steps, with `anomalies` events (default: one per host).
+
+    Returns (traces, events) as Polars frames; traces carry one `label_<metric>` column per metric
+    (the event id, or -1) and `is_anomaly` when `with_labels`.  For traces larger than memory, use
+    `iter_traces`, which yields the same rows block by block.
+    """
+    frames, events = [], []
+    for df, ev in iter_traces(hosts, steps, config=config, seed=seed, anomalies=anomalies,
+                              interval_s=interval_s, workers=workers, with_labels=with_labels):
+        frames.append(df)
+        events.append(ev)
+    return pl.concat(frames), pl.concat(events)
 
 
 def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed: int | None = None,
@@ -110,6 +141,12 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     traces, labels, events and samples are staged there as Parquet.
     """
     cfg = _resolve(config)
+    if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
+        raise SimulatorError(
+            f"--samples: at most {MAX_SAMPLES:,} in one run, got {n_samples:,} (about "
+            f"{n_samples * JSON_BYTES_PER_SAMPLE / 1e9:.1f} GB of JSON and "
+            f"{n_samples * STAGING_BYTES_PER_SAMPLE / 1e9:.1f} GB of staging); for bulk traces use "
+            "`python -m simulator traces`, which streams to Parquet")
     _check_count("samples", n_samples, 1, MAX_SAMPLES)
     ratio = cfg.simulation.anomaly_ratio if anomaly_ratio is None else anomaly_ratio
     if not (isinstance(ratio, (int, float)) and 0.0 <= ratio <= 1.0):

@@ -146,3 +146,25 @@ def test_sample_set_holds_the_ratio_and_is_deterministic(config):
     assert ((inside["step"] >= inside["start_step"]) & (inside["step"] < inside["end_step"])).all()
     assert inside["kind"].null_count() == 0
     assert s["explanation"].n_unique() > 500
+
+
+def test_streamed_blocks_are_the_same_rows_whatever_the_block_size(config, monkeypatch):
+    import simulator.api as api
+
+    whole, events = simulator.simulate(7, 300, config=config, seed=9, anomalies=9)
+    monkeypatch.setattr(api, "BLOCK_BYTES", 1)  # one host per block
+    assert api.block_hosts(300) == 1
+    blocks = list(api.iter_traces(7, 300, config=config, seed=9, anomalies=9))
+    assert len(blocks) == 7
+    assert pl.concat([b[0] for b in blocks]).equals(whole)
+    assert pl.concat([b[1] for b in blocks]).equals(events)
+
+
+def test_traces_refuses_what_the_disk_cannot_hold(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "simulator", "traces", "--hosts", "1000000000", "--steps", "100000",
+                           "--output", str(tmp_path / "x.parquet")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "GB on disk" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "x.parquet").exists()
