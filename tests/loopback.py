@@ -24,6 +24,18 @@ An answer longer than the token limit (counted in words) is cut to that many wor
 The server runs an asyncio loop in one daemon thread (HTTP/1.1, keep-alive, chunked streaming responses),
 so per-request work is a few dozen microseconds; `stop()` closes every connection and joins the thread.
 
+Every request is logged in ``server.calls`` as a `Call`; ``outcome`` is "ok", the name of the fault that
+fired ("429", "500", "503", "529", "garbage", "cut", "slow", "reset", "unknown_model"), "unknown_model" for a
+model the server does not have, "bad_request", "unauthorized" (only with ``api_key=``), "not_found" (unknown
+path) or "answer_error" (the `answer` callable raised; the client got the API's 500, the exception is in
+``server.errors``). Faults apply only to generation requests, never to model listings. A 429 with
+``retry_after`` sends ``Retry-After: <seconds>`` (``%g``, so 0.25 -> "0.25"; OpenAI also gets
+``retry-after-ms``; Gemini's body carries a RetryInfo ``retryDelay``). "cut" sends half the stream (chunked,
+no terminating chunk) or half a body under a larger Content-Length, then closes: httpx raises
+RemoteProtocolError. "reset" closes with SO_LINGER 0 (RST) before any response: httpx raises ReadError.
+
+Import it as ``from loopback import ...`` (pytest puts tests/ on sys.path).
+
     with LoopbackServer(faults=FaultPlan([Rule("429", times=2, retry_after=0.1)])) as server:
         httpx.post(server.url + "/v1/chat/completions", json={...})
         server.calls_for("/v1/chat")[0].outcome == "429"
@@ -1049,7 +1061,8 @@ class LoopbackServer:
 
         rule = self.faults.match(gen.model, prompt) if self.faults is not None else None
         action = rule.action if rule is not None else None
-        if action is None and not self.has_model(gen.model):
+        missing = not self.has_model(gen.model)
+        if action is None and missing:
             action = "unknown_model"
             call.outcome = "unknown_model"
         elif action is not None:
@@ -1082,12 +1095,16 @@ class LoopbackServer:
             return self._send(conn, req, 200, api.ctype, _GARBAGE)
         wait = (rule.seconds if action == "slow" else 0.0) + self.delay_s
         if wait > 0:
-            return conn.defer(wait, lambda: self._answer(req, conn, api, gen, call, action, now), req.keep_alive)
-        return self._answer(req, conn, api, gen, call, action, now)
+            return conn.defer(wait, lambda: self._answer(req, conn, api, gen, call, action, now, missing),
+                              req.keep_alive)
+        return self._answer(req, conn, api, gen, call, action, now, missing)
 
     def _answer(self, req: _Request, conn: _Conn, api, gen: _Gen, call: Call, action: str | None,
-                now: float) -> bool:
-        """A normal answer (or, for "cut", the start of one)."""
+                now: float, missing: bool) -> bool:
+        """A normal answer (or, for "cut", the start of one); after a "slow" fault, maybe the not-found one."""
+        if missing and action != "cut":
+            status, body = api.unknown_model(gen)
+            return self._send(conn, req, status, api.ctype, body)
         options = {"api": api.name, "seed": gen.options.get("seed"), "temperature": gen.options.get("temperature"),
                    "max_tokens": gen.limit, "stream": gen.stream}
         if not gen.messages and api.name == "ollama" and not gen.extra.get("generate"):

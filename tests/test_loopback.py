@@ -603,3 +603,9 @@ def test_model_lookups_and_odd_requests(server, client):
     d = client.post(server.url + "/api/chat", json={"model": "alpha", "stream": False}).json()
     assert d["done_reason"] == "load" and d["message"]["content"] == ""
     assert client.get(server.url + "/api/tags").status_code == 200
+
+
+def test_slow_fault_on_unknown_model_still_answers_not_found(client):
+    with LoopbackServer(faults=FaultPlan([Rule("slow", seconds=0.05)])) as s:
+        r = client.request(**build("openai", s.url, "ghost", "x"))
+        assert r.status_code == 404 and s.calls[0].outcome == "slow"
