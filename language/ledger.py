@@ -118,10 +118,7 @@ class Ledger:
 
     def record_result(self, r: Result) -> None:
         self._begin()
-        values = dataclasses.asdict(r)
-        names = ", ".join(values)
-        self.db.execute(f"INSERT OR REPLACE INTO results ({names}) VALUES ({', '.join('?' * len(values))})",
-                        tuple(values.values()))
+        self.db.execute(_INSERT_RESULT, tuple(getattr(r, f) for f in _RESULT_FIELDS))
         self._pending += 1
         self._maybe_commit()
 
@@ -233,6 +230,10 @@ class Ledger:
         self.commit()
         self.db.close()
 
+
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(Result))
+_INSERT_RESULT = (f"INSERT OR REPLACE INTO results ({', '.join(_RESULT_FIELDS)}) "
+                  f"VALUES ({', '.join('?' * len(_RESULT_FIELDS))})")
 
 _SHARD_SCHEMA = {
     "item_id": pl.Utf8, "prompt_id": pl.Utf8, "type": pl.Utf8, "prompt": pl.Utf8, "response": pl.Utf8,

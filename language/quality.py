@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -38,13 +40,21 @@ def clean(text: str) -> str:
     return text.strip()
 
 
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
+@lru_cache(maxsize=512)
+def words(text: str) -> tuple[str, ...]:
+    """Lower-case words; cached because every filter of one answer asks for them."""
+    return tuple(WORD.findall(text.lower()))
 
 
+@lru_cache(maxsize=512)
 def shingles(text: str) -> frozenset[str]:
     w = words(text)
     return frozenset(" ".join(w[i:i + 3]) for i in range(max(len(w) - 2, 1)))
+
+
+@lru_cache(maxsize=512)
+def _normalized_hash(text: str) -> str:
+    return hashlib.sha256(" ".join(words(text)).encode()).hexdigest()
 
 
 def check(text: str, prompt: str, finish_reason: str, min_words: int) -> str | None:
@@ -82,8 +92,10 @@ def _echoes(text: str, prompt: str) -> bool:
 
 
 def _minhash(sh: frozenset[str]) -> np.ndarray:
-    x = np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") & _MASK
-                  for s in sh], dtype=np.uint64)
+    # two C-speed 32-bit checksums make a stable 64-bit shingle hash (blake2b per shingle was the
+    # runner's hottest line)
+    x = np.array([(zlib.crc32(b) << 32 | zlib.adler32(b)) & _MASK for b in (t.encode() for t in sh)],
+                 dtype=np.uint64)
     return ((np.multiply.outer(x, _A) + _B) % np.uint64(_MASK)).min(axis=0)
 
 
@@ -98,11 +110,11 @@ class DuplicateIndex:
 
     def find(self, text: str) -> str | None:
         """The reason `text` is a duplicate of an accepted answer, or None."""
-        norm = hashlib.sha256(" ".join(words(text)).encode()).hexdigest()
+        norm = _normalized_hash(text)
         if norm in self.exact:
             return f"exact duplicate of {self.exact[norm]}"
         sh = shingles(text)
-        for key in self._keys(sh):
+        for key in _lsh_keys(sh):
             for other in self.buckets.get(key, ()):
                 o = self.sets[other]
                 if len(sh & o) / max(len(sh | o), 1) >= self.threshold:
@@ -110,16 +122,18 @@ class DuplicateIndex:
         return None
 
     def add(self, item_id: str, text: str) -> None:
-        self.exact.setdefault(hashlib.sha256(" ".join(words(text)).encode()).hexdigest(), item_id)
+        self.exact.setdefault(_normalized_hash(text), item_id)
         sh = shingles(text)
         self.sets[item_id] = sh
-        for key in self._keys(sh):
+        for key in _lsh_keys(sh):
             self.buckets.setdefault(key, []).append(item_id)
 
-    @staticmethod
-    def _keys(sh: frozenset) -> list[tuple]:
-        if not sh:
-            return []
-        sig = _minhash(sh)
-        rows = N_PERM // BANDS
-        return [(b, *sig[b * rows:(b + 1) * rows].tolist()) for b in range(BANDS)]
+
+@lru_cache(maxsize=512)
+def _lsh_keys(sh: frozenset) -> tuple[tuple, ...]:
+    """The LSH band keys of a shingle set (cached: find and add ask for the same answer's keys)."""
+    if not sh:
+        return ()
+    sig = _minhash(sh).tolist()
+    rows = N_PERM // BANDS
+    return tuple((b, *sig[b * rows:(b + 1) * rows]) for b in range(BANDS))
