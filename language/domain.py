@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from datasafe.yamlcheck import Validator, read_yaml
 
@@ -125,94 +125,54 @@ def _read(d: Path, name: str) -> tuple[Any, Validator]:
     return read_yaml(path, source, ConfigError, MAX_FILE_BYTES), Validator(source, ConfigError)
 
 
-def _list(v: Validator, data: Any, key: str) -> list:
-    root = v.mapping(data, "", required=(key,))
-    items = root[key]
+def _entries(d: Path, name: str, list_key: str, fields: tuple[str, ...], unique: str,
+             choices: dict[str, tuple[str, ...]], build: Callable[..., Any]) -> tuple:
+    """Validate `list_key`'s entries of file `name`: exactly `fields`, all non-empty strings, the
+    `choices` fields among their allowed values, `unique` unique (case- and space-insensitive);
+    each entry becomes build(**fields)."""
+    data, v = _read(d, name)
+    items = v.mapping(data, "", required=(list_key,))[list_key]
     if not isinstance(items, list) or not items:
-        v.fail(key, "expected a non-empty list")
-    return items
-
-
-def _choice(v: Validator, value: Any, key: str, allowed: tuple[str, ...]) -> str:
-    value = v.string(value, key)
-    if value not in allowed:
-        v.fail(key, f"{value!r} is not one of {', '.join(allowed)}")
-    return value
-
-
-def _unique(v: Validator, seen: dict[str, int], value: str, key: str, i: int) -> None:
-    norm = " ".join(value.lower().split())
-    if norm in seen:
-        v.fail(key, f"duplicate of item {seen[norm]} ({value!r})")
-    seen[norm] = i
+        v.fail(list_key, "expected a non-empty list")
+    out, seen = [], {}
+    for i, node in enumerate(items):
+        key = f"{list_key}[{i}]"
+        m = v.mapping(node, key, required=fields, optional=())
+        values = {f: v.string(m[f], f"{key}.{f}") for f in fields}
+        for f, allowed in choices.items():
+            if values[f] not in allowed:
+                v.fail(f"{key}.{f}", f"{values[f]!r} is not one of {', '.join(allowed)}")
+        norm = " ".join(values[unique].lower().split())
+        if norm in seen:
+            v.fail(f"{key}.{unique}", f"duplicate of item {seen[norm]} ({values[unique]!r})")
+        seen[norm] = i
+        out.append(build(**values))
+    return tuple(out)
 
 
 def _terms(d: Path, name: str, categories: tuple[str, ...]) -> tuple[Term, ...]:
-    data, v = _read(d, name)
-    out, seen = [], {}
-    for i, node in enumerate(_list(v, data, "terms")):
-        key = f"terms[{i}]"
-        m = v.mapping(node, key, required=("term", "category", "description"), optional=())
-        term = v.string(m["term"], f"{key}.term")
-        _unique(v, seen, term, f"{key}.term", i)
-        out.append(Term(term, _choice(v, m["category"], f"{key}.category", categories),
-                        v.string(m["description"], f"{key}.description")))
-    return tuple(out)
+    return _entries(d, name, "terms", ("term", "category", "description"), "term", {"category": categories}, Term)
 
 
 def _errors(d: Path) -> tuple[ErrorPattern, ...]:
-    data, v = _read(d, "error_patterns.yaml")
-    out, seen = [], {}
-    for i, node in enumerate(_list(v, data, "errors")):
-        key = f"errors[{i}]"
-        m = v.mapping(node, key, required=("message", "component", "category", "severity"), optional=())
-        message = v.string(m["message"], f"{key}.message")
-        _unique(v, seen, message, f"{key}.message", i)
-        out.append(ErrorPattern(message, v.string(m["component"], f"{key}.component"),
-                                _choice(v, m["category"], f"{key}.category", TERM_CATEGORIES),
-                                _choice(v, m["severity"], f"{key}.severity", SEVERITIES)))
-    return tuple(out)
+    return _entries(d, "error_patterns.yaml", "errors", ("message", "component", "category", "severity"),
+                    "message", {"category": TERM_CATEGORIES, "severity": SEVERITIES}, ErrorPattern)
 
 
 def _personas(d: Path) -> tuple[Persona, ...]:
-    data, v = _read(d, "personality_types.yaml")
-    out, seen = [], {}
-    for i, node in enumerate(_list(v, data, "personalities")):
-        key = f"personalities[{i}]"
-        m = v.mapping(node, key, required=("name", "audience", "description"), optional=())
-        name = v.string(m["name"], f"{key}.name")
-        _unique(v, seen, name, f"{key}.name", i)
-        out.append(Persona(name, _choice(v, m["audience"], f"{key}.audience", AUDIENCES),
-                           v.string(m["description"], f"{key}.description")))
-    return tuple(out)
+    return _entries(d, "personality_types.yaml", "personalities", ("name", "audience", "description"), "name",
+                    {"audience": AUDIENCES}, Persona)
 
 
 def _styles(d: Path, name: str, key_name: str) -> tuple[Style, ...]:
-    data, v = _read(d, name)
-    out, seen = [], {}
-    for i, node in enumerate(_list(v, data, key_name)):
-        key = f"{key_name}[{i}]"
-        m = v.mapping(node, key, required=("name", "instruction", "example"), optional=())
-        style_name = v.string(m["name"], f"{key}.name")
-        _unique(v, seen, style_name, f"{key}.name", i)
-        out.append(Style(style_name, v.string(m["instruction"], f"{key}.instruction"),
-                         v.string(m["example"], f"{key}.example")))
-    return tuple(out)
+    return _entries(d, name, key_name, ("name", "instruction", "example"), "name", {}, Style)
 
 
 def _metric_patterns(d: Path) -> tuple[MetricPattern, ...]:
     from simulator.catalogue import METRICS
 
-    data, v = _read(d, "metrics_patterns.yaml")
-    out, seen = [], {}
-    for i, node in enumerate(_list(v, data, "patterns")):
-        key = f"patterns[{i}]"
-        m = v.mapping(node, key, required=("metric", "situation", "observation"), optional=())
-        observation = v.string(m["observation"], f"{key}.observation")
-        _unique(v, seen, observation, f"{key}.observation", i)
-        out.append(MetricPattern(_choice(v, m["metric"], f"{key}.metric", METRICS),
-                                 _choice(v, m["situation"], f"{key}.situation", SITUATIONS), observation))
-    return tuple(out)
+    return _entries(d, "metrics_patterns.yaml", "patterns", ("metric", "situation", "observation"), "observation",
+                    {"metric": METRICS, "situation": SITUATIONS}, MetricPattern)
 
 
 def _templates(v: Validator, node: Any, key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
