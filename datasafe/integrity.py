@@ -45,6 +45,28 @@ def check_files(folder: Path, records: dict[str, dict]) -> list[str]:
     return problems
 
 
+def check_json_dataset(path: Path, samples_key: str, what: str) -> tuple[str | None, dict | None]:
+    """(problem, document) of a `{"metadata": {..., "total_samples"}, samples_key: [...]}` file.
+
+    The problem is None for a whole file, "missing" when absent, else what is wrong; the document
+    is returned for the caller's own further checks."""
+    import orjson
+
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        return "missing", None
+    except orjson.JSONDecodeError as exc:
+        return f"not valid JSON (truncated or damaged): {str(exc)[:80]}", None
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict) \
+            or not isinstance(data.get(samples_key), list):
+        return f"not a {what} (metadata or {samples_key} missing)", None
+    n, declared = len(data[samples_key]), data["metadata"].get("total_samples")
+    if declared != n:
+        return f"{n} samples but metadata.total_samples says {declared}", None
+    return None, data
+
+
 def restore_latest(path: Path, validate: Validator) -> tuple[Path, Path | None]:
     """Replace `path` with its newest backup that validates; returns (backup used, damaged copy kept)."""
     path = Path(path)

@@ -11,6 +11,7 @@ import orjson
 import polars as pl
 
 from datasafe import atomic_path, backup_file
+from datasafe.integrity import check_json_dataset
 
 from .domain import SAMPLE_TYPES
 
@@ -58,18 +59,7 @@ def grounding_table(results: pl.DataFrame) -> dict:
 
 def check_language_dataset(path: Path) -> str | None:
     """None when `path` is a complete language dataset, else what is wrong."""
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        return "missing"
-    except orjson.JSONDecodeError as exc:
-        return f"not valid JSON (truncated or damaged): {str(exc)[:80]}"
-    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict) or \
-            not isinstance(data.get("samples"), list):
-        return "not a language dataset (metadata or samples missing)"
-    if data["metadata"].get("total_samples") != len(data["samples"]):
-        return f"{len(data['samples'])} samples but metadata.total_samples says {data['metadata'].get('total_samples')}"
-    return None
+    return check_json_dataset(path, "samples", "language dataset")[0]
 
 
 def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_prompt: str) -> list[Path]:

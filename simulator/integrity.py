@@ -7,29 +7,26 @@ from pathlib import Path
 import orjson
 
 from datasafe import list_backups
-from datasafe.integrity import check_files, restore_latest
+from datasafe.integrity import check_files, check_json_dataset, restore_latest
 
 
 def check_metrics_dataset(path: Path) -> str | None:
     """None when `path` is a complete metrics dataset, else what is wrong with it."""
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        return "missing"
-    except orjson.JSONDecodeError as exc:
-        return f"not valid JSON (truncated or damaged): {str(exc)[:80]}"
-    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict) \
-            or not isinstance(data.get("training_samples"), list):
-        return "not a metrics dataset (metadata or training_samples missing)"
+    return _checked(path)[0]
+
+
+def _checked(path: Path) -> tuple[str | None, int]:
+    """(problem, number of samples) of a metrics dataset, reading it once."""
+    problem, data = check_json_dataset(path, "training_samples", "metrics dataset")
+    if problem is not None:
+        return problem, 0
     samples = data["training_samples"]
-    if data["metadata"].get("total_samples") != len(samples):
-        return f"{len(samples)} samples but metadata.total_samples says {data['metadata'].get('total_samples')}"
     ids = [s.get("id") if isinstance(s, dict) else None for s in samples]
     if None in ids or len(set(ids)) != len(ids):
-        return "sample ids missing or repeated"
+        return "sample ids missing or repeated", 0
     if any(not isinstance(s.get("metrics"), dict) for s in samples):
-        return "a sample without metrics"
-    return None
+        return "a sample without metrics", 0
+    return None, len(samples)
 
 
 def check_staging(folder: Path) -> list[str]:
@@ -55,9 +52,8 @@ def describe(output_dir: Path, dataset_name: str) -> tuple[list[str], bool]:
     """Lines for `status`, and whether everything is whole."""
     lines, ok = [], True
     dataset = output_dir / dataset_name
-    problem = check_metrics_dataset(dataset)
+    problem, n = _checked(dataset)
     if problem is None:
-        n = len(orjson.loads(dataset.read_bytes())["training_samples"])
         lines.append(f"{dataset}: {n} samples, intact")
     elif problem == "missing":
         lines.append(f"{dataset}: not generated yet")
