@@ -7,6 +7,7 @@ contain an API key: `redact` removes it from anything that might echo it.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
 from dataclasses import dataclass
@@ -76,17 +77,23 @@ class Backend:
         return f"{type(self).__name__}({self.name!r})"
 
     # ---------------------------------------------------------------- HTTP helpers
-    async def post_json(self, client: httpx.AsyncClient, url: str, body: dict, headers: dict | None = None,
-                        model: str = "") -> dict:
+    @contextlib.contextmanager
+    def transport_errors(self, cut: str = "connection reset"):
+        """Turn httpx's transport failures into retryable BackendErrors (keys redacted)."""
         try:
-            response = await client.post(url, content=orjson.dumps(body),
-                                         headers={"content-type": "application/json", **(headers or {})})
+            yield
         except httpx.TimeoutException:
             raise BackendError("timeout", retryable=True) from None
         except httpx.ConnectError as exc:
             raise BackendError(f"connection failed: {self.redact(str(exc)) or 'refused'}", retryable=True) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise BackendError(f"connection reset: {self.redact(str(exc))}", retryable=True) from None
+            raise BackendError(f"{cut}: {self.redact(str(exc))}", retryable=True) from None
+
+    async def post_json(self, client: httpx.AsyncClient, url: str, body: dict, headers: dict | None = None,
+                        model: str = "") -> dict:
+        with self.transport_errors():
+            response = await client.post(url, content=orjson.dumps(body),
+                                         headers={"content-type": "application/json", **(headers or {})})
         self.raise_for_status(response, model)
         try:
             data = orjson.loads(response.content)

@@ -25,7 +25,7 @@ class OllamaBackend(Backend):
         if not self.stream:
             return _reply(await self.post_json(client, url, body, model=request.model), "")
         parts: list[str] = []
-        try:
+        with self.transport_errors(cut="stream cut"):
             async with client.stream("POST", url, content=orjson.dumps(body),
                                      headers={"content-type": "application/json"}) as response:
                 if response.status_code >= 400:
@@ -46,12 +46,6 @@ class OllamaBackend(Backend):
                     parts.append((chunk.get("message") or {}).get("content") or "")
                     if chunk.get("done"):
                         return _reply(chunk, "".join(parts))
-        except httpx.TimeoutException:
-            raise BackendError("timeout", retryable=True) from None
-        except httpx.ConnectError as exc:
-            raise BackendError(f"connection failed: {exc}", retryable=True) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise BackendError(f"stream cut: {exc}", retryable=True) from None
         raise BackendError("stream cut: ended without done=true", retryable=True)
 
 
