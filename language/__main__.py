@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -133,7 +134,6 @@ def _backend_specs(args, settings):
     if args.concurrency is not None:
         if args.concurrency < 1:
             raise LanguageError(f"--concurrency: must be at least 1, got {args.concurrency}")
-        import dataclasses
         specs = [dataclasses.replace(s, concurrency=args.concurrency) for s in specs]
     if not specs:
         raise LanguageError(f"no backend enabled in {settings.source}; enable one or pass --endpoint TYPE=URL")
@@ -182,11 +182,8 @@ def _generate(args) -> int:
             print(f"previous staging kept as {backup}", file=sys.stderr)
     specs = _backend_specs(args, settings)
     seed = settings.generation.seed if getattr(args, "seed", None) is None else args.seed
-    if seed is not None and not 0 <= seed < 2**63:
+    if not 0 <= seed < 2**63:
         raise LanguageError(f"--seed: must be between 0 and 2^63-1, got {seed}")
-    if seed != settings.generation.seed:
-        import dataclasses
-        settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=seed))
     ledger = Ledger(staging)
     try:
         if args.command == "generate":
@@ -197,8 +194,7 @@ def _generate(args) -> int:
                 raise LanguageError(f"retry-failed: no earlier generate in {staging}")
             targets = json.loads(last)
             seed = int(ledger.get_meta("seed") or seed)
-            import dataclasses
-            settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=seed))
+        settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=seed))
         ledger.set_meta("targets", json.dumps(targets, sort_keys=True))
         ledger.set_meta("seed", str(seed))
         backends = [build_backend(s) for s in specs]

@@ -140,7 +140,7 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
     items = []
     for p_index, i in enumerate(order.tolist()):
         sample = samples[i]
-        label = sample.get("anomaly_type") or "normal" if sample["status"] == "anomaly" else "normal"
+        label = (sample.get("anomaly_type") or "normal") if sample["status"] == "anomaly" else "normal"
         moved = ANOMALY_KINDS[label].affects if label in ANOMALY_KINDS else ()
         persona = domain.personalities[int(rng.integers(len(domain.personalities)))]
         style = domain.question_styles[int(rng.integers(len(domain.question_styles)))]
