@@ -42,6 +42,9 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CpuMeter  # noqa: E402
+
 N_METRICS = 11  # checked against simulator.catalogue.N_METRICS at run time
 
 TARGET_VALUES_PER_S = 20e6      # issue: >= 20 M labelled values/s in one process on 2 cores
@@ -68,36 +71,6 @@ def timed(fn, repeat: int) -> list[float]:
         times.append(time.perf_counter() - t)
         del out
     return times
-
-
-class CpuMeter:
-    """CPU used by *other* processes while a case runs, in cores (Linux /proc/stat; else None).
-
-    All CPU time the kernel counts as busy (and stolen by the hypervisor), minus this process's and
-    its waited-for children's own CPU time, over the wall time: a noise gauge for the figures."""
-
-    def __init__(self):
-        self.start = self._snap()
-
-    @staticmethod
-    def _snap():
-        import resource
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(x) for x in f.readline().split()[1:9]]
-        except (OSError, ValueError):
-            return None
-        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-        own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-                  for f in ("ru_utime", "ru_stime"))
-        return busy, own, time.perf_counter()
-
-    def others_cores(self) -> float | None:
-        end = self._snap()
-        if self.start is None or end is None or end[2] <= self.start[2]:
-            return None
-        return max(((end[0] - self.start[0]) - (end[1] - self.start[1])) / (end[2] - self.start[2]), 0.0)
 
 
 def measure(fn, repeat: int, work: float | None = None) -> dict:

@@ -59,6 +59,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CpuMeter  # noqa: E402
 from typing import Callable
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # GutenTAG draws tqdm progress bars; keep the output clean
@@ -75,34 +78,6 @@ TOOLS = ("floor", "ours", "numpy", "gutentag", "mockseries")
 
 
 # --------------------------------------------------------------------------------------- helpers
-
-class CpuMeter:
-    """Cores kept busy by *other* processes while a case runs (Linux /proc/stat; else None)."""
-
-    def __init__(self):
-        self.start = self._snap()
-
-    @staticmethod
-    def _snap():
-        import resource
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(x) for x in f.readline().split()[1:9]]
-        except (OSError, ValueError):
-            return None
-        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-        own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-                  for f in ("ru_utime", "ru_stime"))
-        return busy, own, time.perf_counter()
-
-    def delta(self) -> tuple[float, float, float] | None:
-        """(all busy CPU s, own CPU s, wall s) since construction."""
-        end = self._snap()
-        if self.start is None or end is None:
-            return None
-        return tuple(e - s for e, s in zip(end, self.start))
-
 
 def others_cores(deltas: list[tuple[float, float, float]]) -> float | None:
     """Cores busy with other processes over several timed calls, pooled (the /proc/stat tick is 10 ms,
