@@ -64,16 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output-dir", type=Path, default=Path("training"),
                      help="where the dataset and staging/ go (default: training)")
     _common(gen)
-    tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV",
+    tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV, or sharded on a cluster",
                         description="Export traces of H hosts over T steps with their labels. CSV uses the "
                                     "layout detectors read: timestamp, one column per metric, is_anomaly "
-                                    "(one file, hosts one after another, with a host column).")
+                                    "(one file, hosts one after another, with a host column). An --output "
+                                    "without a .parquet/.csv suffix is a directory: the job is cut into "
+                                    "host ranges x time chunks, one Parquet part each, plus events parts and "
+                                    "manifest.json; the bytes are the same on any engine and worker count.")
     tr.add_argument("--hosts", type=int, required=True, help="number of hosts")
     tr.add_argument("--steps", type=int, required=True, help="time steps per host")
     tr.add_argument("--interval-s", type=float, default=None,
                     help="seconds between steps (default: simulation.interval_s, 300)")
     tr.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
-    tr.add_argument("--output", type=Path, required=True, help="output file, .parquet or .csv")
+    tr.add_argument("--output", type=Path, required=True,
+                    help="output file (.parquet or .csv) or directory (sharded Parquet parts)")
+    tr.add_argument("--engine", choices=("local", "dask"), default=None,
+                    help="sharded jobs: 'local' (this process, the default) or 'dask' (a dask.distributed "
+                         "cluster; pip install -e \".[dask]\"); --workers sets the LocalCluster's processes")
+    tr.add_argument("--scheduler", default=None,
+                    help="with --engine dask: address of a running scheduler, e.g. tcp://10.0.0.5:8786 "
+                         "(default: a LocalCluster on 127.0.0.1); --output must be a path every worker sees")
+    tr.add_argument("--shard-hosts", type=int, default=None,
+                    help="hosts per part (default: as many as fit in 256 MB of memory, at most 256)")
+    tr.add_argument("--shard-steps", type=int, default=None,
+                    help="time steps per part (default: 8640, 30 days at 5 minutes); the host state "
+                         "carries across chunks, each chunk has its own events")
     _common(tr)
     re = sub.add_parser("realism", help="measure simulated hosts against real ones (NAB); table and plots",
                         description="Simulate a population of hosts for 14 days at 5 minutes and compare each "
@@ -243,9 +258,11 @@ def _traces(args) -> int:
     from datasafe import atomic_path
 
     suffix = args.output.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise SimulatorError(f"--output: {args.output} must end in .parquet or .csv")
-    if args.output.exists() and args.output.is_dir():
+    sharded = suffix not in (".parquet", ".csv")
+    if not sharded and (args.engine or args.scheduler or args.shard_hosts or args.shard_steps):
+        raise SimulatorError(f"--output: {args.output} is one file; --engine, --scheduler and --shard-* "
+                             "need a directory (an --output without .parquet/.csv)")
+    if not sharded and args.output.exists() and args.output.is_dir():
         raise SimulatorError(f"--output: {args.output} is a directory")
     if args.interval_s is not None and not args.interval_s > 0:
         raise SimulatorError(f"--interval-s: must be positive, got {args.interval_s}")
@@ -254,12 +271,15 @@ def _traces(args) -> int:
             raise SimulatorError(f"--{name}: must be at least 1, got {getattr(args, name)}")
     _writable_parent("--output", args.output.parent)
     values = args.hosts * args.steps * 11
-    need = values * BYTES_PER_VALUE_ON_DISK[suffix]
+    need = values * BYTES_PER_VALUE_ON_DISK[".parquet" if sharded else suffix]
     existing = args.output.parent if args.output.parent.exists() else Path(".")
     free = shutil.disk_usage(existing).free
     if need > 0.9 * free:
-        raise SimulatorError(f"--output: {values:,} values need about {need / 1e9:.1f} GB on disk as {suffix[1:]}, "
-                             f"{free / 1e9:.1f} GB are free at {existing}; use fewer --hosts or --steps")
+        raise SimulatorError(f"--output: {values:,} values need about {need / 1e9:.1f} GB on disk as "
+                             f"{'parquet' if sharded else suffix[1:]}, {free / 1e9:.1f} GB are free at {existing}; "
+                             "use fewer --hosts or --steps")
+    if sharded:
+        return _sharded_traces(args)
     events_path = args.output.with_name(args.output.stem + ".events" + (".csv" if suffix == ".csv" else ".parquet"))
     rows, all_events = 0, []
     with _progress(args.quiet, "simulating hosts") as progress, atomic_path(args.output) as tmp:
@@ -294,6 +314,27 @@ def _traces(args) -> int:
             events.write_parquet(tmp)
     if not args.quiet:
         print(f"wrote {args.output} ({rows} rows) and {events_path} ({len(events)} events)", file=sys.stderr)
+    return 0
+
+
+def _sharded_traces(args) -> int:
+    from .api import _checked_seed
+    from .config import load_config
+    from .scaleout import run_job
+    from .shards import make_job
+
+    config = load_config(args.config)
+    job = make_job(config, args.hosts, args.steps, _checked_seed(config, args.seed), anomalies=args.anomalies,
+                   interval_s=args.interval_s, shard_hosts=args.shard_hosts, shard_steps=args.shard_steps)
+    started = time.perf_counter()
+    with _progress(args.quiet, f"host ranges ({args.engine or 'local'})") as progress:
+        manifest = run_job(job, args.output, engine=args.engine or "local", scheduler=args.scheduler,
+                           workers=args.workers, progress=progress)
+    if not args.quiet:
+        took = time.perf_counter() - started
+        print(f"wrote {args.output}/: {manifest['values']:,} values in {len(manifest['files'])} files "
+              f"({job.n_ranges} host ranges x {job.n_chunks} time chunks), {manifest['events']} events, "
+              f"{took:.1f} s ({manifest['values'] / took / 1e6:.1f} M values/s)", file=sys.stderr)
     return 0
 
 

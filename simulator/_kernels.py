@@ -96,6 +96,11 @@ D_BURST_IN_U, D_BURST_OUT_U = 32, 33
 D_AGENT_U, D_AGENT_SIZE_U = 34, 35
 # per-host draw slots
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
+# the state a host carries from one time chunk to the next (the undisturbed copy: no event spans
+# a chunk boundary in a sharded job, so the disturbed copy starts each chunk equal to it)
+(S_SHIFT, S_SLOW, S_FAST, S_MEM_AR, S_MEM_STEP, S_MEM_CACHE, S_DISK, S_NET_AR, S_BURST_IN, S_BURST_OUT,
+ S_VEMKD, S_RUNNING, S_PENDING, S_HEAP, S_FLOOR, S_LOAD) = range(16)
+N_STATE = 16
 
 MAX_HEAP_FLOOR = 97.0
 GC_CPU_PCT = 50.0          # CPU percent the GC threads burn while the JVM is in GC
@@ -209,8 +214,12 @@ def step_heap(heap, floor, alloc, young_at, full_at, floor_base, creep, floor_ad
 
 @jit
 def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
-                  res, lower, upper, out, base, want_base, sums, delta):
-    """Fill out[:, h, :] (with anomalies) and base[:, h, :] (without) for one host."""
+                  res, lower, upper, out, base, want_base, sums, delta, state_in, resume, state_out):
+    """Fill out[:, h, :] (with anomalies) and base[:, h, :] (without) for one host.
+
+    With `resume`, the host continues from `state_in` (the state after step t0 - 1 of an earlier
+    chunk) instead of its start state; its state after the last step goes to `state_out`.
+    """
     pr = params
     cores = pr[P_CORES]
     decay = np.exp(-dt / 60.0)
@@ -258,6 +267,16 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
     load = np.full(2, cores * pr[P_CPU_LEVEL] / 100.0)
     # equilibrium start for the job queue
     running[:] = min(np.floor(job_lambda / max(done_frac, 1e-9)), slots)
+    if resume:
+        shift, slow, fast = state_in[S_SHIFT], state_in[S_SLOW], state_in[S_FAST]
+        mem_ar, mem_step, mem_cache = state_in[S_MEM_AR], state_in[S_MEM_STEP], state_in[S_MEM_CACHE]
+        disk, net_ar, vemkd_offset = state_in[S_DISK], state_in[S_NET_AR], state_in[S_VEMKD]
+        burst_in, burst_out = state_in[S_BURST_IN], state_in[S_BURST_OUT]
+        running[:] = state_in[S_RUNNING]
+        pending[:] = state_in[S_PENDING]
+        heap[:] = state_in[S_HEAP]
+        floor[:] = state_in[S_FLOOR]
+        load[:] = state_in[S_LOAD]
     vals = np.zeros((2, N_METRICS))
     for i in range(n_steps):
         t = t0 + i
@@ -385,13 +404,24 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
                 base[m, h, i] = x
             if covered[i]:
                 delta[m, i] = np.float64(np.float32(vals[1, m])) - np.float64(np.float32(x))
+    state_out[S_SHIFT], state_out[S_SLOW], state_out[S_FAST] = shift, slow, fast
+    state_out[S_MEM_AR], state_out[S_MEM_STEP], state_out[S_MEM_CACHE] = mem_ar, mem_step, mem_cache
+    state_out[S_DISK], state_out[S_NET_AR], state_out[S_VEMKD] = disk, net_ar, vemkd_offset
+    state_out[S_BURST_IN], state_out[S_BURST_OUT] = burst_in, burst_out
+    state_out[S_RUNNING], state_out[S_PENDING] = running[0], pending[0]
+    state_out[S_HEAP], state_out[S_FLOOR], state_out[S_LOAD] = heap[0], floor[0], load[0]
 
 
 @jit_parallel
 def simulate_hosts(seeds, params, t0, n_steps, dt, start_epoch, res, lower, upper,
                    ev_ptr, ev_start, ev_len, ev_row, ev_id, ev_mask, ev_primary, profiles,
-                   out, base, labels, host_std, ev_peak, ev_peak_metric, ev_first, ev_last):
-    """Simulate hosts in parallel; each thread writes only its own hosts' slabs."""
+                   state_in, resume, out, base, labels, host_std, ev_peak, ev_peak_metric, ev_first, ev_last,
+                   state_out):
+    """Simulate hosts in parallel; each thread writes only its own hosts' slabs.
+
+    state_in / state_out: float64[H, N_STATE], each host's state before t0 (read with `resume`)
+    and after its last step, so that a trace can be computed in consecutive time chunks.
+    """
     n_hosts = seeds.shape[0]
     want_base = base.shape[1] == n_hosts
     for h in prange(n_hosts):
@@ -410,7 +440,7 @@ def simulate_hosts(seeds, params, t0, n_steps, dt, start_epoch, res, lower, uppe
         sums = np.zeros((N_METRICS, 2))
         delta = np.zeros((N_METRICS, n_steps))
         simulate_host(h, seeds[h], params[h], t0, n_steps, dt, start_epoch, chan, covered,
-                      res, lower, upper, out, base, want_base, sums, delta)
+                      res, lower, upper, out, base, want_base, sums, delta, state_in[h], resume, state_out[h])
         for m in range(N_METRICS):
             mean = sums[m, 0] / n_steps
             host_std[m, h] = np.sqrt(max(sums[m, 1] / n_steps - mean * mean, 0.0))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ._kernels import simulate_hosts
+from ._kernels import N_STATE, simulate_hosts
 from ._rng import host_seeds
 from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS, N_METRICS
@@ -28,6 +28,7 @@ class Traces:
     t0: int
     interval_s: float
     start_epoch_s: float
+    end_state: np.ndarray | None = None  # float64[H, N_STATE]: each host's state after the last step
 
     @property
     def n_hosts(self) -> int:
@@ -44,8 +45,12 @@ RELOCATE_ATTEMPTS = 4  # tries to move an event to a time where its host can sho
 
 def run_kernel(config: SimConfig, population: Population, plan: EventPlan, seed: int,
                n_steps: int, interval_s: float, *, host_range: tuple[int, int] | None = None,
-               t0: int = 0, keep_base: bool = True) -> tuple[Traces, pl.DataFrame]:
+               t0: int = 0, keep_base: bool = True,
+               state: np.ndarray | None = None) -> tuple[Traces, pl.DataFrame]:
     """Simulate a block of hosts; the event table covers the events of those hosts.
+
+    With `state` (float64[hosts of the block, N_STATE], a previous chunk's `Traces.end_state`), the
+    hosts continue from it at step t0 instead of starting afresh.
 
     An event its host cannot show (its peak deviation stays under the kind's configured minimum,
     e.g. a CPU spike on a host already pinned at 100 %) is moved to another free time on the same
@@ -65,8 +70,14 @@ def run_kernel(config: SimConfig, population: Population, plan: EventPlan, seed:
     ev_peak, ev_first, ev_last = np.empty(n_ev), np.empty(n_ev, np.int64), np.empty(n_ev, np.int64)
     ev_peak_metric = np.empty(n_ev, np.int64)
     starts = plan.start[ev].copy()
-    out = (values, base, labels, host_std, ev_peak, ev_peak_metric, ev_first, ev_last)
-    kernel = _KernelCall(config, population, plan, seed, n_steps, interval_s, t0, ptr_all, keep_base)
+    end_state = np.empty((n_hosts, N_STATE))
+    out = (values, base, labels, host_std, ev_peak, ev_peak_metric, ev_first, ev_last, end_state)
+    resume = state is not None
+    state = np.ascontiguousarray(state, dtype=np.float64) if resume else np.zeros((n_hosts, N_STATE))
+    if state.shape != (n_hosts, N_STATE):
+        raise ValueError(f"state: expected shape {(n_hosts, N_STATE)}, got {state.shape}")
+    kernel = _KernelCall(config, population, plan, seed, n_steps, interval_s, t0, ptr_all, keep_base,
+                         state, resume)
     kernel(lo, hi, starts, e_lo, out, lo)
     minimum = np.array([config.anomaly(k).min_peak_deviation for k in plan.kind_names])[plan.kind[ev]] \
         if n_ev else np.zeros(0)
@@ -75,12 +86,12 @@ def run_kernel(config: SimConfig, population: Population, plan: EventPlan, seed:
         if not len(weak):
             break
         for e in weak:
-            starts[e] = _relocated_start(seed, e_lo + e, attempt, starts, plan.length[ev],
+            starts[e] = _relocated_start(seed, plan.first_id + e_lo + e, attempt, starts, plan.length[ev],
                                          plan.host[ev], e, t0, n_steps)
         for h in np.unique(plan.host[ev][weak]):
             kernel(int(h), int(h) + 1, starts, e_lo, out, lo)
     traces = Traces(values, base if keep_base else None, labels, host_std, lo, t0, float(interval_s),
-                    float(config.simulation.start_epoch_s))
+                    float(config.simulation.start_epoch_s), end_state)
     return traces, event_table(plan, ev, ev_peak, ev_peak_metric, ev_first, ev_last, interval_s,
                                config.simulation.start_epoch_s, starts)
 
@@ -88,8 +99,10 @@ def run_kernel(config: SimConfig, population: Population, plan: EventPlan, seed:
 class _KernelCall:
     """Runs the kernel for hosts [a, b) of a block, writing into the block's arrays."""
 
-    def __init__(self, config, population, plan, seed, n_steps, interval_s, t0, ptr_all, keep_base):
+    def __init__(self, config, population, plan, seed, n_steps, interval_s, t0, ptr_all, keep_base,
+                 state, resume):
         self.plan, self.population, self.seed, self.t0 = plan, population, seed, t0
+        self.state, self.resume = state, resume
         self.n_steps, self.interval_s, self.ptr_all, self.keep_base = n_steps, float(interval_s), ptr_all, keep_base
         self.start_epoch = float(config.simulation.start_epoch_s)
         self.res = np.array([m.resolution for m in config.metrics])
@@ -103,7 +116,7 @@ class _KernelCall:
         ev = slice(e_a, e_b)
         ptr = (self.ptr_all[a:b + 1] - e_a).astype(np.int64)
         row0 = int(plan.profile_row[e_a]) if e_b > e_a else 0
-        values, base, labels, host_std, peak, peak_metric, first, last = out
+        values, base, labels, host_std, peak, peak_metric, first, last, end_state = out
         h = slice(a - block_lo, b - block_lo)
         e = slice(e_a - block_e_lo, e_b - block_e_lo)
         whole = n == values.shape[1]
@@ -111,17 +124,19 @@ class _KernelCall:
             np.empty((N_METRICS, n, self.n_steps), np.float32),
             np.empty((N_METRICS, n if self.keep_base else 0, self.n_steps if self.keep_base else 0), np.float32),
             np.empty((N_METRICS, n, self.n_steps), np.int32), np.empty((N_METRICS, n)))
+        sub_state = end_state if whole else np.empty((n, N_STATE))
         ev_out = (peak, peak_metric, first, last) if whole else tuple(np.empty(e_b - e_a, x.dtype)
                                                                        for x in (peak, peak_metric, first, last))
         simulate_hosts(
             host_seeds(self.seed, a, n), self.population.params[a:b], self.t0, self.n_steps, self.interval_s,
             self.start_epoch, self.res, self.lower, self.upper,
             ptr, block_starts[e], plan.length[ev], plan.profile_row[ev] - row0,
-            np.arange(e_a, e_b, dtype=np.int64), self.masks[ev], self.primary[ev],
-            plan.profiles[row0:row0 + int(plan.length[ev].sum())], *sub, *ev_out,
+            plan.first_id + np.arange(e_a, e_b, dtype=np.int64), self.masks[ev], self.primary[ev],
+            plan.profiles[row0:row0 + int(plan.length[ev].sum())], self.state[h], self.resume,
+            *sub, *ev_out, sub_state,
         )
         if not whole:
-            values[:, h], labels[:, h], host_std[:, h] = sub[0], sub[2], sub[3]
+            values[:, h], labels[:, h], host_std[:, h], end_state[h] = sub[0], sub[2], sub[3], sub_state
             if self.keep_base:
                 base[:, h] = sub[1]
             peak[e], peak_metric[e], first[e], last[e] = ev_out
@@ -152,7 +167,7 @@ def event_table(plan: EventPlan, ev: slice, peak: np.ndarray, peak_metric: np.nd
     end = start + plan.length[ev]
     to_time = lambda steps: (pl.lit(start_epoch_s) + pl.Series(steps * interval_s)) * 1_000_000  # noqa: E731
     df = pl.DataFrame({
-        "event_id": np.arange(ev.start, ev.stop, dtype=np.int64),
+        "event_id": plan.first_id + np.arange(ev.start, ev.stop, dtype=np.int64),
         "host": plan.host[ev],
         "kind_index": plan.kind[ev],
         "start_step": start,

@@ -30,6 +30,7 @@ class EventPlan:
     profile_row: np.ndarray  # int64[E]: first row of the event's profile in `profiles`
     profiles: np.ndarray    # float64[sum(length), N_CHANNELS]
     kind_names: tuple[str, ...]
+    first_id: int = 0       # event ids are first_id + row (a sharded job numbers its chunks' events apart)
 
     @property
     def n(self) -> int:
@@ -50,14 +51,18 @@ class EventPlan:
 
 
 def plan_events(config: SimConfig, population: Population, n_events: int, n_steps: int,
-                seed: int, interval_s: float) -> EventPlan:
-    """Place exactly `n_events` events on the population's hosts over `n_steps` steps."""
+                seed: int, interval_s: float, stream: tuple[int, ...] = ()) -> EventPlan:
+    """Place exactly `n_events` events on the population's hosts over `n_steps` steps.
+
+    `stream` extends the plan's SeedSequence spawn key, giving each time chunk of a sharded job a
+    plan of its own (the default, empty, is the plan of an unsharded run).
+    """
     kind_names = tuple(a.kind for a in config.anomalies)
     if n_events == 0:
         return EventPlan(*(np.zeros(0, np.int64) for _ in range(4)), np.zeros(0),
                          np.zeros(0, np.int64), np.zeros((0, N_CHANNELS)), kind_names)
     n_hosts = population.n_hosts
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(EVENT_STREAM,)))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(EVENT_STREAM, *stream)))
     kind = np.repeat(np.arange(len(kind_names)), exact_counts([a.share for a in config.anomalies], n_events))
     kind = rng.permutation(kind)
     # spread events evenly: host counts differ by at most one

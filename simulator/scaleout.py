@@ -1,0 +1,148 @@
+"""Run a sharded trace job on an engine and publish its output directory whole.
+
+Engines: `local` computes the host ranges one after another in this process (numba threads inside
+each); `dask` submits them to a dask.distributed cluster (`--scheduler ADDRESS`, or a LocalCluster of
+`workers` processes on 127.0.0.1).  Both write the same files with the same bytes.
+
+Output protocol (the same as the staging swap): parts go to `<output>.partial/` beside the output,
+with a `job.json` naming the job; a rerun of the same job after a crash keeps the host ranges whose
+files are all there.  When every range is done, stray temporary files of killed workers are removed,
+`manifest.json` (the job and every file's size, rows and sha256; nothing that depends on where the job
+ran) is written, and `<output>.partial/` replaces `<output>/`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from datasafe import atomic_write_bytes
+from datasafe.integrity import file_record
+
+from . import __version__
+from .errors import SimulatorError
+from .shards import TraceJob, run_host_range
+
+ENGINES = ("local", "dask")
+MANIFEST = "manifest.json"
+JOB_FILE = "job.json"
+FORMAT = "simulator-sharded-traces/1"
+
+Progress = Callable[[int, int], None]
+
+
+def run_job(job: TraceJob, output: Path, *, engine: str = "local", scheduler: str | None = None,
+            workers: int | None = None, progress: Progress | None = None) -> dict:
+    """Compute every host range of `job` into directory `output`; return the manifest written."""
+    if engine not in ENGINES:
+        raise SimulatorError(f"--engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if scheduler is not None and engine != "dask":
+        raise SimulatorError("--scheduler: only with --engine dask")
+    output = Path(output)
+    _check_output(output)
+    partial = output.with_name(output.name + ".partial")
+    done = _resume(job, partial)
+    todo = [r for r in range(job.n_ranges) if r not in done]
+    if progress and done:
+        progress(len(done), job.n_ranges)
+    records = dict(done)
+    if engine == "local":
+        from .api import _set_workers
+
+        with _set_workers(workers):
+            for r in todo:
+                records[r] = run_host_range(job, r, partial)
+                if progress:
+                    progress(len(records), job.n_ranges)
+    else:
+        from .dask_engine import run_on_dask
+
+        for r, files in run_on_dask(job, todo, partial, scheduler=scheduler, workers=workers):
+            records[r] = files
+            if progress:
+                progress(len(records), job.n_ranges)
+    return _publish(job, partial, output, records)
+
+
+def _check_output(output: Path) -> None:
+    if output.suffix.lower() in (".parquet", ".csv"):
+        raise SimulatorError(f"--output: {output} is a file name; a sharded job writes a directory")
+    if output.exists():
+        if not output.is_dir():
+            raise SimulatorError(f"--output: {output} exists and is not a directory")
+        if any(output.iterdir()) and not (output / MANIFEST).is_file():
+            raise SimulatorError(f"--output: {output} is not empty and holds no sharded traces "
+                                 f"({MANIFEST} missing); choose another directory")
+
+
+def job_marker(job: TraceJob) -> bytes:
+    """The content of `job.json`: a rerun resumes only into a folder that names the same job."""
+    return orjson.dumps({"fingerprint": job.fingerprint, **job.describe()}, option=orjson.OPT_SORT_KEYS)
+
+
+def _resume(job: TraceJob, partial: Path) -> dict[int, dict]:
+    """Host ranges already complete in `partial` from an interrupted run of the same job."""
+    marker = partial / JOB_FILE
+    wanted = job_marker(job)
+    if partial.is_dir():
+        try:
+            same = marker.read_bytes() == wanted
+        except OSError:
+            same = False
+        if same:
+            done = {}
+            for r in range(job.n_ranges):
+                names = job.range_files(r)
+                if all((partial / n).is_file() for n in names):
+                    done[r] = {n: _record(partial / n) for n in names}
+            return done
+        shutil.rmtree(partial)  # another job's leftovers
+    partial.mkdir(parents=True)
+    atomic_write_bytes(marker, wanted)
+    return {}
+
+
+def _record(path: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    return {**file_record(path), "rows": pq.ParquetFile(path).metadata.num_rows}
+
+
+def _publish(job: TraceJob, partial: Path, output: Path, records: dict[int, dict]) -> dict:
+    files = {name: rec for r in sorted(records) for name, rec in sorted(records[r].items())}
+    expected = {n for r in range(job.n_ranges) for n in job.range_files(r)}
+    if set(files) != expected:
+        missing = sorted(expected - set(files))[:3]
+        raise SimulatorError(f"sharded job incomplete: {len(expected - set(files))} files missing, e.g. {missing}")
+    for path in partial.iterdir():  # temporary files of workers killed while writing
+        if path.name not in expected:
+            path.unlink() if path.is_file() else shutil.rmtree(path)
+    manifest = {"format": FORMAT, "generator": f"simulator {__version__}", **job.describe(),
+                "values": job.values, "rows": sum(rec["rows"] for n, rec in files.items() if n.startswith("part-")),
+                "events": sum(rec["rows"] for n, rec in files.items() if n.startswith("events-")),
+                "files": files}
+    atomic_write_bytes(partial / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    retired = output.with_name(output.name + ".old")
+    if retired.exists():
+        shutil.rmtree(retired)
+    if output.exists():
+        output.rename(retired)
+    partial.rename(output)
+    if retired.exists():
+        shutil.rmtree(retired)
+    return manifest
+
+
+def check_sharded(output: Path) -> list[str]:
+    """Problems of a published sharded output: manifest missing or unreadable, files damaged."""
+    from datasafe.integrity import check_files
+
+    try:
+        manifest = orjson.loads((Path(output) / MANIFEST).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return [f"{MANIFEST}: {exc}"]
+    return check_files(Path(output), {n: {k: v for k, v in rec.items() if k != "rows"}
+                                      for n, rec in manifest.get("files", {}).items()})

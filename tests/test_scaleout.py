@@ -1,0 +1,176 @@
+"""Sharded trace jobs: continuous across time chunks, complete, and the same bytes on every engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from simulator import simulate
+from simulator.config import load_config
+from simulator.engine import run_kernel
+from simulator.events import plan_events
+from simulator.population import build_population
+from simulator.scaleout import MANIFEST, check_sharded, run_job
+from simulator.shards import make_job
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = load_config()
+METRICS = [m.name for m in CONFIG.metrics]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _parts(folder: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("part-*.parquet"))]).sort("host", "step")
+
+
+def _events(folder: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("events-*.parquet"))]).sort("event_id")
+
+
+@pytest.mark.parametrize("cut", [1, 137, 400])
+def test_state_carries_across_chunks(cut):
+    """Without events, a trace computed in two chunks is bit for bit the trace computed at once."""
+    seed, hosts, steps, dt = 11, 12, 500, 300.0
+    pop = build_population(CONFIG, hosts, seed)
+    plan = plan_events(CONFIG, pop, 0, steps, seed, dt)
+    whole, _ = run_kernel(CONFIG, pop, plan, seed, steps, dt, keep_base=False)
+    a, _ = run_kernel(CONFIG, pop, plan, seed, cut, dt, keep_base=False)
+    b, _ = run_kernel(CONFIG, pop, plan, seed, steps - cut, dt, t0=cut, keep_base=False, state=a.end_state)
+    np.testing.assert_array_equal(np.concatenate([a.values, b.values], axis=2), whole.values)
+    np.testing.assert_array_equal(b.end_state, whole.end_state)
+
+
+def test_one_chunk_job_is_the_unsharded_run(tmp_path):
+    """With one time chunk, the parts hold exactly `simulate`'s traces, labels and events."""
+    job = make_job(CONFIG, 20, 300, 3, anomalies=25, shard_hosts=6)
+    run_job(job, tmp_path / "out")
+    traces, events = simulate(20, 300, seed=3, anomalies=25)
+    parts = _parts(tmp_path / "out")
+    assert parts.columns == traces.columns
+    assert parts.equals(traces)
+    assert _events(tmp_path / "out").drop("profile").equals(events.drop("profile").sort("event_id"))
+
+
+def test_chunked_job_is_continuous_and_labels_its_events(tmp_path):
+    job = make_job(CONFIG, 10, 900, 5, anomalies=0, shard_hosts=4, shard_steps=250)
+    run_job(job, tmp_path / "quiet")
+    traces, _ = simulate(10, 900, seed=5, anomalies=0)
+    assert _parts(tmp_path / "quiet").select(METRICS).equals(traces.select(METRICS))
+
+    job = make_job(CONFIG, 10, 900, 5, anomalies=17, shard_hosts=4, shard_steps=250)
+    manifest = run_job(job, tmp_path / "out")
+    events, parts = _events(tmp_path / "out"), _parts(tmp_path / "out")
+    assert manifest["events"] == len(events) == 17
+    assert events["event_id"].to_list() == list(range(17))
+    chunk = events["start_step"] // 250
+    assert ((events["end_step"] - 1) // 250 == chunk).all(), "an event crosses a chunk boundary"
+    assert len(parts) == 10 * 900 and parts.select("host", "step").is_duplicated().sum() == 0
+    labels = parts.select([pl.col(f"label_{m}") for m in METRICS]).to_numpy()
+    assert set(np.unique(labels[labels >= 0])) <= set(range(17))
+    for ev in events.filter(pl.col("labelled_first_step") >= 0).iter_rows(named=True):
+        rows = parts.filter((pl.col("host") == ev["host"]) & pl.col("step").is_between(ev["start_step"], ev["end_step"] - 1))
+        hit = rows.select([pl.col(f"label_{m}") == ev["event_id"] for m in METRICS]).to_numpy().any(axis=1)
+        assert hit.any(), f"event {ev['event_id']} has no labelled point inside its window"
+        assert rows["is_anomaly"].to_numpy()[hit].all()
+    assert not check_sharded(tmp_path / "out")
+
+
+def test_local_output_does_not_depend_on_threads(tmp_path):
+    job = make_job(CONFIG, 16, 400, 9, shard_hosts=5, shard_steps=150)
+    run_job(job, tmp_path / "one", workers=1)
+    run_job(job, tmp_path / "two", workers=2)
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
+
+
+def test_rerun_keeps_finished_ranges_and_drops_stray_files(tmp_path, monkeypatch):
+    job = make_job(CONFIG, 16, 400, 9, shard_hosts=5, shard_steps=150)
+    run_job(job, tmp_path / "ref")
+    # an interrupted run: ranges 0 and 2 finished, range 1 half written, a worker's temporary file left
+    from simulator import scaleout
+
+    partial = tmp_path / "out.partial"
+    partial.mkdir()
+    (partial / scaleout.JOB_FILE).write_bytes(scaleout.job_marker(job))
+    for r in (0, 2):
+        for name in job.range_files(r):
+            (partial / name).write_bytes((tmp_path / "ref" / name).read_bytes())
+    (partial / job.part_name(1, 0)).write_bytes((tmp_path / "ref" / job.part_name(1, 0)).read_bytes())
+    (partial / ".part-h00001-t00001.parquet.abc.tmp").write_bytes(b"half")
+    computed = []
+    real = scaleout.run_host_range
+    monkeypatch.setattr(scaleout, "run_host_range", lambda j, r, d: computed.append(r) or real(j, r, d))
+    run_job(job, tmp_path / "out")
+    assert computed == [1, 3]
+    assert _tree(tmp_path / "out") == _tree(tmp_path / "ref")
+    assert not partial.exists()
+
+
+def test_foreign_directory_is_refused(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args, needle in ((["--output", str(tmp_path / "mine")], "not empty"),
+                         (["--output", str(tmp_path / "x.parquet"), "--engine", "dask"], "need a directory"),
+                         (["--output", str(tmp_path / "d"), "--shard-hosts", "0"], "--shard-hosts"),
+                         (["--output", str(tmp_path / "d"), "--scheduler", "tcp://127.0.0.1:1"], "--engine dask")):
+        proc = subprocess.run([sys.executable, "-m", "simulator", "traces", "--hosts", "4", "--steps", "10",
+                               "--quiet", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert needle in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import logging
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=logging.ERROR) as c:
+        yield c
+
+
+@pytest.mark.slow
+def test_dask_cluster_writes_the_same_bytes(tmp_path, cluster):
+    job = make_job(CONFIG, 24, 600, 21, shard_hosts=5, shard_steps=250)
+    run_job(job, tmp_path / "local")
+    seen = []
+    run_job(job, tmp_path / "dask", engine="dask", scheduler=cluster.scheduler_address,
+            progress=lambda done, total: seen.append((done, total)))
+    assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
+    assert seen[-1] == (job.n_ranges, job.n_ranges)
+
+
+@pytest.mark.slow
+def test_killed_worker_still_gives_complete_duplicate_free_output(tmp_path, cluster):
+    job = make_job(CONFIG, 48, 2016, 23, shard_hosts=3, shard_steps=700)
+    run_job(job, tmp_path / "local")
+    client = distributed.Client(cluster)
+    pids = client.run(os.getpid)
+    client.close()
+    killed = []
+
+    def kill_one(done, total):
+        if not killed:
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    manifest = run_job(job, tmp_path / "dask", engine="dask", scheduler=cluster.scheduler_address, progress=kill_one)
+    assert killed
+    assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
+    assert manifest["rows"] == 48 * 2016
+    parts = _parts(tmp_path / "dask")
+    assert parts.select("host", "step").is_duplicated().sum() == 0
