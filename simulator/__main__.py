@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds between steps (default: simulation.interval_s, 300)")
     tr.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
     tr.add_argument("--output", type=Path, required=True,
-                    help="output file (.parquet or .csv) or directory (sharded Parquet parts)")
+                    help="output file (.parquet or .csv) or directory without suffix (sharded Parquet parts)")
     tr.add_argument("--engine", choices=("local", "dask"), default=None,
                     help="sharded jobs: 'local' (this process, the default) or 'dask' (a dask.distributed "
                          "cluster; pip install -e \".[dask]\"); --workers sets the LocalCluster's processes")
@@ -258,12 +258,13 @@ def _traces(args) -> int:
     from datasafe import atomic_path
 
     suffix = args.output.suffix.lower()
-    sharded = suffix not in (".parquet", ".csv")
+    sharded = args.output.is_dir() or not suffix
+    if not sharded and suffix not in (".parquet", ".csv"):
+        raise SimulatorError(f"--output: {args.output} must end in .parquet or .csv, or be a directory "
+                             "(no suffix) for sharded parts")
     if not sharded and (args.engine or args.scheduler or args.shard_hosts or args.shard_steps):
         raise SimulatorError(f"--output: {args.output} is one file; --engine, --scheduler and --shard-* "
                              "need a directory (an --output without .parquet/.csv)")
-    if not sharded and args.output.exists() and args.output.is_dir():
-        raise SimulatorError(f"--output: {args.output} is a directory")
     if args.interval_s is not None and not args.interval_s > 0:
         raise SimulatorError(f"--interval-s: must be positive, got {args.interval_s}")
     for name in ("hosts", "steps"):

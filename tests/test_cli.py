@@ -420,13 +420,13 @@ def test_traces_parquet(tmp_path):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--output", "{tmp}/x.txt"], "--output"),
-    (["--output", "{tmp}/x"], "--output"),
+    (["--output", "{tmp}/x.json"], "--output"),
     (["--output", "{tmp}/x.csv", "--hosts", "0"], "--hosts"),
     (["--output", "{tmp}/x.csv", "--steps", "-1"], "--steps"),
     (["--output", "{tmp}/x.csv", "--interval-s", "0"], "--interval-s"),
     (["--output", "{tmp}/x.csv", "--workers", "0"], "--workers"),
     (["--output", "{tmp}/x.csv", "--config", "{tmp}/none.yaml"], "none.yaml: file not found"),
-], ids=["txt-suffix", "no-suffix", "hosts-zero", "steps-negative", "interval-zero", "workers-zero", "config"])
+], ids=["txt-suffix", "json-suffix", "hosts-zero", "steps-negative", "interval-zero", "workers-zero", "config"])
 def test_traces_bad_input(tmp_path, argv, needle):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     base = {"--hosts": "3", "--steps": "300"}
