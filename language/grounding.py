@@ -5,6 +5,13 @@ snapshot the way operators see it (a table, a Splunk search result, a monitoring
 must name the labelled kind and a metric that moved and no other kind, or, for a normal sample, say
 it is healthy and name no incident.  Phrases come from data_config/anomaly_vocabulary.yaml; a phrase
 preceded by a negation ("no sign of a memory leak") does not count as naming it.
+
+The samples come from the simulator's JSON dataset (the snapshot only) or from its staging folder
+(`training/staging/`, checked against its manifest first): then each prompt also shows the host's
+recent window, the WINDOW_STEPS points before the sample read from the traces parts with one
+filtered scan and a join, for the WINDOW_METRICS metrics the snapshot moved most against that
+window (chosen from the data, the same way for normal and anomalous samples, so the choice of
+columns does not give the label away).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import polars as pl
 
 from datasafe.yamlcheck import Validator, read_yaml
 
@@ -27,6 +35,8 @@ NEGATIONS = {"no", "not", "without", "nor", "never", "none", "rule", "ruled", "i
              "absence", "free"}
 FORMS = ("table", "splunk", "alert")
 SOURCE_STREAM = 12  # SeedSequence spawn key of the sample choice
+WINDOW_STEPS = 12   # points before a staged sample shown with it: one hour at the default 5 minutes
+WINDOW_METRICS = 3  # metrics in the window: those the snapshot moved most against the points before it
 UNITS = {"cpu_usage": "%", "memory_usage": "%", "disk_usage": "%", "load_average": "", "java_heap_usage": "%",
          "java_gc_time": "%", "spectrum_active_jobs": "", "vemkd_process_count": "", "network_in_mbps": " Mbit/s",
          "network_out_mbps": " Mbit/s", "network_latency_ms": " ms"}
@@ -98,18 +108,49 @@ def grounding_check(text: str, label: str, moved: tuple[str, ...], vocab: Vocabu
 
 def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
     metrics = sample["metrics"]
-    host = f"cn{int(rng.integers(1, 400)):03d}"
+    host = f"cn{int(rng.integers(1, 400)):03d}"  # drawn for every sample: the stream stays aligned
+    if "host" in sample:  # staged samples know their host
+        host = f"cn{sample['host'] + 1:03d}"
+    window = sample.get("window")
+    minutes = f"{sample.get('interval_min', 5):g}"
     if form == "table":
         rows = "\n".join(f"| {m} | {v}{UNITS.get(m, '')} |" for m, v in metrics.items())
-        return f"Host {host}, 5-minute sample at {sample['timestamp']}:\n\n| metric | value |\n|---|---|\n{rows}"
+        text = (f"Host {host}, {minutes}-minute sample at {sample['timestamp']}:\n\n| metric | value |\n|---|---|\n"
+                f"{rows}")
+        if window:
+            names = list(window["metrics"])
+            series = "\n".join("| " + " | ".join([t, *(window["metrics"][m][j] for m in names)]) + " |"
+                                for j, t in enumerate(window["time"]))
+            text += (f"\n\n{_window_title(window, minutes)}, oldest first; the last row is the sample above:\n\n"
+                     f"| time | {' | '.join(names)} |\n|---|{'---|' * len(names)}\n{series}")
+        return text
     if form == "splunk":
         fields = " ".join(f"{m}={v}" for m, v in metrics.items())
-        return (f"Splunk search: index=os_metrics host={host} earliest=-5m | stats latest(*) by host\n"
+        text = (f"Splunk search: index=os_metrics host={host} earliest=-{minutes}m | stats latest(*) by host\n"
                 f"Result: _time=\"{sample['timestamp']}\" host={host} {fields}")
+        if window:
+            names = list(window["metrics"])
+            cells = [["_time", *names]] + [[t, *(window["metrics"][m][j] for m in names)]
+                                           for j, t in enumerate(window["time"])]
+            widths = [max(len(row[c]) for row in cells) for c in range(len(cells[0]))]
+            table = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
+            text += (f"\n\nSplunk search: index=os_metrics host={host} earliest=-{window['span_min']:g}m "
+                     f"| timechart span={minutes}m " + " ".join(f"latest({m}) AS {m}" for m in names)
+                     + f"\n{table}")
+        return text
     worst = max(metrics, key=lambda m: float(metrics[m]) if m.endswith(("usage", "time")) else 0.0)
     lines = "\n".join(f"  {m}: {v}{UNITS.get(m, '')}" for m, v in metrics.items())
-    return (f"[ALERT] monitoring: host {host} at {sample['timestamp']}: review {worst} "
+    text = (f"[ALERT] monitoring: host {host} at {sample['timestamp']}: review {worst} "
             f"({metrics[worst]}{UNITS.get(worst, '')})\nCurrent readings:\n{lines}")
+    if window:
+        trend = "\n".join(f"  {m}{' (' + UNITS[m].strip() + ')' if UNITS.get(m) else ''}: {', '.join(vs)}"
+                           for m, vs in window["metrics"].items())
+        text += f"\n{_window_title(window, minutes)}, oldest first, ending at the current reading:\n{trend}"
+    return text
+
+
+def _window_title(window: dict, minutes: str) -> str:
+    return f"Trend over the last {window['span_min']:g} minutes ({minutes}-minute points)"
 
 
 def read_metric_samples(path: Path) -> list[dict]:
@@ -128,18 +169,137 @@ def read_metric_samples(path: Path) -> list[dict]:
     return samples
 
 
+def staging_folder(path: Path) -> Path | None:
+    """The staging folder `path` names (the folder, the output folder holding staging/, or its
+    manifest.json), or None when `path` is a JSON dataset."""
+    p = Path(path)
+    if p.name == "manifest.json" and p.is_file():
+        return p.parent
+    if not p.is_dir():
+        return None
+    if (p / "manifest.json").exists() or p.name == "staging" or any(p.glob("*.parquet")):
+        return p
+    if (p / "staging").is_dir():
+        return p / "staging"
+    raise LanguageError(f"--from-metrics: {p} is a folder with neither a staging manifest nor a staging/ folder "
+                        "(give training/metrics_dataset.json or training/staging)")
+
+
+class StagedSamples:
+    """The samples of a simulator staging folder, verified against its manifest's checksums."""
+
+    SAMPLE_COLUMNS = ("id", "host", "step", "timestamp", "status", "kind")
+
+    def __init__(self, folder: Path):
+        from simulator.integrity import check_staging
+
+        self.folder = Path(folder)
+        problems = check_staging(self.folder)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise LanguageError(f"--from-metrics: {self.folder / problems[0]}{more}; rerun python -m simulator "
+                                "generate to rebuild the staging")
+        manifest = orjson.loads((self.folder / "manifest.json").read_bytes())
+        files = manifest["files"]
+        self.traces = [self.folder / n for n in sorted(files) if n.startswith("traces-")]
+        if "samples.parquet" not in files or not self.traces:
+            raise LanguageError(f"--from-metrics: {self.folder / 'manifest.json'} lists no "
+                                f"{'samples.parquet' if self.traces else 'traces-*.parquet'}")
+        self.interval_min = float(manifest.get("interval_s", 300)) / 60.0
+        self.samples = self.folder / "samples.parquet"
+        schema = pl.scan_parquet(self.samples).collect_schema()
+        missing = [c for c in self.SAMPLE_COLUMNS if c not in schema]
+        if missing:
+            raise LanguageError(f"--from-metrics: {self.samples} lacks the columns {', '.join(missing)}")
+        from simulator.catalogue import METRICS
+        self.metrics = [m for m in METRICS if m in schema]
+        self.n = pl.scan_parquet(self.samples).select(pl.len()).collect().item()
+
+    def take(self, order: np.ndarray, steps: int = WINDOW_STEPS) -> list[dict]:
+        """The samples at rows `order` (in that order), each with its host's window of `steps` points."""
+        picked = pl.DataFrame({"row": np.asarray(order, np.int64), "p_index": np.arange(len(order), dtype=np.int64)})
+        chosen = (pl.scan_parquet(self.samples).with_row_index("row")
+                  .filter(pl.col("row").is_in(picked["row"].implode()))
+                  .select("row", *self.SAMPLE_COLUMNS, *self.metrics).collect()
+                  .join(picked, on="row").sort("p_index"))
+        snapshot = chosen.select("p_index", *[pl.col(m).cast(pl.Utf8) for m in self.metrics])
+        windows = self._windows(chosen, steps) if steps > 0 else {}
+        out = []
+        for row, values in zip(chosen.select("p_index", *self.SAMPLE_COLUMNS).iter_rows(named=True),
+                               snapshot.drop("p_index").iter_rows(named=True)):
+            out.append({"id": row["id"], "timestamp": row["timestamp"], "status": row["status"],
+                        "anomaly_type": row["kind"], "host": int(row["host"]), "metrics": values,
+                        "interval_min": self.interval_min, "window": windows.get(row["p_index"])})
+        return out
+
+    def _windows(self, chosen: pl.DataFrame, steps: int) -> dict[int, dict]:
+        """Per p_index: the times and the chosen metrics' values over the window, the sample's step last."""
+        scan = pl.scan_parquet(self.traces)
+        schema = scan.collect_schema()
+        wanted = (chosen.select("p_index", pl.col("host").cast(schema["host"]), pl.col("step").alias("at"),
+                                pl.int_ranges(pl.col("step") - steps, pl.col("step") + 1).alias("step"))
+                  .explode("step").filter(pl.col("step") >= 0).with_columns(pl.col("step").cast(schema["step"])))
+        # the filter prunes row groups (hosts and steps are sorted in the parts); the join picks the points
+        window = (scan.filter(pl.col("host").is_in(wanted["host"].unique().implode())
+                              & pl.col("step").is_between(wanted["step"].min(), wanted["step"].max()))
+                  .select("host", "step", "timestamp", *self.metrics)
+                  .join(wanted.lazy(), on=["host", "step"], how="inner")
+                  .sort("p_index", "step").collect())
+        self._check_windows(chosen, wanted, window)
+        n = len(self.metrics)
+        values = window.unpivot(index=["p_index", "step", "at"], on=self.metrics, variable_name="metric",
+                                value_name="v").with_columns(pl.col("v").cast(pl.Float64))
+        prev = pl.col("v").filter(pl.col("step") < pl.col("at"))
+        last = pl.col("v").filter(pl.col("step") == pl.col("at")).first()
+        score = ((last - prev.mean()).abs() / (prev.std(ddof=0) + 0.05 * prev.mean().abs() + 0.01)).fill_null(0.0)
+        top = (values.group_by("p_index", "metric").agg(score.alias("score"))
+               .with_columns(pl.col("metric").replace_strict(self.metrics, list(range(n))).alias("rank"))
+               .sort(["p_index", "score", "rank"], descending=[False, True, False])
+               .group_by("p_index", maintain_order=True).agg(pl.col("metric").head(WINDOW_METRICS)))
+        series = (window.group_by("p_index").agg(pl.col("timestamp").dt.strftime("%H:%M").alias("time"),
+                                                 *[pl.col(m).cast(pl.Utf8) for m in self.metrics]))
+        shown = dict(zip(top["p_index"].to_list(), top["metric"].to_list()))
+        out = {}
+        for row in series.iter_rows(named=True):
+            names = shown[row["p_index"]]
+            out[row["p_index"]] = {"time": row["time"], "metrics": {m: row[m] for m in names},
+                                   "span_min": (len(row["time"]) - 1) * self.interval_min}
+        return out
+
+    def _check_windows(self, chosen: pl.DataFrame, wanted: pl.DataFrame, window: pl.DataFrame) -> None:
+        """Every point of every window found, and the last one equal to the sample's snapshot."""
+        if len(window) != len(wanted):
+            got = window.group_by("p_index").len()
+            lacking = (wanted.group_by("p_index").len().join(got, on="p_index", how="left", suffix="_got")
+                       .filter(pl.col("len_got").fill_null(0) < pl.col("len")).join(chosen, on="p_index")
+                       .row(0, named=True))
+            raise LanguageError(f"--from-metrics: {self.folder}: the traces parts lack points of host "
+                                f"{lacking['host']} before step {lacking['step']} (sample {lacking['id']}); "
+                                "staging and samples.parquet disagree")
+        last = window.filter(pl.col("step") == pl.col("at")).join(chosen, on="p_index", suffix="_sample")
+        differs = last.filter(pl.any_horizontal([pl.col(m) != pl.col(f"{m}_sample") for m in self.metrics]))
+        if len(differs):
+            raise LanguageError(f"--from-metrics: {self.folder}: traces and samples.parquet disagree at sample "
+                                f"{differs['id'][0]} (host {differs['host'][0]}, step {differs['step'][0]})")
+
+
 def metric_sample_items(path: Path, count: int, domain: DomainContent, models_per_prompt: int, n_models: int,
-                        options: str, seed: int) -> list[WorkItem]:
-    """`count` metrics_explanation items from the samples in `path`, anomalies and normal ones alike."""
+                        options: str, seed: int, window_steps: int = WINDOW_STEPS) -> list[WorkItem]:
+    """`count` metrics_explanation items from the samples in `path`, anomalies and normal ones alike.
+
+    `path` is a metrics dataset JSON (prompts show the snapshot) or a staging folder (prompts also
+    show the `window_steps` points before the snapshot)."""
     from simulator.anomalies import ANOMALY_KINDS
 
-    samples = read_metric_samples(path)
+    folder = staging_folder(path)
+    staged = StagedSamples(folder) if folder is not None else None
+    samples = read_metric_samples(path) if staged is None else None
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SOURCE_STREAM,)))
-    order = rng.permutation(len(samples))[:count]
+    order = rng.permutation(len(samples) if staged is None else staged.n)[:count]
+    chosen = [samples[i] for i in order.tolist()] if staged is None else staged.take(order, window_steps)
     slots = max(1, min(models_per_prompt, n_models))
     items = []
-    for p_index, i in enumerate(order.tolist()):
-        sample = samples[i]
+    for p_index, sample in enumerate(chosen):
         label = (sample.get("anomaly_type") or "normal") if sample["status"] == "anomaly" else "normal"
         moved = ANOMALY_KINDS[label].affects if label in ANOMALY_KINDS else ()
         persona = domain.personalities[int(rng.integers(len(domain.personalities)))]

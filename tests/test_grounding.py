@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
+import numpy as np
+import polars as pl
 import pytest
 import yaml
 
 from language.__main__ import main
-from language.domain import load_domain
-from language.grounding import grounding_check, load_vocabulary, metric_sample_items
+from language.domain import DomainContent, Persona, Style, load_domain
+from language.errors import LanguageError
+from language.grounding import WINDOW_STEPS, grounding_check, load_vocabulary, metric_sample_items
 from language.settings import load_settings
 from simulator.__main__ import main as simulator_main
 
@@ -64,9 +68,9 @@ def test_prompts_show_the_sample_and_include_normal_ones(metrics_json):
         assert str(sample["metrics"]["cpu_usage"]) in it.prompt
 
 
-def _truthful_and_confused(metrics_json, seed):
+def _truthful_and_confused(source, seed):
     """A fake pair of models: alpha explains each sample correctly, beta always blames a memory leak."""
-    items = metric_sample_items(metrics_json, 30, load_domain(), 2, 2, load_settings().fingerprint(), seed)
+    items = metric_sample_items(source, 30, load_domain(), 2, 2, load_settings().fingerprint(), seed)
     truth = {it.prompt: it for it in items}
 
     def answer(model, messages, options):
@@ -135,3 +139,148 @@ def test_grounded_prompts_run_on_the_embedded_model(tmp_path, metrics_json):
     assert len(rows) == 2 and all(r[2] and r[3] for r in rows)
     # a 135M model often gets it wrong: then the reason says why
     assert all(r[0] == "accepted" or r[1] for r in rows)
+
+
+# ------------------------------------------------------------------ prompts from the simulator's staging
+def test_json_sourced_item_ids_do_not_change(tmp_path):
+    """Ids of prompts from a metrics JSON are those of earlier versions: an existing resume still works."""
+    domain = DomainContent("You are a monitoring assistant.", {}, (), (),
+                           (Persona("p", "engineer", "Be brief."), Persona("q", "operator", "Be exact.")),
+                           (Style("s", "Ask plainly.", "e"),), (), (), (), ())
+    samples = [{"id": f"s-{i}", "timestamp": f"2026-01-05T0{i}:00:00Z", "status": "anomaly" if i % 2 else "normal",
+                "anomaly_type": "cpu_spike" if i % 2 else None,
+                "metrics": {"cpu_usage": 10.5 + i, "memory_usage": 40.0, "load_average": 1.25,
+                            "spectrum_active_jobs": 3}} for i in range(4)]
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"metadata": {}, "training_samples": samples}))
+    items = metric_sample_items(path, 4, domain, 2, 2, "opts", seed=7)
+    assert [it.item_id for it in items] == [
+        "cd36cb9bb43a279b3ce3", "fabd6948984222098d24", "a8b19f88f23473fefa59", "61c0efd32e2bff6e7608",
+        "7797feffcf67b8ce95f7", "5cb13fe6cfeab6bea387", "16c5bef7775a7e75683a", "8360c3bcc9e24cae74fe"]
+    assert all("Trend" not in it.prompt and "timechart" not in it.prompt and "| time |" not in it.prompt
+               for it in items)
+
+
+def _window_in(prompt: str) -> tuple[list[str] | None, dict[str, list[str]]]:
+    """(times, {metric: values as printed}) of the recent window a prompt shows, in any of the three forms."""
+    lines = prompt.splitlines()
+    if "| time |" in prompt:
+        i = next(k for k, line in enumerate(lines) if line.startswith("| time |"))
+        names = [c.strip() for c in lines[i].strip("|").split("|")][1:]
+        rows = [[c.strip() for c in line.strip("|").split("|")]
+                for line in itertools.takewhile(lambda line: line.startswith("| "), lines[i + 2:])]
+        return [r[0] for r in rows], {m: [r[j + 1] for r in rows] for j, m in enumerate(names)}
+    if "timechart" in prompt:
+        i = next(k for k, line in enumerate(lines) if line.startswith("_time"))
+        names = lines[i].split()[1:]
+        rows = [line.split() for line in itertools.takewhile(lambda line: line.strip(), lines[i + 1:])]
+        return [r[0] for r in rows], {m: [r[j + 1] for r in rows] for j, m in enumerate(names)}
+    i = next(k for k, line in enumerate(lines) if line.startswith("Trend over"))
+    out = {}
+    for line in itertools.takewhile(lambda line: line.startswith("  "), lines[i + 1:]):
+        name, values = line.strip().split(": ", 1)
+        out[name.split(" ")[0]] = values.split(", ")
+    return None, out
+
+
+def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
+    staging = metrics_json.parent / "staging"
+    items = metric_sample_items(staging, 60, load_domain(), 1, 1, "x", seed=3)
+    samples = pl.read_parquet(staging / "samples.parquet")
+    by_id = {r["id"]: r for r in samples.iter_rows(named=True)}
+    traces = pl.read_parquet(sorted(staging.glob("traces-*.parquet")))  # read whole: the reference
+    json_samples = {s["id"]: s for s in json.loads(metrics_json.read_text())["training_samples"]}
+    forms = set()
+    for it in items:
+        sample = by_id[it.source_sample_id]
+        assert it.label == (sample["kind"] or "normal")
+        host, step = sample["host"], sample["step"]
+        assert f"cn{host + 1:03d}" in it.prompt
+        for m, v in json_samples[it.source_sample_id]["metrics"].items():  # the snapshot, as the JSON has it
+            assert any(f"{m}{sep}{v}" in it.prompt for sep in (": ", "=", " | ")), (m, v)
+        times, window = _window_in(it.prompt)
+        forms.add("alert" if times is None else "table" if "| time |" in it.prompt else "splunk")
+        assert len(window) == 3
+        expected = traces.filter((pl.col("host") == host) & pl.col("step").is_between(step - WINDOW_STEPS, step)
+                                 ).sort("step")
+        assert len(expected) == min(step, WINDOW_STEPS) + 1 and expected["step"][-1] == step
+        if times is not None:
+            assert times == expected["timestamp"].dt.strftime("%H:%M").to_list()
+            assert times[-1] == sample["timestamp"][11:16]
+        for m, values in window.items():
+            staged = expected[m].to_numpy()
+            printed = np.array([float(v) for v in values], dtype=staged.dtype)
+            assert np.array_equal(printed, staged), (it.source_sample_id, m, values, staged)
+            assert printed[-1] == np.array(sample[m], dtype=staged.dtype)  # the last row is the snapshot
+    assert forms == {"alert", "table", "splunk"}
+    # the same seed picks the same samples from the JSON and from the staging of one run
+    from_json = metric_sample_items(metrics_json, 60, load_domain(), 1, 1, "x", seed=3)
+    assert [it.source_sample_id for it in from_json] == [it.source_sample_id for it in items]
+    assert not {it.item_id for it in from_json} & {it.item_id for it in items}
+
+
+def test_window_length_is_a_parameter(metrics_json):
+    short = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4, window_steps=3)
+    assert all(len(next(iter(_window_in(it.prompt)[1].values()))) == 4 for it in short)
+    none = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4, window_steps=0)
+    assert all("Trend" not in it.prompt and "timechart" not in it.prompt and "| time |" not in it.prompt
+               for it in none)
+
+
+def _flip_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda d: _flip_byte(d / "traces-00000.parquet"), "traces-00000.parquet"),
+    (lambda d: (d / "samples.parquet").unlink(), "samples.parquet"),
+    (lambda d: (d / "manifest.json").unlink(), "manifest.json"),
+])
+def test_a_damaged_staging_is_a_one_line_error(tmp_path, config_dir, metrics_json, capsys, damage, named):
+    staging = tmp_path / "run" / "staging"
+    shutil.copytree(metrics_json.parent / "staging", staging)
+    damage(staging)
+    code = main(["generate", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"),
+                 "--endpoint", "openai=http://127.0.0.1:9", "--models", "a", "--types", "metrics_explanation",
+                 "--count", "2", "--from-metrics", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(staging / named) in err and err.count("\n") == 1, err
+
+
+def test_staged_samples_run_and_export_with_their_ids(tmp_path, config_dir, metrics_json):
+    run = metrics_json.parent
+    items, answer = _truthful_and_confused(run, seed=20260105)
+    assert all("Trend" in it.prompt or "timechart" in it.prompt or "| time |" in it.prompt for it in items)
+    with LoopbackServer(models=("alpha", "beta"), answer=answer) as server:
+        args = ["generate", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"), "--quiet",
+                "--endpoint", f"openai={server.url}", "--models", "alpha,beta", "--types", "metrics_explanation",
+                "--count", "30", "--from-metrics", str(run)]
+        assert main(args) == 0
+        assert main(args) == 0                       # resume: nothing left to ask
+        assert len(server.calls_for()) == 60
+    samples = pl.read_parquet(run / "staging" / "samples.parquet")
+    kinds = dict(zip(samples["id"].to_list(), samples["kind"].to_list()))
+    data = json.loads((tmp_path / "out" / "language_dataset.json").read_text())
+    exported = data["samples"]
+    assert exported and {s["source_sample_id"] for s in exported} <= set(kinds)
+    prompts = {it.source_sample_id: it.prompt for it in items}
+    assert all(s["prompt"] == prompts[s["source_sample_id"]] for s in exported)  # each answer joins its sample
+    assert all(s["label"] == (kinds[s["source_sample_id"]] or "normal") for s in exported)
+    assert data["metadata"]["grounding_agreement"]["alpha"]["rate"] == 1.0
+
+
+def test_traces_that_disagree_with_the_samples_are_refused(tmp_path, metrics_json):
+    """Checksums can be rewritten; the join's own check still sees a window whose last point is not the sample."""
+    from datasafe.integrity import file_record
+
+    staging = tmp_path / "staging"
+    shutil.copytree(metrics_json.parent / "staging", staging)
+    traces = staging / "traces-00000.parquet"
+    pl.read_parquet(traces).with_columns(pl.col("cpu_usage") + 1.0).write_parquet(traces)
+    manifest = json.loads((staging / "manifest.json").read_text())
+    manifest["files"]["traces-00000.parquet"] = file_record(traces)
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(LanguageError, match="traces and samples.parquet disagree at sample"):
+        metric_sample_items(staging, 5, load_domain(), 1, 1, "x", seed=3)
