@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --engine dask: address of a running scheduler, e.g. tcp://10.0.0.5:8786 "
                          "(default: a LocalCluster on 127.0.0.1); --output must be a path every worker sees")
     tr.add_argument("--shard-hosts", type=int, default=None,
-                    help="hosts per part (default: as many as fit in 256 MB of memory, at most 256)")
+                    help="hosts per part (default: 64, fewer when a part would need over 256 MB of memory)")
     tr.add_argument("--shard-steps", type=int, default=None,
                     help="time steps per part (default: 8640, 30 days at 5 minutes); the host state "
                          "carries across chunks, each chunk has its own events")

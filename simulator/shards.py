@@ -36,6 +36,7 @@ from .population import Population, build_population, exact_counts
 from .staging import COMPRESSION, traces_table
 
 DEFAULT_SHARD_STEPS = 8640  # 30 days at 5 minutes, 6 days at 1 minute
+DEFAULT_SHARD_HOSTS = 64    # enough host ranges to keep many workers busy; parts of a few MB
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def make_job(config: SimConfig, hosts: int, steps: int, seed: int, *, anomalies:
     shard_steps = min(steps, DEFAULT_SHARD_STEPS) if shard_steps is None else shard_steps
     _check_int("shard-steps", shard_steps, 1)
     shard_steps = min(shard_steps, steps)
-    shard_hosts = block_hosts(shard_steps) if shard_hosts is None else shard_hosts
+    shard_hosts = min(DEFAULT_SHARD_HOSTS, block_hosts(shard_steps)) if shard_hosts is None else shard_hosts
     _check_int("shard-hosts", shard_hosts, 1)
     if shard_hosts * shard_steps * BYTES_PER_HOST_STEP > 8 * BLOCK_BYTES:
         raise SimulatorError(f"--shard-hosts/--shard-steps: a part of {shard_hosts} hosts x {shard_steps} steps "
