@@ -4,14 +4,34 @@ Public API:
   generate_samples(n, ...)  -> SampleSet: labelled snapshots (Polars), their events and metadata
   simulate(hosts, steps, ...) -> (traces, events): full labelled traces as Polars frames
   load_config(path)         -> SimConfig: the validated metrics config
+
+The names are imported on first use, so `python -m simulator --help` and the error paths of the
+command line do not pay for numba and Polars.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .api import SampleSet, generate_samples, simulate  # noqa: E402
-from .catalogue import METRICS  # noqa: E402
-from .config import SimConfig, load_config  # noqa: E402
-from .errors import ConfigError, SimulatorError  # noqa: E402
+_LAZY = {
+    "SampleSet": ".api", "generate_samples": ".api", "simulate": ".api",
+    "METRICS": ".catalogue",
+    "SimConfig": ".config", "load_config": ".config",
+    "ConfigError": ".errors", "SimulatorError": ".errors",
+}
 
-__all__ = ["generate_samples", "simulate", "load_config", "SampleSet", "SimConfig", "METRICS",
-           "ConfigError", "SimulatorError", "__version__"]
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
