@@ -7,9 +7,11 @@ one.  Before a dataset is replaced, the old one is kept as a timestamped backup 
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
+import signal
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -17,10 +19,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 KEEP_BACKUPS = 3
+# Tests only: SIGKILL this process at the first write step matching this fnmatch pattern. The steps are
+# "<file name>:written" (the temporary file is filled, not yet renamed) and "<file name>:renamed".
+KILL_AT_ENV = "DATASAFE_KILL_AT"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-__all__ = ["atomic_path", "atomic_write_bytes", "backup_file", "list_backups", "KEEP_BACKUPS"]
+__all__ = ["atomic_path", "atomic_write_bytes", "backup_file", "list_backups", "remove_stale_temps",
+           "output_dir_problem", "unsafe_outputs", "KEEP_BACKUPS", "KILL_AT_ENV"]
 
 
 @contextmanager
@@ -34,10 +40,12 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _kill_point(f"{target.name}:written")
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
+        _kill_point(f"{target.name}:renamed")
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -72,6 +80,71 @@ def list_backups(path: str | Path) -> list[Path]:
     if not path.parent.exists():
         return []
     return sorted(p for p in path.parent.iterdir() if pattern.match(p.name))
+
+
+def remove_stale_temps(folder: str | Path, pattern: str) -> list[Path]:
+    """Remove the temporary files `atomic_path` left in `folder`, when a process was killed, for targets
+    whose names match `pattern` (fnmatch). Call it only from the one process that writes those targets:
+    another writer's file in progress would go too."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if fnmatch.fnmatchcase(p.name, f".{pattern}.*.tmp")
+             and p.is_file() and not p.is_symlink()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def output_dir_problem(path: str | Path) -> str | None:
+    """None when `path` is, or can be created as, a writable directory; else what is wrong with it."""
+    existing = Path(path)
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def unsafe_outputs(root: str | Path, files: tuple[str, ...] = (), folders: tuple[str, ...] = ()) -> list[str]:
+    """What stops a program from writing its outputs in `root` as regular files inside it.
+
+    Its outputs are the entries of `root` whose names match `files` (fnmatch), which must be regular
+    files, and the entries named in `folders`, which must be folders holding only regular files and
+    folders. A symbolic link among them is reported (writing through it, or replacing it, changes a
+    file elsewhere or surprises whoever made it), and so is anything else where a file is expected:
+    a folder, a FIFO or a device would fail, block or swallow the write. Links are never followed."""
+    root = Path(root)
+    problems: list[str] = []
+    if not root.is_dir():
+        return problems
+
+    def visit(path: Path, folder: bool) -> None:
+        if path.is_symlink():
+            problems.append(f"{path} is a symbolic link (to {os.readlink(path)}); only regular files are "
+                            f"written inside {root}")
+        elif folder and path.is_dir():
+            for child in sorted(path.iterdir()):
+                visit(child, child.is_dir())
+        elif folder:
+            problems.append(f"{path} is not a folder")
+        elif not path.is_file():
+            problems.append(f"{path} is not a regular file")
+
+    for entry in sorted(root.iterdir()):
+        if entry.name in folders:
+            visit(entry, True)
+        elif any(fnmatch.fnmatchcase(entry.name, p) for p in files):
+            visit(entry, False)
+    return problems
+
+
+def _kill_point(step: str) -> None:
+    pattern = os.environ.get(KILL_AT_ENV)
+    if pattern and fnmatch.fnmatchcase(step, pattern):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -10,13 +10,16 @@ from pathlib import Path
 import orjson
 import polars as pl
 
-from datasafe import atomic_path, backup_file
+from datasafe import atomic_path, backup_file, remove_stale_temps
 from datasafe.integrity import check_json_dataset
 
 from .domain import SAMPLE_TYPES
 
 DATASET_NAME = "language_dataset.json"
 CHAT_NAME = "language_dataset.chat.jsonl"
+# every file the exports write, back up or keep when restoring (fnmatch patterns)
+OWNED_FILES = (DATASET_NAME, CHAT_NAME, "language_dataset.*.bak.json", "language_dataset.chat.*.bak.jsonl",
+               "language_dataset.*.damaged.json")
 SAMPLE_FIELDS = ("type", "prompt", "response", "model", "model_type", "session_id", "timestamp",
                  "generation_batch", "term", "category", "source_sample_id", "label")
 
@@ -72,6 +75,7 @@ def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_pr
         "type": r["type"], "model": r["model"], "term": r["term"],
         **({"source_sample_id": r["source_sample_id"], "label": r["label"]} if r["source_sample_id"] else {})})
         + b"\n" for r in rows)
+    remove_stale_temps(output_dir, "language_dataset*")  # left by an export that was killed
     backups = []
     for name, data in ((DATASET_NAME, dataset), (CHAT_NAME, chat)):
         target = output_dir / name

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from datasafe import atomic_path
+from datasafe import atomic_path, remove_stale_temps
 
 COMMIT_EVERY_S = 0.2
 COMMIT_EVERY = 256
@@ -151,6 +151,7 @@ class Ledger:
         if not rows or (len(rows) < SHARD_ROWS and not force):
             return 0
         written = 0
+        remove_stale_temps(self.shard_dir, "part-*.parquet")  # left by a run that was killed
         for start in range(0, len(rows), SHARD_ROWS):
             chunk = rows[start:start + SHARD_ROWS]
             frame = pl.DataFrame(chunk, schema=_SHARD_SCHEMA, orient="row")
