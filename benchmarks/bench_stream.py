@@ -56,15 +56,15 @@ def main() -> int:
     print(file=sys.stderr)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     size = sum(p.stat().st_size for p in out.iterdir())
-    per_range = job.values / job.n_ranges
+    done_values = [0] + [sum((job.host_range(r)[1] - job.host_range(r)[0]) * job.steps * 11 for r in range(d))
+                         for d, _ in marks]
+    times = [0.0] + [t for _, t in marks]
     quarters = []
     n = len(marks)
     for q in range(4):
         a, b = q * n // 4, (q + 1) * n // 4
-        if b <= a:
-            continue
-        t0 = marks[a - 1][1] if a > 0 else 0.0
-        quarters.append((b - a) * per_range / (marks[b - 1][1] - t0) / 1e6)
+        if b > a:
+            quarters.append((done_values[b] - done_values[a]) / (times[b] - times[a]) / 1e6)
     noise = meter.others_cores()
     print(f"\n| values | wall s | M values/s | rate by quarter of the run (M values/s) | peak RSS MB | "
           f"on disk GB | bytes/value | others' CPU |")

@@ -167,7 +167,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     if staging:
         staging.begin()
     parts, event_parts = [], []
-    with threads:
+    with threads, (staging or nullcontext()):
         for b, (lo, hi) in enumerate(blocks):
             traces, events = run_kernel(cfg, population, plan, seed, n_steps, interval,
                                         host_range=(lo, hi), keep_base=True)

@@ -10,7 +10,9 @@ Layout (a finished run replaces the whole directory; see `Staging`):
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -73,23 +75,56 @@ class Staging:
     """Writes one run's staging files into `staging.partial/`; `finish` swaps it in for `staging/`.
 
     Until a run finishes, the previous run's staging stays whole, so a crash costs nothing done.
+    A block's files are written by a background thread while the caller simulates the next block
+    (Parquet encoding releases the GIL); at most one block waits, so memory stays bounded.
     """
 
     def __init__(self, output_dir: Path):
         self.final = Path(output_dir) / "staging"
         self.dir = Path(output_dir) / "staging.partial"
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
         recover_staging(Path(output_dir))
 
     def begin(self) -> None:
         if self.dir.exists():
             shutil.rmtree(self.dir)  # leftovers of an interrupted run
         self.dir.mkdir(parents=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="staging")
 
     def write_block(self, index: int, traces: Traces, config: SimConfig) -> None:
+        """Queue block `index` for writing (after the previous block's files are written)."""
+        self._wait()
+        light = dataclasses.replace(traces, base=None)  # the staging needs values and labels only
+        self._pending = self._writer.submit(self._write_block, index, light, config)
+
+    def _write_block(self, index: int, traces: Traces, config: SimConfig) -> None:
         write_parquet(traces_table(traces, config), self.dir / f"traces-{index:05d}.parquet")
         write_parquet(labels_table(traces), self.dir / f"labels-{index:05d}.parquet")
 
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises a failed write here, in the caller's thread
+
+    def close(self) -> None:
+        """Wait for the queued block and stop the writer thread."""
+        try:
+            self._wait()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
+
+    def __enter__(self) -> "Staging":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:  # on success the last block keeps writing until `finish`
+            self.close()
+
     def finish(self, events: pl.DataFrame, samples: pl.DataFrame, manifest: dict) -> None:
+        self.close()
         write_parquet(events, self.dir / "events.parquet")
         write_parquet(samples, self.dir / "samples.parquet")
         files = {p.name: file_record(p) for p in sorted(self.dir.glob("*.parquet"))}
