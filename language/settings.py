@@ -75,6 +75,7 @@ class Settings:
     generation: Generation
     targets: dict[str, int] = field(hash=False)
     quality: Quality = field(default=Quality(20, 0.9))
+    path: str | None = field(default=None, compare=False)  # the file read, re-read for endpoint changes mid-run
 
     def enabled(self) -> tuple[BackendSpec, ...]:
         return tuple(b for b in self.backends if b.enabled)
@@ -121,6 +122,7 @@ def load_settings(path: Path | None = None) -> Settings:
         targets={k: v.whole(n, f"targets.{k}", 0, 10**8) for k, n in t.items()},
         quality=Quality(v.whole(qual.get("min_words", 20), "quality.min_words", 0, 100000),
                         v.number(qual.get("near_duplicate_jaccard", 0.9), "quality.near_duplicate_jaccard", 0, 1)),
+        path=str(path),
     )
 
 
