@@ -3,6 +3,7 @@
     python benchmarks/bench_language.py                          # instant loopback server, 2000 requests
     python benchmarks/bench_language.py --embedded --requests 500  # also the embedded llama.cpp model
     python benchmarks/bench_language.py --markdown out.md        # also write the tables to a file
+    python benchmarks/bench_language.py --endpoints 4 --endpoint-delay 0,0.02  # only part 3 (many endpoints)
 
 1. Runner overhead.  A loopback server from tests/loopback.py (OpenAI /v1/chat/completions, instant
    deterministic answers, delay_s=0) runs in a child process, so it has a core of its own and the
@@ -27,6 +28,15 @@
    prompts) of a bare httpx loop at concurrency 1 and 2 and of the pipeline against that endpoint as
    an `openai` backend (like `--endpoint openai=URL --models smollm2-135m-instruct`), interleaved,
    best of --repeats; peak RSS of the llama.cpp child and of this process.
+3. Many endpoints (--endpoints N; runs instead of parts 1 and 2).  N loopback servers, each in a child
+   process of its own with a delay per request from --endpoint-delay (a comma-separated list, cycled
+   over the servers: "0,0.02,0.2" gives endpoints of three speeds), each taking
+   --endpoint-concurrency requests at a time.  Interleaved, best of --repeats, for the same requests:
+   - bare:     an httpx.AsyncClient with --endpoint-concurrency workers per server, all taking the next
+               request from one shared list (the ideal share: a free worker never waits);
+   - pipeline: one `openai` backend listing the N endpoints, concurrency --endpoint-concurrency, through
+               the Runner (its endpoint choice by measured latency decides the share).
+   Reported: requests/s, pipeline / bare, and how many calls each endpoint served in each case.
 
 Every case also reports the client CPU per request (this process), the loopback server's CPU per
 request, and "others' CPU": cores kept busy by other processes meanwhile (noise gauge).
@@ -69,13 +79,13 @@ TARGET_EMBEDDED_RATIO = 0.95   # issue: >= 95 % of the server's own throughput (
 
 # ------------------------------------------------------------------------------ loopback server child
 
-def serve_loopback() -> None:
-    """Child mode: a LoopbackServer on 127.0.0.1; prints its URL; on stdin "cpu" prints its CPU seconds;
-    stops at EOF."""
+def serve_loopback(delay_s: float = 0.0) -> None:
+    """Child mode: a LoopbackServer on 127.0.0.1; prints its URL; on stdin "cpu" prints its CPU seconds
+    and the requests since the last "cpu"; stops at EOF."""
     sys.path.insert(0, str(TESTS))
     from loopback import LoopbackServer
 
-    server = LoopbackServer(models=MODELS, delay_s=0.0).start()
+    server = LoopbackServer(models=MODELS, delay_s=delay_s).start()
     print(server.url, flush=True)
     for line in sys.stdin:
         if line.strip() == "cpu":
@@ -87,17 +97,21 @@ def serve_loopback() -> None:
 
 
 class ServerProcess:
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-loopback"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
+    def __init__(self, delay_s: float = 0.0):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve-loopback", "--serve-delay", str(delay_s)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
         self.url = self.proc.stdout.readline().strip()
+        self.delay_s = delay_s
+        self.requests = 0   # requests served between the last two cpu() calls
         if not self.url.startswith("http://"):
             raise RuntimeError("loopback server did not start")
 
     def cpu(self) -> float:
         self.proc.stdin.write("cpu\n")
         self.proc.stdin.flush()
-        return float(self.proc.stdout.readline().split()[0])
+        cpu, n = self.proc.stdout.readline().split()
+        self.requests = int(n)
+        return float(cpu)
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -236,6 +250,30 @@ async def bare_loop(url: str, bodies: list[dict], conc: int, timeout_s: float = 
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits) as client:
         await asyncio.gather(*(worker(client) for _ in range(conc)))
     return done, tokens
+
+
+async def bare_loop_many(urls: list[str], bodies: list[dict], conc: int, timeout_s: float = 120.0) -> int:
+    """A plain httpx client with `conc` workers per URL, all taking the next body from one list."""
+    import httpx
+    import orjson
+
+    it = iter(bodies)
+    done = 0
+    headers = {"content-type": "application/json"}
+
+    async def worker(client, target):
+        nonlocal done
+        for body in it:
+            r = await client.post(target, content=orjson.dumps(body), headers=headers)
+            if r.status_code != 200:
+                raise RuntimeError(f"bare loop: HTTP {r.status_code}: {r.text[:200]}")
+            assert isinstance(orjson.loads(r.content)["choices"][0]["message"]["content"], str)
+            done += 1
+
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits) as client:
+        await asyncio.gather(*(worker(client, f"{u}/v1/chat/completions") for u in urls for _ in range(conc)))
+    return done
 
 
 async def raw_loop(url: str, bodies: list[dict], conc: int) -> int:
@@ -430,6 +468,75 @@ def bench_overhead(args, res: dict, work_dir: Path) -> None:
     finally:
         server.close()
     res.update(cases=cases, timings=timings, n=n, best_c=best_c, pipe_info=pipe_info, per_type=per_type)
+
+
+# ------------------------------------------------------------------------------ part 3: many endpoints
+
+def bench_endpoints(args, res: dict, work_dir: Path) -> None:
+    from language.settings import BackendSpec
+
+    domain, settings = load_config(args.config_dir)
+    items, _ = make_items(domain, settings, args.requests, len(MODELS))
+    bodies = bodies_of(items, settings, MODELS)
+    n, c = len(bodies), args.endpoint_concurrency
+    servers = []
+    try:
+        for i in range(args.endpoints):
+            servers.append(ServerProcess(args.endpoint_delay[i % len(args.endpoint_delay)]))
+        urls = [s.url for s in servers]
+        spec = BackendSpec(name="farm", type="openai", enabled=True, models=MODELS, endpoints=tuple(urls),
+                           concurrency=c)
+        cpu = lambda: sum(s.cpu() for s in servers)  # noqa: E731 - also reads each server's request count
+        asyncio.run(bare_loop_many(urls, bodies, c))  # warm-up
+        cases = {name: Case(name, c) for name in ("bare", "pipeline")}
+        shares: dict[str, list[int]] = {}
+        for r in range(args.repeats):
+            for name in ("bare", "pipeline")[::1 if r % 2 == 0 else -1]:
+                gc.collect()
+                meter = Meter(cpu)
+                if name == "bare":
+                    got = asyncio.run(bare_loop_many(urls, bodies, c))
+                else:
+                    got = run_pipeline(domain, settings, [spec], n, work_dir, f"e{r}", settings.generation.seed)[
+                        "requests"]
+                m = meter.stop()
+                if got != n:
+                    raise RuntimeError(f"{name}: {got} answers, expected {n}")
+                cases[name].add(m, got)
+                shares[name] = [s.requests for s in servers]
+            print(f"  round {r + 1}/{args.repeats}: " + ", ".join(
+                f"{k} {cases[k].runs[-1]['requests'] / cases[k].runs[-1]['wall']:,.0f} req/s" for k in cases),
+                file=sys.stderr, flush=True)
+    finally:
+        for s in servers:
+            s.close()
+    res.update(endpoint_cases=cases, endpoint_shares=shares, n=n,
+               endpoint_delays=[s.delay_s for s in servers])
+
+
+def report_endpoints(res: dict, args) -> str:
+    cases, shares, n = res["endpoint_cases"], res["endpoint_shares"], res["n"]
+    delays = res["endpoint_delays"]
+    c = args.endpoint_concurrency
+    ideal = sum(c / d for d in delays if d > 0) if all(d > 0 for d in delays) else None
+    out = [f"### Many endpoints: {n} OpenAI chat requests to {len(delays)} loopback servers "
+           f"(delays {', '.join(f'{d * 1e3:g} ms' for d in delays)}), {c} in flight per endpoint "
+           f"(best of {args.repeats}, interleaved)", "",
+           "| case | best s | requests/s best (median) | client CPU us/req | server CPU us/req | others' CPU "
+           "| calls per endpoint (last run) |", "|---|---|---|---|---|---|---|"]
+    label = {"bare": "bare httpx loop, one shared list", "pipeline": "pipeline, one backend listing the endpoints"}
+    for name, case in cases.items():
+        b = case.best
+        others = "?" if b["others"] is None else f"{b['others']:.2f}"
+        out.append(f"| {label[name]} | {b['wall']:.3f} | {case.rps():,.0f} ({case.rps('median'):,.0f}) | "
+                   f"{b['client_cpu'] / n * 1e6:,.0f} | {b['server_cpu'] / n * 1e6:,.0f} | {others} | "
+                   f"{' / '.join(map(str, shares[name]))} |")
+    out.append("")
+    ratio = cases["pipeline"].rps() / cases["bare"].rps()
+    out.append(f"- pipeline / bare = **{ratio:.2f}** (median runs "
+               f"{cases['pipeline'].rps('median') / cases['bare'].rps('median'):.2f})"
+               + (f"; the servers' ceiling (slots / delay) is {ideal:,.0f} requests/s." if ideal else "."))
+    return "\n".join(out)
 
 
 class Probe:
@@ -804,11 +911,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="cProfile one pipeline run: when it is under 80%% of the bare loop (auto), always, never")
     p.add_argument("--config-dir", type=Path, default=None, help="language config folder (default data_config/)")
     p.add_argument("--markdown", metavar="PATH", help="also write the tables to this file")
+    p.add_argument("--endpoints", type=int, default=0, metavar="N",
+                   help="measure N loopback endpoints of one backend against a bare loop (only that part)")
+    p.add_argument("--endpoint-delay", default="0", metavar="S[,S...]",
+                   help="seconds per request of each endpoint, cycled over the N servers (default 0)")
+    p.add_argument("--endpoint-concurrency", type=int, default=8, metavar="C",
+                   help="requests in flight per endpoint with --endpoints (default 8)")
     p.add_argument("--serve-loopback", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--serve-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_loopback:
-        serve_loopback()
+        serve_loopback(args.serve_delay)
         return 0
+    args.endpoint_delay = [float(x) for x in args.endpoint_delay.split(",") if x.strip()] or [0.0]
+    if args.endpoints < 0 or args.endpoint_concurrency < 1 or min(args.endpoint_delay) < 0:
+        p.error("--endpoints, --endpoint-concurrency and --endpoint-delay must not be negative")
     args.concurrency = [int(x) for x in args.concurrency.split(",") if x.strip()]
     args.embedded_concurrency = [int(x) for x in args.embedded_concurrency.split(",") if x.strip()]
     if args.requests < 1 or args.repeats < 1 or not args.concurrency or min(args.concurrency) < 1:
@@ -821,9 +938,12 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-language-") as tmp:
         work = Path(tmp)
-        bench_overhead(args, res, work)
-        if args.embedded:
-            bench_embedded(args, res, work)
+        if args.endpoints:
+            bench_endpoints(args, res, work)
+        else:
+            bench_overhead(args, res, work)
+            if args.embedded:
+                bench_embedded(args, res, work)
     res["rss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     wall = time.perf_counter() - started
     cmd = "python benchmarks/bench_language.py" + (" " + " ".join(argv) if argv else
@@ -831,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     head = (f"language runner benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}, httpx {httpx.__version__}, polars {pl.__version__}, "
             f"SQLite {__import__('sqlite3').sqlite_version}; `{cmd}`; {wall:.0f} s wall")
-    text = head + "\n\n" + report(res, args)
+    text = head + "\n\n" + (report_endpoints(res, args) if args.endpoints else report(res, args))
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
