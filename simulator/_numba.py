@@ -12,5 +12,16 @@ import numba
 KERNEL_FLAGS = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 jit = numba.njit(**KERNEL_FLAGS)
+
+
+def jit_typed(signature: str):
+    """A kernel compiled for one signature only.
+
+    For the small helpers called with constant arguments (draw slots): without a signature numba
+    compiles one specialisation per literal value (23 of `uniform` in the host model), each costing
+    compile time on a cold start; with one, callers' arguments are cast to it.
+    """
+    return numba.njit(signature, **KERNEL_FLAGS)
+
 jit_parallel = numba.njit(parallel=True, **KERNEL_FLAGS)
 prange = numba.prange

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import jit
+from ._numba import jit_typed
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -20,7 +20,7 @@ HOST_DOMAIN = np.uint64(1 << 62)  # counters of per-host (not per-step) draws
 TWO_PI = 2.0 * np.pi
 
 
-@jit
+@jit_typed("uint64(uint64)")
 def splitmix64(x):
     """The splitmix64 finaliser: a bijective 64-bit mix."""
     z = x
@@ -29,7 +29,7 @@ def splitmix64(x):
     return z ^ (z >> np.uint64(31))
 
 
-@jit
+@jit_typed("float64(uint64, int64, int64)")
 def uniform(seed, t, k):
     """Uniform in (0, 1) for draw slot k of step t."""
     counter = np.uint64(t) * SLOTS_PER_STEP + np.uint64(k) + np.uint64(1)
@@ -37,7 +37,7 @@ def uniform(seed, t, k):
     return ((z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
 
 
-@jit
+@jit_typed("float64(uint64, int64, int64)")
 def normal(seed, t, k):
     """Standard normal from slots k and k+1 (Box-Muller, cosine branch)."""
     u1 = uniform(seed, t, k)
@@ -45,7 +45,7 @@ def normal(seed, t, k):
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(TWO_PI * u2)
 
 
-@jit
+@jit_typed("float64(uint64, int64)")
 def host_uniform(seed, k):
     """Uniform draw k that belongs to the host, not to a step (e.g. 'runs a cron job')."""
     z = splitmix64(seed + (HOST_DOMAIN + np.uint64(k)) * GOLDEN)
