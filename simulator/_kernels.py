@@ -37,6 +37,7 @@ P_CPU_SHIFT_SIGMA = P["cpu_shift_sigma"]
 P_CRON_PROB = P["cpu_cron_prob"]
 P_CRON_AMP = P["cpu_cron_amplitude"]
 P_CPU_RES = P["cpu_resolution"]
+P_CPU_JITTER = P["cpu_read_jitter"]
 P_MEM_LEVEL = P["mem_level"]
 P_MEM_PHI = P["mem_phi"]
 P_MEM_SIGMA = P["mem_sigma"]
@@ -94,6 +95,7 @@ D_GC_N = 29
 D_STORM_U = 31
 D_BURST_IN_U, D_BURST_OUT_U = 32, 33
 D_AGENT_U, D_AGENT_SIZE_U = 34, 35
+D_READ_U = 36
 # per-host draw slots
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
 # the state a host carries from one time chunk to the next (the undisturbed copy: no event spans
@@ -278,6 +280,12 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
         floor[:] = state_in[S_FLOOR]
         load[:] = state_in[S_LOAD]
     vals = np.zeros((2, N_METRICS))
+    # the collector reads the CPU time counters at jittered instants and divides by the nominal
+    # interval: the reported average is scaled by 1 + (jitter now - jitter at the previous read),
+    # an MA(1) with lag-1 autocorrelation -0.5 (a pure function of t, so chunks need no state).
+    # The jitter is uniform with std cpu_read_jitter (one hash a step, no log or cosine).
+    read_scale = pr[P_CPU_JITTER] * np.sqrt(12.0)
+    read_prev = read_scale * (uniform(seed, t0 - 1, D_READ_U) - 0.5) if t0 > 0 else 0.0
     for i in range(n_steps):
         t = t0 + i
         clock = start_epoch + t * dt
@@ -336,6 +344,9 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
         u_storm = uniform(seed, t, D_STORM_U)
         u_plateau = uniform(seed, t, D_PLATEAU_U)
         alloc = pr[P_HEAP_ALLOC] * dt * work
+        read_now = read_scale * (uniform(seed, t, D_READ_U) - 0.5)
+        read_factor = max(1.0 + read_now - read_prev, 0.0)
+        read_prev = read_now
         # ------------------------------------------------------- disturbed, twice
         n_copies = 2 if covered[i] else 1
         for c in range(n_copies):
@@ -370,7 +381,7 @@ def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
             cpu = (cpu_bg + running[c] * pr[P_JOB_CPU] + ch_cpu + gc_share * GC_CPU_PCT
                    + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
             runnable = cores * max(cpu, 0.0) / 100.0  # demand beyond capacity waits in the run queue
-            cpu = clip(cpu, lower[M_CPU], upper[M_CPU])
+            cpu = clip(cpu * read_factor, lower[M_CPU], upper[M_CPU])
             if disk_full:
                 runnable += cores * IO_BLOCKED_PER_CORE
             load[c] = damped_load(load[c], runnable, decay)

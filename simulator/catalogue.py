@@ -62,6 +62,7 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
     "cpu_cron_amplitude": (0, 100, "CPU percent added by an hourly cron burst (5-minute average)"),
     "cpu_agent_spikes_per_day": (0, 288, "chance per day (up to 1) that an agent (backup, inventory, AV scan) runs at its daily time; 0.1x that rate off schedule"),
     "cpu_agent_spike_pct": (0, 100, "CPU percent an agent wake-up adds (5-minute average, +-30 %)"),
+    "cpu_read_jitter": (0, 0.2, "std of the instants at which the collector reads the CPU time counters, as a share of the reporting interval (an interval average is the counter difference over the nominal interval: each read's jitter moves work between neighbouring intervals)"),
     "cpu_resolution": (0.0001, 10, "resolution of reported CPU percent (repeated values are real)"),
     "mem_level": (0, 100, "median memory percent without jobs"),
     "mem_phi": (0, 0.99999, "AR(1) coefficient of memory around its level"),

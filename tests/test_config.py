@@ -54,7 +54,9 @@ def test_profile_defaults_fill_in_and_profiles_override(config, config_dict):
     assert idle.ranges[i_cores] == tuple(config_dict["profiles"]["idle"]["cores"])  # override
     assert web.ranges[i_level] == tuple(config_dict["profiles"]["web_api"]["cpu_level"])
     i_cron = HOST_PARAMETER_NAMES.index("cpu_cron_prob")
-    assert web.ranges[i_cron] == (0.25, 0.25)  # a scalar is the range [x, x]
+    cron = config_dict["profile_defaults"]["cpu_cron_prob"]
+    assert isinstance(cron, (int, float)) and "cpu_cron_prob" not in config_dict["profiles"]["web_api"]
+    assert web.ranges[i_cron] == (cron, cron)  # a scalar is the range [x, x]
 
 
 def test_large_seed_is_kept_exactly(config_dict, write_config):
