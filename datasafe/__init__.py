@@ -26,7 +26,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_bytes", "backup_file", "list_backups", "remove_stale_temps",
-           "output_dir_problem", "unsafe_outputs", "KEEP_BACKUPS", "KILL_AT_ENV"]
+           "output_dir_problem", "output_folder_problem", "unsafe_outputs", "KEEP_BACKUPS", "KILL_AT_ENV"]
 
 
 @contextmanager
@@ -97,12 +97,16 @@ def remove_stale_temps(folder: str | Path, pattern: str) -> list[Path]:
 
 
 def output_dir_problem(path: str | Path) -> str | None:
-    """None when `path` is, or can be created as, a writable directory; else what is wrong with it."""
+    """None when `path` is, or can be created as, a writable directory; else what is wrong with it.
+
+    A symbolic link to a directory is a directory (an output folder may live elsewhere); a dangling
+    link is not one and is never created through."""
     existing = Path(path)
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return f"{existing} is not a directory"
+        exists = existing == Path(path) and existing.exists()
+        return f"{existing} {'exists and ' if exists else ''}is not a directory"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable"
     return None
@@ -139,6 +143,19 @@ def unsafe_outputs(root: str | Path, files: tuple[str, ...] = (), folders: tuple
         elif any(fnmatch.fnmatchcase(entry.name, p) for p in files):
             visit(entry, False)
     return problems
+
+
+def output_folder_problem(path: str | Path, files: tuple[str, ...] = (),
+                          folders: tuple[str, ...] = ()) -> str | None:
+    """None when a program may write its outputs (`files`, `folders` as in `unsafe_outputs`) in the
+    folder `path`; else the first problem (`output_dir_problem`, then `unsafe_outputs`), one line.
+    Nothing is created or changed: call it before touching any output."""
+    problem = output_dir_problem(path)
+    if problem is None:
+        problems = unsafe_outputs(path, files, folders)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        problem = f"{problems[0]}{more}" if problems else None
+    return problem
 
 
 def _kill_point(step: str) -> None:

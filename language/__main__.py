@@ -17,6 +17,7 @@ from .errors import LanguageError, one_line
 
 COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
 STAGING_NAME = "language_staging"
+OUTPUT_FILES = ("language_dataset*",)  # the exports, their backups and the damaged copies restore keeps
 EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
 
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_output_dir(args)
         if args.command in ("generate", "retry-failed"):
             return _generate(args)
         return {"status": _status, "export": _export, "reset": _reset, "restore": _restore}[args.command](args)
@@ -101,11 +103,20 @@ def _load(args):
     return domain, settings
 
 
+def _check_output_dir(args) -> None:
+    """Refuse, before anything is read or written, an --output-dir that is not a writable folder or
+    whose outputs are not regular files and folders inside it (a symbolic link, a FIFO, a folder where
+    the dataset goes, a file where the staging goes): writing there would leave the folder or fail
+    half-way."""
+    from datasafe import output_folder_problem
+
+    problem = output_folder_problem(args.output_dir, files=OUTPUT_FILES, folders=(STAGING_NAME,))
+    if problem:
+        raise LanguageError(f"--output-dir: {problem}")
+
+
 def _staging(args) -> Path:
-    out = args.output_dir
-    if out.exists() and not out.is_dir():
-        raise LanguageError(f"--output-dir: {out} exists and is not a directory")
-    return out / STAGING_NAME
+    return args.output_dir / STAGING_NAME
 
 
 def _backend_specs(args, settings):
@@ -167,52 +178,41 @@ def _targets(args, settings) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------- commands
 def _generate(args) -> int:
-    from .backends import build_backend
-    from .items import build_items
     from .ledger import Ledger
     from .quality import DuplicateIndex
-    from .scheduler import Runner
 
     domain, settings = _load(args)
     staging = _staging(args)
+    specs = _backend_specs(args, settings)
+    seed = settings.generation.seed if getattr(args, "seed", None) is None else args.seed
+    if not 0 <= seed < 2**63:
+        raise LanguageError(f"--seed: must be between 0 and 2^63-1, got {seed}")
+    retry = args.command == "retry-failed"
+    if retry and not (staging / "ledger.sqlite").is_file():
+        raise LanguageError(f"retry-failed: no earlier generate in {staging}")
+    # every check (types, counts, backends, vocabulary, --from-metrics) comes before the staging is touched;
+    # retry-failed reads the last generate's work from the ledger it already has
+    ledger = Ledger(staging) if retry else None
+    try:
+        work = _work(args, domain, settings, specs, seed, ledger)
+    except BaseException:
+        if ledger is not None:
+            ledger.close()
+        raise
     if getattr(args, "fresh", False) and staging.exists():
         backup = staging.with_name(f"{STAGING_NAME}.{_stamp()}.bak")
         staging.rename(backup)
         if not args.quiet:
             print(f"previous staging kept as {backup}", file=sys.stderr)
-    specs = _backend_specs(args, settings)
-    seed = settings.generation.seed if getattr(args, "seed", None) is None else args.seed
-    if not 0 <= seed < 2**63:
-        raise LanguageError(f"--seed: must be between 0 and 2^63-1, got {seed}")
-    ledger = Ledger(staging)
+    targets, seed, from_metrics, items, vocabulary, backends = work
+    if ledger is None:
+        ledger = Ledger(staging)
     try:
-        if args.command == "generate":
-            targets = _targets(args, settings)
-        else:  # retry-failed: the work of the last generate
-            last = ledger.get_meta("targets")
-            if last is None:
-                raise LanguageError(f"retry-failed: no earlier generate in {staging}")
-            targets = json.loads(last)
-            seed = int(ledger.get_meta("seed") or seed)
         settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=seed))
         ledger.set_meta("targets", json.dumps(targets, sort_keys=True))
         ledger.set_meta("seed", str(seed))
-        backends = [build_backend(s) for s in specs]
-        n_models = sum(len(s.models) for s in specs)
-        from_metrics = getattr(args, "from_metrics", None)
-        if from_metrics is None and ledger.get_meta("from_metrics"):
-            from_metrics = Path(ledger.get_meta("from_metrics")) if args.command == "retry-failed" else None
-        grounded_count = targets.pop("metrics_explanation", 0) if from_metrics else 0
-        items = build_items(domain, settings, targets, n_models, seed)
-        vocabulary = None
         if from_metrics:
-            from .grounding import load_vocabulary, metric_sample_items
-            vocabulary = load_vocabulary(args.config_dir)
-            items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
-                                         n_models, settings.fingerprint(), seed)
-            targets["metrics_explanation"] = grounded_count
             ledger.set_meta("from_metrics", str(from_metrics))
-            ledger.set_meta("targets", json.dumps(targets, sort_keys=True))
         config_hash = _config_hash(domain, settings)
         previous = ledger.get_meta("config_hash")
         if previous is not None and previous != config_hash and not args.quiet:
@@ -255,6 +255,34 @@ def _generate(args) -> int:
                   "`python -m language retry-failed` asks for them again", file=sys.stderr)
         return EXIT_PARTIAL
     return 0
+
+
+def _work(args, domain, settings, specs, seed, ledger):
+    """(targets, seed, --from-metrics path, work items, vocabulary, backends) of this run, all checked;
+    `ledger` is the staging's for retry-failed (the work of the last generate), else None."""
+    from .backends import build_backend
+    from .items import build_items
+
+    if ledger is None:
+        targets, from_metrics = _targets(args, settings), getattr(args, "from_metrics", None)
+    else:
+        targets = json.loads(ledger.get_meta("targets") or "null")
+        if not isinstance(targets, dict):
+            raise LanguageError(f"retry-failed: no earlier generate in {ledger.dir}")
+        seed = int(ledger.get_meta("seed") or seed)
+        from_metrics = Path(ledger.get_meta("from_metrics")) if ledger.get_meta("from_metrics") else None
+    backends = [build_backend(s) for s in specs]
+    n_models = sum(len(s.models) for s in specs)
+    grounded_count = targets.pop("metrics_explanation", 0) if from_metrics else 0
+    items = build_items(domain, settings, targets, n_models, seed)
+    vocabulary = None
+    if from_metrics:
+        from .grounding import load_vocabulary, metric_sample_items
+        vocabulary = load_vocabulary(args.config_dir)
+        items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
+                                     n_models, settings.fingerprint(), seed)
+        targets["metrics_explanation"] = grounded_count
+    return targets, seed, from_metrics, items, vocabulary, backends
 
 
 async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet, vocabulary=None):
