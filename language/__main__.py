@@ -17,7 +17,6 @@ from .errors import LanguageError, one_line
 
 COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
 STAGING_NAME = "language_staging"
-OUTPUT_FILES = ("language_dataset*",)  # the exports, their backups and the damaged copies restore keeps
 EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
 
 
@@ -110,7 +109,9 @@ def _check_output_dir(args) -> None:
     half-way."""
     from datasafe import output_folder_problem
 
-    problem = output_folder_problem(args.output_dir, files=OUTPUT_FILES, folders=(STAGING_NAME,))
+    from .export import OWNED_FILES
+
+    problem = output_folder_problem(args.output_dir, files=OWNED_FILES, folders=(STAGING_NAME,))
     if problem:
         raise LanguageError(f"--output-dir: {problem}")
 
