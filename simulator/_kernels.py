@@ -450,7 +450,7 @@ def simulate_hosts(seeds, params, t0, n_steps, dt, start_epoch, res, lower, uppe
                     latest[i] = e
         sums = np.zeros((N_METRICS, 2))
         delta = np.zeros((N_METRICS, n_steps))
-        simulate_host(h, seeds[h], params[h], t0, n_steps, dt, start_epoch, chan, covered,
+        simulate_host(np.int64(h), seeds[h], params[h], t0, n_steps, dt, start_epoch, chan, covered,
                       res, lower, upper, out, base, want_base, sums, delta, state_in[h], resume, state_out[h])
         for m in range(N_METRICS):
             mean = sums[m, 0] / n_steps
