@@ -18,7 +18,9 @@ What it measures (all warm: numba kernels are loaded from the on-disk cache by a
 6. JSON export: `write_metrics_dataset` of a --json-samples sample set (values = samples x the 18
    scalar fields of a sample: 11 metrics, id, timestamp, status, anomaly_type, explanation,
    session_id, batch_id), side by side with orjson encoding the same values column-wise (numeric
-   columns as NumPy arrays, string columns as lists: an orjson-class encoder's rate on this data);
+   columns as NumPy arrays, string columns as lists: an orjson-class encoder's rate on this data),
+   and the export's encoding alone (the same chunks, not written: what the file write and fsync add
+   is the difference);
 7. where the end-to-end time goes (functions wrapped with timers in this process only; no simulator
    code is changed), warm in this process and cold in a fresh process.
 
@@ -321,7 +323,7 @@ def bench_json(args, res: dict, work_dir: Path) -> None:
     import orjson
     import simulator
     from simulator.catalogue import METRICS
-    from simulator.export import training_frame, write_metrics_dataset
+    from simulator.export import _encoded_chunks, training_frame, write_metrics_dataset
 
     result = simulator.generate_samples(args.json_samples, seed=1)
     values = args.json_samples * JSON_FIELDS
@@ -332,6 +334,10 @@ def bench_json(args, res: dict, work_dir: Path) -> None:
         write_metrics_dataset(path, result.metadata, result.samples)
         path.unlink()
 
+    def encode_only():   # the same encoding, bytes dropped: what the disk write and fsync add is the rest
+        full = training_frame(result.samples)
+        return sum(len(chunk) for chunk in _encoded_chunks(full))
+
     frame = training_frame(result.samples).unnest("metrics")
     columns = {c: frame[c].to_numpy() if c in METRICS else frame[c].to_list() for c in frame.columns}
 
@@ -340,12 +346,12 @@ def bench_json(args, res: dict, work_dir: Path) -> None:
 
     ours(), baseline()  # warm-up
     for r in range(args.repeat):  # interleaved, so that noise hits both alike
-        for key, fn in (("json_export", ours), ("json_orjson", baseline)):
+        for key, fn in (("json_export", ours), ("json_encode", encode_only), ("json_orjson", baseline)):
             meter = CpuMeter()
             t = time.perf_counter()
             fn()
             res.setdefault(key + "_runs", []).append((time.perf_counter() - t, meter.others_cores()))
-    for key in ("json_export", "json_orjson"):
+    for key in ("json_export", "json_encode", "json_orjson"):
         runs_ = res.pop(key + "_runs")
         res[key] = summary([t for t, _ in runs_], values, max(o for _, o in runs_))
 
@@ -401,6 +407,7 @@ def report(res: dict, args) -> str:
     if "json_export" in res:
         rate_row("json_export", f"JSON export: write_metrics_dataset, {args.json_samples:,} samples x "
                  f"{JSON_FIELDS} fields", "values", f">= {TARGET_JSON_VALUES_PER_S / 1e6:.0f} M values/s")
+        rate_row("json_encode", "  of which: encoding only (same chunks, not written)", "values")
         rate_row("json_orjson", "  side by side: orjson.dumps of the same values, column-wise", "values")
         rows.append(("ratio JSON export / orjson (best)", "", "",
                      f"{res['json_export']['rate_best'] / res['json_orjson']['rate_best']:.2f}x", "", ""))
