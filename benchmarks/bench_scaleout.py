@@ -73,7 +73,7 @@ def main() -> int:
     clusters = {}
     for n in (1, 2):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
         clusters[n] = (cluster, Client(cluster))
         run_job(make_job(cfg, 4, 300, 1), scratch / f"warm{n}", engine="dask", scheduler=cluster.scheduler_address)
 

@@ -262,7 +262,7 @@ def _traces(args) -> int:
     if not sharded and suffix not in (".parquet", ".csv"):
         raise SimulatorError(f"--output: {args.output} must end in .parquet or .csv, or be a directory "
                              "(no suffix) for sharded parts")
-    if not sharded and (args.engine or args.scheduler or args.shard_hosts or args.shard_steps):
+    if not sharded and any(v is not None for v in (args.engine, args.scheduler, args.shard_hosts, args.shard_steps)):
         raise SimulatorError(f"--output: {args.output} is one file; --engine, --scheduler and --shard-* "
                              "need a directory (an --output without .parquet/.csv)")
     if args.interval_s is not None and not args.interval_s > 0:

@@ -8,6 +8,7 @@ and does not depend on which worker computed what.  Dask is an optional extra:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import ExitStack
 from pathlib import Path
@@ -34,9 +35,9 @@ def run_on_dask(job: TraceJob, ranges: list[int], partial: Path, *, scheduler: s
             import os
 
             n = workers or os.cpu_count() or 1
-            cluster = stack.enter_context(LocalCluster(
+            cluster = stack.enter_context(LocalCluster(  # dashboard on a free loopback port: never a clash
                 n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=logging.ERROR))
+                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR))
             threads = 1
             client = stack.enter_context(Client(cluster))
         else:
@@ -47,8 +48,19 @@ def run_on_dask(job: TraceJob, ranges: list[int], partial: Path, *, scheduler: s
             threads = None
         if not ranges:
             return
+        # the folder is part of the key: on a shared scheduler, the same job into another folder is other work
+        where = hashlib.sha256(str(partial.resolve()).encode()).hexdigest()[:8]
         futures = {client.submit(run_host_range, job, r, str(partial), threads,
-                                 key=f"simulator-{job.fingerprint}-h{r:05d}", retries=TASK_RETRIES, pure=False): r
+                                 key=f"simulator-{job.fingerprint}-{where}-h{r:05d}", retries=TASK_RETRIES,
+                                 pure=False): r
                    for r in ranges}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            r = futures[future]
+            try:
+                files = future.result()
+            except SimulatorError:
+                raise
+            except Exception as exc:  # KilledWorker, or the task's own error after its retries
+                raise SimulatorError(f"--engine dask: host range {r} failed after {TASK_RETRIES} retries: "
+                                     f"{type(exc).__name__}: {exc}") from None
+            yield r, files

@@ -24,11 +24,10 @@ from datasafe.integrity import file_record
 
 from . import __version__
 from .errors import SimulatorError
-from .shards import TraceJob, run_host_range
+from .shards import JOB_FILE, TraceJob, job_marker, run_host_range
 
 ENGINES = ("local", "dask")
 MANIFEST = "manifest.json"
-JOB_FILE = "job.json"
 FORMAT = "simulator-sharded-traces/1"
 
 Progress = Callable[[int, int], None]
@@ -68,23 +67,33 @@ def run_job(job: TraceJob, output: Path, *, engine: str = "local", scheduler: st
 
 
 def _check_output(output: Path) -> None:
+    """Refuse an output whose folders (<output>, .partial, .old) hold anything but this tool's work."""
     if output.suffix.lower() in (".parquet", ".csv"):
         raise SimulatorError(f"--output: {output} is a file name; a sharded job writes a directory")
     if output.exists():
         if not output.is_dir():
             raise SimulatorError(f"--output: {output} exists and is not a directory")
-        if any(output.iterdir()) and not (output / MANIFEST).is_file():
-            raise SimulatorError(f"--output: {output} is not empty and holds no sharded traces "
-                                 f"({MANIFEST} missing); choose another directory")
+        if any(output.iterdir()) and not _is_sharded_output(output):
+            raise SimulatorError(f"--output: {output} is not empty and holds no sharded traces (no "
+                                 f"{MANIFEST} of format {FORMAT}); choose another directory")
+    partial = output.with_name(output.name + ".partial")
+    if partial.exists() and not (partial.is_dir() and (partial / JOB_FILE).is_file()):
+        raise SimulatorError(f"--output: {partial} exists and is not an unfinished job of this tool (no "
+                             f"{JOB_FILE}); move it away")
+    retired = output.with_name(output.name + ".old")
+    if retired.exists() and not (retired.is_dir() and _is_sharded_output(retired)):
+        raise SimulatorError(f"--output: {retired} exists and holds no sharded traces; move it away")
 
 
-def job_marker(job: TraceJob) -> bytes:
-    """The content of `job.json`: a rerun resumes only into a folder that names the same job."""
-    return orjson.dumps({"fingerprint": job.fingerprint, **job.describe()}, option=orjson.OPT_SORT_KEYS)
+def _is_sharded_output(folder: Path) -> bool:
+    try:
+        return orjson.loads((folder / MANIFEST).read_bytes()).get("format") == FORMAT
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return False
 
 
 def _resume(job: TraceJob, partial: Path) -> dict[int, dict]:
-    """Host ranges already complete in `partial` from an interrupted run of the same job."""
+    """Host ranges already complete in `partial` from an interrupted run of the same job and code."""
     marker = partial / JOB_FILE
     wanted = job_marker(job)
     if partial.is_dir():
@@ -99,7 +108,7 @@ def _resume(job: TraceJob, partial: Path) -> dict[int, dict]:
                 if all((partial / n).is_file() for n in names):
                     done[r] = {n: _record(partial / n) for n in names}
             return done
-        shutil.rmtree(partial)  # another job's leftovers
+        shutil.rmtree(partial)  # another job's (or older code's) unfinished parts: _check_output saw job.json
     partial.mkdir(parents=True)
     atomic_write_bytes(marker, wanted)
     return {}
@@ -114,9 +123,12 @@ def _record(path: Path) -> dict:
 def _publish(job: TraceJob, partial: Path, output: Path, records: dict[int, dict]) -> dict:
     files = {name: rec for r in sorted(records) for name, rec in sorted(records[r].items())}
     expected = {n for r in range(job.n_ranges) for n in job.range_files(r)}
-    if set(files) != expected:
-        missing = sorted(expected - set(files))[:3]
-        raise SimulatorError(f"sharded job incomplete: {len(expected - set(files))} files missing, e.g. {missing}")
+    # what the tasks reported must be on disk here (a worker may have written into another machine's folder)
+    absent = sorted(n for n in expected if n not in files or not (partial / n).is_file()
+                    or (partial / n).stat().st_size != files[n]["bytes"])
+    if absent:
+        raise SimulatorError(f"sharded job incomplete: {len(absent)} of {len(expected)} files missing or of the "
+                             f"wrong size in {partial}, e.g. {absent[:3]}; the previous output is untouched")
     for path in partial.iterdir():  # temporary files of workers killed while writing
         if path.name not in expected:
             path.unlink() if path.is_file() else shutil.rmtree(path)

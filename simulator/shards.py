@@ -16,16 +16,21 @@ under its fixed name, so a retried task replaces its files with the same bytes a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 import numpy as np
 import polars as pl
 
 from datasafe.integrity import file_record
 
+from . import __version__
 from .api import BLOCK_BYTES, BYTES_PER_HOST_STEP, block_hosts
 from .catalogue import N_METRICS
 from .config import SimConfig
@@ -37,6 +42,7 @@ from .staging import COMPRESSION, traces_table
 
 DEFAULT_SHARD_STEPS = 8640  # 30 days at 5 minutes, 6 days at 1 minute
 DEFAULT_SHARD_HOSTS = 64    # enough host ranges to keep many workers busy; parts of a few MB
+JOB_FILE = "job.json"       # in <output>.partial/: names the job whose parts the folder holds
 
 
 @dataclass(frozen=True)
@@ -128,16 +134,42 @@ def _check_int(name: str, value, low: int) -> None:
         raise SimulatorError(f"--{name}: must be at least {low}, got {value}")
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of the simulator's version and source files (the code that decides the bytes).
+
+    Part of `job.json`: a rerun after the code changed does not keep parts the old code wrote, and a
+    worker running other code than the client refuses to write into the job's folder.
+    """
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(__version__.encode())
+    for path in sorted([*root.glob("*.py"), *root.glob("anomalies/*.py")]):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def job_marker(job: TraceJob) -> bytes:
+    """The content of `job.json`: a rerun resumes only into a folder that names the same job and code."""
+    return orjson.dumps({"fingerprint": job.fingerprint, "code": code_fingerprint(), **job.describe()},
+                        option=orjson.OPT_SORT_KEYS)
+
+
 _CACHE: dict[str, tuple[Population, dict[int, EventPlan]]] = {}
+# One host range at a time per process: numba's workqueue threading layer is not thread-safe, and a
+# task already uses every core through numba's own threads (dask workers may run several tasks at once).
+_RANGE_LOCK = threading.Lock()
 
 
 def _population_and_plans(job: TraceJob) -> tuple[Population, dict[int, EventPlan]]:
     """The job's population and per-chunk event plans, computed once per process."""
     key = job.fingerprint
-    if key not in _CACHE:
+    entry = _CACHE.get(key)
+    if entry is None:
+        entry = (build_population(job.config, job.hosts, job.seed), {})
         _CACHE.clear()
-        _CACHE[key] = (build_population(job.config, job.hosts, job.seed), {})
-    return _CACHE[key]
+        _CACHE[key] = entry
+    return entry
 
 
 def chunk_plan(job: TraceJob, k: int) -> EventPlan:
@@ -155,13 +187,27 @@ def chunk_plan(job: TraceJob, k: int) -> EventPlan:
 def run_host_range(job: TraceJob, r: int, out_dir: str | os.PathLike, threads: int | None = None) -> dict:
     """Compute host range r over all chunks and write its parts into out_dir; return their records.
 
-    This is the unit of work an engine ships to a worker: a pure function of (job, r).
+    This is the unit of work an engine ships to a worker: a pure function of (job, r).  It writes
+    only into a folder whose `job.json` names this job and code: a worker that does not see the
+    client's output folder, or runs another version, fails instead of writing elsewhere.
     """
+    out = Path(out_dir)
+    try:
+        ours = (out / JOB_FILE).read_bytes() == job_marker(job)
+    except OSError:
+        ours = False
+    if not ours:
+        raise SimulatorError(f"{out}: {JOB_FILE} of this job is not there (is the output folder shared with "
+                             "every worker, and do they run the same simulator code?)")
+    with _RANGE_LOCK:
+        return _run_host_range(job, r, out, threads)
+
+
+def _run_host_range(job: TraceJob, r: int, out: Path, threads: int | None) -> dict:
     import numba
 
     if threads is not None:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    out = Path(out_dir)
     population, _ = _population_and_plans(job)
     profiles = np.array(population.profile_names)[population.profile]
     lo, hi = job.host_range(r)

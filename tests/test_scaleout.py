@@ -17,8 +17,10 @@ from simulator.config import load_config
 from simulator.engine import run_kernel
 from simulator.events import plan_events
 from simulator.population import build_population
+from simulator import scaleout, shards
+from simulator.errors import SimulatorError
 from simulator.scaleout import MANIFEST, check_sharded, run_job
-from simulator.shards import make_job
+from simulator.shards import make_job, run_host_range
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_config()
@@ -115,12 +117,68 @@ def test_rerun_keeps_finished_ranges_and_drops_stray_files(tmp_path, monkeypatch
     assert not partial.exists()
 
 
+def test_a_task_writes_only_into_a_folder_that_names_its_job(tmp_path):
+    """A worker that does not see the client's folder must fail, not write a folder of its own."""
+    job = make_job(CONFIG, 6, 50, 1, shard_hosts=3)
+    with pytest.raises(SimulatorError, match="job.json of this job is not there"):
+        run_host_range(job, 0, tmp_path / "not-shared" / "out.partial")
+    assert not (tmp_path / "not-shared").exists()
+    other = tmp_path / "other.partial"
+    other.mkdir()
+    (other / shards.JOB_FILE).write_bytes(shards.job_marker(make_job(CONFIG, 6, 50, 2, shard_hosts=3)))
+    with pytest.raises(SimulatorError, match="job.json of this job is not there"):
+        run_host_range(job, 0, other)
+    assert [p.name for p in other.iterdir()] == [shards.JOB_FILE]
+
+
+def test_files_reported_but_not_in_the_folder_are_not_published(tmp_path, monkeypatch):
+    """Tasks that wrote somewhere else (another machine's disk) leave the previous output as it was."""
+    job = make_job(CONFIG, 6, 50, 1, shard_hosts=3)
+    run_job(make_job(CONFIG, 4, 40, 7), tmp_path / "out")
+    before = _tree(tmp_path / "out")
+    elsewhere = tmp_path / "worker-disk"
+    elsewhere.mkdir()
+    (elsewhere / shards.JOB_FILE).write_bytes(shards.job_marker(job))
+    monkeypatch.setattr(scaleout, "run_host_range", lambda j, r, d: run_host_range(j, r, elsewhere))
+    with pytest.raises(SimulatorError, match="files missing or of the wrong size"):
+        run_job(job, tmp_path / "out")
+    assert _tree(tmp_path / "out") == before
+
+
+def test_a_rerun_after_a_code_change_recomputes_every_range(tmp_path, monkeypatch):
+    job = make_job(CONFIG, 9, 60, 4, shard_hosts=3)
+    partial = tmp_path / "out.partial"
+    partial.mkdir()
+    (partial / scaleout.JOB_FILE).write_bytes(scaleout.job_marker(job))
+    run_host_range(job, 0, partial)  # range 0 finished by the old code, then the run was killed
+    monkeypatch.setattr(shards, "code_fingerprint", lambda: "a-newer-version")
+    computed = []
+    monkeypatch.setattr(scaleout, "run_host_range", lambda j, r, d: computed.append(r) or run_host_range(j, r, d))
+    run_job(job, tmp_path / "out")
+    assert computed == [0, 1, 2]
+
+
+@pytest.mark.parametrize("where", ["output", "partial", "old"])
+def test_folders_that_are_not_ours_are_refused_and_kept(tmp_path, where):
+    """The generate staging has a manifest.json too; neither it nor a user's folder is taken for old traces."""
+    out = tmp_path / "out"
+    folder = {"output": out, "partial": tmp_path / "out.partial", "old": tmp_path / "out.old"}[where]
+    folder.mkdir()
+    (folder / MANIFEST).write_bytes(b'{"format": "simulator-staging/1"}')
+    (folder / "samples.parquet").write_bytes(b"the user's data")
+    before = _tree(folder)
+    with pytest.raises(SimulatorError, match="--output: .*(holds no sharded traces|not an unfinished job)"):
+        run_job(make_job(CONFIG, 4, 40, 7), out)
+    assert _tree(folder) == before
+
+
 def test_foreign_directory_is_refused(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for args, needle in ((["--output", str(tmp_path / "mine")], "not empty"),
                          (["--output", str(tmp_path / "x.parquet"), "--engine", "dask"], "need a directory"),
+                         (["--output", str(tmp_path / "x.parquet"), "--shard-hosts", "0"], "need a directory"),
                          (["--output", str(tmp_path / "d"), "--shard-hosts", "0"], "--shard-hosts"),
                          (["--output", str(tmp_path / "d"), "--scheduler", "tcp://127.0.0.1:1"], "--engine dask")):
         proc = subprocess.run([sys.executable, "-m", "simulator", "traces", "--hosts", "4", "--steps", "10",
@@ -138,7 +196,7 @@ def cluster():
     import logging
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=logging.ERROR) as c:
+                                  dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as c:
         yield c
 
 
@@ -170,7 +228,26 @@ def test_killed_worker_still_gives_complete_duplicate_free_output(tmp_path, clus
 
     manifest = run_job(job, tmp_path / "dask", engine="dask", scheduler=cluster.scheduler_address, progress=kill_one)
     assert killed
+
+    def tasks_run_twice(dask_scheduler):
+        runs: dict = {}
+        for key, _start, finish, *_ in dask_scheduler.transition_log:
+            if finish == "processing" and str(key).startswith(f"simulator-{job.fingerprint}"):
+                runs[key] = runs.get(key, 0) + 1
+        return sum(n > 1 for n in runs.values())
+
+    with distributed.Client(cluster) as client:
+        assert client.run_on_scheduler(tasks_run_twice) >= 1, "no task was lost with the worker and run again"
     assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
     assert manifest["rows"] == 48 * 2016
     parts = _parts(tmp_path / "dask")
     assert parts.select("host", "step").is_duplicated().sum() == 0
+
+
+@pytest.mark.slow
+def test_dask_engine_starts_its_own_local_cluster(tmp_path):
+    """No --scheduler: a LocalCluster of `workers` processes on 127.0.0.1, the same bytes again."""
+    job = make_job(CONFIG, 8, 120, 31, shard_hosts=3)
+    run_job(job, tmp_path / "local")
+    run_job(job, tmp_path / "dask", engine="dask", workers=2)
+    assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
