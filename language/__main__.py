@@ -17,6 +17,7 @@ from .errors import LanguageError, one_line
 
 COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
 STAGING_NAME = "language_staging"
+MAX_COUNT = 10**8  # prompts per type, as for the targets in models.yaml
 EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
 
 
@@ -173,6 +174,10 @@ def _targets(args, settings) -> dict[str, int]:
     if args.count is not None:
         if args.count < 0:
             raise LanguageError(f"--count: must be at least 0, got {args.count}")
+        if args.count > MAX_COUNT:
+            shown = f"{args.count}" if args.count < 10**16 else f"a number of {len(str(args.count))} digits"
+            raise LanguageError(f"--count: at most {MAX_COUNT:,} prompts per type (the limit of targets in "
+                                f"models.yaml), got {shown}")
         targets = {t: args.count for t in targets}
     return targets
 

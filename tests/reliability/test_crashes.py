@@ -24,14 +24,17 @@ SAMPLES = "6000"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SOURCE_DATE_EPOCH": "1767571200"}
 
 
-def _run(out, seed, wait=True):
-    cmd = [sys.executable, "-m", "simulator", "--samples", SAMPLES, "--seed", str(seed), "--output-dir", str(out),
-           "--quiet"]
+def _run(out, seed, wait=True, samples=SAMPLES, env=None):
+    """`python -m simulator` into `out`: to the end (asserting success), or started and returned (to kill).
+    `env` adds variables (benchmarks/reliability.py sets the DATASAFE_KILL_AT hook)."""
+    cmd = [sys.executable, "-m", "simulator", "--samples", str(samples), "--seed", str(seed), "--output-dir",
+           str(out), "--quiet"]
+    env = ENV | (env or {})
     if wait:
-        proc = subprocess.run(cmd, env=ENV, capture_output=True, timeout=300)
+        proc = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         return None
-    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,11 @@ def config_dir(tmp_path_factory, server):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, config_dir) -> Reference:
-    root = tmp_path_factory.mktemp("lang-ref")
+    return make_reference(tmp_path_factory.mktemp("lang-ref"), config_dir)
+
+
+def make_reference(root: Path, config_dir: Path) -> Reference:
+    """The FIRST run in root/base, and what an uninterrupted SECOND run on top of it exports."""
     base = root / "base"
     assert run_language("generate", "--config-dir", config_dir, "--output-dir", base, "--quiet", *FIRST) == 0
     second = root / "second"
