@@ -154,7 +154,8 @@ def _generate(args) -> int:
     from .export import write_metrics_dataset
 
     if args.samples < 1:
-        raise SimulatorError(f"--samples: must be at least 1, got {args.samples}")
+        from .api import count_text
+        raise SimulatorError(f"--samples: must be at least 1, got {count_text(args.samples)}")
     if args.anomaly_ratio is not None and not 0.0 <= args.anomaly_ratio <= 1.0:
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {args.anomaly_ratio}")
     out_dir = _output_dir(args.output_dir)
@@ -186,7 +187,7 @@ def _realism(args) -> int:
 
     if args.hosts < 2:
         raise SimulatorError(f"--hosts: must be at least 2, got {args.hosts}")
-    out_dir = _output_dir(args.output_dir)
+    out_dir = _output_dir(args.output_dir, files=("*.png", "realism_report.json"), folders=())
     config = load_config(args.config)
     seed = _checked_seed(config, args.seed)
     reference = args.reference or default_reference_dir()
@@ -233,7 +234,7 @@ def _status(args) -> int:
 def _restore(args) -> int:
     from .integrity import check_metrics_dataset, restore_metrics_dataset
 
-    target = args.output_dir / DATASET_NAME
+    target = _output_dir(args.output_dir) / DATASET_NAME
     problem = check_metrics_dataset(target)
     if problem is None:
         print(f"{target} is intact; nothing to restore")
@@ -246,6 +247,7 @@ def _restore(args) -> int:
     return 0
 
 
+MAX_TRACE_DIMENSION = 10**9  # hosts or steps: 1e18 values would already need exabytes; keeps the arithmetic exact
 BYTES_PER_VALUE_ON_DISK = {".parquet": 1.5, ".csv": 9.0}  # measured: 1.2 B/value zstd Parquet; CSV text
 
 
@@ -267,10 +269,19 @@ def _traces(args) -> int:
                              "need a directory (an --output without .parquet/.csv)")
     if args.interval_s is not None and not args.interval_s > 0:
         raise SimulatorError(f"--interval-s: must be positive, got {args.interval_s}")
+    from .api import count_text
+
     for name in ("hosts", "steps"):
-        if getattr(args, name) < 1:
-            raise SimulatorError(f"--{name}: must be at least 1, got {getattr(args, name)}")
+        value = getattr(args, name)
+        if not 1 <= value <= MAX_TRACE_DIMENSION:
+            raise SimulatorError(f"--{name}: must be between 1 and {MAX_TRACE_DIMENSION:,}, got {count_text(value)}")
     _writable_parent("--output", args.output.parent)
+    if not sharded:
+        from datasafe import unsafe_outputs
+
+        problems = unsafe_outputs(args.output.parent, files=(args.output.name, _events_path(args.output).name))
+        if problems:
+            raise SimulatorError(f"--output: {problems[0]}")
     values = args.hosts * args.steps * 11
     need = values * BYTES_PER_VALUE_ON_DISK[".parquet" if sharded else suffix]
     existing = args.output.parent if args.output.parent.exists() else Path(".")
@@ -281,7 +292,7 @@ def _traces(args) -> int:
                              "use fewer --hosts or --steps")
     if sharded:
         return _sharded_traces(args)
-    events_path = args.output.with_name(args.output.stem + ".events" + (".csv" if suffix == ".csv" else ".parquet"))
+    events_path = _events_path(args.output)
     rows, all_events = 0, []
     with _progress(args.quiet, "simulating hosts") as progress, atomic_path(args.output) as tmp:
         blocks = iter_traces(args.hosts, args.steps, config=args.config, seed=args.seed, anomalies=args.anomalies,
@@ -318,6 +329,11 @@ def _traces(args) -> int:
     return 0
 
 
+def _events_path(output: Path) -> Path:
+    """The event table written beside a single-file trace output."""
+    return output.with_name(output.stem + ".events" + (".csv" if output.suffix.lower() == ".csv" else ".parquet"))
+
+
 def _sharded_traces(args) -> int:
     from .api import _checked_seed
     from .config import load_config
@@ -348,22 +364,32 @@ def _csv_rows(traces):
     return traces.select("timestamp", "host", *metrics, pl.col("is_anomaly").cast(pl.Int8))
 
 
-def _output_dir(path: Path) -> Path:
-    if path.exists() and not path.is_dir():
-        raise SimulatorError(f"--output-dir: {path} exists and is not a directory")
-    _writable_parent("--output-dir", path)
+# what the sample job writes in --output-dir: the dataset, its backups and damaged copies, the staging
+DATASET_FILES = ("metrics_dataset*.json",)
+STAGING_FOLDERS = ("staging", "staging.partial", "staging.old")
+
+
+def _output_dir(path: Path, files: tuple[str, ...] = DATASET_FILES,
+                folders: tuple[str, ...] = STAGING_FOLDERS) -> Path:
+    """`path` as an output folder: writable, and none of our outputs in it a link, FIFO or wrong kind.
+
+    The folder itself may be a link (training -> /data/training); what is inside is never written
+    through a link, so no file outside the folder is replaced.  Checked before anything is touched."""
+    from datasafe import output_folder_problem
+
+    problem = output_folder_problem(path, files, folders)
+    if problem:
+        raise SimulatorError(f"--output-dir: {problem}")
     return path
 
 
 def _writable_parent(option: str, path: Path) -> None:
-    """`path` is, or can be created as, a writable directory: its nearest existing ancestor is one."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise SimulatorError(f"{option}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SimulatorError(f"{option}: {existing} is not writable")
+    """`path` is, or can be created as, a writable directory."""
+    from datasafe import output_dir_problem
+
+    problem = output_dir_problem(path)
+    if problem:
+        raise SimulatorError(f"{option}: {problem}")
 
 
 class _progress:

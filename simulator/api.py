@@ -143,9 +143,9 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     cfg = _resolve(config)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
         raise SimulatorError(
-            f"--samples: at most {MAX_SAMPLES:,} in one run, got {n_samples:,} (about "
-            f"{n_samples * JSON_BYTES_PER_SAMPLE / 1e9:.1f} GB of JSON and "
-            f"{n_samples * STAGING_BYTES_PER_SAMPLE / 1e9:.1f} GB of staging); for bulk traces use "
+            f"--samples: at most {MAX_SAMPLES:,} in one run, got {count_text(n_samples)} (about "
+            f"{gb_text(n_samples * JSON_BYTES_PER_SAMPLE)} of JSON and "
+            f"{gb_text(n_samples * STAGING_BYTES_PER_SAMPLE)} of staging); for bulk traces use "
             "`python -m simulator traces`, which streams to Parquet")
     _check_count("samples", n_samples, 1, MAX_SAMPLES)
     ratio = cfg.simulation.anomaly_ratio if anomaly_ratio is None else anomaly_ratio
@@ -263,10 +263,20 @@ def _checked_seed(cfg: SimConfig, seed) -> int:
     return int(seed)
 
 
+def count_text(n: int) -> str:
+    """A whole number for a one-line message: digits up to 10^15, its order of magnitude beyond."""
+    return f"{n:,}" if abs(n) < 10**15 else f"about {'-' if n < 0 else ''}10^{len(str(abs(n))) - 1}"
+
+
+def gb_text(n_bytes: int) -> str:
+    """Bytes as GB for a message, in integer arithmetic (a count of 400 digits is no float)."""
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes < 10**18 else f"10^{len(str(n_bytes // 10**9)) - 1} GB"
+
+
 def _check_count(name: str, value, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise SimulatorError(f"--{name}: expected a whole number, got {value!r}")
     if value < minimum:
-        raise SimulatorError(f"--{name}: must be at least {minimum}, got {value}")
+        raise SimulatorError(f"--{name}: must be at least {minimum}, got {count_text(value)}")
     if maximum is not None and value > maximum:
-        raise SimulatorError(f"--{name}: at most {maximum:,} in one run, got {value:,}")
+        raise SimulatorError(f"--{name}: at most {maximum:,} in one run, got {count_text(value)}")

@@ -435,3 +435,64 @@ def test_traces_bad_input(tmp_path, argv, needle):
     full = ["traces", "--quiet", *[x for kv in base.items() for x in kv], *argv]
     assert_one_line_error(*run(full), needle)
     assert list(tmp_path.iterdir()) == []
+
+
+HUGE = 10**400
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--samples", str(HUGE)], "got about 10^400"),
+    (["--samples", str(-HUGE)], "got about -10^400"),
+    (["traces", "--hosts", str(HUGE), "--steps", "10", "--output", "{tmp}/x.parquet"], "--hosts"),
+    (["traces", "--hosts", "2", "--steps", str(HUGE), "--output", "{tmp}/x.parquet"], "--steps"),
+], ids=["samples-huge", "samples-huge-negative", "hosts-huge", "steps-huge"])
+def test_numbers_of_hundreds_of_digits_are_refused_in_one_short_line(tmp_path, argv, needle):
+    err = assert_one_line_error(*run([a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--quiet"]), needle)
+    assert len(err) < 400
+    assert list(tmp_path.iterdir()) == []
+
+
+def _link_out(rel: str):
+    def setup(out: Path, elsewhere: Path) -> Path:
+        path = out / rel
+        target = elsewhere / path.name
+        if path.is_dir():
+            path.rename(target)
+        else:
+            target.write_bytes(b'{"not": "yours"}\n')
+            path.unlink(missing_ok=True)
+        path.symlink_to(target)
+        return path
+    return setup
+
+
+@pytest.mark.parametrize("rel", [DATASET, "staging", "staging/manifest.json", "staging.partial",
+                                 "metrics_dataset.20250101T000000000000Z.bak.json"])
+def test_an_output_linked_out_of_the_folder_is_refused_and_nothing_is_touched(tmp_path, rel):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    make_previous_outputs(out)
+    elsewhere.mkdir()
+    if rel == "staging.partial":
+        (out / rel).mkdir()
+    link = _link_out(rel)(out, elsewhere)
+    before = snapshot(tmp_path)
+    for command in ([*SMALL, "--output-dir", out], ["restore", "--output-dir", out]):
+        assert_one_line_error(*run(command), f"--output-dir: {link} is a symbolic link")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_trace_file_that_is_a_link_is_refused(tmp_path):
+    victim = tmp_path / "victim.parquet"
+    victim.write_bytes(b"not yours")
+    (tmp_path / "x.parquet").symlink_to(victim)
+    assert_one_line_error(*run(["traces", "--quiet", "--hosts", "2", "--steps", "10", "--output",
+                                tmp_path / "x.parquet"]), "is a symbolic link")
+    assert victim.read_bytes() == b"not yours"
+
+
+def test_the_output_folder_itself_may_be_a_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "training").symlink_to(tmp_path / "real")
+    code, _, err = run([*SMALL, "--output-dir", tmp_path / "training"])
+    assert code == 0, err
+    assert (tmp_path / "real" / DATASET).is_file() and (tmp_path / "training").is_symlink()
