@@ -355,10 +355,11 @@ def _status(args) -> int:
             by_type = results.group_by("type", "status").len().pivot("status", index="type", values="len") \
                 .fill_null(0).sort("type")
             print("\nper type:")
-            print(by_type)
-            models = results.filter(pl.col("status") == "accepted").group_by("model").len().sort("len", descending=True)
+            print(_text_table(by_type))
+            models = results.filter(pl.col("status") == "accepted").group_by("model").len() \
+                .sort("len", "model", descending=[True, False]).rename({"len": "accepted"})
             print("\naccepted per model:")
-            print(models)
+            print(_text_table(models) if len(models) else "  none")
             from .export import grounding_table
             grounding = grounding_table(results)
             if grounding:
@@ -366,10 +367,11 @@ def _status(args) -> int:
                 for model, g in grounding.items():
                     print(f"  {model}: {g['agreed']} of {g['checked']} ({100 * g['rate']:.0f} %)")
             bad = results.filter(pl.col("status") != "accepted").group_by("status", "reason").len() \
-                .sort("len", descending=True).head(15)
+                .sort("len", "reason", descending=[True, False]).rename({"len": "items"}) \
+                .select("items", "status", "reason").head(15)
             if len(bad):
-                print("\nrejections and failures:")
-                print(bad)
+                print("\nrejections and failures (most frequent first):")
+                print(_text_table(bad))
         if current:
             print(f"\n{len(current - set(results['item_id'].to_list()) if len(results) else current)} of "
                   f"{len(current)} items of the last generate still to do")
@@ -380,6 +382,13 @@ def _status(args) -> int:
     finally:
         ledger.close()
     return 0 if intact else 1
+
+
+def _text_table(frame) -> str:
+    """A small frame as aligned plain text (no truncated cells, nothing but the values)."""
+    rows = [[str(c) for c in frame.columns]] + [["-" if v is None else str(v) for v in r] for r in frame.iter_rows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(frame.columns))]
+    return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def _check_exports(output_dir: Path) -> bool:
