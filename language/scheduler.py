@@ -12,8 +12,12 @@
   endpoint stays busy and the fast ones serve more calls.  A retryable failure sets an endpoint aside
   for a while (0.5 s doubling per failure in a row, at most `cooldown_s`, or its Retry-After) while
   another endpoint is up; the item then retries there at once, and the failure does not count
-  against the model.  A changed models.yaml is re-read during the run: endpoints added to a
-  backend's list join (with workers for their slots), removed ones take no new calls.
+  against the model.  When the pause is over the waiting items are woken and the endpoint is ranked
+  like the others again; while an endpoint without failures is up, it takes one trial call at a time,
+  and its first success puts it back in full use.  A changed models.yaml is re-read during the run:
+  endpoints added to a backend's list join (with workers for their slots), removed ones take no new
+  calls; a version that cannot be used (invalid, or read half-written) gets a one-line warning on
+  stderr naming the file and key, and the current lists stay until the file changes again.
 - Retries: only for timeouts, 408, 429, 5xx, cut streams and invalid JSON, after Retry-After when
   the server sends it, else exponential backoff with full jitter; every call of an item (retries and
   fallbacks together) counts against `max_attempts`, so fallbacks never multiply calls.
@@ -24,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +37,8 @@ from pathlib import Path
 import httpx
 
 from .backends import Backend, BackendError, Request
-from .errors import ConfigError
+from .domain import MAX_FILE_BYTES
+from .errors import ConfigError, one_line
 from .items import WorkItem
 from .ledger import Ledger, Result
 from .grounding import grounding_check
@@ -67,9 +74,9 @@ class Endpoint:
     down_until: float = 0.0         # set aside until then (monotonic clock) while another endpoint is up
     retired: bool = False           # dropped from models.yaml during the run: no new calls
 
-    def rank(self) -> tuple:
-        """Lower is better: not failing, then never measured, then the fastest, then the least busy."""
-        return self.failures > 0, self.latency is not None, self.latency or 0.0, self.in_flight / self.slots
+    def rank(self, now: float) -> tuple:
+        """Lower is better: not set aside, then never measured, then the fastest, then the least busy."""
+        return self.down_until > now, self.latency is not None, self.latency or 0.0, self.in_flight / self.slots
 
 
 class EndpointPool:
@@ -79,6 +86,8 @@ class EndpointPool:
         self.slots, self.endpoints = slots, []
         self.freed = asyncio.Condition()
         self.waiting = 0   # items waiting for a slot; newcomers queue behind them
+        self._timers: dict[str, asyncio.TimerHandle] = {}   # url -> the wake-up at the end of its pause
+        self._wakes: set[asyncio.Task] = set()              # wake-ups running (kept from the collector)
         self.set_urls(urls)
 
     def set_urls(self, urls) -> None:
@@ -97,8 +106,16 @@ class EndpointPool:
         return [e for e in self.endpoints if not e.retired and e.down_until <= now]
 
     def _pick(self) -> Endpoint | None:
-        candidates = self.up() or [e for e in self.endpoints if not e.retired]  # all set aside: use them anyway
-        return min((e for e in candidates if e.in_flight < e.slots), key=Endpoint.rank, default=None)
+        now = time.monotonic()
+        live = [e for e in self.endpoints if not e.retired]
+        up = [e for e in live if e.down_until <= now]
+        if not up:  # all set aside: use them anyway
+            free = [e for e in live if e.in_flight < e.slots]
+        elif any(e.failures == 0 for e in up):  # one that failed before: a trial call at a time till it succeeds
+            free = [e for e in up if e.in_flight < (1 if e.failures else e.slots)]
+        else:
+            free = [e for e in up if e.in_flight < e.slots]
+        return min(free, key=lambda e: e.rank(now), default=None)
 
     async def acquire(self) -> Endpoint:
         """The best endpoint with a free slot; when there is none, the first one to free a slot."""
@@ -112,6 +129,10 @@ class EndpointPool:
                         endpoint = self._pick()
                 finally:
                     self.waiting -= 1
+                endpoint.in_flight += 1
+                if self.waiting and self._pick() is not None:
+                    self.freed.notify()  # more than one slot came free (a pause ended, a trial succeeded)
+                return endpoint
             endpoint.in_flight += 1
             return endpoint
 
@@ -128,7 +149,38 @@ class EndpointPool:
                 pause = error.retry_after if error.retry_after is not None else \
                     min(max_down_s, DOWN_BASE_S * 2 ** min(endpoint.failures - 1, 30))
                 endpoint.down_until = time.monotonic() + pause
+                self._wake_after(endpoint, pause)
             self.freed.notify()
+
+    def _wake_after(self, endpoint: Endpoint, pause: float) -> None:
+        """At the end of the endpoint's pause, wake every waiting item to look again (no release may come)."""
+        timer = self._timers.pop(endpoint.url, None)
+        if timer is not None:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[endpoint.url] = loop.call_later(max(0.0, pause), self._pause_over, endpoint)
+
+    def _pause_over(self, endpoint: Endpoint) -> None:
+        left = endpoint.down_until - time.monotonic()
+        if left > 0:  # the loop's clock ran a hair ahead of ours
+            self._wake_after(endpoint, left)
+            return
+        self._timers.pop(endpoint.url, None)
+        task = asyncio.ensure_future(self._wake_all())
+        self._wakes.add(task)
+        task.add_done_callback(self._wakes.discard)
+
+    async def _wake_all(self) -> None:
+        async with self.freed:
+            self.freed.notify_all()
+
+    def close(self) -> None:
+        """Cancel the pending wake-ups (the run is over)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in self._wakes:
+            task.cancel()
+        self._timers.clear()
 
 
 @dataclass
@@ -173,6 +225,8 @@ class Runner:
             finally:
                 for t in [*self._workers, *([watcher] if watcher else [])]:
                     t.cancel()
+                for p in self.pools.values():
+                    p.close()
                 self.ledger.commit()
         return self.stats
 
@@ -184,27 +238,41 @@ class Runner:
         self._workers += [asyncio.create_task(self._worker(client, queue)) for _ in range(wanted)]
 
     async def _reload(self, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
-        """Config reload: when models.yaml changes, adopt the endpoint lists of the backends in use."""
+        """Config reload: when models.yaml changes, adopt the endpoint lists of the backends in use.
+
+        A version is the file's inode, mtime, size and bytes, taken just before it is parsed: a read that
+        caught the file half-written is followed by another once the rest is written, even within the
+        same mtime tick.  A version that cannot be used is reported once on stderr and the current lists
+        are kept."""
         path = Path(self.settings.path)
-        seen = _mtime(path)
+        seen = _version(path)
         while True:
             await asyncio.sleep(RELOAD_EVERY_S)
-            if _mtime(path) == seen:
+            now = _version(path)
+            if now == seen:
                 continue
-            seen = _mtime(path)
+            seen = now  # taken before the parse: whatever is written after it is another version
             try:
-                specs = {b.name: b for b in load_settings(path).backends}
-            except ConfigError:
-                continue  # half-written or invalid: keep the current lists until the next change
-            for backend in self.backends:
-                spec = specs.get(backend.name)
-                if spec is None or not spec.endpoints or spec.type != backend.spec.type:
-                    continue  # ad-hoc (--endpoint) or embedded backends have no list there
-                pool = self.pools[backend.name]
-                async with pool.freed:
-                    pool.set_urls(spec.endpoints)
-                    pool.freed.notify_all()
-            self._add_workers(client, queue)
+                await self._adopt(path, client, queue)
+            except ConfigError as exc:  # invalid or half-written
+                print(f"python -m language: warning: {exc}; this version is not adopted, the current "
+                      "endpoints stay", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the watcher unseen
+                print(f"python -m language: warning: re-reading {path} failed: "
+                      f"{one_line(f'{type(exc).__name__}: {exc}')}; the current endpoints stay", file=sys.stderr)
+
+    async def _adopt(self, path: Path, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
+        """Read models.yaml and take over its endpoint lists (ConfigError when it cannot be used)."""
+        specs = {b.name: b for b in load_settings(path).backends}
+        for backend in self.backends:
+            spec = specs.get(backend.name)
+            if spec is None or not spec.endpoints or spec.type != backend.spec.type:
+                continue  # ad-hoc (--endpoint) or embedded backends have no list there
+            pool = self.pools[backend.name]
+            async with pool.freed:
+                pool.set_urls(spec.endpoints)
+                pool.freed.notify_all()
+        self._add_workers(client, queue)
 
     async def _worker(self, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
         while True:
@@ -324,11 +392,15 @@ class Runner:
             attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None)
 
 
-def _mtime(path: Path) -> int | None:
+def _version(path: Path) -> tuple | None:
+    """What tells one version of a config file from the next: inode, mtime, size and (up to the size a
+    config may have) its bytes, which a rewrite within one mtime tick changes; None while it is missing."""
     try:
-        return os.stat(path).st_mtime_ns
+        st = os.stat(path)
+        data = path.read_bytes() if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_FILE_BYTES else None
     except OSError:
         return None
+    return st.st_ino, st.st_mtime_ns, st.st_size, data
 
 
 def _worker_limit() -> int:
