@@ -291,7 +291,10 @@ class Runner:
 
     def _choose(self, item: WorkItem) -> PoolModel | None:
         """The item's model: its rotation slot; while that one cools down, a model no other slot of the
-        prompt uses; else it waits for its own (duplicates only when the pool cannot give distinct models)."""
+        prompt uses; else it waits for its own.  When its own is gone and every model left answers
+        another slot of the prompt, None: the item fails (and `retry-failed` asks again once the model
+        is back) rather than asking a model for a second answer to the same prompt, which would be a
+        duplicate, or two answers of one model where the prompt should have distinct ones."""
         n = len(self.pool)
         base = item.prompt_index // self.settings.rotation.swap_interval
         own = self.pool[(base + item.slot) % n]
@@ -307,8 +310,7 @@ class Runner:
                 return m
         if not own.missing:
             return own  # cooling down: the caller waits for it
-        usable = [m for m in ranked if not m.missing and m.label not in taken] or \
-                 [m for m in ranked if not m.missing]
+        usable = [m for m in ranked if not m.missing and m.label not in taken]
         return min(usable, key=lambda m: m.cool_until) if usable else None
 
     async def _process(self, client: httpx.AsyncClient, item: WorkItem) -> Result:
@@ -317,6 +319,8 @@ class Runner:
         while attempts < s.requests.max_attempts:
             model = self._choose(item)
             if model is None:
+                if any(not m.missing for m in self.pool):
+                    reason = "no distinct model left for this prompt (its model is missing)"
                 break
             wait = model.cool_until - time.monotonic()
             if wait > 0:

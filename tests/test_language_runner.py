@@ -138,17 +138,25 @@ def test_a_server_that_always_fails_costs_max_attempts_per_item_then_retry_faile
     assert {r[1] for r in _ledger(tmp_path)} == {"accepted"}
 
 
-def test_a_model_that_does_not_exist_leaves_the_pool_and_its_items_fall_back(tmp_path, config_dir):
+def test_a_model_that_does_not_exist_leaves_the_pool_and_its_items_wait_for_retry_failed(tmp_path, config_dir):
     with LoopbackServer(models=("alpha", "beta")) as server:
         code = _generate(tmp_path, config_dir, "--endpoint", f"openai={server.url}", "--models", "alpha,ghost",
                          "--types", "conversation", "--count", "4", "--concurrency", "1")
         ghost_calls = [c for c in server.calls_for() if c.model == "ghost"]
+        assert code == EXIT_PARTIAL
+        assert len(ghost_calls) == 1
+        rows = _ledger(tmp_path)
+        # alpha answers its own slot of each prompt; the ghost's slot is not given to alpha a second time
+        # (a duplicate), it fails with its reason and is not lost
+        assert sorted(r[1] for r in rows) == ["accepted"] * 4 + ["failed"] * 4
+        assert all(r[3] == "alpha" for r in rows if r[1] == "accepted")
+        assert all("no distinct model left" in r[2] for r in rows if r[1] == "failed")
+        code = main(["retry-failed", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"),
+                     "--quiet", "--endpoint", f"openai={server.url}", "--models", "alpha,beta"])
     assert code == 0
-    assert len(ghost_calls) == 1
     rows = _ledger(tmp_path)
-    assert all(r[3] == "alpha" for r in rows)
-    # the second slot of each prompt falls back to alpha, which answers the same prompt the same way
-    assert sum(1 for r in rows if r[1] == "rejected" and "duplicate" in r[2]) == 4
+    assert [r[1] for r in rows] == ["accepted"] * 8
+    assert len(_dataset(tmp_path)["samples"]) == 8
 
 
 def test_a_model_that_disappears_mid_run_is_survived(tmp_path, config_dir):
@@ -157,9 +165,17 @@ def test_a_model_that_disappears_mid_run_is_survived(tmp_path, config_dir):
         threading.Timer(0.15, server.remove_model, args=("beta",)).start()
         code = _generate(tmp_path, config_dir, "--endpoint", f"openai={server.url}", "--models", "alpha,beta",
                          "--types", "technical_explanation", "--count", "20", "--concurrency", "1")
+        rows = _ledger(tmp_path)
+        # beta's slots after it vanished fail (alpha answers the other slot of the same prompt), none is lost
+        assert code == EXIT_PARTIAL and len(rows) == 40
+        failed = [r for r in rows if r[1] == "failed"]
+        assert failed and all("no distinct model left" in r[2] for r in failed)
+        assert all(r[1] in ("accepted", "failed") for r in rows)
+        server.add_model("beta")
+        code = main(["retry-failed", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"),
+                     "--quiet", "--endpoint", f"openai={server.url}", "--models", "alpha,beta"])
     assert code == 0
-    rows = _ledger(tmp_path)
-    assert len(rows) == 40 and all(r[1] in ("accepted", "rejected") for r in rows)
+    assert [r[1] for r in _ledger(tmp_path)] == ["accepted"] * 40
 
 
 def test_a_config_change_is_detected_and_only_matching_items_are_kept(tmp_path, config_dir):
