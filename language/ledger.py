@@ -3,7 +3,9 @@
 The ledger (WAL journal) is the journal of record: an item is finished once its row is committed,
 and a rerun never calls a server for a finished item.  Commits are grouped (every COMMIT_EVERY_S or
 COMMIT_EVERY results) so the ledger keeps up with fast servers; a SIGKILL loses at most that window
-of answers, which the rerun asks again.  Accepted samples are copied into Parquet shards (written
+of answers, which the rerun asks again.  Within the window the rows wait in memory and go to SQLite
+in one executemany per table just before the COMMIT (and before any read of the ledger): they were
+not durable before the COMMIT either, and one statement per table costs far less than one per row.  Accepted samples are copied into Parquet shards (written
 atomically) as the run goes; on open, shards on disk that the ledger does not know yet are adopted,
 so the two can never disagree after a crash.  No pickle anywhere: SQLite, Parquet and JSON.
 """
@@ -11,6 +13,7 @@ so the two can never disagree after a crash.  No pickle anywhere: SQLite, Parque
 from __future__ import annotations
 
 import dataclasses
+import operator
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -90,6 +93,8 @@ class Ledger:
         self._pending = 0
         self._last_commit = time.monotonic()
         self._in_tx = False
+        self._attempt_rows: list[tuple] = []   # written at the next commit (or read), in this order
+        self._result_rows: list[tuple] = []
         self._adopt_shards()
 
     # ------------------------------------------------------------------ meta
@@ -109,16 +114,14 @@ class Ledger:
 
     def record_attempt(self, item_id: str, attempt: int, backend: str, endpoint: str, model: str,
                        outcome: str, reason: str | None, http_status: int | None, latency_s: float) -> None:
-        self._begin()
-        self.db.execute("INSERT INTO attempts (item_id, attempt, backend, endpoint, model, outcome, reason, "
-                        "http_status, latency_s, timestamp) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (item_id, attempt, backend, endpoint, model, outcome, reason, http_status, latency_s,
-                         _now()))
+        """One call of an item (timestamped now), written with the next commit."""
+        self._attempt_rows.append((item_id, attempt, backend, endpoint, model, outcome, reason, http_status,
+                                   latency_s, _now()))
         self._maybe_commit()
 
     def record_result(self, r: Result) -> None:
-        self._begin()
-        self.db.execute(_INSERT_RESULT, tuple(getattr(r, f) for f in _RESULT_FIELDS))
+        """An item's final state, written with the next commit: the item is finished once that commits."""
+        self._result_rows.append(_result_row(r))
         self._pending += 1
         self._maybe_commit()
 
@@ -126,7 +129,23 @@ class Ledger:
         if self._pending >= COMMIT_EVERY or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
             self.commit()
 
+    def _write_rows(self) -> None:
+        """Hand the rows recorded since the last commit to SQLite (in the open transaction).
+
+        Attempts before results, each table in recording order: the same rows, ids and rowids as
+        writing each row when it was recorded."""
+        if not (self._attempt_rows or self._result_rows):
+            return
+        self._begin()
+        if self._attempt_rows:
+            self.db.executemany(_INSERT_ATTEMPT, self._attempt_rows)
+            self._attempt_rows.clear()
+        if self._result_rows:
+            self.db.executemany(_INSERT_RESULT, self._result_rows)
+            self._result_rows.clear()
+
     def commit(self) -> None:
+        self._write_rows()
         if self._in_tx:
             self.db.execute("COMMIT")
             self._in_tx = False
@@ -135,6 +154,7 @@ class Ledger:
 
     def forget(self, statuses: tuple[str, ...]) -> int:
         """Remove results with these statuses (retry-failed): their items become pending again."""
+        self._write_rows()
         self._begin()
         marks = ",".join("?" * len(statuses))
         n = self.db.execute(f"DELETE FROM results WHERE status IN ({marks})", statuses).rowcount
@@ -206,6 +226,7 @@ class Ledger:
         return {r[0] for r in self.db.execute("SELECT item_id FROM results")}
 
     def accepted_texts(self) -> list[tuple[str, str]]:
+        self._write_rows()
         return self.db.execute("SELECT item_id, response FROM results WHERE status = 'accepted'").fetchall()
 
     def results_frame(self) -> pl.DataFrame:
@@ -215,6 +236,7 @@ class Ledger:
         return pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
 
     def attempts_frame(self) -> pl.DataFrame:
+        self._write_rows()
         cur = self.db.execute("SELECT * FROM attempts ORDER BY id")
         names = [d[0] for d in cur.description]
         return pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
@@ -235,6 +257,9 @@ class Ledger:
 _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(Result))
 _INSERT_RESULT = (f"INSERT OR REPLACE INTO results ({', '.join(_RESULT_FIELDS)}) "
                   f"VALUES ({', '.join('?' * len(_RESULT_FIELDS))})")
+_INSERT_ATTEMPT = ("INSERT INTO attempts (item_id, attempt, backend, endpoint, model, outcome, reason, "
+                   "http_status, latency_s, timestamp) VALUES (?,?,?,?,?,?,?,?,?,?)")
+_result_row = operator.attrgetter(*_RESULT_FIELDS)   # a Result's column values, in _RESULT_FIELDS order
 
 _SHARD_SCHEMA = {
     "item_id": pl.Utf8, "prompt_id": pl.Utf8, "type": pl.Utf8, "prompt": pl.Utf8, "response": pl.Utf8,
@@ -246,4 +271,15 @@ _SHARD_SCHEMA = {
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """The current UTC time to the second (ISO 8601), formatted once per second: the same string
+    time.strftime gives, at a dictionary lookup's cost on every other call."""
+    second = int(time.time())
+    text = _NOW_CACHE.get(second)
+    if text is None:
+        text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        _NOW_CACHE.clear()
+        _NOW_CACHE[second] = text
+    return text
+
+
+_NOW_CACHE: dict[int, str] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -47,14 +46,25 @@ def words(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=512)
+def _joined(text: str) -> str:
+    """The words joined by single spaces: the normalized text (exact duplicates, prompt echoes)."""
+    return " ".join(words(text))
+
+
+@lru_cache(maxsize=512)
 def shingles(text: str) -> frozenset[str]:
+    """Word 3-grams joined by spaces; a text of fewer than 3 words is one shingle of all its words.
+
+    Built with map/zip, so the loop runs in C (this was a Python generator per shingle)."""
     w = words(text)
-    return frozenset(" ".join(w[i:i + 3]) for i in range(max(len(w) - 2, 1)))
+    if len(w) < 3:
+        return frozenset((" ".join(w),))
+    return frozenset(map(" ".join, zip(w, w[1:], w[2:])))
 
 
 @lru_cache(maxsize=512)
 def _normalized_hash(text: str) -> str:
-    return hashlib.sha256(" ".join(words(text)).encode()).hexdigest()
+    return hashlib.sha256(_joined(text).encode()).hexdigest()
 
 
 def check(text: str, prompt: str, finish_reason: str, min_words: int) -> str | None:
@@ -78,25 +88,97 @@ def check(text: str, prompt: str, finish_reason: str, min_words: int) -> str | N
 
 
 def repetition(text: str) -> float:
-    """Share of the word 4-grams that already occurred earlier in the text."""
+    """Share of the word 4-grams that already occurred earlier in the text.
+
+    4-grams are counted as word tuples: words hold no spaces, so two tuples are equal exactly when
+    their space-joined strings are, and no string is built."""
     w = words(text)
-    grams = [" ".join(w[i:i + 4]) for i in range(len(w) - 3)]
-    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+    n = len(w) - 3
+    return 1.0 - len(set(zip(w, w[1:], w[2:], w[3:]))) / n if n > 0 else 0.0
 
 
 def _echoes(text: str, prompt: str) -> bool:
     a, p = shingles(text), shingles(prompt)
     if not a or not p:
         return False
-    return len(a & p) / len(a) >= 0.6 or " ".join(words(prompt)) in " ".join(words(text))
+    return len(a & p) / len(a) >= 0.6 or _joined(prompt) in _joined(text)
 
 
 def _minhash(sh: frozenset[str]) -> np.ndarray:
-    # two C-speed 32-bit checksums make a stable 64-bit shingle hash (blake2b per shingle was the
-    # runner's hottest line)
-    x = np.array([(zlib.crc32(b) << 32 | zlib.adler32(b)) & _MASK for b in (t.encode() for t in sh)],
-                 dtype=np.uint64)
-    return ((np.multiply.outer(x, _A) + _B) % np.uint64(_MASK)).min(axis=0)
+    """The N_PERM MinHash values of a shingle set, for every permutation k the minimum over shingles of
+    ((A[k] * x + B[k]) wrapped at 2**64) mod (2**61 - 1), where x is the shingle's stable hash
+    (crc32 << 32 | adler32) & (2**61 - 1).
+
+    One compiled pass over the shingles' bytes (`_signature`): the checksums and the 32 permutations
+    without a Python object or numpy temporary per shingle (it was ~2/3 of the dedup's cost)."""
+    joined = "\n".join(sh)
+    data = joined.encode()
+    if len(data) == len(joined):  # ASCII (words always are): one byte per character
+        lengths = np.fromiter(map(len, sh), np.int64, len(sh))
+    else:
+        lengths = np.fromiter((len(t.encode()) for t in sh), np.int64, len(sh))
+    return _kernel()(np.frombuffer(data, np.uint8), lengths, _A, _B, _crc_table())
+
+
+def _signature(data, lengths, a, b, crc_table):  # compiled by numba in _kernel()
+    """MinHash of the shingles laid end to end in `data` (lengths[i] bytes each, one separator byte
+    between them): zlib's crc32 (table-driven, reflected 0xEDB88320) and adler32 of each shingle,
+    combined into x, then min over shingles of the Mersenne-prime hash per permutation.
+
+    v mod M for M = 2**61 - 1 is (v >> 61) + (v & M), less M when that reaches M: exact for any 64-bit v
+    (the previous numpy code's `% M`) without a division."""
+    mask = np.uint64(_MASK)
+    out = np.full(a.shape[0], np.uint64(0xFFFFFFFFFFFFFFFF))
+    pos = 0
+    for i in range(lengths.shape[0]):
+        end = pos + lengths[i]
+        crc = np.uint32(0xFFFFFFFF)
+        s1 = np.uint32(1)
+        s2 = np.uint32(0)
+        for j in range(pos, end):
+            byte = data[j]
+            crc = crc_table[(crc ^ byte) & np.uint32(0xFF)] ^ (crc >> np.uint32(8))
+            s1 = (s1 + byte) % np.uint32(65521)
+            s2 = (s2 + s1) % np.uint32(65521)
+        pos = end + 1
+        crc = crc ^ np.uint32(0xFFFFFFFF)
+        x = ((np.uint64(crc) << np.uint64(32)) | (np.uint64(s2) << np.uint64(16)) | np.uint64(s1)) & mask
+        for k in range(a.shape[0]):
+            v = a[k] * x + b[k]
+            folded = (v >> np.uint64(61)) + (v & mask)
+            if folded >= mask:
+                folded -= mask
+            if folded < out[k]:
+                out[k] = folded
+    return out
+
+
+@lru_cache(maxsize=1)
+def _kernel():
+    """`_signature` compiled (numba, cached on disk like the simulator's kernels); numba is imported on
+    the first dedup, so the command line's other paths do not pay for it."""
+    import numba
+    from numba import types
+
+    def c_array(dtype, readonly=False):
+        return types.Array(dtype, 1, "C", readonly=readonly)
+
+    signature = c_array(types.uint64)(c_array(types.uint8, readonly=True),  # np.frombuffer of bytes
+                                      c_array(types.int64), c_array(types.uint64), c_array(types.uint64),
+                                      c_array(types.uint32))
+    return numba.njit(signature, cache=True, nogil=True, error_model="numpy")(_signature)
+
+
+@lru_cache(maxsize=1)
+def _crc_table() -> np.ndarray:
+    """zlib's CRC-32 byte table (reflected polynomial 0xEDB88320)."""
+    table = np.zeros(256, np.uint32)
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = 0xEDB88320 ^ (c >> 1) if c & 1 else c >> 1
+        table[n] = c
+    return table
 
 
 @dataclass
@@ -114,10 +196,12 @@ class DuplicateIndex:
         if norm in self.exact:
             return f"exact duplicate of {self.exact[norm]}"
         sh = shingles(text)
+        n = len(sh)
         for key in _lsh_keys(sh):
             for other in self.buckets.get(key, ()):
                 o = self.sets[other]
-                if len(sh & o) / max(len(sh | o), 1) >= self.threshold:
+                common = len(sh & o)  # |union| = |sh| + |o| - |common|, without building the union
+                if common / max(n + len(o) - common, 1) >= self.threshold:
                     return f"near duplicate of {other}"
         return None
 

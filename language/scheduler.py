@@ -40,7 +40,7 @@ from .backends import Backend, BackendError, Request
 from .domain import MAX_FILE_BYTES
 from .errors import ConfigError, one_line
 from .items import WorkItem
-from .ledger import Ledger, Result
+from .ledger import Ledger, Result, _now
 from .grounding import grounding_check
 from .quality import DuplicateIndex, check, clean
 from .settings import Settings, load_settings
@@ -388,7 +388,7 @@ class Runner:
             item_id=item.item_id, prompt_id=item.prompt_id, type=item.sample_type, status=status, reason=reason,
             prompt=item.prompt, response=text, model=model.model if model else None,
             model_type=model.backend.type if model else None, backend=model.backend.name if model else None,
-            session_id=self.session_id, timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            session_id=self.session_id, timestamp=_now(),
             generation_batch=self.batch, term=item.term, category=item.category, seed=g.seed,
             temperature=g.temperature, max_tokens=g.max_tokens,
             finish_reason=reply.finish_reason if reply else None,
