@@ -187,7 +187,7 @@ class DuplicateIndex:
 
     threshold: float = 0.9
     exact: dict[str, str] = field(default_factory=dict)
-    buckets: dict[tuple, list[str]] = field(default_factory=dict)
+    buckets: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
     sets: dict[str, frozenset] = field(default_factory=dict)
 
     def find(self, text: str) -> str | None:
@@ -209,8 +209,11 @@ class DuplicateIndex:
         self.exact.setdefault(_normalized_hash(text), item_id)
         sh = shingles(text)
         self.sets[item_id] = sh
+        buckets = self.buckets
         for key in _lsh_keys(sh):
-            self.buckets.setdefault(key, []).append(item_id)
+            # a tuple, extended in arrival order: buckets hold one or two ids, and tuples of strings
+            # leave the garbage collector's lists (8 lists per answer made its collections 5x dearer)
+            buckets[key] = buckets.get(key, ()) + (item_id,)
 
 
 @lru_cache(maxsize=512)

@@ -21,6 +21,10 @@
 - Retries: only for timeouts, 408, 429, 5xx, cut streams and invalid JSON, after Retry-After when
   the server sends it, else exponential backoff with full jitter; every call of an item (retries and
   fallbacks together) counts against `max_attempts`, so fallbacks never multiply calls.
+- Results: answers (and failures) wait in arrival order and are judged (filters, dedup) and recorded in
+  batches, every JUDGE_EVERY outcomes or JUDGE_EVERY_S after the oldest, which keeps that CPU work
+  cache-warm; an item is finished only once its result is committed to the ledger, so a crash asks the
+  waiting ones again.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ MAX_WORKERS = 16384      # worker tasks: one per endpoint slot, up to this many 
 EWMA_ALPHA = 0.3         # weight of the newest successful call in an endpoint's latency average
 DOWN_BASE_S = 0.5        # an endpoint's pause after a retryable failure, doubling per failure in a row
 RELOAD_EVERY_S = 0.5     # how often models.yaml is checked for changed endpoint lists
+JUDGE_EVERY = 32         # answers judged together (filters, dedup, ledger) once this many wait ...
+JUDGE_EVERY_S = 0.02     # ... or once the oldest has waited this long
 
 
 @dataclass
@@ -205,6 +211,11 @@ class Runner:
         self.used: dict[str, set[str]] = {}   # prompt_id -> models asked so far
         self.backends = backends
         self.vocabulary = vocabulary  # for grounded items (language/grounding.py)
+        # outcomes waiting for _judge_all, in arrival order: a failed Result, or (item, model, reply,
+        # attempts) of an answer to judge
+        self._waiting: list[Result | tuple] = []
+        self._judge_timer: asyncio.TimerHandle | None = None
+        self._judge_error: BaseException | None = None   # raised by a timer's judging: run() re-raises it
 
     async def run(self, items: list[WorkItem]) -> RunStats:
         if not self.pool:
@@ -222,12 +233,19 @@ class Runner:
             try:
                 while not all(t.done() for t in self._workers):  # a reload may have added workers meanwhile
                     await asyncio.gather(*self._workers)
+            except asyncio.CancelledError:
+                if self._judge_error is None:
+                    raise
             finally:
                 for t in [*self._workers, *([watcher] if watcher else [])]:
                     t.cancel()
                 for p in self.pools.values():
                     p.close()
+                if self._judge_error is None:
+                    self._judge_all()   # what still waits (also when interrupted)
                 self.ledger.commit()
+        if self._judge_error is not None:
+            raise self._judge_error
         return self.stats
 
     def _add_workers(self, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
@@ -280,14 +298,53 @@ class Runner:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            result = await self._process(client, item)
-            self.ledger.record_result(result)
-            setattr(self.stats, result.status, getattr(self.stats, result.status) + 1)
-            if result.status != "accepted" and result.reason:
-                key = result.reason.split(":")[0].split(" (")[0]
-                self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
-            if self.progress:
-                self.progress()
+            self._wait_for_judging(await self._process(client, item))
+
+    def _record(self, result: Result) -> None:
+        """An item's final state: into the ledger (finished once its grouped commit is done), the stats
+        and the progress bar."""
+        self.ledger.record_result(result)
+        setattr(self.stats, result.status, getattr(self.stats, result.status) + 1)
+        if result.status != "accepted" and result.reason:
+            key = result.reason.split(":")[0].split(" (")[0]
+            self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
+        if self.progress:
+            self.progress()
+
+    def _wait_for_judging(self, outcome: Result | tuple) -> None:
+        """Keep an item's outcome (a failed Result, or an answer to judge) for the next batch; judge the
+        batch now when it is full, else within JUDGE_EVERY_S (a timer).
+
+        Judging answers in batches keeps the filters', dedup's and SQLite's code and data in the CPU
+        caches: one at a time between two HTTP round trips, the same work cost far more.  Outcomes are
+        recorded in arrival order, as before, so dedup sees the answers in the same order and the ledger
+        gets the same rows in the same order; one not recorded yet is not finished (a crash asks it
+        again, like a result not yet committed)."""
+        self._waiting.append(outcome)
+        if len(self._waiting) >= JUDGE_EVERY:
+            self._judge_all()
+        elif self._judge_timer is None:
+            self._judge_timer = asyncio.get_running_loop().call_later(JUDGE_EVERY_S, self._judge_due)
+
+    def _judge_due(self) -> None:
+        """The timer's judging.  An error (a bug) cannot propagate from a loop callback: it stops the
+        workers and run() raises it, as it did when a worker judged."""
+        self._judge_timer = None
+        try:
+            self._judge_all()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run()
+            self._judge_error = exc
+            for t in self._workers:
+                t.cancel()
+
+    def _judge_all(self) -> None:
+        """Judge and record every waiting outcome, oldest first."""
+        if self._judge_timer is not None:
+            self._judge_timer.cancel()
+            self._judge_timer = None
+        waiting, self._waiting = self._waiting, []
+        for outcome in waiting:
+            self._record(outcome if isinstance(outcome, Result) else self._judge(*outcome))
 
     def _choose(self, item: WorkItem) -> PoolModel | None:
         """The item's model: its rotation slot; while that one cools down, a model no other slot of the
@@ -313,7 +370,9 @@ class Runner:
         usable = [m for m in ranked if not m.missing and m.label not in taken]
         return min(usable, key=lambda m: m.cool_until) if usable else None
 
-    async def _process(self, client: httpx.AsyncClient, item: WorkItem) -> Result:
+    async def _process(self, client: httpx.AsyncClient, item: WorkItem) -> Result | tuple:
+        """Ask for the item's answer within its call budget: the answer to judge as (item, model, reply,
+        attempts), or the failed Result."""
         s = self.settings
         attempts, reason, last_model = 0, "no model available", None
         while attempts < s.requests.max_attempts:
@@ -349,7 +408,7 @@ class Runner:
                 self.used.setdefault(item.prompt_id, set()).add(model.label)
                 self.ledger.record_attempt(item.item_id, attempts, model.backend.name, endpoint.url, model.model,
                                            "ok", None, None, latency)
-                return self._judge(item, model, reply, attempts)
+                return item, model, reply, attempts
             reason = error.reason
             self.ledger.record_attempt(item.item_id, attempts, model.backend.name, endpoint.url, model.model,
                                        "error", reason, error.status, latency)
