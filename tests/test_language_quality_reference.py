@@ -20,7 +20,7 @@ from hypothesis import given, settings, strategies as st
 from language import quality
 
 # ------------------------------------------------------------------------------- reference (old code)
-WORD = re.compile(r"[a-z0-9]+(?:['._-][a-z0-9]+)*")
+WORD = re.compile(r"[a-z0-9]+(?:['._-][a-z0-9]+)*")  # the pattern as it was (not quality.WORD)
 MAX_REPEATED_SHARE = 0.3
 N_PERM = 32
 BANDS = 8
@@ -203,3 +203,10 @@ def test_the_mersenne_fold_reduces_every_residue_exactly():
         got = quality._kernel()(data, lengths, np.array([1], np.uint64), np.array([b], np.uint64),
                                 quality._crc_table())
         assert got.tolist() == [(x + b) % _MASK]
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="ab09'._- \nZé", max_size=80))
+def test_the_word_pattern_finds_the_same_words_as_the_old_one(text):
+    # dense in the characters where a possessive quantifier could differ: separators, runs, ends
+    assert quality.WORD.findall(text) == WORD.findall(text) == re.findall(quality.WORD_PATTERN, text)
