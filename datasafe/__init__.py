@@ -26,7 +26,8 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_bytes", "backup_file", "list_backups", "remove_stale_temps",
-           "output_dir_problem", "output_folder_problem", "unsafe_outputs", "KEEP_BACKUPS", "KILL_AT_ENV"]
+           "output_dir_problem", "output_folder_problem", "unsafe_outputs", "kill_point", "KEEP_BACKUPS",
+           "KILL_AT_ENV"]
 
 
 @contextmanager
@@ -156,6 +157,11 @@ def output_folder_problem(path: str | Path, files: tuple[str, ...] = (),
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         problem = f"{problems[0]}{more}" if problems else None
     return problem
+
+
+def kill_point(step: str) -> None:
+    """Tests only: a named step of a multi-file protocol (folder renames) where DATASAFE_KILL_AT may kill."""
+    _kill_point(step)
 
 
 def _kill_point(step: str) -> None:

@@ -322,7 +322,11 @@ class Runner:
         again, like a result not yet committed)."""
         self._waiting.append(outcome)
         if len(self._waiting) >= JUDGE_EVERY:
-            self._judge_all()
+            try:
+                self._judge_all()
+            except BaseException as exc:  # a bug: run() must not judge again while it unwinds
+                self._judge_error = exc
+                raise
         elif self._judge_timer is None:
             self._judge_timer = asyncio.get_running_loop().call_later(JUDGE_EVERY_S, self._judge_due)
 

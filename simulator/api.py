@@ -143,9 +143,9 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     cfg = _resolve(config)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
         raise SimulatorError(
-            f"--samples: at most {MAX_SAMPLES:,} in one run, got {count_text(n_samples)} (about "
-            f"{gb_text(n_samples * JSON_BYTES_PER_SAMPLE)} of JSON and "
-            f"{gb_text(n_samples * STAGING_BYTES_PER_SAMPLE)} of staging); for bulk traces use "
+            f"--samples: at most {MAX_SAMPLES:,} in one run, got {count_text(int(n_samples))} (about "
+            f"{gb_text(int(n_samples) * JSON_BYTES_PER_SAMPLE)} of JSON and "
+            f"{gb_text(int(n_samples) * STAGING_BYTES_PER_SAMPLE)} of staging); for bulk traces use "
             "`python -m simulator traces`, which streams to Parquet")
     _check_count("samples", n_samples, 1, MAX_SAMPLES)
     ratio = cfg.simulation.anomaly_ratio if anomaly_ratio is None else anomaly_ratio

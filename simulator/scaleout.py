@@ -19,7 +19,7 @@ from typing import Callable
 
 import orjson
 
-from datasafe import atomic_write_bytes
+from datasafe import atomic_write_bytes, kill_point
 from datasafe.integrity import file_record
 
 from . import __version__
@@ -77,12 +77,17 @@ def _check_output(output: Path) -> None:
             raise SimulatorError(f"--output: {output} is not empty and holds no sharded traces (no "
                                  f"{MANIFEST} of format {FORMAT}); choose another directory")
     partial = output.with_name(output.name + ".partial")
-    if partial.exists() and not (partial.is_dir() and (partial / JOB_FILE).is_file()):
+    if partial.exists() and not (partial.is_dir() and ((partial / JOB_FILE).is_file() or _is_empty(partial))):
         raise SimulatorError(f"--output: {partial} exists and is not an unfinished job of this tool (no "
                              f"{JOB_FILE}); move it away")
     retired = output.with_name(output.name + ".old")
-    if retired.exists() and not (retired.is_dir() and _is_sharded_output(retired)):
+    if retired.exists() and not (retired.is_dir() and (_is_sharded_output(retired) or _is_empty(retired))):
         raise SimulatorError(f"--output: {retired} exists and holds no sharded traces; move it away")
+
+
+def _is_empty(folder: Path) -> bool:
+    """An empty real folder: what a run killed between making `.partial` and writing job.json leaves."""
+    return not folder.is_symlink() and not any(folder.iterdir())
 
 
 def _is_sharded_output(folder: Path) -> bool:
@@ -108,7 +113,7 @@ def _resume(job: TraceJob, partial: Path) -> dict[int, dict]:
                 if all((partial / n).is_file() for n in names):
                     done[r] = {n: _record(partial / n) for n in names}
             return done
-        shutil.rmtree(partial)  # another job's (or older code's) unfinished parts: _check_output saw job.json
+        shutil.rmtree(partial)  # another job's (or older code's) parts, or empty: _check_output allowed it
     partial.mkdir(parents=True)
     atomic_write_bytes(marker, wanted)
     return {}
@@ -130,8 +135,8 @@ def _publish(job: TraceJob, partial: Path, output: Path, records: dict[int, dict
         raise SimulatorError(f"sharded job incomplete: {len(absent)} of {len(expected)} files missing or of the "
                              f"wrong size in {partial}, e.g. {absent[:3]}; the previous output is untouched")
     for path in partial.iterdir():  # temporary files of workers killed while writing
-        if path.name not in expected:
-            path.unlink() if path.is_file() else shutil.rmtree(path)
+        if path.name not in expected and path.name != JOB_FILE:  # job.json stays until published: a crash
+            path.unlink() if path.is_file() else shutil.rmtree(path)  # from here on still resumes
     manifest = {"format": FORMAT, "generator": f"simulator {__version__}", **job.describe(),
                 "values": job.values, "rows": sum(rec["rows"] for n, rec in files.items() if n.startswith("part-")),
                 "events": sum(rec["rows"] for n, rec in files.items() if n.startswith("events-")),
@@ -139,13 +144,26 @@ def _publish(job: TraceJob, partial: Path, output: Path, records: dict[int, dict
     atomic_write_bytes(partial / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     retired = output.with_name(output.name + ".old")
     if retired.exists():
-        shutil.rmtree(retired)
+        _remove_published(retired)
     if output.exists():
         output.rename(retired)
+        kill_point("publish:retired")
     partial.rename(output)
+    kill_point("publish:renamed")
+    (output / JOB_FILE).unlink()
     if retired.exists():
-        shutil.rmtree(retired)
+        _remove_published(retired)
     return manifest
+
+
+def _remove_published(folder: Path) -> None:
+    """Delete a retired output, its manifest last: a crash midway leaves a folder still recognised as ours."""
+    for path in folder.iterdir():
+        if path.name != MANIFEST:
+            path.unlink() if path.is_file() or path.is_symlink() else shutil.rmtree(path)
+            kill_point("publish:removing-old")
+    (folder / MANIFEST).unlink(missing_ok=True)
+    folder.rmdir()
 
 
 def check_sharded(output: Path) -> list[str]:

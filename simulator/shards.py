@@ -149,6 +149,9 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+code_fingerprint()  # at import: a long-lived worker keeps the hash of the code it has loaded
+
+
 def job_marker(job: TraceJob) -> bytes:
     """The content of `job.json`: a rerun resumes only into a folder that names the same job and code."""
     return orjson.dumps({"fingerprint": job.fingerprint, "code": code_fingerprint(), **job.describe()},

@@ -102,3 +102,21 @@ def test_an_error_while_judging_ends_the_run_with_that_error(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="a bug in a filter"):
         asyncio.run(runner.run(items))
     ledger.close()
+
+
+def test_a_judge_that_always_fails_ends_the_run_with_its_first_error(tmp_path, monkeypatch):
+    """Judged by a worker (full batch): the run unwinds without judging again, so the first error is the one
+    raised, and what the ledger held is still committed."""
+    monkeypatch.setattr(scheduler, "JUDGE_EVERY", 1)
+    runner, _, ledger, items, _ = _runner(tmp_path, lambda i: 0.0)
+    calls = []
+
+    def broken(*args):
+        calls.append(args)
+        raise RuntimeError(f"a bug in a filter, call {len(calls)}")
+
+    monkeypatch.setattr(runner, "_judge", broken)
+    with pytest.raises(RuntimeError, match=r"call 1$"):
+        asyncio.run(runner.run(items))
+    assert len(ledger.attempts_frame()) >= 1   # the paid call's attempt row was committed
+    ledger.close()

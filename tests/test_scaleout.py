@@ -117,6 +117,28 @@ def test_rerun_keeps_finished_ranges_and_drops_stray_files(tmp_path, monkeypatch
     assert not partial.exists()
 
 
+@pytest.mark.parametrize("step", ["manifest.json:written", "manifest.json:renamed", "publish:retired",
+                                  "publish:renamed", "publish:removing-old"])
+def test_a_kill_while_publishing_is_finished_by_the_rerun(tmp_path, step):
+    """SIGKILL at each step of the swap of <output>.partial for <output>: the rerun publishes the job."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def traces(out: Path, seed: int, kill: str | None = None) -> subprocess.CompletedProcess:
+        run_env = {**env, "DATASAFE_KILL_AT": kill} if kill else env
+        return subprocess.run([sys.executable, "-m", "simulator", "traces", "--hosts", "6", "--steps", "40",
+                               "--shard-hosts", "2", "--seed", str(seed), "--quiet", "--output", str(out)],
+                              env=run_env, capture_output=True, text=True, timeout=300)
+
+    assert traces(tmp_path / "ref", 2).returncode == 0
+    assert traces(tmp_path / "out", 1).returncode == 0   # a previous job's output, to be replaced
+    killed = traces(tmp_path / "out", 2, kill=step)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rerun = traces(tmp_path / "out", 2)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _tree(tmp_path / "out") == _tree(tmp_path / "ref")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "ref"]
+
+
 def test_a_task_writes_only_into_a_folder_that_names_its_job(tmp_path):
     """A worker that does not see the client's folder must fail, not write a folder of its own."""
     job = make_job(CONFIG, 6, 50, 1, shard_hosts=3)
