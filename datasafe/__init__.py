@@ -31,10 +31,14 @@ __all__ = ["atomic_path", "atomic_write_bytes", "backup_file", "list_backups", "
 
 
 @contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it is fsynced and renamed onto `target`."""
+def atomic_path(target: str | Path, *, make_parent: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it is fsynced and renamed onto `target`.
+
+    With `make_parent=False` a missing folder is an error (FileNotFoundError) instead of being made:
+    for writers that must only ever write into a folder someone else prepared."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_parent:
+        target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; datasets are ordinary files
     os.close(fd)

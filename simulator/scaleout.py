@@ -150,7 +150,12 @@ def _publish(job: TraceJob, partial: Path, output: Path, records: dict[int, dict
         kill_point("publish:retired")
     partial.rename(output)
     kill_point("publish:renamed")
-    (output / JOB_FILE).unlink()
+    (output / JOB_FILE).unlink(missing_ok=True)
+    # dask may run a task twice; a late copy's temporary file made before the rename came along with it
+    # (after the rename its writes fail: the .partial path is gone and is never made again by a task)
+    for path in output.iterdir():
+        if path.name not in expected and path.name != MANIFEST:
+            path.unlink() if path.is_file() else shutil.rmtree(path)
     if retired.exists():
         _remove_published(retired)
     return manifest

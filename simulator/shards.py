@@ -234,6 +234,7 @@ def _run_host_range(job: TraceJob, r: int, out: Path, threads: int | None) -> di
 def _write(frame: pl.DataFrame, path: Path) -> dict:
     from datasafe import atomic_path
 
-    with atomic_path(path) as tmp:
+    # never make the folder: a task dask runs a second time, late, must not recreate <output>.partial
+    with atomic_path(path, make_parent=False) as tmp:
         frame.write_parquet(tmp, compression=COMPRESSION, statistics=True)
     return {**file_record(path), "rows": len(frame)}

@@ -139,6 +139,27 @@ def test_a_kill_while_publishing_is_finished_by_the_rerun(tmp_path, step):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "ref"]
 
 
+def test_a_late_second_run_of_a_task_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Dask may run a task twice: a copy still writing while the job is published must neither leave its
+    temporary file in the output nor make <output>.partial again."""
+    job = make_job(CONFIG, 6, 50, 1, shard_hosts=3)
+    run_job(make_job(CONFIG, 4, 40, 7), tmp_path / "out")
+    partial = tmp_path / "out.partial"
+
+    def late_writer(step):  # just before the rename: a late copy of range 0 has made its temporary file
+        if step == "publish:retired":
+            (partial / ".part-h00000-t00000.parquet.late.tmp").write_bytes(b"")
+
+    monkeypatch.setattr(scaleout, "kill_point", late_writer)
+    run_job(job, tmp_path / "out")
+    run_job(job, tmp_path / "ref")
+    assert _tree(tmp_path / "out") == _tree(tmp_path / "ref")
+    table = pl.DataFrame({"x": [1]})
+    with pytest.raises(FileNotFoundError):   # after the rename, a late write fails and makes no folder
+        shards._write(table, partial / "part-h00000-t00000.parquet")
+    assert not partial.exists()
+
+
 def test_a_task_writes_only_into_a_folder_that_names_its_job(tmp_path):
     """A worker that does not see the client's folder must fail, not write a folder of its own."""
     job = make_job(CONFIG, 6, 50, 1, shard_hosts=3)
