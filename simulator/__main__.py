@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -275,13 +274,9 @@ def _traces(args) -> int:
         value = getattr(args, name)
         if not 1 <= value <= MAX_TRACE_DIMENSION:
             raise SimulatorError(f"--{name}: must be between 1 and {MAX_TRACE_DIMENSION:,}, got {count_text(value)}")
-    _writable_parent("--output", args.output.parent)
-    if not sharded:
-        from datasafe import unsafe_outputs
-
-        problems = unsafe_outputs(args.output.parent, files=(args.output.name, _events_path(args.output).name))
-        if problems:
-            raise SimulatorError(f"--output: {problems[0]}")
+    # the folder the trace file (and its events beside it) or the sharded directory goes into
+    _output_dir(args.output.parent, files=() if sharded else (args.output.name, _events_path(args.output).name),
+                folders=(), option="--output")
     values = args.hosts * args.steps * 11
     need = values * BYTES_PER_VALUE_ON_DISK[".parquet" if sharded else suffix]
     existing = args.output.parent if args.output.parent.exists() else Path(".")
@@ -369,9 +364,10 @@ DATASET_FILES = ("metrics_dataset*.json",)
 STAGING_FOLDERS = ("staging", "staging.partial", "staging.old")
 
 
-def _output_dir(path: Path, files: tuple[str, ...] = DATASET_FILES,
-                folders: tuple[str, ...] = STAGING_FOLDERS) -> Path:
-    """`path` as an output folder: writable, and none of our outputs in it a link, FIFO or wrong kind.
+def _output_dir(path: Path, files: tuple[str, ...] = DATASET_FILES, folders: tuple[str, ...] = STAGING_FOLDERS,
+                option: str = "--output-dir") -> Path:
+    """`path` as an output folder: writable (or creatable), and none of our outputs in it a link, FIFO
+    or wrong kind.
 
     The folder itself may be a link (training -> /data/training); what is inside is never written
     through a link, so no file outside the folder is replaced.  Checked before anything is touched."""
@@ -379,17 +375,8 @@ def _output_dir(path: Path, files: tuple[str, ...] = DATASET_FILES,
 
     problem = output_folder_problem(path, files, folders)
     if problem:
-        raise SimulatorError(f"--output-dir: {problem}")
-    return path
-
-
-def _writable_parent(option: str, path: Path) -> None:
-    """`path` is, or can be created as, a writable directory."""
-    from datasafe import output_dir_problem
-
-    problem = output_dir_problem(path)
-    if problem:
         raise SimulatorError(f"{option}: {problem}")
+    return path
 
 
 class _progress:
