@@ -134,9 +134,9 @@ def _publish(job: TraceJob, partial: Path, output: Path, records: dict[int, dict
     if absent:
         raise SimulatorError(f"sharded job incomplete: {len(absent)} of {len(expected)} files missing or of the "
                              f"wrong size in {partial}, e.g. {absent[:3]}; the previous output is untouched")
-    for path in partial.iterdir():  # temporary files of workers killed while writing
-        if path.name not in expected and path.name != JOB_FILE:  # job.json stays until published: a crash
-            path.unlink() if path.is_file() else shutil.rmtree(path)  # from here on still resumes
+    # temporary files of workers killed while writing; job.json stays until published, so a crash from
+    # here on still resumes
+    _prune(partial, keep=expected | {JOB_FILE})
     manifest = {"format": FORMAT, "generator": f"simulator {__version__}", **job.describe(),
                 "values": job.values, "rows": sum(rec["rows"] for n, rec in files.items() if n.startswith("part-")),
                 "events": sum(rec["rows"] for n, rec in files.items() if n.startswith("events-")),
@@ -150,23 +150,26 @@ def _publish(job: TraceJob, partial: Path, output: Path, records: dict[int, dict
         kill_point("publish:retired")
     partial.rename(output)
     kill_point("publish:renamed")
-    (output / JOB_FILE).unlink(missing_ok=True)
-    # dask may run a task twice; a late copy's temporary file made before the rename came along with it
-    # (after the rename its writes fail: the .partial path is gone and is never made again by a task)
-    for path in output.iterdir():
-        if path.name not in expected and path.name != MANIFEST:
-            path.unlink() if path.is_file() else shutil.rmtree(path)
+    # job.json goes now; so does a late copy's temporary file (dask may run a task twice) that the rename
+    # carried along (after the rename its writes fail: the .partial path is gone, and a task never makes it)
+    _prune(output, keep=expected | {MANIFEST})
     if retired.exists():
         _remove_published(retired)
     return manifest
 
 
+def _prune(folder: Path, keep: set[str], step: str | None = None) -> None:
+    """Delete every entry of `folder` whose name is not in `keep` (links themselves, never their targets)."""
+    for path in folder.iterdir():
+        if path.name not in keep:
+            path.unlink() if path.is_file() or path.is_symlink() else shutil.rmtree(path)
+            if step:
+                kill_point(step)
+
+
 def _remove_published(folder: Path) -> None:
     """Delete a retired output, its manifest last: a crash midway leaves a folder still recognised as ours."""
-    for path in folder.iterdir():
-        if path.name != MANIFEST:
-            path.unlink() if path.is_file() or path.is_symlink() else shutil.rmtree(path)
-            kill_point("publish:removing-old")
+    _prune(folder, keep={MANIFEST}, step="publish:removing-old")
     (folder / MANIFEST).unlink(missing_ok=True)
     folder.rmdir()
 
