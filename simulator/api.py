@@ -263,14 +263,19 @@ def _checked_seed(cfg: SimConfig, seed) -> int:
     return int(seed)
 
 
+def _magnitude(n: int) -> str:
+    """The order of magnitude of a whole number of any size, as 10^k (-10^k below zero)."""
+    return f"{'-' if n < 0 else ''}10^{len(str(abs(n))) - 1}"
+
+
 def count_text(n: int) -> str:
     """A whole number for a one-line message: digits up to 10^15, its order of magnitude beyond."""
-    return f"{n:,}" if abs(n) < 10**15 else f"about {'-' if n < 0 else ''}10^{len(str(abs(n))) - 1}"
+    return f"{n:,}" if abs(n) < 10**15 else f"about {_magnitude(n)}"
 
 
 def gb_text(n_bytes: int) -> str:
     """Bytes as GB for a message, in integer arithmetic (a count of 400 digits is no float)."""
-    return f"{n_bytes / 1e9:.1f} GB" if n_bytes < 10**18 else f"10^{len(str(n_bytes // 10**9)) - 1} GB"
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes < 10**18 else f"{_magnitude(n_bytes // 10**9)} GB"
 
 
 def _check_count(name: str, value, minimum: int, maximum: int | None = None) -> None:
