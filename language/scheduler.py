@@ -113,10 +113,9 @@ class EndpointPool:
 
     def _pick(self) -> Endpoint | None:
         now = time.monotonic()
-        live = [e for e in self.endpoints if not e.retired]
-        up = [e for e in live if e.down_until <= now]
+        up = self.up()
         if not up:  # all set aside: use them anyway
-            free = [e for e in live if e.in_flight < e.slots]
+            free = [e for e in self.endpoints if not e.retired and e.in_flight < e.slots]
         elif any(e.failures == 0 for e in up):  # one that failed before: a trial call at a time till it succeeds
             free = [e for e in up if e.in_flight < (1 if e.failures else e.slots)]
         else:
@@ -322,11 +321,7 @@ class Runner:
         again, like a result not yet committed)."""
         self._waiting.append(outcome)
         if len(self._waiting) >= JUDGE_EVERY:
-            try:
-                self._judge_all()
-            except BaseException as exc:  # a bug: run() must not judge again while it unwinds
-                self._judge_error = exc
-                raise
+            self._judge_all()
         elif self._judge_timer is None:
             self._judge_timer = asyncio.get_running_loop().call_later(JUDGE_EVERY_S, self._judge_due)
 
@@ -336,19 +331,23 @@ class Runner:
         self._judge_timer = None
         try:
             self._judge_all()
-        except BaseException as exc:  # noqa: BLE001 - re-raised by run()
-            self._judge_error = exc
+        except BaseException:  # noqa: BLE001 - kept in _judge_error, re-raised by run()
             for t in self._workers:
                 t.cancel()
 
     def _judge_all(self) -> None:
-        """Judge and record every waiting outcome, oldest first."""
+        """Judge and record every waiting outcome, oldest first.  An error (a bug) is kept in
+        _judge_error, so that run() raises it and does not judge again while it unwinds."""
         if self._judge_timer is not None:
             self._judge_timer.cancel()
             self._judge_timer = None
         waiting, self._waiting = self._waiting, []
-        for outcome in waiting:
-            self._record(outcome if isinstance(outcome, Result) else self._judge(*outcome))
+        try:
+            for outcome in waiting:
+                self._record(outcome if isinstance(outcome, Result) else self._judge(*outcome))
+        except BaseException as exc:
+            self._judge_error = exc
+            raise
 
     def _choose(self, item: WorkItem) -> PoolModel | None:
         """The item's model: its rotation slot; while that one cools down, a model no other slot of the
