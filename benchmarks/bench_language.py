@@ -224,18 +224,21 @@ def bodies_of(items, settings, pool: tuple[str, ...]) -> list[dict]:
     return out
 
 
-async def bare_loop(url: str, bodies: list[dict], conc: int, timeout_s: float = 120.0) -> tuple[int, int]:
-    """A plain httpx client with `conc` workers; returns (answers, completion tokens)."""
+async def bare_loop(urls: str | list[str], bodies: list[dict], conc: int,
+                    timeout_s: float = 120.0) -> tuple[int, int]:
+    """A plain httpx client with `conc` workers per URL, all taking the next body from one list (the ideal
+    share between several servers: a free worker never waits); returns (answers, completion tokens)."""
     import httpx
     import orjson
 
+    urls = [urls] if isinstance(urls, str) else list(urls)
     it = iter(bodies)
     done = tokens = 0
-    limits = httpx.Limits(max_connections=conc + 8, max_keepalive_connections=conc + 8)
-    target = f"{url}/v1/chat/completions"
+    n = conc * len(urls) + 8
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     headers = {"content-type": "application/json"}
 
-    async def worker(client):
+    async def worker(client, target):
         nonlocal done, tokens
         for body in it:
             r = await client.post(target, content=orjson.dumps(body), headers=headers)
@@ -248,32 +251,8 @@ async def bare_loop(url: str, bodies: list[dict], conc: int, timeout_s: float = 
             done += 1
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(conc)))
-    return done, tokens
-
-
-async def bare_loop_many(urls: list[str], bodies: list[dict], conc: int, timeout_s: float = 120.0) -> int:
-    """A plain httpx client with `conc` workers per URL, all taking the next body from one list."""
-    import httpx
-    import orjson
-
-    it = iter(bodies)
-    done = 0
-    headers = {"content-type": "application/json"}
-
-    async def worker(client, target):
-        nonlocal done
-        for body in it:
-            r = await client.post(target, content=orjson.dumps(body), headers=headers)
-            if r.status_code != 200:
-                raise RuntimeError(f"bare loop: HTTP {r.status_code}: {r.text[:200]}")
-            assert isinstance(orjson.loads(r.content)["choices"][0]["message"]["content"], str)
-            done += 1
-
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits) as client:
         await asyncio.gather(*(worker(client, f"{u}/v1/chat/completions") for u in urls for _ in range(conc)))
-    return done
+    return done, tokens
 
 
 async def raw_loop(url: str, bodies: list[dict], conc: int) -> int:
@@ -487,7 +466,7 @@ def bench_endpoints(args, res: dict, work_dir: Path) -> None:
         spec = BackendSpec(name="farm", type="openai", enabled=True, models=MODELS, endpoints=tuple(urls),
                            concurrency=c)
         cpu = lambda: sum(s.cpu() for s in servers)  # noqa: E731 - also reads each server's request count
-        asyncio.run(bare_loop_many(urls, bodies, c))  # warm-up
+        asyncio.run(bare_loop(urls, bodies, c))  # warm-up
         cases = {name: Case(name, c) for name in ("bare", "pipeline")}
         shares: dict[str, list[int]] = {}
         for r in range(args.repeats):
@@ -495,7 +474,7 @@ def bench_endpoints(args, res: dict, work_dir: Path) -> None:
                 gc.collect()
                 meter = Meter(cpu)
                 if name == "bare":
-                    got = asyncio.run(bare_loop_many(urls, bodies, c))
+                    got, _ = asyncio.run(bare_loop(urls, bodies, c))
                 else:
                     got = run_pipeline(domain, settings, [spec], n, work_dir, f"e{r}", settings.generation.seed)[
                         "requests"]
