@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import time
 
 import pytest
@@ -118,5 +119,10 @@ def test_a_judge_that_always_fails_ends_the_run_with_its_first_error(tmp_path, m
     monkeypatch.setattr(runner, "_judge", broken)
     with pytest.raises(RuntimeError, match=r"call 1$"):
         asyncio.run(runner.run(items))
-    assert len(ledger.attempts_frame()) >= 1   # the paid call's attempt row was committed
+    # the paid calls' attempt rows were committed: another connection (committed data only) sees them
+    other = sqlite3.connect(tmp_path / "staging" / "ledger.sqlite")
+    try:
+        assert other.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'").fetchone()[0] >= 1
+    finally:
+        other.close()
     ledger.close()
