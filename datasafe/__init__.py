@@ -7,6 +7,7 @@ one.  Before a dataset is replaced, the old one is kept as a timestamped backup 
 
 from __future__ import annotations
 
+import filecmp
 import fnmatch
 import os
 import re
@@ -66,10 +67,19 @@ def atomic_write_bytes(target: str | Path, data: bytes | Callable[[Path], None])
 
 
 def backup_file(path: str | Path, keep: int = KEEP_BACKUPS, now: datetime | None = None) -> Path | None:
-    """Copy an existing `path` to `<stem>.<UTC timestamp>.bak<suffix>` beside it; keep the newest `keep`."""
+    """Copy an existing `path` to `<stem>.<UTC timestamp>.bak<suffix>` beside it; keep the newest `keep`.
+
+    Only versions worth keeping take a place among the `keep`: an empty file is not backed up (and an
+    empty backup is removed first), nor a file identical to the newest backup (that one is returned),
+    so repeated or empty exports never push a real version out."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() or path.stat().st_size == 0:
         return None
+    for empty in (b for b in list_backups(path) if b.stat().st_size == 0):
+        empty.unlink(missing_ok=True)
+    existing = list_backups(path)
+    if existing and filecmp.cmp(path, existing[-1], shallow=False):
+        return existing[-1]
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
     backup = path.with_name(f"{path.stem}.{stamp}.bak{path.suffix}")
     atomic_write_bytes(backup, lambda tmp: shutil.copyfile(path, tmp))

@@ -22,6 +22,12 @@ EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with exact option names (no abbreviations), one-line errors and exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
@@ -30,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m language",
                      description="Generate the language training set by querying model servers, with "
                                  "crash-safe staging and exact resume.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
     def common(p, backends: bool):
@@ -51,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int, default=None, help="requests in flight per endpoint")
         p.add_argument("--no-export", action="store_true", help="stage only; do not write the dataset files")
 
+    def selection(p):
+        p.add_argument("--allow-fewer", action="store_true",
+                       help="write the export even when it holds fewer samples than the file it replaces "
+                            "(without it such an export stops with an error and changes nothing)")
+        p.add_argument("--only-types", default=None, metavar="TYPES",
+                       help="export only these comma-separated sample types (default: every accepted sample "
+                            "in staging, whatever run produced it)")
+        p.add_argument("--only-last-run", action="store_true",
+                       help="export only the items of the last generate (default: every accepted sample)")
+
     gen = sub.add_parser("generate", help="generate the remaining work and export")
     common(gen, True)
     gen.add_argument("--types", default=None, help="comma-separated sample types (default: all with a target)")
@@ -61,10 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--from-metrics", type=Path, default=None, metavar="METRICS_JSON",
                      help="build metrics_explanation prompts from the samples of a simulator dataset (e.g. "
                           "training/metrics_dataset.json) and keep only answers that agree with their labels")
+    selection(gen)
     retry = sub.add_parser("retry-failed", help="forget failed items and generate them again")
     common(retry, True)
+    selection(retry)
     common(sub.add_parser("status", help="completion per type, failures, model distribution"), False)
-    common(sub.add_parser("export", help="write the dataset JSON and chat JSONL from staging"), False)
+    export = sub.add_parser("export", help="write the dataset JSON and chat JSONL from every accepted sample "
+                                           "in staging")
+    common(export, False)
+    selection(export)
     common(sub.add_parser("restore", help="repair damaged outputs: the dataset from its newest intact backup, "
                                           "damaged staging shards from the ledger"), False)
     reset = sub.add_parser("reset", help="back up and remove the staging folder")
@@ -77,12 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _check_output_dir(args)
+        _check_selection(args)
         if args.command in ("generate", "retry-failed"):
             return _generate(args)
         return {"status": _status, "export": _export, "reset": _reset, "restore": _restore}[args.command](args)
     except LanguageError as exc:
         print(f"python -m language: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"python -m language: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
@@ -94,6 +119,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("monitoring-datafactory")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (`status | head -1`): stop without a message, as Unix tools do.
+    Python would report the pipe again when it flushes stdout at exit, so stdout goes to /dev/null."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # 128 + SIGPIPE, what a shell reports for a command a closed pipe ended
+
+
 def _load(args):
     from .domain import load_domain
     from .settings import load_settings
@@ -115,6 +160,19 @@ def _check_output_dir(args) -> None:
     problem = output_folder_problem(args.output_dir, files=OWNED_FILES, folders=(STAGING_NAME,))
     if problem:
         raise LanguageError(f"--output-dir: {problem}")
+
+
+def _check_selection(args) -> None:
+    from .domain import SAMPLE_TYPES
+
+    for t in _only_types(args) or ():
+        if t not in SAMPLE_TYPES:
+            raise LanguageError(f"--only-types: unknown sample type {t!r} (known: {', '.join(SAMPLE_TYPES)})")
+
+
+def _only_types(args) -> list[str] | None:
+    chosen = getattr(args, "only_types", None)
+    return None if chosen is None else [t.strip() for t in chosen.split(",") if t.strip()]
 
 
 def _staging(args) -> Path:
@@ -223,7 +281,8 @@ def _generate(args) -> int:
         previous = ledger.get_meta("config_hash")
         if previous is not None and previous != config_hash and not args.quiet:
             print(f"config changed since the last run ({previous} -> {config_hash}): finished items that still "
-                  "match are kept, the others are left out of the export (--fresh starts over)", file=sys.stderr)
+                  "match are kept; answers to prompts of the old config stay in staging and in the export "
+                  "(--only-last-run leaves them out, --fresh starts over)", file=sys.stderr)
         ledger.set_meta("config_hash", config_hash)
         if args.command == "retry-failed":
             n = ledger.forget(("failed",))
@@ -236,10 +295,8 @@ def _generate(args) -> int:
         ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in items)))
         session_id = f"{_stamp()}-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]}"
         dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard)
-        current_ids = {it.item_id for it in items}
-        for item_id, text in ledger.accepted_texts():
-            if item_id in current_ids:  # answers of an older config are not part of this dataset
-                dedup.add(item_id, text)
+        for item_id, text in ledger.accepted_texts():  # every accepted answer is exported, so none may repeat
+            dedup.add(item_id, text)
         if not args.quiet:
             pool = ", ".join(f"{s.name}/{m}" for s in specs for m in s.models)
             print(f"{len(items)} items ({len(items) - len(todo)} already finished, {len(todo)} to do) "
@@ -250,7 +307,7 @@ def _generate(args) -> int:
         if not args.quiet:
             reasons = "; ".join(f"{k} {v}" for k, v in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:5])
             print(f"accepted {stats.accepted}, rejected {stats.rejected}, failed {stats.failed} "
-                  f"({stats.calls} server calls)" + (f"; reasons: {reasons}" if reasons else ""), file=sys.stderr)
+                  f"({stats.calls} server calls)" + (f"; reasons: {reasons}" if reasons else ""))
         if not args.no_export:
             _write(args, ledger, domain, settings, config_hash, session_id, stats.accepted)
     finally:
@@ -309,9 +366,10 @@ async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet
 
 
 def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):
-    from .export import grounding_table, metadata, write_exports
+    from .export import grounding_table, metadata, select_samples, write_exports
 
-    samples = _current_samples(ledger)
+    samples = select_samples(ledger.samples(), types=_only_types(args),
+                             items=_last_run_items(ledger) if getattr(args, "only_last_run", False) else None)
     pool = sorted({m for m in samples["model"].to_list()}) if len(samples) else []
     meta = metadata(samples, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     session_id=session_id, config_hash=config_hash, new_samples=new_samples, model_pool=pool,
@@ -319,20 +377,15 @@ def _write(args, ledger, domain, settings, config_hash, session_id, new_samples)
                     questions_processed=len(ledger.finished_ids()),
                     grounding=grounding_table(ledger.results_frame()))
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    write_exports(args.output_dir, meta, samples, domain.system_prompt)
+    write_exports(args.output_dir, meta, samples, domain.system_prompt,
+                  allow_fewer=getattr(args, "allow_fewer", False))
     if not args.quiet:
         print(f"wrote {args.output_dir / 'language_dataset.json'} ({len(samples)} samples) and "
-              f"{args.output_dir / 'language_dataset.chat.jsonl'}", file=sys.stderr)
+              f"{args.output_dir / 'language_dataset.chat.jsonl'}")
 
 
-def _current_samples(ledger):
-    import polars as pl
-
-    samples = ledger.samples()
-    current = ledger.get_meta("current_items")
-    if current and len(samples):
-        samples = samples.filter(pl.col("item_id").is_in(current.split(",")))
-    return samples
+def _last_run_items(ledger) -> set[str]:
+    return set((ledger.get_meta("current_items") or "").split(",")) - {""}
 
 
 def _status(args) -> int:

@@ -14,6 +14,7 @@ from datasafe import atomic_path, backup_file, remove_stale_temps
 from datasafe.integrity import check_json_dataset
 
 from .domain import SAMPLE_TYPES
+from .errors import LanguageError
 
 DATASET_NAME = "language_dataset.json"
 CHAT_NAME = "language_dataset.chat.jsonl"
@@ -60,13 +61,38 @@ def grounding_table(results: pl.DataFrame) -> dict:
     return out
 
 
+def select_samples(samples: pl.DataFrame, *, types: list[str] | None = None,
+                   items: set[str] | None = None) -> pl.DataFrame:
+    """The accepted samples an export holds: all of them, or those of the given types and/or item ids."""
+    if types is not None and len(samples):
+        samples = samples.filter(pl.col("type").is_in(types))
+    if items is not None and len(samples):
+        samples = samples.filter(pl.col("item_id").is_in(sorted(items)))
+    return samples
+
+
+def samples_in(path: Path) -> int | None:
+    """How many samples the language dataset at `path` holds; None when it is missing or damaged."""
+    problem, document = check_json_dataset(path, "samples", "language dataset")
+    return None if problem else len(document["samples"])
+
+
 def check_language_dataset(path: Path) -> str | None:
     """None when `path` is a complete language dataset, else what is wrong."""
     return check_json_dataset(path, "samples", "language dataset")[0]
 
 
-def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_prompt: str) -> list[Path]:
-    """Write the dataset JSON and the chat JSONL; return the backups made (if any)."""
+def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_prompt: str, *,
+                  allow_fewer: bool = False) -> list[Path]:
+    """Write the dataset JSON and the chat JSONL; return the backups made (if any).
+
+    An export that would hold fewer samples than the intact dataset it replaces raises LanguageError
+    and writes nothing, unless `allow_fewer`: accepted answers are never dropped by accident."""
+    before = samples_in(output_dir / DATASET_NAME)
+    if before is not None and len(samples) < before and not allow_fewer:
+        raise LanguageError(f"export: {output_dir / DATASET_NAME} holds {before} samples and this export would "
+                            f"hold {len(samples)}; nothing was written (--allow-fewer replaces it anyway, "
+                            "keeping the old file as a backup)")
     rows = samples.select(*SAMPLE_FIELDS).to_dicts() if len(samples) else []
     dataset = orjson.dumps({"metadata": meta, "samples": rows}, option=orjson.OPT_INDENT_2)
     chat = b"".join(orjson.dumps({
