@@ -1,10 +1,13 @@
 """Grounded metrics explanations: prompts built from simulated samples, answers checked against labels.
 
-The simulator knows the truth of every sample (kind, which metrics moved); the prompt shows the
-snapshot the way operators see it (a table, a Splunk search result, a monitoring alert); the answer
-must name the labelled kind and a metric that moved and no other kind, or, for a normal sample, say
-it is healthy and name no incident.  Phrases come from data_config/anomaly_vocabulary.yaml; a phrase
-preceded by a negation ("no sign of a memory leak") does not count as naming it.
+The simulator knows the truth of every sample (its kind); the prompt shows the snapshot the way
+operators see it (a table, a Splunk search result, a monitoring alert); the answer is checked by
+language/verify.py against that truth and the sample's own data: it must assert the labelled kind
+(or, for a normal sample, say it is healthy and name no incident), name a metric that moved in this
+sample (measured on the snapshot and its window, see verify.py) and none that did not, and mention
+no other kind unless data_config/related_kinds.yaml makes it a consequence of the label.  Phrases
+come from data_config/anomaly_vocabulary.yaml, matched as whole words with negation scoped to its
+clause; a structured (JSON) answer is checked against verify.ANSWER_SCHEMA.
 
 The samples come from the simulator's JSON dataset (the snapshot only) or from its staging folder
 (`training/staging/`, checked against its manifest first): then each prompt also shows the host's
@@ -16,7 +19,6 @@ columns does not give the label away).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +31,10 @@ from datasafe.yamlcheck import Validator, read_yaml
 from .domain import DATA_DIR, MAX_FILE_BYTES, DomainContent
 from .errors import ConfigError, LanguageError
 from .items import AUDIENCE_LABELS, WorkItem, _hash
+from .verify import load_related_kinds, looks_structured, moved_metrics, sample_from_dict, verify_structured, \
+    verify_text, Sample
 
 VOCABULARY_FILE = "anomaly_vocabulary.yaml"
-NEGATIONS = {"no", "not", "without", "nor", "never", "none", "rule", "ruled", "isn't", "aren't", "wasn't",
-             "absence", "free"}
 FORMS = ("table", "splunk", "alert")
 SOURCE_STREAM = 12  # SeedSequence spawn key of the sample choice
 WINDOW_STEPS = 12   # points before a staged sample shown with it: one hour at the default 5 minutes
@@ -52,6 +54,7 @@ class Vocabulary:
     kinds: dict[str, tuple[str, ...]]
     metrics: dict[str, tuple[str, ...]]
     healthy: tuple[str, ...]
+    related: dict[str, tuple[str, ...]]  # kind -> the kinds it may drive (related_kinds.yaml)
 
 
 def load_vocabulary(data_dir: Path | None = None) -> Vocabulary:
@@ -73,37 +76,19 @@ def load_vocabulary(data_dir: Path | None = None) -> Vocabulary:
 
     return Vocabulary({k: phrases(kinds[k], f"kinds.{k}") for k in kinds},
                       {m: phrases(metrics[m], f"metrics.{m}") for m in metrics},
-                      phrases(root["healthy"], "healthy"))
-
-
-def _mentions(text: str, phrase: str) -> bool:
-    """`phrase` occurs as whole words, not right after a negation."""
-    for match in re.finditer(r"(?<![a-z0-9_])" + re.escape(phrase) + r"(?![a-z0-9_])", text):
-        clause = re.split(r"[.;:!?\n]", text[max(0, match.start() - 80):match.start()])[-1]
-        if not NEGATIONS & set(re.findall(r"[a-z']+", clause)[-8:]):
-            return True
-    return False
+                      phrases(root["healthy"], "healthy"), load_related_kinds(d))
 
 
 def grounding_check(text: str, label: str, moved: tuple[str, ...], vocab: Vocabulary) -> str | None:
-    """None when the answer agrees with the label, else the reason."""
-    low = text.lower()
-    named = {k for k, ps in vocab.kinds.items() if any(_mentions(low, p) for p in ps)}
-    if label == "normal":
-        if named:
-            return f"grounding: invents an incident ({sorted(named)[0]}) on a normal sample"
-        if not any(p in low for p in vocab.healthy):
-            return "grounding: does not say the normal sample is healthy"
-        return None
-    if label not in named:
-        return f"grounding: does not name the labelled kind {label}"
-    own = set(vocab.kinds[label])
-    others = {k for k in named - {label} if not set(vocab.kinds[k]) <= own}
-    if others:
-        return f"grounding: claims another kind ({sorted(others)[0]}) for a {label}"
-    if not any(_mentions(low, p) or p in low for m in moved for p in vocab.metrics.get(m, ())):
-        return f"grounding: names no metric that moved ({', '.join(moved)})"
-    return None
+    """None when the answer agrees with the label and the metrics that moved, else the reasons.
+
+    A structured answer (JSON) is checked against the schema, the label and `moved`; its cited
+    values need the sample's data (verify.verify_structured with the Sample)."""
+    if looks_structured(text):
+        result = verify_structured(text, Sample(label, {}), vocab, moved=moved)
+    else:
+        result = verify_text(text, label, moved, vocab)
+    return None if result.accepted else "grounding: " + "; ".join(result.reasons)
 
 
 def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
@@ -301,7 +286,7 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
     items = []
     for p_index, sample in enumerate(chosen):
         label = (sample.get("anomaly_type") or "normal") if sample["status"] == "anomaly" else "normal"
-        moved = ANOMALY_KINDS[label].affects if label in ANOMALY_KINDS else ()
+        moved = moved_metrics(sample_from_dict(sample, label))  # measured on this sample's data
         persona = domain.personalities[int(rng.integers(len(domain.personalities)))]
         style = domain.question_styles[int(rng.integers(len(domain.question_styles)))]
         prompt = (f"{_render(FORMS[int(rng.integers(len(FORMS)))], sample, rng)}\n\n"

@@ -25,7 +25,8 @@ VOCAB = load_vocabulary()
 
 
 @pytest.mark.parametrize("text, label, moved, ok", [
-    ("A GC storm: the heap sits at 97 % and GC time at 55 %.", "jvm_gc_storm", ("java_heap_usage",), True),
+    ("A GC storm: the heap sits at 97 % and GC time at 55 %.", "jvm_gc_storm", ("java_heap_usage", "java_gc_time"),
+     True),
     ("This is a memory leak; memory keeps growing.", "jvm_gc_storm", ("java_heap_usage",), False),
     ("A GC storm and also a disk full condition.", "jvm_gc_storm", ("java_heap_usage", "java_gc_time"), False),
     ("There was a short spike at noon.", "cpu_spike", ("cpu_usage", "load_average"), False),  # names no metric
@@ -69,7 +70,8 @@ def test_prompts_show_the_sample_and_include_normal_ones(metrics_json):
 
 
 def _truthful_and_confused(source, seed):
-    """A fake pair of models: alpha explains each sample correctly, beta always blames a memory leak."""
+    """A fake pair of models: alpha explains each sample from its data (the kind and a metric that moved;
+    when nothing moved in the data shown, it says so), beta always blames a memory leak."""
     items = metric_sample_items(source, 30, load_domain(), 2, 2, load_settings().fingerprint(), seed)
     truth = {it.prompt: it for it in items}
 
@@ -80,9 +82,13 @@ def _truthful_and_confused(source, seed):
                     "memory kill unless someone restarts the service and looks at the heap dump soon enough.")
         if item.label == "normal":
             return ("The host looks healthy: every reading is within the usual range for this kind of server, "
-                    "so no action is needed now beyond the regular checks on the dashboard tomorrow morning.")
+                    "so no action is needed now beyond the regular checks on the dashboard tomorrow morning "
+                    f"(prompt {abs(hash(item.prompt)) % 10**6}).")
         phrase = VOCAB.kinds[item.label][0]
-        metric = VOCAB.metrics[item.moved[0]][0]
+        if not item.moved:  # the data shows nothing: no truthful answer can ground the label
+            return (f"This is a {phrase}, though none of the readings shown makes that plain; look at the "
+                    f"host's history before acting on it (prompt {abs(hash(item.prompt)) % 10**6}).")
+        metric = item.moved[0]
         return (f"This is a {phrase}. The {metric} reading shows it clearly against the host's usual level; "
                 f"check the service logs from the start of the window, confirm the cause, and record what you "
                 f"changed in the incident ticket for prompt {abs(hash(item.prompt)) % 10**6}.")
@@ -106,8 +112,7 @@ def test_wrong_kinds_are_rejected_and_samples_join_back(tmp_path, config_dir, me
     for s in samples:
         truth = source[s["source_sample_id"]]
         assert s["label"] == (truth["anomaly_type"] if truth["status"] == "anomaly" else "normal")
-    agreement = data["metadata"]["grounding_agreement"]
-    assert agreement["alpha"]["rate"] == 1.0 and agreement["beta"]["rate"] < 0.5
+    _truthful_kept_confused_dropped(items, samples, data["metadata"]["grounding_agreement"])
     chat = [json.loads(line) for line in (tmp_path / "out" / "language_dataset.chat.jsonl").read_text().splitlines()]
     assert all(c["source_sample_id"] in source for c in chat)
 
@@ -268,19 +273,15 @@ def test_staged_samples_run_and_export_with_their_ids(tmp_path, config_dir, metr
     prompts = {it.source_sample_id: it.prompt for it in items}
     assert all(s["prompt"] == prompts[s["source_sample_id"]] for s in exported)  # each answer joins its sample
     assert all(s["label"] == (kinds[s["source_sample_id"]] or "normal") for s in exported)
-    assert data["metadata"]["grounding_agreement"]["alpha"]["rate"] == 1.0
+    _truthful_kept_confused_dropped(items, exported, data["metadata"]["grounding_agreement"])
 
 
-def test_traces_that_disagree_with_the_samples_are_refused(tmp_path, metrics_json):
-    """Checksums can be rewritten; the join's own check still sees a window whose last point is not the sample."""
-    from datasafe.integrity import file_record
-
-    staging = tmp_path / "staging"
-    shutil.copytree(metrics_json.parent / "staging", staging)
-    traces = staging / "traces-00000.parquet"
-    pl.read_parquet(traces).with_columns(pl.col("cpu_usage") + 1.0).write_parquet(traces)
-    manifest = json.loads((staging / "manifest.json").read_text())
-    manifest["files"]["traces-00000.parquet"] = file_record(traces)
-    (staging / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(LanguageError, match="traces and samples.parquet disagree at sample"):
-        metric_sample_items(staging, 5, load_domain(), 1, 1, "x", seed=3)
+def _truthful_kept_confused_dropped(items, exported, agreement):
+    """alpha is refused by the grounding check exactly on the samples whose data cannot ground their
+    label (an anomaly with no metric moved in what the prompt shows); beta is kept only on leaks."""
+    ungroundable = [it for it in items if it.label != "normal" and not it.moved]
+    asked_alpha = len(items) // 2
+    assert len(ungroundable) < asked_alpha / 2
+    assert agreement["alpha"]["checked"] - agreement["alpha"]["agreed"] == len(ungroundable) // 2
+    assert agreement["alpha"]["agreed"] > 0 and agreement["beta"]["rate"] < 0.5
+    assert all(s["label"] == "memory_leak" for s in exported if s["model"] == "beta")
