@@ -54,14 +54,16 @@ MOVED_Z = 4.0          # robust units the snapshot must deviate from its window'
 MIN_CONTEXT = 3        # window points before the snapshot needed to judge a metric by its window
 VALUE_TOLERANCE = 0.02  # a cited value may differ from the data by 2 % (or half the resolution)
 SEVERITIES = ("none", "low", "medium", "high", "critical")
-# The range of each metric over the simulator's normal samples: the 0.5 % and 99.5 % quantiles of
-# 3,200 normal samples (`python -m simulator --samples 4000 --seed 11`), rounded outwards.
-# tests/test_verify.py holds them against a fresh simulation.
+# The range of each metric over the simulator's normal samples: the 0.5 % and 99.5 % quantiles of the
+# 5,600 normal samples of three runs (`python -m simulator --samples N --seed S` for N, S = 4000, 11;
+# 1500, 17; 1500, 23), rounded outwards.  Hosts differ (a compute host may run at 90 % CPU), so a
+# range is wide and rule (b) catches only what no normal host shows; tests/test_verify.py holds the
+# ranges against a fresh simulation.
 NORMAL_RANGES: dict[str, tuple[float, float]] = {
-    "cpu_usage": (0.0, 64.0), "memory_usage": (7.0, 83.0), "disk_usage": (20.0, 69.0),
-    "load_average": (0.0, 24.5), "java_heap_usage": (30.0, 83.0), "java_gc_time": (0.0, 1.7),
-    "spectrum_active_jobs": (0.0, 1.0), "vemkd_process_count": (3.0, 9.0),
-    "network_in_mbps": (0.0, 395.0), "network_out_mbps": (0.0, 390.0), "network_latency_ms": (0.2, 1.95),
+    "cpu_usage": (0.0, 92.5), "memory_usage": (8.0, 83.0), "disk_usage": (20.0, 73.0),
+    "load_average": (0.0, 24.5), "java_heap_usage": (29.0, 83.0), "java_gc_time": (0.0, 1.6),
+    "spectrum_active_jobs": (0.0, 2.0), "vemkd_process_count": (3.0, 9.0),
+    "network_in_mbps": (0.0, 425.0), "network_out_mbps": (0.0, 390.0), "network_latency_ms": (0.18, 1.9),
 }
 
 
@@ -342,7 +344,7 @@ def verify_structured(answer: str | Mapping, sample: Sample, vocab: Vocabulary,
     for i, e in enumerate(answer["evidence"] if sample.snapshot else ()):
         reasons += _evidence_problems(i, e, sample)
     kinds = _kind_claims(_clauses(answer["explanation"]), vocab)
-    own = {verdict, *vocab.related.get(verdict, ()), *vocab.related.get(label, ())}
+    own = {verdict, label, *vocab.related.get(verdict, ()), *vocab.related.get(label, ())}
     stray = sorted(k for k, state in kinds.items() if state in ("asserted", "hedged") and k not in own)
     if stray:
         reasons.append(f"the explanation claims {stray[0]}, the verdict is {verdict}")
@@ -422,7 +424,7 @@ STEADY = re.compile(r"\b(unchanged|unaffected|steady|stable|flat)\b|\b(is|are|wa
                     r"|looks?|seems?|holds?|held)\s+(\w+\s+)?(normal|fine|ok|okay|healthy|quiet|as expected"
                     r"|within (the )?normal( range)?|where it was|as usual)\b")
 # a clause of advice ("check the heap", "look at the disk") names what to inspect, not what moved
-ADVICE = re.compile(r"^(then |first |next |also |and )?(check|look|verify|confirm|inspect|review|restart|compare|watch"
+ADVICE = re.compile(r"^(then |first |next |also |and )?(check|look|verify|confirm|inspect|review|restart|compare|watch|escalate"
                     r"|monitor|capture|take|collect|run|open|see|keep|make sure|consider|dump)\b"
                     r"|\b(check|inspect|look at|verify|review)\b")
 HEALTHY_MORE = ("fine", "all good", "all clear", "nothing needs attention", "nothing to do", "no action needed",
@@ -440,6 +442,7 @@ TOKEN = re.compile(r"[a-z0-9_]+(?:[-'][a-z0-9_]+)*")
 class _Clause:
     text: str          # lower case, normalised
     question: bool     # part of a question: no claim
+    advice: bool       # part of a sentence of advice ("Check the disk and the network"): names no movement
     negated_from: int  # tokens from this index on are under a negation carried from the clause before
 
 
@@ -461,6 +464,7 @@ def _clauses(text: str) -> list[_Clause]:
         if not sentence.strip():
             continue
         question = "?" in end
+        advice = bool(ADVICE.match(sentence.strip()))
         for part in re.split(r"[;:()\[\]]|\s[-\u2013\u2014]+\s|\u2014", sentence):
             part = re.sub(r"\b(" + "|".join(BREAKERS) + r")\b", r"|\1", part)
             part = re.sub(r"\band (?=(" + "|".join(RESTARTS) + r")\b)", "|", part)
@@ -470,9 +474,9 @@ def _clauses(text: str) -> list[_Clause]:
                     if not piece.strip():
                         continue
                     words = TOKEN.findall(piece)
-                    carried = (j > 0 and prev_negated and len(words) <= 4
+                    carried = (j > 0 and prev_negated and len(words) <= 6
                                and not any(w in COPULAS or w in RESTARTS or "'" in w for w in words))
-                    out.append(_Clause(piece.strip(), question, 0 if carried else 10**6))
+                    out.append(_Clause(piece.strip(), question, advice, 0 if carried else 10**6))
                     prev_negated = _has_negator(words) or carried
                 prev_negated = False
     return out
@@ -547,7 +551,7 @@ def _metric_claims(clauses: list[_Clause], vocab: Vocabulary,
         if clause.question:
             continue
         taken = list(kind_spans.get(ci, []))
-        if ADVICE.search(clause.text):
+        if clause.advice or ADVICE.search(clause.text):
             continue
         steady = bool(STEADY.search(clause.text))
         for phrase in ordered:
@@ -634,8 +638,11 @@ def verify_text(text: str, label: str, moved: tuple[str, ...], vocab: Vocabulary
     return _result(reasons)
 
 
-def verify_answer(text: str, sample: Sample, vocab: Vocabulary) -> Result:
-    """A structured (JSON) or free-text answer about `sample`, verified against its data."""
-    if looks_structured(text):
+def verify_answer(text: str, sample: Sample, vocab: Vocabulary, structured: bool | None = None) -> Result:
+    """A structured (JSON) or free-text answer about `sample`, verified against its data.
+
+    `structured`: the answer was asked for as JSON (True: anything else is a rejection), as free
+    text (False), or either (None: JSON when it looks like JSON)."""
+    if structured or (structured is None and looks_structured(text)):
         return verify_structured(text, sample, vocab)
     return verify_text(text, sample.label, moved_metrics(sample), vocab)
