@@ -434,6 +434,7 @@ UNHEALTHY = ("unhealthy", "abnormal", "anomalous", "anomaly", "incident", "degra
              "critical", "urgent", "needs attention", "need attention", "requires attention", "paging",
              "escalate", "problem", "issue", "wrong", "at risk", "investigate", "page on-call", "page the on-call",
              "wake the on-call", "act now")
+HEDGE_RE = re.compile(r"\b(" + "|".join(re.escape(h) for h in HEDGES) + r")\b")
 COPULAS = ("is", "was", "are", "were", "seems", "appears", "looks", "be")
 TOKEN = re.compile(r"[a-z0-9_]+(?:[-'][a-z0-9_]+)*")
 
@@ -487,8 +488,19 @@ def _has_negator(words: list[str]) -> bool:
 
 
 def _phrase_spans(text: str, phrase: str) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in
-            re.finditer(r"(?<![a-z0-9_'-])" + re.escape(phrase) + r"(?![a-z0-9_]|-[a-z0-9])", text)]
+    """Where `phrase` occurs in `text` as whole words."""
+    if phrase not in text:
+        return []
+    return [(m.start(), m.end()) for m in _phrase_pattern(phrase).finditer(text)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _phrase_pattern(phrase: str) -> re.Pattern:
+    return re.compile(r"(?<![a-z0-9_'-])" + re.escape(phrase) + r"(?![a-z0-9_]|-[a-z0-9])")
+
+
+def _hedged(text: str) -> bool:
+    return bool(HEDGE_RE.search(text))
 
 
 def _state(clause: _Clause, start: int, end: int) -> str:
@@ -501,7 +513,7 @@ def _state(clause: _Clause, start: int, end: int) -> str:
             or (after[:1] and after[0] in COPULAS and _has_negator(after[1:4]))
             or (after[:1] == ["ruled"]) or "unlikely" in after[:3] or "excluded" in after[:3]):
         return "negated"
-    if any(re.search(r"\b" + re.escape(h) + r"\b", clause.text) for h in HEDGES):
+    if _hedged(clause.text):
         return "hedged"
     return "asserted"
 
@@ -582,8 +594,7 @@ def _health_claims(clauses: list[_Clause], vocab: Vocabulary) -> tuple[bool, boo
                     continue
                 taken.append((s, e))
                 state = _state(clause, s, e) if not phrase.startswith(("no ", "nothing ")) else (
-                    "hedged" if any(re.search(r"\b" + re.escape(h) + r"\b", clause.text) for h in HEDGES)
-                    else "asserted")
+                    "hedged" if _hedged(clause.text) else "asserted")
                 healthy |= state == "asserted"
                 unhealthy |= state == "negated"
                 hedged |= state == "hedged"

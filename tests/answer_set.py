@@ -26,6 +26,7 @@ class Case:
     category: str
     accept: bool         # the expected decision
     issue: bool          # one of the cases of issue 16's "Why"
+    heldout: bool        # written after the verifier and not used to tune it
 
 
 def load_cases(path: Path = ANSWER_SET) -> list[Case]:
@@ -47,7 +48,7 @@ def load_cases(path: Path = ANSWER_SET) -> list[Case]:
             text, structured = orjson.dumps(a["structured"]).decode(), True
         assert a["expect"] in ("accept", "reject"), a["id"]
         cases.append(Case(a["id"], samples[a["sample"]], text, structured, a["category"], a["expect"] == "accept",
-                          bool(a.get("issue"))))
+                          bool(a.get("issue")), bool(a.get("heldout"))))
     assert len({c.id for c in cases}) == len(cases), "answer ids repeat"
     return cases
 
