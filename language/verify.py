@@ -434,6 +434,9 @@ UNHEALTHY = ("unhealthy", "abnormal", "anomalous", "anomaly", "incident", "degra
              "critical", "urgent", "needs attention", "need attention", "requires attention", "paging",
              "escalate", "problem", "issue", "wrong", "at risk", "investigate", "page on-call", "page the on-call",
              "wake the on-call", "act now")
+NOT_NEGATIONS_RE = re.compile(r"\b(" + "|".join(re.escape(i) for i in NOT_NEGATIONS) + r")\b")
+BREAKERS_RE = re.compile(r"\b(" + "|".join(BREAKERS) + r")\b")
+RESTART_RE = re.compile(r"\band (?=(" + "|".join(RESTARTS) + r")\b)")
 HEDGE_RE = re.compile(r"\b(" + "|".join(re.escape(h) for h in HEDGES) + r")\b")
 COPULAS = ("is", "was", "are", "were", "seems", "appears", "looks", "be")
 TOKEN = re.compile(r"[a-z0-9_]+(?:[-'][a-z0-9_]+)*")
@@ -444,14 +447,13 @@ class _Clause:
     text: str          # lower case, normalised
     question: bool     # part of a question: no claim
     advice: bool       # part of a sentence of advice ("Check the disk and the network"): names no movement
-    negated_from: int  # tokens from this index on are under a negation carried from the clause before
+    carried_negation: bool  # a list item after a negated clause ("no leak, disk full or GC storm")
 
 
 def _normalise(text: str) -> str:
+    """Lower case, plain quotes, no markdown marks, and the idioms that look like negations replaced."""
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    text = re.sub(r"[*`#>|]+", " ", text)
-    for idiom in NOT_NEGATIONS:
-        text = re.sub(r"\b" + re.escape(idiom) + r"\b", " assuredly ", text)
+    text = NOT_NEGATIONS_RE.sub(" assuredly ", re.sub(r"[*`#>|]+", " ", text))
     return re.sub(r"[ \t]+", " ", text)
 
 
@@ -467,8 +469,7 @@ def _clauses(text: str) -> list[_Clause]:
         question = "?" in end
         advice = bool(ADVICE.match(sentence.strip()))
         for part in re.split(r"[;:()\[\]]|\s[-\u2013\u2014]+\s|\u2014", sentence):
-            part = re.sub(r"\b(" + "|".join(BREAKERS) + r")\b", r"|\1", part)
-            part = re.sub(r"\band (?=(" + "|".join(RESTARTS) + r")\b)", "|", part)
+            part = RESTART_RE.sub("|", BREAKERS_RE.sub(r"|\1", part))
             prev_negated = False
             for seg in re.split(r"\|", part):
                 for j, piece in enumerate(seg.split(",")):
@@ -477,7 +478,7 @@ def _clauses(text: str) -> list[_Clause]:
                     words = TOKEN.findall(piece)
                     carried = (j > 0 and prev_negated and len(words) <= 6
                                and not any(w in COPULAS or w in RESTARTS or "'" in w for w in words))
-                    out.append(_Clause(piece.strip(), question, advice, 0 if carried else 10**6))
+                    out.append(_Clause(piece.strip(), question, advice, carried))
                     prev_negated = _has_negator(words) or carried
                 prev_negated = False
     return out
@@ -509,7 +510,7 @@ def _state(clause: _Clause, start: int, end: int) -> str:
     after = TOKEN.findall(clause.text[end:])
     if clause.question:
         return "hedged"
-    if (_has_negator(before) or clause.negated_from == 0
+    if (_has_negator(before) or clause.carried_negation
             or (after[:1] and after[0] in COPULAS and _has_negator(after[1:4]))
             or (after[:1] == ["ruled"]) or "unlikely" in after[:3] or "excluded" in after[:3]):
         return "negated"
@@ -550,21 +551,20 @@ def _retractions(clauses: list[_Clause], vocab: Vocabulary, found: dict[str, str
 
 
 def _metric_claims(clauses: list[_Clause], vocab: Vocabulary,
-                   kind_spans: dict[int, list[tuple[int, int]]]) -> tuple[set[frozenset], set[frozenset]]:
-    """(metric sets claimed to move, metric sets mentioned in any way): each mention outside a kind
-    phrase is the set of metrics its phrase may name ("network" is in and out)."""
+                   kind_spans: dict[int, list[tuple[int, int]]]) -> set[frozenset]:
+    """The metrics the answer says moved: per mention outside a kind phrase, outside questions and
+    advice, not called steady and not negated ("no vemkd processes" is a drop, so it counts), the set
+    of metrics its phrase may name ("network" is in and out)."""
     by_phrase: dict[str, set[str]] = {}
     for m, ps in vocab.metrics.items():
         for p in ps:
             by_phrase.setdefault(p, set()).add(m)
     ordered = sorted(by_phrase, key=len, reverse=True)
-    claimed, mentioned = set(), set()
+    claimed = set()
     for ci, clause in enumerate(clauses):
-        if clause.question:
+        if clause.question or clause.advice or ADVICE.search(clause.text):
             continue
         taken = list(kind_spans.get(ci, []))
-        if clause.advice or ADVICE.search(clause.text):
-            continue
         steady = bool(STEADY.search(clause.text))
         for phrase in ordered:
             for s, e in _phrase_spans(clause.text, phrase):
@@ -572,12 +572,11 @@ def _metric_claims(clauses: list[_Clause], vocab: Vocabulary,
                     continue
                 taken.append((s, e))
                 names = frozenset(by_phrase[phrase])
-                mentioned.add(names)
                 state = _state(clause, s, e)
                 dropped = TOKEN.findall(clause.text[:s])[-1:] in (["no"], ["zero"])  # "no vemkd processes"
                 if not steady and (state != "negated" or dropped):
                     claimed.add(names)
-    return claimed, mentioned
+    return claimed
 
 
 def _health_claims(clauses: list[_Clause], vocab: Vocabulary) -> tuple[bool, bool, bool]:
@@ -637,7 +636,7 @@ def verify_text(text: str, label: str, moved: tuple[str, ...], vocab: Vocabulary
     others = sorted((asserted | hedged) - {label} - related)
     if others:
         reasons.append(f"claims another kind ({others[0]}) for a {label}")
-    claimed, mentioned = _metric_claims(clauses, vocab, spans)
+    claimed = _metric_claims(clauses, vocab, spans)
     if not moved:
         reasons.append(f"no metric moved in this sample's data: the {label} label cannot be grounded")
     else:

@@ -67,7 +67,7 @@ def test_a_broken_verifier_falls_below_the_bar(monkeypatch, breakage):
         monkeypatch.setattr(verify, "_phrase_spans", _substring_phrases)
     elif breakage == "negation without clause scope":
         monkeypatch.setattr(verify, "_clauses",
-                            lambda text: [verify._Clause(verify._normalise(text), False, False, 10**6)])
+                            lambda text: [verify._Clause(verify._normalise(text), False, False, False)])
     elif breakage == "kinds read as metrics":
         original = verify._metric_claims
         monkeypatch.setattr(verify, "_metric_claims", lambda clauses, vocab, spans: original(clauses, vocab, {}))
