@@ -19,6 +19,7 @@ COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
 STAGING_NAME = "language_staging"
 MAX_COUNT = 10**8  # prompts per type, as for the targets in models.yaml
 EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
+EXIT_BUDGET = 4   # --max-cost or --max-tokens-total stopped the run; generate again to finish the rest
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="environment variable holding the API key for --endpoint servers")
         p.add_argument("--concurrency", type=int, default=None, help="requests in flight per endpoint")
         p.add_argument("--no-export", action="store_true", help="stage only; do not write the dataset files")
+        p.add_argument("--max-cost", type=float, default=None, metavar="AMOUNT",
+                       help="this run's budget in the currency of the prices in models.yaml: no call is issued "
+                            f"that could cross it; the run stops with exit status {EXIT_BUDGET} and resumes later")
+        p.add_argument("--max-tokens-total", type=int, default=None, metavar="N",
+                       help="this run's budget in tokens (prompt + answer, all calls), like --max-cost")
 
     gen = sub.add_parser("generate", help="generate the remaining work and export")
     common(gen, True)
@@ -186,6 +192,7 @@ def _targets(args, settings) -> dict[str, int]:
 def _generate(args) -> int:
     from .ledger import Ledger
     from .quality import DuplicateIndex
+    from .usage import Budget
 
     domain, settings = _load(args)
     staging = _staging(args)
@@ -193,6 +200,7 @@ def _generate(args) -> int:
     seed = settings.generation.seed if getattr(args, "seed", None) is None else args.seed
     if not 0 <= seed < 2**63:
         raise LanguageError(f"--seed: must be between 0 and 2^63-1, got {seed}")
+    budget = Budget.from_options(args.max_cost, args.max_tokens_total)
     retry = args.command == "retry-failed"
     if retry and not (staging / "ledger.sqlite").is_file():
         raise LanguageError(f"retry-failed: no earlier generate in {staging}")
@@ -245,7 +253,7 @@ def _generate(args) -> int:
             print(f"{len(items)} items ({len(items) - len(todo)} already finished, {len(todo)} to do) "
                   f"on {pool}", file=sys.stderr)
         stats = asyncio.run(_run(settings, backends, ledger, dedup, session_id, batch, todo, args.quiet,
-                                 vocabulary))
+                                 vocabulary, budget))
         ledger.flush_shards(force=True)
         if not args.quiet:
             reasons = "; ".join(f"{k} {v}" for k, v in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:5])
@@ -255,6 +263,10 @@ def _generate(args) -> int:
             _write(args, ledger, domain, settings, config_hash, session_id, stats.accepted)
     finally:
         ledger.close()
+    if stats.stopped:
+        print(f"python -m language: budget reached: {stats.stopped}; the items not asked are left for the next "
+              "generate", file=sys.stderr)
+        return EXIT_BUDGET
     if stats.failed:
         if not args.quiet:
             print(f"{stats.failed} items failed (see `python -m language status`); "
@@ -291,7 +303,7 @@ def _work(args, domain, settings, specs, seed, ledger):
     return targets, seed, from_metrics, items, vocabulary, backends
 
 
-async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet, vocabulary=None):
+async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet, vocabulary=None, budget=None):
     from .scheduler import Runner
 
     progress = _Progress(quiet, len(todo))
@@ -301,7 +313,8 @@ async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet
             await b.start()
             started.append(b)
         with progress:
-            runner = Runner(settings, backends, ledger, dedup, session_id, batch, progress.advance, vocabulary)
+            runner = Runner(settings, backends, ledger, dedup, session_id, batch, progress.advance, vocabulary,
+                            budget)
             return await runner.run(todo)
     finally:
         for b in started:
@@ -310,6 +323,7 @@ async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet
 
 def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):
     from .export import grounding_table, metadata, write_exports
+    from .usage import Prices, usage_summary
 
     samples = _current_samples(ledger)
     pool = sorted({m for m in samples["model"].to_list()}) if len(samples) else []
@@ -317,7 +331,8 @@ def _write(args, ledger, domain, settings, config_hash, session_id, new_samples)
                     session_id=session_id, config_hash=config_hash, new_samples=new_samples, model_pool=pool,
                     swap_interval=settings.rotation.swap_interval,
                     questions_processed=len(ledger.finished_ids()),
-                    grounding=grounding_table(ledger.results_frame()))
+                    grounding=grounding_table(ledger.results_frame()),
+                    usage=usage_summary(ledger.token_totals(), Prices.of_settings(settings)))
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_exports(args.output_dir, meta, samples, domain.system_prompt)
     if not args.quiet:
@@ -372,6 +387,13 @@ def _status(args) -> int:
             if len(bad):
                 print("\nrejections and failures (most frequent first):")
                 print(_text_table(bad))
+        from .usage import status_usage
+        usage, notes = status_usage(ledger, None if args.config_dir is None else args.config_dir / "models.yaml")
+        if len(usage):
+            print("\ntokens and cost per model (every call in this staging, at the prices in models.yaml):")
+            print(_text_table(usage))
+        if notes:
+            print("\n" + "\n".join(notes))
         if current:
             print(f"\n{len(current - set(results['item_id'].to_list()) if len(results) else current)} of "
                   f"{len(current)} items of the last generate still to do")
