@@ -52,10 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int, default=None, help="requests in flight per endpoint")
         p.add_argument("--no-export", action="store_true", help="stage only; do not write the dataset files")
         p.add_argument("--max-cost", type=float, default=None, metavar="AMOUNT",
-                       help="this run's budget in the currency of the prices in models.yaml: no call is issued "
-                            f"that could cross it; the run stops with exit status {EXIT_BUDGET} and resumes later")
+                       help="budget of this run (not of earlier ones; `status` shows what the staging used) in "
+                            "the currency of the prices in models.yaml: no call is issued that could cross it; "
+                            f"the run then finishes the calls in flight and exits with status {EXIT_BUDGET}, and a "
+                            "later generate does the rest")
         p.add_argument("--max-tokens-total", type=int, default=None, metavar="N",
-                       help="this run's budget in tokens (prompt + answer, all calls), like --max-cost")
+                       help="budget of this run in tokens (prompt and answer, all calls), like --max-cost")
 
     gen = sub.add_parser("generate", help="generate the remaining work and export")
     common(gen, True)
@@ -192,7 +194,7 @@ def _targets(args, settings) -> dict[str, int]:
 def _generate(args) -> int:
     from .ledger import Ledger
     from .quality import DuplicateIndex
-    from .usage import Budget
+    from .usage import Budget, Prices
 
     domain, settings = _load(args)
     staging = _staging(args)
@@ -200,7 +202,8 @@ def _generate(args) -> int:
     seed = settings.generation.seed if getattr(args, "seed", None) is None else args.seed
     if not 0 <= seed < 2**63:
         raise LanguageError(f"--seed: must be between 0 and 2^63-1, got {seed}")
-    budget = Budget.from_options(args.max_cost, args.max_tokens_total)
+    budget = Budget.from_options(args.max_cost, args.max_tokens_total, Prices.of_settings(settings, specs),
+                                 [(s.name, m) for s in specs for m in s.models])
     retry = args.command == "retry-failed"
     if retry and not (staging / "ledger.sqlite").is_file():
         raise LanguageError(f"retry-failed: no earlier generate in {staging}")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .backends.base import CHARS_PER_TOKEN
 from .errors import LanguageError
 from .settings import Settings
 
@@ -82,7 +83,7 @@ def usage_summary(totals: pl.DataFrame, prices: Prices) -> dict:
     total = entry(*(table[c].sum() for c in columns))
     return {"currency": prices.currency, "models": models, "total": total,
             "note": "tokens as the servers reported them (estimated_calls: calls whose counts were estimated at "
-                    "4 characters per token); cost from the prices in models.yaml per million tokens"}
+                    f"{CHARS_PER_TOKEN} characters per token); cost from the prices in models.yaml per million tokens"}
 
 
 @dataclass
@@ -98,10 +99,17 @@ class Budget:
     stopped: str | None = field(default=None)   # why the run stopped issuing calls
 
     @classmethod
-    def from_options(cls, max_cost: float | None, max_tokens_total: int | None) -> Budget | None:
-        """The budget of --max-cost and --max-tokens-total (None when neither is given)."""
+    def from_options(cls, max_cost: float | None, max_tokens_total: int | None, prices: Prices,
+                     pool: list[tuple[str, str]]) -> Budget | None:
+        """The budget of --max-cost and --max-tokens-total (None when neither is given) for a run on the
+        (backend, model) pairs of `pool`.  A cost budget needs a price for at least one of them: else
+        no call would count against it."""
         if max_cost is not None and not (max_cost >= 0 and max_cost != float("inf")):
             raise LanguageError(f"--max-cost: must be a finite amount of at least 0, got {max_cost}")
+        if max_cost is not None and not any(prices.of(b, m) != (0.0, 0.0) for b, m in pool):
+            raise LanguageError(f"--max-cost: no model of this run has a price in models.yaml "
+                                f"({', '.join(f'{b}/{m}' for b, m in pool)}), so nothing would count against it; "
+                                "add prices or use --max-tokens-total")
         if max_tokens_total is not None and max_tokens_total < 0:
             raise LanguageError(f"--max-tokens-total: must be at least 0, got {max_tokens_total}")
         if max_cost is None and max_tokens_total is None:

@@ -198,13 +198,17 @@ def test_a_budget_below_one_call_makes_no_call_and_marks_nothing(tmp_path, confi
     assert code == EXIT_BUDGET and _results(tmp_path) == []
 
 
-@pytest.mark.parametrize("option, value", [("--max-cost", "-1"), ("--max-cost", "nan"), ("--max-cost", "inf"),
-                                           ("--max-tokens-total", "-5")])
-def test_a_bad_budget_is_a_one_line_error_before_anything_is_touched(tmp_path, config_dir, capsys, option, value):
+@pytest.mark.parametrize("option, value, problem", [
+    ("--max-cost", "-1", "at least 0"), ("--max-cost", "nan", "finite"), ("--max-cost", "inf", "finite"),
+    ("--max-tokens-total", "-5", "at least 0"),
+    ("--max-cost", "5", "no model of this run has a price"),   # alpha has none: nothing would count
+])
+def test_a_bad_budget_is_a_one_line_error_before_anything_is_touched(tmp_path, config_dir, capsys, option, value,
+                                                                     problem):
     code = main(["generate", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"),
                  "--endpoint", "openai=http://127.0.0.1:9", "--models", "alpha", option, value])
     err = capsys.readouterr().err
-    assert code == 2 and option in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and option in err and problem in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "language_staging").exists()
 
 
