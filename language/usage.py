@@ -6,11 +6,10 @@ backend and model, in models.yaml (0 where none is given, as for local models); 
 computed from the current prices, so a corrected price corrects every figure shown.
 
 A Budget (`--max-cost`, `--max-tokens-total`) covers one run.  Before each call the scheduler asks
-whether the call could cross it: the tokens and cost of the answers so far, plus what the calls in
-flight may still use, plus the most this call may use (its prompt at one token per
-BUDGET_BYTES_PER_TOKEN bytes plus CHAT_OVERHEAD_TOKENS, and max_tokens of answer).  A byte-level BPE
-token covers at least one byte and English averages about four, so two per token overestimates
-prompts by about half: the run stops early rather than late.
+whether the call could cross it: the tokens and cost of the calls so far, plus what is held for the
+calls in flight, plus the most this call may use (its prompt at one token per BUDGET_BYTES_PER_TOKEN
+bytes plus CHAT_OVERHEAD_TOKENS, and max_tokens of answer).  English averages about four bytes per
+token, so the estimate counts about twice an English prompt's tokens: a run stops early, not late.
 """
 
 from __future__ import annotations
