@@ -27,7 +27,8 @@ from simulator.config import DEFAULT_CONFIG_PATH
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = "metrics_dataset.json"
 SMALL = ["--samples", "300", "--quiet"]
-STAGING_FIXED = {"events.parquet", "samples.parquet", "manifest.json"}
+STAGING_ONE_BLOCK = {"manifest.json", "traces/traces-00000.parquet", "labels/labels-00000.parquet",
+                     "events/events-00000.parquet", "samples/samples-00000.parquet"}
 OLD_MTIME_NS = 1_600_000_000_000_000_000  # 2020: any rewrite of a file would move its mtime
 
 
@@ -276,23 +277,26 @@ def test_counts_in_metadata_match_the_samples(small_run):
     assert sum(n > 0 for n in by_kind.values()) >= 4  # the kinds are mixed, not all one kind
 
 
+def staging_files(staging: Path) -> set[str]:
+    return {p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()}
+
+
 def test_staging_holds_the_runs_parquet_and_manifest(small_run, config):
     out, data = small_run
     staging = out / "staging"
-    names = {p.name for p in staging.iterdir()}
-    assert names == STAGING_FIXED | {"traces-00000.parquet", "labels-00000.parquet"}  # 6 hosts: one block
+    assert staging_files(staging) == STAGING_ONE_BLOCK  # 6 hosts: one block
     hosts = math.ceil(300 / config.simulation.samples_per_host)
     steps = round(config.simulation.trace_days * 86400 / config.simulation.interval_s)
-    traces = pl.read_parquet(staging / "traces-00000.parquet")
+    traces = pl.read_parquet(staging / "traces" / "traces-00000.parquet")
     assert traces.columns[:3] == ["host", "step", "timestamp"] and tuple(traces.columns[3:]) == simulator.METRICS
     assert len(traces) == hosts * steps
-    labels = pl.read_parquet(staging / "labels-00000.parquet")
-    events = pl.read_parquet(staging / "events.parquet")
+    labels = pl.read_parquet(staging / "labels" / "*.parquet")
+    events = pl.read_parquet(staging / "events" / "*.parquet")
     assert set(labels.columns) == {"host", "step", "metric", "event_id"}
     assert len(events) == data["metadata"]["generation_stats"]["anomaly_samples"]
     assert set(labels["event_id"].unique().to_list()) <= set(events["event_id"].to_list())
     assert len(labels) > 0
-    samples = pl.read_parquet(staging / "samples.parquet")
+    samples = pl.read_parquet(staging / "samples" / "*.parquet")
     assert sorted(samples["id"].to_list()) == sorted(s["id"] for s in data["training_samples"])
     manifest = json.loads((staging / "manifest.json").read_bytes())
     assert manifest["total_samples"] == 300 and manifest["hosts"] == hosts
@@ -304,8 +308,7 @@ def test_a_new_run_replaces_the_staging_of_the_last(tmp_path):
     make_previous_outputs(out)
     (out / "staging" / "traces-00007.parquet").write_bytes(b"stale block of a bigger run")
     assert run([*SMALL, "--output-dir", out])[0] == 0
-    assert {p.name for p in (out / "staging").iterdir()} == \
-        STAGING_FIXED | {"traces-00000.parquet", "labels-00000.parquet"}
+    assert staging_files(out / "staging") == STAGING_ONE_BLOCK
     assert json.loads((out / "staging" / "manifest.json").read_bytes())["total_samples"] == 300
 
 
@@ -377,7 +380,7 @@ def test_worker_count_does_not_change_the_output(tmp_path):
         out = tmp_path / f"w{workers}"
         assert run([*SMALL, "--workers", workers, "--output-dir", out])[0] == 0
         datasets.append(training_part((out / DATASET).read_bytes()))
-        events.append(pl.read_parquet(out / "staging" / "events.parquet"))
+        events.append(pl.read_parquet(out / "staging" / "events" / "*.parquet"))
     assert datasets[0] == datasets[1]
     assert events[0].equals(events[1])
 
