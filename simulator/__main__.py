@@ -352,15 +352,22 @@ def _traces(args) -> int:
                              "use fewer --hosts or --steps")
     if sharded:
         return _sharded_traces(args)
+    from .api import _checked_seed
+    from .config import load_config
+    from .staging import CSV_TIME_FORMAT, events_csv, events_table, file_metadata
+
+    config = load_config(args.config)
+    seed = _checked_seed(config, args.seed)
+    interval = config.simulation.interval_s if args.interval_s is None else args.interval_s
     events_path = _events_path(args.output)
     rows, all_events = 0, []
     with _progress(args.quiet, "simulating hosts") as progress, atomic_path(args.output) as tmp:
-        blocks = iter_traces(args.hosts, args.steps, config=args.config, seed=args.seed, anomalies=args.anomalies,
+        blocks = iter_traces(args.hosts, args.steps, config=config, seed=seed, anomalies=args.anomalies,
                              interval_s=args.interval_s, workers=args.workers, progress=progress)
         if suffix == ".csv":
             with open(tmp, "wb") as f:
                 for i, (df, ev) in enumerate(blocks):
-                    _csv_rows(df).write_csv(f, include_header=i == 0, datetime_format="%Y-%m-%d %H:%M:%S")
+                    _csv_rows(df).write_csv(f, include_header=i == 0, datetime_format=CSV_TIME_FORMAT)
                     rows += len(df)
                     all_events.append(ev)
         else:
@@ -368,22 +375,23 @@ def _traces(args) -> int:
 
             writer = None
             try:
+                metadata = file_metadata(config, seed, "traces", interval)
                 for df, ev in blocks:  # one row group per block: memory stays bounded at any size
                     table = df.to_arrow()
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                        writer = pq.ParquetWriter(tmp, table.schema.with_metadata(metadata), compression="zstd")
                     writer.write_table(table)
                     rows += len(df)
                     all_events.append(ev)
             finally:
                 if writer is not None:
                     writer.close()
-    events = pl.concat(all_events)
+    events = events_table(pl.concat(all_events), config)
     with atomic_path(events_path) as tmp:
         if suffix == ".csv":
-            events.write_csv(tmp)
+            events_csv(events).write_csv(tmp, datetime_format=CSV_TIME_FORMAT)
         else:
-            events.write_parquet(tmp)
+            events.write_parquet(tmp, metadata=file_metadata(config, seed, "events", interval))
     if not args.quiet:
         print(f"wrote {args.output} ({rows} rows) and {events_path} ({len(events)} events)")
     return 0

@@ -45,6 +45,7 @@ KIND = pl.Enum(list(ANOMALY_KINDS))
 STATUS = pl.Enum(["normal", "anomaly"])
 STEP_COLUMNS = ("step", "start_step", "end_step", "labelled_first_step", "labelled_last_step")
 SAMPLE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the samples' timestamp text in the training JSON
+CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%:z"   # timestamps in CSV exports: ISO 8601 with the zone (+00:00)
 
 
 def part_name(table: str, index: int) -> str:
@@ -73,6 +74,11 @@ def events_table(events: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
         *[pl.col(c).cast(pl.Int32) for c in STEP_COLUMNS if c in events.columns],
         *([pl.col("profile").cast(profile_enum(config))] if "profile" in events.columns else []),
     )
+
+
+def events_csv(events: pl.DataFrame) -> pl.DataFrame:
+    """The event table for a CSV file (no lists there): affected_metrics joined by ", "."""
+    return events.with_columns(pl.col("affected_metrics").cast(pl.List(pl.Utf8)).list.join(", "))
 
 
 def samples_table(samples: pl.DataFrame, config: SimConfig) -> pl.DataFrame:

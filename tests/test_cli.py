@@ -398,8 +398,8 @@ def test_traces_csv_layout(tmp_path, config):
     assert {r[1] for r in body} == {"0", "1", "2"}
     flags = [r[-1] for r in body]
     assert set(flags) <= {"0", "1"} and "1" in flags
-    start = datetime.fromtimestamp(config.simulation.start_epoch_s, timezone.utc).replace(tzinfo=None)
-    assert datetime.fromisoformat(body[0][0]) == start
+    start = datetime.fromtimestamp(config.simulation.start_epoch_s, timezone.utc)
+    assert body[0][0].endswith("+00:00") and datetime.fromisoformat(body[0][0]) == start
     assert datetime.fromisoformat(body[299][0]) == start + timedelta(seconds=299 * config.simulation.interval_s)
     for r in body[:50]:
         for name, cell in zip(simulator.METRICS, r[2:-1]):
@@ -407,8 +407,9 @@ def test_traces_csv_layout(tmp_path, config):
             assert math.isfinite(value)
             if config.metric(name).integer:
                 assert re.fullmatch(r"-?\d+", cell), (name, cell)
-    events = pl.read_csv(tmp_path / "x.events.csv")
+    events = pl.read_csv(tmp_path / "x.events.csv", try_parse_dates=True)
     assert len(events) == 3  # default: one event per host
+    assert events.schema["start"] == pl.Datetime("us", "UTC")  # the zone is written, as in the traces
 
 
 def test_traces_parquet(tmp_path):
