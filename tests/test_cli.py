@@ -500,3 +500,71 @@ def test_the_output_folder_itself_may_be_a_link(tmp_path):
     code, _, err = run([*SMALL, "--output-dir", tmp_path / "training"])
     assert code == 0, err
     assert (tmp_path / "real" / DATASET).is_file() and (tmp_path / "training").is_symlink()
+
+
+# ------------------------------------------------------------------------- exact options, version, pipes
+@pytest.mark.parametrize("argv,needle", [
+    (["--sample", "100"], "unrecognized arguments: --sample 100"),
+    (["generate", "--sample", "100"], "unrecognized arguments: --sample 100"),
+    (["--output", "{out}"], "unrecognized arguments: --output"),
+    (["traces", "--host", "3", "--steps", "10", "--output", "{out}/x.csv"], "--hosts"),
+    (["status", "--output-d", "{out}"], "unrecognized arguments: --output-d"),
+    (["restore", "--output", "{out}"], "unrecognized arguments: --output"),
+], ids=["top", "generate", "output-dir-prefix", "traces", "status", "restore"])
+def test_abbreviated_options_are_errors_and_nothing_is_touched(tmp_path, argv, needle):
+    out = tmp_path / "out"
+    before = make_previous_outputs(out)
+    assert_one_line_error(*run([a.replace("{out}", str(out)) for a in argv]), needle)
+    assert snapshot(out) == before
+
+
+def test_an_unknown_command_lists_the_known_ones(tmp_path):
+    err = assert_one_line_error(*run(["statu", "--output-dir", tmp_path]), "unknown command 'statu'")
+    assert "generate, traces, realism, status, restore" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_is_the_installed_packages():
+    from importlib.metadata import version
+
+    code, out, err = run(["--version"])
+    assert (code, err) == (0, "") and out == f"simulator {version('monitoring-datafactory')}\n"
+
+
+def test_top_level_help_shows_the_generate_options_first():
+    code, out, _ = run(["--help"])
+    assert code == 0
+    assert "--samples N" in out.splitlines()[0]  # in the usage line
+    assert out.index("--samples N") < out.index("traces")
+    assert re.search(r"^  --samples N +number of samples \(default 20000\)", out, re.M)
+
+
+def test_the_summary_goes_to_stdout(tmp_path):
+    code, out, err = run(["--samples", "300", "--output-dir", tmp_path])
+    assert code == 0 and err == ""  # no progress bar: stderr is no terminal here
+    assert out.startswith(f"wrote {tmp_path / DATASET}: 300 samples") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["status", "--output-dir", "{tmp}"], ["--help"], ["--version"]],
+                         ids=["status", "help", "version"])
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path, argv):
+    """`python -m simulator status | head -1`: no 'Broken pipe' error; exit 141 (SIGPIPE's) or 0."""
+    (tmp_path / DATASET).write_bytes(b'{"metadata": {"total_samples": 0}, "training_samples": []}')
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "simulator", *[a.replace("{tmp}", str(tmp_path)) for a in argv]],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(write)
+    assert proc.stderr == ""
+    assert proc.returncode == (141 if argv[0] == "status" else 0)
+
+
+def test_iter_traces_is_public():
+    from simulator.api import iter_traces
+
+    assert "iter_traces" in simulator.__all__ and simulator.iter_traces is iter_traces
+    blocks = list(simulator.iter_traces(3, 20, seed=1))
+    assert sum(len(df) for df, _ in blocks) == 60
