@@ -7,9 +7,10 @@ Layout (a finished run replaces the whole directory; see `Staging`):
   samples/samples-00000.parquet      the training samples, flat columns
   manifest.json                      what the run was (config hash, seed, counts), its tables and files
 
-Each table has one schema in all its parts (`TABLE_SCHEMA_RULES` below): host and step int32,
-event ids int64, timestamps UTC datetimes, categorical columns (metric, kind, status, profile) enums,
-`affected_metrics` a list of metrics, `kind` and `event_id` null together (normal samples). Every
+Each table has one schema in all its parts (`traces_table`, `labels_table`, `events_table`,
+`samples_table` below): host and step int32, event ids int64, timestamps UTC datetimes, categorical
+columns (metric, kind, status, profile) enums, `affected_metrics` a list of metrics, `kind` and
+`event_id` null together (normal samples). Every
 file carries the run's seed, config hash, interval and metric units in its Parquet key-value
 metadata (`file_metadata`). `open_staging` is the reader: it checks the manifest and returns the
 tables as Polars frames.

@@ -227,6 +227,13 @@ def test_window_length_is_a_parameter(metrics_json):
                for it in none)
 
 
+def _drop_format(manifest):
+    """What the manifest of an older version (one flat folder) looks like: no format."""
+    data = json.loads(manifest.read_text())
+    del data["format"]
+    manifest.write_text(json.dumps(data))
+
+
 def _flip_byte(path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -237,6 +244,7 @@ def _flip_byte(path):
     (lambda d: _flip_byte(d / "traces" / "traces-00000.parquet"), "traces/traces-00000.parquet"),
     (lambda d: (d / "samples" / "samples-00000.parquet").unlink(), "samples/samples-00000.parquet"),
     (lambda d: (d / "manifest.json").unlink(), "manifest.json"),
+    (lambda d: _drop_format(d / "manifest.json"), "manifest.json: staging of an older layout"),
 ])
 def test_a_damaged_staging_is_a_one_line_error(tmp_path, config_dir, metrics_json, capsys, damage, named):
     staging = tmp_path / "run" / "staging"
