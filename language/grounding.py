@@ -172,17 +172,12 @@ def read_metric_samples(path: Path) -> list[dict]:
 def staging_folder(path: Path) -> Path | None:
     """The staging folder `path` names (the folder, the output folder holding staging/, or its
     manifest.json), or None when `path` is a JSON dataset."""
-    p = Path(path)
-    if p.name == "manifest.json" and p.is_file():
-        return p.parent
-    if not p.is_dir():
-        return None
-    if (p / "manifest.json").exists() or p.name == "staging" or any(p.glob("*.parquet")):
-        return p
-    if (p / "staging").is_dir():
-        return p / "staging"
-    raise LanguageError(f"--from-metrics: {p} is a folder with neither a staging manifest nor a staging/ folder "
-                        "(give training/metrics_dataset.json or training/staging)")
+    from simulator.staging import StagingError, locate_staging
+
+    try:
+        return locate_staging(path)
+    except StagingError as exc:
+        raise LanguageError(f"--from-metrics: {exc} (give training/metrics_dataset.json or training/staging)") from None
 
 
 class StagedSamples:

@@ -292,6 +292,22 @@ class StagedRun:
         return window.drop("_point")
 
 
+def locate_staging(path: str | Path) -> Path | None:
+    """The staging folder `path` names: the folder itself, its manifest.json, or an output folder holding
+    staging/; None when `path` is not a folder (a file such as the metrics JSON). Raises StagingError for a
+    folder that is none of these."""
+    p = Path(path)
+    if p.name == MANIFEST and p.is_file():
+        return p.parent
+    if not p.is_dir():
+        return None
+    if (p / MANIFEST).exists() or p.name == "staging" or any(p.glob("*.parquet")):
+        return p
+    if (p / "staging").is_dir():
+        return p / "staging"
+    raise StagingError(f"{p} is a folder with neither a staging manifest nor a staging/ folder")
+
+
 def open_staging(folder: str | Path, *, verify: bool = True) -> StagedRun:
     """The staging folder `folder` (`training/staging`), its manifest checked and, with `verify`, every
     file against its recorded size and sha256. Raises StagingError (one line naming the file) otherwise."""

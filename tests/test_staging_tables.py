@@ -144,6 +144,12 @@ def test_the_reader_refuses_a_damaged_staging_in_one_line(staging, tmp_path):
     with pytest.raises(StagingError, match=r"labels/labels-00001.parquet: \d+ bytes, manifest says \d+"):
         open_staging(copy)
     assert open_staging(copy, verify=False).read("traces").height > 0
+    traces = copy / "traces" / "traces-00001.parquet"  # hosts 2 and 3
+    pl.read_parquet(traces).filter(~((pl.col("host") == 2) & (pl.col("step") == 30))).write_parquet(traces)
+    run = open_staging(copy, verify=False)
+    assert len(run.window(host=2, step=20, before=5)) == 6
+    with pytest.raises(StagingError, match="the traces lack host 2 step 30 .the window of step 33."):
+        run.window(host=2, step=33, before=5)
     with pytest.raises(ValueError, match="unknown staging table 'trace'"):
         open_staging(staging).scan("trace")
 
