@@ -179,10 +179,10 @@ def instrument(probe: Probe) -> None:
     # write_parquet is used by both write_block and finish: attribute block writes only
     orig_write = staging.write_parquet
 
-    def write_parquet(table, path):
+    def write_parquet(table, path, metadata=None):
         t = time.perf_counter()
         try:
-            return orig_write(table, path)
+            return orig_write(table, path, metadata)
         finally:
             if Path(path).name.startswith(("traces-", "labels-")):
                 probe.t["  write_parquet_blocks"] += time.perf_counter() - t

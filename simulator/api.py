@@ -165,7 +165,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     normal_per_block = exact_counts(np.array([hi - lo for lo, hi in blocks], float), n_normal)
     staging = Staging(staging_dir) if staging_dir is not None else None
     if staging:
-        staging.begin()
+        staging.begin(cfg, seed)
     parts, event_parts = [], []
     with threads, (staging or nullcontext()):
         for b, (lo, hi) in enumerate(blocks):

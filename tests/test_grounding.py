@@ -186,9 +186,9 @@ def _window_in(prompt: str) -> tuple[list[str] | None, dict[str, list[str]]]:
 def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
     staging = metrics_json.parent / "staging"
     items = metric_sample_items(staging, 60, load_domain(), 1, 1, "x", seed=3)
-    samples = pl.read_parquet(staging / "samples.parquet")
+    samples = pl.read_parquet(staging / "samples" / "*.parquet")
     by_id = {r["id"]: r for r in samples.iter_rows(named=True)}
-    traces = pl.read_parquet(sorted(staging.glob("traces-*.parquet")))  # read whole: the reference
+    traces = pl.read_parquet(staging / "traces" / "*.parquet")  # read whole: the reference
     json_samples = {s["id"]: s for s in json.loads(metrics_json.read_text())["training_samples"]}
     forms = set()
     for it in items:
@@ -206,7 +206,7 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
         assert len(expected) == min(step, WINDOW_STEPS) + 1 and expected["step"][-1] == step
         if times is not None:
             assert times == expected["timestamp"].dt.strftime("%H:%M").to_list()
-            assert times[-1] == sample["timestamp"][11:16]
+            assert times[-1] == sample["timestamp"].strftime("%H:%M")
         for m, values in window.items():
             staged = expected[m].to_numpy()
             printed = np.array([float(v) for v in values], dtype=staged.dtype)
@@ -227,6 +227,13 @@ def test_window_length_is_a_parameter(metrics_json):
                for it in none)
 
 
+def _drop_format(manifest):
+    """What the manifest of an older version (one flat folder) looks like: no format."""
+    data = json.loads(manifest.read_text())
+    del data["format"]
+    manifest.write_text(json.dumps(data))
+
+
 def _flip_byte(path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -234,9 +241,10 @@ def _flip_byte(path):
 
 
 @pytest.mark.parametrize("damage, named", [
-    (lambda d: _flip_byte(d / "traces-00000.parquet"), "traces-00000.parquet"),
-    (lambda d: (d / "samples.parquet").unlink(), "samples.parquet"),
+    (lambda d: _flip_byte(d / "traces" / "traces-00000.parquet"), "traces/traces-00000.parquet"),
+    (lambda d: (d / "samples" / "samples-00000.parquet").unlink(), "samples/samples-00000.parquet"),
     (lambda d: (d / "manifest.json").unlink(), "manifest.json"),
+    (lambda d: _drop_format(d / "manifest.json"), "manifest.json: staging of an older layout"),
 ])
 def test_a_damaged_staging_is_a_one_line_error(tmp_path, config_dir, metrics_json, capsys, damage, named):
     staging = tmp_path / "run" / "staging"
@@ -260,7 +268,7 @@ def test_staged_samples_run_and_export_with_their_ids(tmp_path, config_dir, metr
         assert main(args) == 0
         assert main(args) == 0                       # resume: nothing left to ask
         assert len(server.calls_for()) == 60
-    samples = pl.read_parquet(run / "staging" / "samples.parquet")
+    samples = pl.read_parquet(run / "staging" / "samples" / "*.parquet")
     kinds = dict(zip(samples["id"].to_list(), samples["kind"].to_list()))
     data = json.loads((tmp_path / "out" / "language_dataset.json").read_text())
     exported = data["samples"]
@@ -277,10 +285,10 @@ def test_traces_that_disagree_with_the_samples_are_refused(tmp_path, metrics_jso
 
     staging = tmp_path / "staging"
     shutil.copytree(metrics_json.parent / "staging", staging)
-    traces = staging / "traces-00000.parquet"
+    traces = staging / "traces" / "traces-00000.parquet"
     pl.read_parquet(traces).with_columns(pl.col("cpu_usage") + 1.0).write_parquet(traces)
     manifest = json.loads((staging / "manifest.json").read_text())
-    manifest["files"]["traces-00000.parquet"] = file_record(traces)
+    manifest["files"]["traces/traces-00000.parquet"] = file_record(traces)
     (staging / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(LanguageError, match="traces and samples.parquet disagree at sample"):
+    with pytest.raises(LanguageError, match="the traces and samples tables disagree at sample"):
         metric_sample_items(staging, 5, load_domain(), 1, 1, "x", seed=3)
