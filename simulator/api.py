@@ -21,7 +21,7 @@ from .config import SimConfig, load_config
 from .engine import Traces, run_kernel
 from .errors import SimulatorError
 from .events import plan_events
-from .explain import N_VARIANTS, explanation_expr
+from .explain import N_VARIANTS, evidence_features, explanation_expr
 from .population import build_population, exact_counts
 from .context import Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
 from .samples import SAMPLE_STREAM, gather, select_points
@@ -217,6 +217,7 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: Windows, event
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, 1 << 30)))
     order = rng.permutation(len(frame))
     frame = frame[order].with_columns(**windows.take(order).columns(cfg))
+    frame = frame.with_columns(**evidence_features(frame, cfg.simulation.interval_s))
     interval = cfg.simulation.interval_s
     start = cfg.simulation.start_epoch_s
     micros = ((start + frame["step"].to_numpy() * interval) * 1e6).astype(np.int64)
@@ -232,7 +233,8 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: Windows, event
         variant=pl.Series(rng.integers(0, N_VARIANTS, len(frame))),
         session_id=pl.lit(session_id),
     )
-    return frame.with_columns(explanation_expr([a.kind for a in cfg.anomalies]))
+    return frame.with_columns(explanation_expr([a.kind for a in cfg.anomalies], cfg.simulation.interval_s,
+                                               cfg.simulation.context_steps))
 
 
 def _session_id(cfg: SimConfig, seed: int, n_samples: int, ratio: float) -> str:
