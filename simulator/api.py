@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -21,9 +22,9 @@ from .config import SimConfig, load_config
 from .engine import Traces, run_kernel
 from .errors import SimulatorError
 from .events import plan_events
-from .explain import N_VARIANTS, evidence_features, explanation_expr
+from .explain import N_VARIANTS, evidence_features, explanation_expr, visibility
 from .population import build_population, exact_counts
-from .context import Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
+from .context import ANOMALOUS_PREFIX, Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
 from .samples import SAMPLE_STREAM, gather, select_points
 from .staging import Staging, traces_table
 
@@ -133,7 +134,8 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
 
 def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed: int | None = None,
                      config: SimConfig | str | Path | None = None, workers: int | None = None,
-                     staging_dir: Path | None = None,
+                     staging_dir: Path | None = None, context_steps: int | None = None,
+                     hard_negatives: float | None = None,
                      progress: Callable[[int, int], None] | None = None) -> SampleSet:
     """`n_samples` labelled snapshots of simulated hosts; `round(n * ratio)` of them anomalous.
 
@@ -141,7 +143,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     samples come from points where no metric of the host is anomalous.  With `staging_dir`, the
     traces, labels, events and samples are staged there as Parquet.
     """
-    cfg = _resolve(config)
+    cfg = _with_sample_options(_resolve(config), context_steps, hard_negatives)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
         raise SimulatorError(
             f"--samples: at most {MAX_SAMPLES:,} in one run, got {count_text(int(n_samples))} (about "
@@ -173,8 +175,10 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
             traces, events = run_kernel(cfg, population, plan, seed, n_steps, interval,
                                         host_range=(lo, hi), keep_base=True)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, b)))
-            host, step, event = select_points(traces, events, int(normal_per_block[b]), rng)
-            parts.append(_sample_block(cfg, traces, population, events, host, step, event, b))
+            host, step, event, hard = select_points(traces, events, int(normal_per_block[b]), rng,
+                                                    cfg.simulation.hard_negative_share)
+            parts.append(_sample_block(cfg, traces, population, events, host, step, event, b)
+                         .with_columns(hard_negative=pl.Series(hard)))
             windows.append(sample_windows(traces, host, step, cfg))
             event_parts.append(events)
             if staging:
@@ -189,6 +193,21 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
         staging.finish(events, samples, {**metadata, "hosts": n_hosts, "steps_per_host": n_steps,
                                          "interval_s": interval, "blocks": len(blocks)})
     return SampleSet(samples, events, metadata, cfg)
+
+
+def _with_sample_options(cfg: SimConfig, context_steps: int | None, hard_negatives: float | None) -> SimConfig:
+    """The config with the options that override its `simulation` section, checked like the YAML."""
+    changes = {}
+    if context_steps is not None:
+        _check_count("context-steps", context_steps, 1, 2016)
+        changes["context_steps"] = int(context_steps)
+    if hard_negatives is not None:
+        if not (isinstance(hard_negatives, (int, float)) and 0.0 <= hard_negatives <= 1.0):
+            raise SimulatorError(f"--hard-negatives: must be between 0 and 1, got {hard_negatives}")
+        changes["hard_negative_share"] = float(hard_negatives)
+    if not changes:
+        return cfg
+    return dataclasses.replace(cfg, simulation=dataclasses.replace(cfg.simulation, **changes))
 
 
 def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFrame,
@@ -218,6 +237,7 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: Windows, event
     order = rng.permutation(len(frame))
     frame = frame[order].with_columns(**windows.take(order).columns(cfg))
     frame = frame.with_columns(**evidence_features(frame, cfg.simulation.interval_s))
+    frame = frame.with_columns(**visibility(frame, ANOMALOUS_PREFIX))
     interval = cfg.simulation.interval_s
     start = cfg.simulation.start_epoch_s
     micros = ((start + frame["step"].to_numpy() * interval) * 1e6).astype(np.int64)

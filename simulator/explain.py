@@ -29,6 +29,8 @@ from .catalogue import METRICS
 N_VARIANTS = 3
 MIN_HISTORY_HOURS = 6
 OFF_SPREADS = 3.0  # a snapshot further from usual than this many median absolute deviations is "off"
+MAX_SPREADS = 1000.0
+SPREADS = "spreads_off_"
 USUAL, SPAN, SPAN_UNIT, AGO, RUN = "usual_", "usual_span_", "usual_unit_", "ago_", "off_run_"
 # the few phrasings that need a unit after the number
 UNITS = {"cpu_usage": "%", "memory_usage": "%", "disk_usage": "%", "java_heap_usage": "%", "java_gc_time": "%",
@@ -51,12 +53,35 @@ def evidence_features(samples: pl.DataFrame, interval_s: float) -> dict[str, pl.
         cols[SPAN_UNIT + m] = pl.Series(SPAN_UNIT + m, unit)
         cols[AGO + m] = pl.Series(AGO + m, ctx[:, 0])
         cols[RUN + m] = pl.Series(RUN + m, off_run_minutes(ctx, usual, now, spread, minutes))
+        cols[SPREADS + m] = pl.Series(SPREADS + m, spreads_off(now, usual, spread))
     return cols
+
+
+def spreads_off(now: np.ndarray, usual: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """How far the snapshot is from usual, in spreads (capped at MAX_SPREADS; a flat past's spread is
+    taken as 1e-6 of the level's scale, so any change of a flat metric reads as far off)."""
+    distance = np.abs(now - usual)
+    floor = np.maximum(spread, 1e-6 * np.maximum(np.abs(usual), 1.0))
+    return np.minimum(distance / floor, MAX_SPREADS)
+
+
+def visibility(samples: pl.DataFrame, anomalous_prefix: str) -> dict[str, pl.Expr]:
+    """Targets that say how plainly an anomaly sample shows its event: `visible` (some metric the
+    event moved at that point is off its usual level, as the explanation defines it) and
+    `evidence_spreads` (the largest distance from usual, in spreads, among those metrics)."""
+    moved = [pl.col(anomalous_prefix + m) for m in METRICS]
+    off = [pl.col(anomalous_prefix + m) & (pl.col(RUN + m) != -2) for m in METRICS]
+    spreads = [pl.when(pl.col(anomalous_prefix + m)).then(pl.col(SPREADS + m)) for m in METRICS]
+    is_anomaly = pl.col("kind").is_not_null()
+    return {"visible": pl.when(is_anomaly).then(pl.any_horizontal(off)),
+            "evidence_spreads": pl.when(is_anomaly & pl.any_horizontal(moved))
+            .then(pl.max_horizontal(spreads).round(2))}
 
 
 def _usual(ctx: np.ndarray, hist: np.ndarray, minutes: float):
     """(usual, its span, the span's unit, the spread around usual) of each sample: median and MAD of
-    the earlier hourly means, or of the earlier context readings when the history is short."""
+    the earlier hourly means, or of the earlier context readings when the history is short; the
+    spread is at least the context's reading-to-reading noise."""
     hours = np.sum(~np.isnan(hist), axis=1)
     readings = np.sum(~np.isnan(ctx[:, :-1]), axis=1)
     from_history = hours >= MIN_HISTORY_HOURS
@@ -68,6 +93,10 @@ def _usual(ctx: np.ndarray, hist: np.ndarray, minutes: float):
         usual = np.where(from_history, by_hour, by_reading)
         spread = np.where(from_history, np.nanmedian(np.abs(hist - by_hour[:, None]), axis=1),
                           np.nanmedian(np.abs(past - by_reading[:, None]), axis=1))
+        # hourly means hide the reading-to-reading noise a 5-minute snapshot has: the spread is at least
+        # that noise, the median step between the context's readings over sqrt(2)
+        if ctx.shape[1] > 2:
+            spread = np.fmax(spread, np.nanmedian(np.abs(np.diff(ctx, axis=1)), axis=1) / np.sqrt(2))
     usual = np.where(np.isnan(usual), ctx[:, -1], usual)  # the first reading of a trace: no past at all
     spread = np.where(np.isnan(spread), 0.0, spread)
     span = np.where(from_history, hours, readings * minutes).astype(np.int64)

@@ -40,6 +40,7 @@ def training_frame(samples: pl.DataFrame) -> pl.DataFrame:
             pl.concat_list([pl.when(pl.col(ANOMALOUS_PREFIX + m)).then(pl.lit(m)) for m in METRICS])
             .list.drop_nulls().alias("anomalous_metrics"),
             "minutes_since_onset", "minutes_until_end", "exhaustion_metric", "minutes_to_exhaustion",
+            "visible", "evidence_spreads", "hard_negative",
         ).alias("targets"))
 
 

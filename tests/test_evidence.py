@@ -175,3 +175,29 @@ def test_windows_are_read_back_from_the_frame(sampled):
     assert arrays.fine.shape == (len(samples), len(METRICS), 12)
     assert list(arrays.integer) == [samples[f"ctx_{m}"].dtype.inner.is_integer() for m in METRICS]
     assert "context" not in training_frame(samples).columns  # the kernel appends it
+
+
+# ---------------------------------------------------------------------------- hard negatives
+def test_hard_negatives_are_busy_healthy_moments_and_flagged(config):
+    plain = generate_samples(N_SAMPLES, seed=5, config=config)
+    hard = generate_samples(N_SAMPLES, seed=5, config=config, hard_negatives=0.5)
+    flagged = hard.samples.filter(pl.col("hard_negative"))
+    normal = plain.samples.filter(pl.col("kind").is_null())
+    assert len(flagged) == pytest.approx(0.5 * len(normal), abs=2)  # rounded per block
+    assert flagged["kind"].null_count() == len(flagged)               # only healthy moments
+    assert not plain.samples["hard_negative"].any()
+    assert hard.metadata["generation_stats"] == plain.metadata["generation_stats"]  # counts unchanged
+    for m in ("cpu_usage", "load_average"):
+        assert flagged[m].mean() > normal[m].mean(), m
+    again = generate_samples(N_SAMPLES, seed=5, config=config, hard_negatives=0.5)
+    assert again.samples["id", "hard_negative", "cpu_usage"].equals(hard.samples["id", "hard_negative", "cpu_usage"])
+
+
+def test_sample_options_are_checked_before_anything_runs(config):
+    from simulator.errors import SimulatorError
+    with pytest.raises(SimulatorError, match="--hard-negatives: must be between 0 and 1"):
+        generate_samples(10, config=config, hard_negatives=1.5)
+    with pytest.raises(SimulatorError, match="--context-steps: must be at least 1"):
+        generate_samples(10, config=config, context_steps=0)
+    short = generate_samples(50, seed=5, config=config, context_steps=3)
+    assert short.samples["ctx_cpu_usage"].dtype.size == 3

@@ -4,6 +4,7 @@ simulator/explain.py: plain Python per sample, from the exported file."""
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 
@@ -59,7 +60,12 @@ def _usual_and_spread(sample: dict, m: str) -> tuple[float, int, str, float]:
     if not values:
         return _f(sample["metrics"][m]), 0, "minutes", 0.0
     usual = statistics.median(values)
-    return usual, span, unit, statistics.median(abs(v - usual) for v in values)
+    spread = statistics.median(abs(v - usual) for v in values)
+    ctx = sample["context"][m]
+    steps = [abs(_f(b) - _f(a)) for a, b in zip(ctx, ctx[1:]) if a is not None and b is not None]
+    if steps:  # at least the reading-to-reading noise
+        spread = max(spread, statistics.median(steps) / math.sqrt(2))
+    return usual, span, unit, spread
 
 
 def _off_run(sample: dict, m: str) -> list[int]:
