@@ -19,17 +19,19 @@ import numpy as np
 from ._numba import jit
 
 MAX_DECIMALS = 9
+_POW10 = np.array([10.0 ** d for d in range(MAX_DECIMALS + 1)])
+_POW10_INT = np.array([10 ** d for d in range(MAX_DECIMALS + 1)], dtype=np.int64)
 
 
 @jit
 def _decimals(v):
     """Fewest decimals (<= MAX_DECIMALS) whose rounding of |v| reads back as the float32 |v|; 0 for a
     value that rounds to 0 at MAX_DECIMALS (written "0.0": far below any collector's resolution)."""
-    if v * 10.0 ** MAX_DECIMALS < 0.5:
+    if v * _POW10[MAX_DECIMALS] < 0.5:
         return 0
     target = np.float32(v)
     for d in range(MAX_DECIMALS + 1):
-        scale = 10.0 ** d
+        scale = _POW10[d]
         if np.float32(np.floor(v * scale + 0.5) / scale) == target:
             return d
     return MAX_DECIMALS
@@ -54,16 +56,18 @@ def number_length(v, integer):
     if integer:
         return neg + _digits(np.int64(np.floor(a + 0.5)))
     d = _decimals(a)
-    scale = 10 ** d
-    x = np.int64(np.floor(a * scale + 0.5))
-    return neg + _digits(x // scale) + 1 + max(d, 1)
+    x = np.int64(np.floor(a * _POW10[d] + 0.5))
+    return neg + _digits(x // _POW10_INT[d]) + 1 + max(d, 1)
 
 
 @jit
 def write_number(buf, pos, v, integer):
     """Write `v` at buf[pos:] (see the module's rules); return the position after it."""
-    if np.isnan(v):
-        buf[pos:pos + 4] = np.array([110, 117, 108, 108], dtype=np.uint8)  # null
+    if np.isnan(v):  # null
+        buf[pos] = 110
+        buf[pos + 1] = 117
+        buf[pos + 2] = 108
+        buf[pos + 3] = 108
         return pos + 4
     if v < 0:
         buf[pos] = 45  # -
@@ -72,8 +76,8 @@ def write_number(buf, pos, v, integer):
     if integer:
         return _write_int(buf, pos, np.int64(np.floor(v + 0.5)))
     d = _decimals(v)
-    scale = 10 ** d
-    x = np.int64(np.floor(v * scale + 0.5))
+    scale = _POW10_INT[d]
+    x = np.int64(np.floor(v * _POW10[d] + 0.5))
     pos = _write_int(buf, pos, x // scale)
     buf[pos] = 46  # .
     pos += 1
