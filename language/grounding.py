@@ -109,8 +109,10 @@ def grounding_check(text: str, label: str, moved: tuple[str, ...], vocab: Vocabu
 def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
     metrics = sample["metrics"]
     host = f"cn{int(rng.integers(1, 400)):03d}"  # drawn for every sample: the stream stays aligned
-    if "host" in sample:  # staged samples know their host
+    if isinstance(sample.get("host"), int):  # staged samples know their host's index
         host = f"cn{sample['host'] + 1:03d}"
+    elif isinstance(sample.get("host"), dict):  # a dataset's samples carry the host's facts
+        host = sample["host"]["name"]
     window = sample.get("window")
     minutes = f"{sample.get('interval_min', 5):g}"
     if form == "table":

@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of anomalous samples, 0..1 (default: simulation.anomaly_ratio, 0.2)")
     gen.add_argument("--output-dir", type=Path, default=Path("training"), metavar="DIR",
                      help="where the dataset and staging/ go (default: training)")
+    gen.add_argument("--context-steps", type=int, default=None,
+                     help="readings before each sample, at the native interval, that the sample carries "
+                          "(default: simulation.context_steps, 12 = the last hour at 5 minutes)")
+    gen.add_argument("--hard-negatives", type=float, default=None, metavar="SHARE",
+                     help="share of the normal samples taken at each block's busiest healthy moments, flagged "
+                          "targets.hard_negative (default: simulation.hard_negative_share, 0)")
     _common(gen)
     tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV, or sharded on a cluster",
                         description="Export traces of H hosts over T steps with their labels. CSV uses the "
@@ -225,6 +231,7 @@ def _generate(args) -> int:
     with _progress(args.quiet, "simulating hosts") as progress:
         result = generate_samples(args.samples, anomaly_ratio=args.anomaly_ratio, seed=args.seed,
                                   config=config, workers=args.workers, staging_dir=out_dir,
+                                  context_steps=args.context_steps, hard_negatives=args.hard_negatives,
                                   progress=progress)
     target = out_dir / DATASET_NAME
     backup = write_metrics_dataset(target, result.metadata, result.samples)

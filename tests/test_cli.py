@@ -231,7 +231,7 @@ def test_dataset_has_exactly_the_schema(small_run, config):
     assert set(data) == {"metadata", "training_samples"}
     meta = data["metadata"]
     assert set(meta) == {"generated_at", "generator", "session_id", "total_samples", "anomaly_ratio",
-                         "config_hash", "seed", "generation_stats"}
+                         "config_hash", "seed", "generation_stats", "evidence"}
     assert set(meta["generation_stats"]) == {"normal_samples", "anomaly_samples", "anomaly_types"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["generated_at"])
     assert meta["generator"] == f"simulator {simulator.__version__}"
@@ -245,8 +245,9 @@ def test_dataset_has_exactly_the_schema(small_run, config):
     end = start + timedelta(days=config.simulation.trace_days)
     kinds = {a.kind for a in config.anomalies}
     for s in samples:
-        assert set(s) == {"id", "timestamp", "metrics", "status", "anomaly_type", "explanation", "session_id",
-                          "batch_id"}
+        assert list(s)[:8] == ["id", "timestamp", "metrics", "status", "anomaly_type", "explanation",
+                               "session_id", "batch_id"]  # the seed's keys, as they were
+        assert list(s)[8:] == ["host", "targets", "context", "history"]  # the evidence (tests/test_evidence.py)
         assert tuple(s["metrics"]) == simulator.METRICS
         for name, value in s["metrics"].items():
             spec = config.metric(name)
