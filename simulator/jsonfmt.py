@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import jit
+from ._numba import jit, jit_parallel, prange
 
 MAX_DECIMALS = 9
 _POW10 = np.array([10.0 ** d for d in range(MAX_DECIMALS + 1)])
@@ -139,24 +139,27 @@ def _write_window(buf, pos, window, s, integer, keys, key_ends):
     return pos + 1
 
 
-@jit
+@jit_parallel
 def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key, coarse_key):
     """The rows of `rows` (ndjson, row i ends at row_ends[i]) each with the windows appended under
-    `fine_key` and `coarse_key` (coarse skipped when it has no columns), joined by commas."""
+    `fine_key` and `coarse_key` (coarse skipped when it has no columns), joined by commas.
+    Each row's length is measured, then each row written at its own offset (race-free in parallel)."""
     n = row_ends.shape[0]
     no_integers = np.zeros(integer.shape[0], dtype=np.bool_)
     with_coarse = coarse.shape[2] > 0
-    total = 0
-    begin = 0
-    for s in range(n):
-        total += row_ends[s] - begin + len(fine_key) + _window_length(fine, s, integer, keys, key_ends) + 1
+    length = np.empty(n, dtype=np.int64)
+    for s in prange(n):
+        begin = row_ends[s - 1] + 1 if s else 0
+        size = (1 if s else 0) + row_ends[s] - begin + len(fine_key) + _window_length(fine, s, integer, keys, key_ends)
         if with_coarse:
-            total += len(coarse_key) + _window_length(coarse, s, no_integers, keys, key_ends)
-        begin = row_ends[s] + 1
-    out = np.empty(total, dtype=np.uint8)
-    pos = 0
-    begin = 0
-    for s in range(n):
+            size += len(coarse_key) + _window_length(coarse, s, no_integers, keys, key_ends)
+        length[s] = size
+    offset = np.zeros(n + 1, dtype=np.int64)
+    offset[1:] = np.cumsum(length)
+    out = np.empty(offset[n], dtype=np.uint8)
+    for s in prange(n):
+        begin = row_ends[s - 1] + 1 if s else 0
+        pos = offset[s]
         if s:
             out[pos] = 44
             pos += 1
@@ -171,9 +174,7 @@ def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key,
             pos += len(coarse_key)
             pos = _write_window(out, pos, coarse, s, no_integers, keys, key_ends)
         out[pos] = 125
-        pos += 1
-        begin = row_ends[s] + 1
-    return out[:pos]
+    return out
 
 
 def metric_keys(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
