@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,34 @@ def read_metric_samples(path: Path) -> list[dict]:
     return samples
 
 
+def with_context_window(sample: dict, steps: int = WINDOW_STEPS) -> dict:
+    """A dataset sample with the window its own `context` carries (the readings before the snapshot,
+    the snapshot last), for the WINDOW_METRICS metrics the snapshot moved most against the readings
+    before it (the score the staging path uses); the sample unchanged when it has no context."""
+    context = sample.get("context")
+    if not isinstance(context, dict) or steps <= 0:
+        return sample
+    names = [m for m in sample["metrics"] if isinstance(context.get(m), list) and context[m]]
+    if not names:
+        return sample
+    n = min(steps + 1, min(len(context[m]) for m in names))
+
+    def score(m: str) -> float:
+        prev = np.array([v for v in context[m][-n:-1] if v is not None], dtype=float)
+        if not len(prev):
+            return 0.0
+        last = float(context[m][-1])
+        return abs(last - prev.mean()) / (prev.std() + 0.05 * abs(prev.mean()) + 0.01)
+
+    shown = sorted(names, key=lambda m: (-score(m), names.index(m)))[:WINDOW_METRICS]
+    interval_min = float(sample.get("interval_min", 5))
+    end = datetime.fromisoformat(str(sample["timestamp"]).replace("Z", "+00:00"))
+    times = [(end - timedelta(minutes=interval_min * (n - 1 - j))).strftime("%H:%M") for j in range(n)]
+    return {**sample, "window": {"time": times, "span_min": (n - 1) * interval_min,
+                                 "metrics": {m: ["-" if v is None else str(v) for v in context[m][-n:]]
+                                             for m in shown}}}
+
+
 def staging_folder(path: Path) -> Path | None:
     """The staging folder `path` names (the folder, the output folder holding staging/, or its
     manifest.json), or None when `path` is a JSON dataset."""
@@ -276,7 +305,8 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
     samples = read_metric_samples(path) if staged is None else None
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SOURCE_STREAM,)))
     order = rng.permutation(len(samples) if staged is None else staged.n)[:count]
-    chosen = [samples[i] for i in order.tolist()] if staged is None else staged.take(order, window_steps)
+    chosen = [with_context_window(samples[i], window_steps) for i in order.tolist()] if staged is None \
+        else staged.take(order, window_steps)
     slots = max(1, min(models_per_prompt, n_models))
     items = []
     for p_index, sample in enumerate(chosen):

@@ -219,6 +219,23 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
     assert not {it.item_id for it in from_json} & {it.item_id for it in items}
 
 
+def test_dataset_prompts_show_the_context_the_sample_carries(metrics_json):
+    """From the dataset JSON, the window comes from each sample's own context: the same readings the
+    staged traces hold, ending at the snapshot."""
+    items = metric_sample_items(metrics_json, 40, load_domain(), 1, 1, "x", seed=3)
+    samples = {s["id"]: s for s in json.loads(metrics_json.read_text())["training_samples"]}
+    for it in items:
+        sample = samples[it.source_sample_id]
+        assert sample["host"]["name"] in it.prompt
+        times, window = _window_in(it.prompt)
+        assert len(window) == 3
+        for m, values in window.items():
+            expected = sample["context"][m][-(WINDOW_STEPS + 1):]
+            assert values == ["-" if v is None else str(v) for v in expected], (m, values, expected)
+        if times is not None:
+            assert times[-1] == sample["timestamp"][11:16] and len(times) == len(values)
+
+
 def test_window_length_is_a_parameter(metrics_json):
     short = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4, window_steps=3)
     assert all(len(next(iter(_window_in(it.prompt)[1].values()))) == 4 for it in short)
