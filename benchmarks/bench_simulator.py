@@ -56,7 +56,8 @@ N_METRICS = 11  # checked against simulator.catalogue.N_METRICS at run time
 TARGET_VALUES_PER_S = 20e6      # issue: >= 20 M labelled values/s in one process on 2 cores
 TARGET_CLI_S = 1.5              # issue: warm `python -m simulator --samples 20000` under 1.5 s
 TARGET_JSON_VALUES_PER_S = 20e6  # issue: JSON export >= 20 M values/s (an orjson-class encoder)
-JSON_FIELDS = 18                # scalar fields per exported sample (11 metrics + 7 others)
+JSON_FIELDS = 30                # scalar fields per exported sample (11 metrics + 7 others + 3 host + 9 targets),
+                                # besides its context and history values (11 x (12 + 24) by default)
 GUTENTAG_VALUES_PER_S = (2e6, 3e6)  # issue: GutenTAG, the strongest peer, for reference only
 
 RSS_WRAPPER = (
@@ -179,10 +180,10 @@ def instrument(probe: Probe) -> None:
     # write_parquet is used by both write_block and finish: attribute block writes only
     orig_write = staging.write_parquet
 
-    def write_parquet(table, path):
+    def write_parquet(table, path, metadata=None):
         t = time.perf_counter()
         try:
-            return orig_write(table, path)
+            return orig_write(table, path, metadata)
         finally:
             if Path(path).name.startswith(("traces-", "labels-")):
                 probe.t["  write_parquet_blocks"] += time.perf_counter() - t
@@ -323,10 +324,11 @@ def bench_json(args, res: dict, work_dir: Path) -> None:
     import orjson
     import simulator
     from simulator.catalogue import METRICS
-    from simulator.export import _encoded_chunks, training_frame, write_metrics_dataset
+    from simulator.export import _encoded_chunks, training_frame, window_arrays, write_metrics_dataset
 
     result = simulator.generate_samples(args.json_samples, seed=1)
-    values = args.json_samples * JSON_FIELDS
+    windows = window_arrays(result.samples)
+    values = args.json_samples * (JSON_FIELDS + windows.fine[0].size + windows.coarse[0].size)
     runs = iter(range(10**6))
 
     def ours():
@@ -336,7 +338,7 @@ def bench_json(args, res: dict, work_dir: Path) -> None:
 
     def encode_only():   # the same encoding, bytes dropped: what the disk write and fsync add is the rest
         full = training_frame(result.samples)
-        return sum(len(chunk) for chunk in _encoded_chunks(full))
+        return sum(len(chunk) for chunk in _encoded_chunks(full, windows))
 
     frame = training_frame(result.samples).unnest("metrics")
     columns = {c: frame[c].to_numpy() if c in METRICS else frame[c].to_list() for c in frame.columns}

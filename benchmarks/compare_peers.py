@@ -149,7 +149,7 @@ def ours_cases(args, hosts: int) -> list[Case]:
     def staging(h: int, out: Path):
         pop, plan = kernel(h)
         st = Staging(out)
-        st.begin()
+        st.begin(cfg, seed)
         for b, lo in enumerate(range(0, h, BLOCK_HOSTS)):
             traces, _events = run_kernel(cfg, pop, plan, seed, steps, interval,
                                          host_range=(lo, min(lo + BLOCK_HOSTS, h)), keep_base=False)

@@ -63,8 +63,8 @@ import test_language_crashes as lang_crash  # noqa: E402
 from datasafe import KILL_AT_ENV  # noqa: E402
 from loopback import ACTIONS, FaultPlan, LoopbackServer, Rule, deterministic_answer  # noqa: E402
 
-SIM_KILL_STEPS = ("traces-*.parquet:written", "labels-*.parquet:renamed", "events.parquet:written",
-                  "samples.parquet:renamed", "manifest.json:written", "manifest.json:renamed",
+SIM_KILL_STEPS = ("traces-*.parquet:written", "labels-*.parquet:renamed", "events-*.parquet:written",
+                  "samples-*.parquet:renamed", "manifest.json:written", "manifest.json:renamed",
                   "metrics_dataset.*.bak.json:written", "metrics_dataset.*.bak.json:renamed",
                   "metrics_dataset.json:written", "metrics_dataset.json:renamed")
 API_KEY_ENV = "RELIABILITY_API_KEY"

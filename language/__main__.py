@@ -19,6 +19,7 @@ COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
 STAGING_NAME = "language_staging"
 MAX_COUNT = 10**8  # prompts per type, as for the targets in models.yaml
 EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
+EXIT_BUDGET = 4   # --max-cost or --max-tokens-total stopped the run; generate again to finish the rest
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="environment variable holding the API key for --endpoint servers")
         p.add_argument("--concurrency", type=int, default=None, help="requests in flight per endpoint")
         p.add_argument("--no-export", action="store_true", help="stage only; do not write the dataset files")
+        p.add_argument("--max-cost", type=float, default=None, metavar="AMOUNT",
+                       help="budget of this run (not of earlier ones; `status` shows what the staging used) in "
+                            "the currency of the prices in models.yaml: no call is issued that could cross it; "
+                            f"the run then finishes the calls in flight and exits with status {EXIT_BUDGET}, and a "
+                            "later generate does the rest")
+        p.add_argument("--max-tokens-total", type=int, default=None, metavar="N",
+                       help="budget of this run in tokens (prompt and answer, all calls), like --max-cost")
 
     def selection(p):
         p.add_argument("--allow-fewer", action="store_true",
@@ -244,6 +252,7 @@ def _targets(args, settings) -> dict[str, int]:
 def _generate(args) -> int:
     from .ledger import Ledger
     from .quality import DuplicateIndex
+    from .usage import Budget, Prices
 
     domain, settings = _load(args)
     staging = _staging(args)
@@ -251,6 +260,8 @@ def _generate(args) -> int:
     seed = settings.generation.seed if getattr(args, "seed", None) is None else args.seed
     if not 0 <= seed < 2**63:
         raise LanguageError(f"--seed: must be between 0 and 2^63-1, got {seed}")
+    budget = Budget.from_options(args.max_cost, args.max_tokens_total, Prices.of_settings(settings, specs),
+                                 [(s.name, m) for s in specs for m in s.models])
     retry = args.command == "retry-failed"
     if retry and not (staging / "ledger.sqlite").is_file():
         raise LanguageError(f"retry-failed: no earlier generate in {staging}")
@@ -302,7 +313,7 @@ def _generate(args) -> int:
             print(f"{len(items)} items ({len(items) - len(todo)} already finished, {len(todo)} to do) "
                   f"on {pool}", file=sys.stderr)
         stats = asyncio.run(_run(settings, backends, ledger, dedup, session_id, batch, todo, args.quiet,
-                                 vocabulary))
+                                 vocabulary, budget))
         ledger.flush_shards(force=True)
         if not args.quiet:
             reasons = "; ".join(f"{k} {v}" for k, v in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:5])
@@ -312,6 +323,10 @@ def _generate(args) -> int:
             _write(args, ledger, domain, settings, config_hash, session_id, stats.accepted)
     finally:
         ledger.close()
+    if stats.stopped:
+        print(f"python -m language: budget reached: {stats.stopped}; the items not asked are left for the next "
+              "generate", file=sys.stderr)
+        return EXIT_BUDGET
     if stats.failed:
         if not args.quiet:
             print(f"{stats.failed} items failed (see `python -m language status`); "
@@ -348,7 +363,7 @@ def _work(args, domain, settings, specs, seed, ledger):
     return targets, seed, from_metrics, items, vocabulary, backends
 
 
-async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet, vocabulary=None):
+async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet, vocabulary=None, budget=None):
     from .scheduler import Runner
 
     progress = _Progress(quiet, len(todo))
@@ -358,7 +373,8 @@ async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet
             await b.start()
             started.append(b)
         with progress:
-            runner = Runner(settings, backends, ledger, dedup, session_id, batch, progress.advance, vocabulary)
+            runner = Runner(settings, backends, ledger, dedup, session_id, batch, progress.advance, vocabulary,
+                            budget)
             return await runner.run(todo)
     finally:
         for b in started:
@@ -367,6 +383,7 @@ async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet
 
 def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):
     from .export import grounding_table, metadata, select_samples, write_exports
+    from .usage import Prices, usage_summary
 
     samples = select_samples(ledger.samples(), types=_only_types(args),
                              items=_last_run_items(ledger) if getattr(args, "only_last_run", False) else None)
@@ -375,7 +392,8 @@ def _write(args, ledger, domain, settings, config_hash, session_id, new_samples)
                     session_id=session_id, config_hash=config_hash, new_samples=new_samples, model_pool=pool,
                     swap_interval=settings.rotation.swap_interval,
                     questions_processed=len(ledger.finished_ids()),
-                    grounding=grounding_table(ledger.results_frame()))
+                    grounding=grounding_table(ledger.results_frame()),
+                    usage=usage_summary(ledger.token_totals(), Prices.of_settings(settings)))
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_exports(args.output_dir, meta, samples, domain.system_prompt,
                   allow_fewer=getattr(args, "allow_fewer", False))
@@ -425,6 +443,13 @@ def _status(args) -> int:
             if len(bad):
                 print("\nrejections and failures (most frequent first):")
                 print(_text_table(bad))
+        from .usage import status_usage
+        usage, notes = status_usage(ledger, None if args.config_dir is None else args.config_dir / "models.yaml")
+        if len(usage):
+            print("\ntokens and cost per model (every call in this staging, at the prices in models.yaml):")
+            print(_text_table(usage))
+        if notes:
+            print("\n" + "\n".join(notes))
         if current:
             print(f"\n{len(current - set(results['item_id'].to_list()) if len(results) else current)} of "
                   f"{len(current)} items of the last generate still to do")

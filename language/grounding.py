@@ -20,6 +20,7 @@ columns does not give the label away).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +95,10 @@ def grounding_check(text: str, label: str, moved: tuple[str, ...], vocab: Vocabu
 def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
     metrics = sample["metrics"]
     host = f"cn{int(rng.integers(1, 400)):03d}"  # drawn for every sample: the stream stays aligned
-    if "host" in sample:  # staged samples know their host
+    if isinstance(sample.get("host"), int):  # staged samples know their host's index
         host = f"cn{sample['host'] + 1:03d}"
+    elif isinstance(sample.get("host"), dict):  # a dataset's samples carry the host's facts
+        host = sample["host"]["name"]
     window = sample.get("window")
     minutes = f"{sample.get('interval_min', 5):g}"
     if form == "table":
@@ -154,58 +157,76 @@ def read_metric_samples(path: Path) -> list[dict]:
     return samples
 
 
+def with_context_window(sample: dict, steps: int = WINDOW_STEPS) -> dict:
+    """A dataset sample with the window its own `context` carries (the readings before the snapshot,
+    the snapshot last), for the WINDOW_METRICS metrics the snapshot moved most against the readings
+    before it (the score the staging path uses); the sample unchanged when it has no context."""
+    context = sample.get("context")
+    if not isinstance(context, dict) or steps <= 0:
+        return sample
+    names = [m for m in sample["metrics"] if isinstance(context.get(m), list) and context[m]]
+    if not names:
+        return sample
+    n = min(steps + 1, min(len(context[m]) for m in names))
+
+    def score(m: str) -> float:
+        prev = np.array([v for v in context[m][-n:-1] if v is not None], dtype=float)
+        if not len(prev):
+            return 0.0
+        last = float(context[m][-1])
+        return abs(last - prev.mean()) / (prev.std() + 0.05 * abs(prev.mean()) + 0.01)
+
+    shown = sorted(names, key=lambda m: (-score(m), names.index(m)))[:WINDOW_METRICS]
+    interval_min = float(sample.get("interval_min", 5))
+    end = datetime.fromisoformat(str(sample["timestamp"]).replace("Z", "+00:00"))
+    times = [(end - timedelta(minutes=interval_min * (n - 1 - j))).strftime("%H:%M") for j in range(n)]
+    return {**sample, "window": {"time": times, "span_min": (n - 1) * interval_min,
+                                 "metrics": {m: ["-" if v is None else str(v) for v in context[m][-n:]]
+                                             for m in shown}}}
+
+
 def staging_folder(path: Path) -> Path | None:
     """The staging folder `path` names (the folder, the output folder holding staging/, or its
     manifest.json), or None when `path` is a JSON dataset."""
-    p = Path(path)
-    if p.name == "manifest.json" and p.is_file():
-        return p.parent
-    if not p.is_dir():
-        return None
-    if (p / "manifest.json").exists() or p.name == "staging" or any(p.glob("*.parquet")):
-        return p
-    if (p / "staging").is_dir():
-        return p / "staging"
-    raise LanguageError(f"--from-metrics: {p} is a folder with neither a staging manifest nor a staging/ folder "
-                        "(give training/metrics_dataset.json or training/staging)")
+    from simulator.staging import StagingError, locate_staging
+
+    try:
+        return locate_staging(path)
+    except StagingError as exc:
+        raise LanguageError(f"--from-metrics: {exc} (give training/metrics_dataset.json or training/staging)") from None
 
 
 class StagedSamples:
-    """The samples of a simulator staging folder, verified against its manifest's checksums."""
+    """The samples of a simulator staging folder, read through `simulator.open_staging` (which checks the
+    manifest and every file's checksum first)."""
 
     SAMPLE_COLUMNS = ("id", "host", "step", "timestamp", "status", "kind")
 
     def __init__(self, folder: Path):
-        from simulator.integrity import check_staging
+        from simulator.staging import StagingError, open_staging
 
         self.folder = Path(folder)
-        problems = check_staging(self.folder)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise LanguageError(f"--from-metrics: {self.folder / problems[0]}{more}; rerun python -m simulator "
-                                "generate to rebuild the staging")
-        manifest = orjson.loads((self.folder / "manifest.json").read_bytes())
-        files = manifest["files"]
-        self.traces = [self.folder / n for n in sorted(files) if n.startswith("traces-")]
-        if "samples.parquet" not in files or not self.traces:
-            raise LanguageError(f"--from-metrics: {self.folder / 'manifest.json'} lists no "
-                                f"{'samples.parquet' if self.traces else 'traces-*.parquet'}")
-        self.interval_min = float(manifest.get("interval_s", 300)) / 60.0
-        self.samples = self.folder / "samples.parquet"
-        schema = pl.scan_parquet(self.samples).collect_schema()
+        try:
+            self.run = open_staging(self.folder)
+        except StagingError as exc:
+            raise LanguageError(f"--from-metrics: {exc}") from None
+        self.interval_min = self.run.interval_s / 60.0
+        schema = self.run.scan("samples").collect_schema()
         missing = [c for c in self.SAMPLE_COLUMNS if c not in schema]
         if missing:
-            raise LanguageError(f"--from-metrics: {self.samples} lacks the columns {', '.join(missing)}")
-        from simulator.catalogue import METRICS
-        self.metrics = [m for m in METRICS if m in schema]
-        self.n = pl.scan_parquet(self.samples).select(pl.len()).collect().item()
+            raise LanguageError(f"--from-metrics: {self.folder / 'samples'} lacks the columns {', '.join(missing)}")
+        self.metrics = [m for m in self.run.metrics if m in schema]
+        self.n = self.run.scan("samples").select(pl.len()).collect().item()
 
     def take(self, order: np.ndarray, steps: int = WINDOW_STEPS) -> list[dict]:
         """The samples at rows `order` (in that order), each with its host's window of `steps` points."""
+        from simulator.staging import SAMPLE_TIME_FORMAT
+
         picked = pl.DataFrame({"row": np.asarray(order, np.int64), "p_index": np.arange(len(order), dtype=np.int64)})
-        chosen = (pl.scan_parquet(self.samples).with_row_index("row")
+        chosen = (self.run.scan("samples").with_row_index("row")
                   .filter(pl.col("row").is_in(picked["row"].implode()))
                   .select("row", *self.SAMPLE_COLUMNS, *self.metrics).collect()
+                  .with_columns(pl.col("timestamp").dt.strftime(SAMPLE_TIME_FORMAT))
                   .join(picked, on="row").sort("p_index"))
         snapshot = chosen.select("p_index", *[pl.col(m).cast(pl.Utf8) for m in self.metrics])
         windows = self._windows(chosen, steps) if steps > 0 else {}
@@ -219,18 +240,14 @@ class StagedSamples:
 
     def _windows(self, chosen: pl.DataFrame, steps: int) -> dict[int, dict]:
         """Per p_index: the times and the chosen metrics' values over the window, the sample's step last."""
-        scan = pl.scan_parquet(self.traces)
-        schema = scan.collect_schema()
-        wanted = (chosen.select("p_index", pl.col("host").cast(schema["host"]), pl.col("step").alias("at"),
-                                pl.int_ranges(pl.col("step") - steps, pl.col("step") + 1).alias("step"))
-                  .explode("step").filter(pl.col("step") >= 0).with_columns(pl.col("step").cast(schema["step"])))
-        # the filter prunes row groups (hosts and steps are sorted in the parts); the join picks the points
-        window = (scan.filter(pl.col("host").is_in(wanted["host"].unique().implode())
-                              & pl.col("step").is_between(wanted["step"].min(), wanted["step"].max()))
-                  .select("host", "step", "timestamp", *self.metrics)
-                  .join(wanted.lazy(), on=["host", "step"], how="inner")
-                  .sort("p_index", "step").collect())
-        self._check_windows(chosen, wanted, window)
+        from simulator.staging import StagingError
+
+        try:
+            window = (self.run.windows(chosen.select("p_index", "host", "step"), before=steps)
+                      .select("p_index", "host", "step", "at", "timestamp", *self.metrics))
+        except StagingError as exc:
+            raise LanguageError(f"--from-metrics: {exc}") from None
+        self._check_windows(chosen, window)
         n = len(self.metrics)
         values = window.unpivot(index=["p_index", "step", "at"], on=self.metrics, variable_name="metric",
                                 value_name="v").with_columns(pl.col("v").cast(pl.Float64))
@@ -251,20 +268,12 @@ class StagedSamples:
                                    "span_min": (len(row["time"]) - 1) * self.interval_min}
         return out
 
-    def _check_windows(self, chosen: pl.DataFrame, wanted: pl.DataFrame, window: pl.DataFrame) -> None:
-        """Every point of every window found, and the last one equal to the sample's snapshot."""
-        if len(window) != len(wanted):
-            got = window.group_by("p_index").len()
-            lacking = (wanted.group_by("p_index").len().join(got, on="p_index", how="left", suffix="_got")
-                       .filter(pl.col("len_got").fill_null(0) < pl.col("len")).join(chosen, on="p_index")
-                       .row(0, named=True))
-            raise LanguageError(f"--from-metrics: {self.folder}: the traces parts lack points of host "
-                                f"{lacking['host']} before step {lacking['step']} (sample {lacking['id']}); "
-                                "staging and samples.parquet disagree")
+    def _check_windows(self, chosen: pl.DataFrame, window: pl.DataFrame) -> None:
+        """The last point of every window equal to the sample's snapshot."""
         last = window.filter(pl.col("step") == pl.col("at")).join(chosen, on="p_index", suffix="_sample")
         differs = last.filter(pl.any_horizontal([pl.col(m) != pl.col(f"{m}_sample") for m in self.metrics]))
         if len(differs):
-            raise LanguageError(f"--from-metrics: {self.folder}: traces and samples.parquet disagree at sample "
+            raise LanguageError(f"--from-metrics: {self.folder}: the traces and samples tables disagree at sample "
                                 f"{differs['id'][0]} (host {differs['host'][0]}, step {differs['step'][0]})")
 
 
@@ -281,7 +290,8 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
     samples = read_metric_samples(path) if staged is None else None
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SOURCE_STREAM,)))
     order = rng.permutation(len(samples) if staged is None else staged.n)[:count]
-    chosen = [samples[i] for i in order.tolist()] if staged is None else staged.take(order, window_steps)
+    chosen = [with_context_window(samples[i], window_steps) for i in order.tolist()] if staged is None \
+        else staged.take(order, window_steps)
     slots = max(1, min(models_per_prompt, n_models))
     items = []
     for p_index, sample in enumerate(chosen):

@@ -29,7 +29,10 @@ SHARD_ROWS = 500
 SAMPLE_COLUMNS = ("item_id", "prompt_id", "type", "prompt", "response", "model", "model_type", "backend",
                   "session_id", "timestamp", "generation_batch", "term", "category", "seed", "temperature",
                   "max_tokens", "finish_reason", "prompt_tokens", "completion_tokens", "source_sample_id", "label")
-ADDED_COLUMNS = {"source_sample_id": "TEXT", "label": "TEXT"}  # added after the first release of the ledger
+# columns added after the first release of the ledger: ALTER TABLE adds them to an older ledger on open
+ADDED_COLUMNS = {"results": {"source_sample_id": "TEXT", "label": "TEXT"},
+                 "attempts": {"prompt_tokens": "INTEGER", "completion_tokens": "INTEGER",
+                              "tokens_estimated": "INTEGER"}}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,8 +46,19 @@ CREATE INDEX IF NOT EXISTS results_status ON results (status);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
     backend TEXT, endpoint TEXT, model TEXT, outcome TEXT NOT NULL, reason TEXT, http_status INTEGER,
-    latency_s REAL, timestamp TEXT NOT NULL);
+    latency_s REAL, timestamp TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER,
+    tokens_estimated INTEGER);
 """
+# A ledger from before the attempts had token counts: its answered calls take the counts of the result
+# they produced (one answered call per finished item), its failed calls none.
+_BACKFILL_TOKENS = """
+UPDATE attempts SET
+    prompt_tokens = coalesce((SELECT r.prompt_tokens FROM results r WHERE r.item_id = attempts.item_id
+                              AND r.model IS attempts.model AND attempts.outcome = 'ok'), 0),
+    completion_tokens = coalesce((SELECT r.completion_tokens FROM results r WHERE r.item_id = attempts.item_id
+                                  AND r.model IS attempts.model AND attempts.outcome = 'ok'), 0),
+    tokens_estimated = 0
+WHERE prompt_tokens IS NULL"""
 
 
 @dataclass(frozen=True)
@@ -86,16 +100,31 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        have = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
-        for column, kind in ADDED_COLUMNS.items():
-            if column not in have:
-                self.db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+        self._migrate()
         self._pending = 0
         self._last_commit = time.monotonic()
         self._in_tx = False
         self._attempt_rows: list[tuple] = []   # written at the next commit (or read), in this order
         self._result_rows: list[tuple] = []
         self._adopt_shards()
+
+    def _migrate(self) -> None:
+        """Bring a ledger written by an older version up to this schema, in one transaction."""
+        missing = []
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            missing += [(table, c, kind) for c, kind in columns.items() if c not in have]
+        if not missing:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, kind in missing:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self.db.execute(_BACKFILL_TOKENS)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     # ------------------------------------------------------------------ meta
     def get_meta(self, key: str) -> str | None:
@@ -113,10 +142,11 @@ class Ledger:
             self._in_tx = True
 
     def record_attempt(self, item_id: str, attempt: int, backend: str, endpoint: str, model: str,
-                       outcome: str, reason: str | None, http_status: int | None, latency_s: float) -> None:
-        """One call of an item (timestamped now), written with the next commit."""
+                       outcome: str, reason: str | None, http_status: int | None, latency_s: float,
+                       prompt_tokens: int = 0, completion_tokens: int = 0, tokens_estimated: bool = False) -> None:
+        """One call of an item (timestamped now) with the tokens it used, written with the next commit."""
         self._attempt_rows.append((item_id, attempt, backend, endpoint, model, outcome, reason, http_status,
-                                   latency_s, _now()))
+                                   latency_s, _now(), prompt_tokens, completion_tokens, int(tokens_estimated)))
         self._maybe_commit()
 
     def record_result(self, r: Result) -> None:
@@ -241,6 +271,17 @@ class Ledger:
         names = [d[0] for d in cur.description]
         return pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
 
+    def token_totals(self) -> pl.DataFrame:
+        """Per backend and model: the calls made, the tokens they used and how many of those calls'
+        counts were estimated (their server did not say)."""
+        self._write_rows()
+        cur = self.db.execute(
+            "SELECT backend, model, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), "
+            "coalesce(sum(tokens_estimated), 0) FROM attempts GROUP BY backend, model ORDER BY backend, model")
+        return pl.DataFrame(cur.fetchall(), orient="row", schema={
+            "backend": pl.Utf8, "model": pl.Utf8, "calls": pl.Int64, "prompt_tokens": pl.Int64,
+            "completion_tokens": pl.Int64, "estimated_calls": pl.Int64})
+
     def samples(self) -> pl.DataFrame:
         """Accepted samples from the Parquet shards (each item once)."""
         self.flush_shards(force=True)
@@ -258,7 +299,8 @@ _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(Result))
 _INSERT_RESULT = (f"INSERT OR REPLACE INTO results ({', '.join(_RESULT_FIELDS)}) "
                   f"VALUES ({', '.join('?' * len(_RESULT_FIELDS))})")
 _INSERT_ATTEMPT = ("INSERT INTO attempts (item_id, attempt, backend, endpoint, model, outcome, reason, "
-                   "http_status, latency_s, timestamp) VALUES (?,?,?,?,?,?,?,?,?,?)")
+                   "http_status, latency_s, timestamp, prompt_tokens, completion_tokens, tokens_estimated) "
+                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _result_row = operator.attrgetter(*_RESULT_FIELDS)   # a Result's column values, in _RESULT_FIELDS order
 
 _SHARD_SCHEMA = {

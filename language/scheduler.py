@@ -21,6 +21,10 @@
 - Retries: only for timeouts, 408, 429, 5xx, cut streams and invalid JSON, after Retry-After when
   the server sends it, else exponential backoff with full jitter; every call of an item (retries and
   fallbacks together) counts against `max_attempts`, so fallbacks never multiply calls.
+- Budget (`--max-cost`, `--max-tokens-total`, language/usage.py): before each call the item holds the
+  most that call may use; when it could cross the run's budget, no new call is issued (by any worker),
+  the calls in flight finish and are recorded, and the items not asked stay unfinished (not failed),
+  so a later run completes them.  Why the run stopped is kept in the ledger's meta ("budget_stop").
 - Results: answers (and failures) wait in arrival order and are judged (filters, dedup) and recorded in
   batches, every JUDGE_EVERY outcomes or JUDGE_EVERY_S after the oldest, which keeps that CPU work
   cache-warm; an item is finished only once its result is committed to the ledger, so a crash asks the
@@ -48,6 +52,7 @@ from .ledger import Ledger, Result, _now
 from .grounding import grounding_check
 from .quality import DuplicateIndex, check, clean
 from .settings import Settings, load_settings
+from .usage import Budget, Prices, most_tokens
 
 MAX_WORKERS = 16384      # worker tasks: one per endpoint slot, up to this many (and the open-file limit)
 EWMA_ALPHA = 0.3         # weight of the newest successful call in an endpoint's latency average
@@ -196,11 +201,16 @@ class RunStats:
     calls: int = 0
     skipped: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    stopped: str | None = None    # why the budget stopped the run, if it did
 
 
 class Runner:
     def __init__(self, settings: Settings, backends: list[Backend], ledger: Ledger, dedup: DuplicateIndex,
-                 session_id: str, generation_batch: int, progress=None, vocabulary=None):
+                 session_id: str, generation_batch: int, progress=None, vocabulary=None,
+                 budget: Budget | None = None):
         self.settings, self.ledger, self.dedup = settings, ledger, dedup
         self.session_id, self.batch, self.progress = session_id, generation_batch, progress
         self.pool = [PoolModel(b, m) for b in backends for m in b.spec.models]
@@ -209,6 +219,8 @@ class Runner:
         self._workers: list[asyncio.Task] = []
         self.used: dict[str, set[str]] = {}   # prompt_id -> models asked so far
         self.backends = backends
+        self.budget = budget
+        self.prices = Prices.of_settings(settings, [b.spec for b in backends])
         self.vocabulary = vocabulary  # for grounded items (language/grounding.py)
         # outcomes waiting for _judge_all, in arrival order: a failed Result, or (item, model, reply,
         # attempts) of an answer to judge
@@ -242,6 +254,8 @@ class Runner:
                     p.close()
                 if self._judge_error is None:
                     self._judge_all()   # what still waits (also when interrupted)
+                self.stats.stopped = self.budget.stopped if self.budget else None
+                self.ledger.set_meta("budget_stop", self.stats.stopped or "")
                 self.ledger.commit()
         if self._judge_error is not None:
             raise self._judge_error
@@ -292,12 +306,14 @@ class Runner:
         self._add_workers(client, queue)
 
     async def _worker(self, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
-        while True:
+        while self.budget is None or self.budget.stopped is None:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            self._wait_for_judging(await self._process(client, item))
+            outcome = await self._process(client, item)
+            if outcome is not None:  # None: the budget stopped the run before the item's next call
+                self._wait_for_judging(outcome)
 
     def _record(self, result: Result) -> None:
         """An item's final state: into the ledger (finished once its grouped commit is done), the stats
@@ -373,9 +389,29 @@ class Runner:
         usable = [m for m in ranked if not m.missing and m.label not in taken]
         return min(usable, key=lambda m: m.cool_until) if usable else None
 
-    async def _process(self, client: httpx.AsyncClient, item: WorkItem) -> Result | tuple:
+    def _hold(self, item: WorkItem, model: PoolModel) -> tuple[int, float] | None:
+        """The (tokens, cost) held for the item's next call within the run's budget; None when that call
+        could cross it (the run then issues no more calls)."""
+        if self.budget is None:
+            return 0, 0.0
+        prompt_tokens, completion_tokens = most_tokens(item.system, item.prompt, self.settings.generation.max_tokens)
+        tokens = prompt_tokens + completion_tokens
+        cost = self.prices.cost(model.backend.name, model.model, prompt_tokens, completion_tokens)
+        return (tokens, cost) if self.budget.hold(tokens, cost) else None
+
+    def _count(self, model: PoolModel, reply, held: tuple[int, float]) -> None:
+        """A call is over: its tokens and cost into the run's totals and budget (a failed call used none)."""
+        prompt_tokens, completion_tokens = (reply.prompt_tokens, reply.completion_tokens) if reply else (0, 0)
+        cost = self.prices.cost(model.backend.name, model.model, prompt_tokens, completion_tokens)
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        self.stats.cost += cost
+        if self.budget is not None:
+            self.budget.settle(*held, prompt_tokens + completion_tokens, cost)
+
+    async def _process(self, client: httpx.AsyncClient, item: WorkItem) -> Result | tuple | None:
         """Ask for the item's answer within its call budget: the answer to judge as (item, model, reply,
-        attempts), or the failed Result."""
+        attempts), the failed Result, or None when the run's budget stopped it before a call."""
         s = self.settings
         attempts, reason, last_model = 0, "no model available", None
         while attempts < s.requests.max_attempts:
@@ -387,6 +423,9 @@ class Runner:
             wait = model.cool_until - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            held = self._hold(item, model)
+            if held is None:
+                return None
             last_model = model
             attempts += 1
             pool = self.pools[model.backend.name]
@@ -395,7 +434,7 @@ class Runner:
                               {"term": item.term, "category": item.category}, s.generation.repeat_penalty)
             endpoint = await pool.acquire()
             started = time.monotonic()
-            error = None
+            error, reply = None, None
             try:
                 self.stats.calls += 1
                 reply = await model.backend.generate(client, endpoint.url, request)
@@ -405,12 +444,14 @@ class Runner:
                 error = BackendError(f"HTTP error: {model.backend.redact(str(exc))[:200]}", retryable=True)
             finally:
                 latency = time.monotonic() - started
+                self._count(model, reply, held)
                 await pool.release(endpoint, latency, error, s.rotation.cooldown_s)
             if error is None:
                 model.failures = 0
                 self.used.setdefault(item.prompt_id, set()).add(model.label)
                 self.ledger.record_attempt(item.item_id, attempts, model.backend.name, endpoint.url, model.model,
-                                           "ok", None, None, latency)
+                                           "ok", None, None, latency, reply.prompt_tokens, reply.completion_tokens,
+                                           reply.tokens_estimated)
                 return item, model, reply, attempts
             reason = error.reason
             self.ledger.record_attempt(item.item_id, attempts, model.backend.name, endpoint.url, model.model,

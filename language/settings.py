@@ -34,6 +34,8 @@ class BackendSpec:
     keep_alive: str | None = None
     threads: int = 1
     context_tokens: int = 2048
+    # (model, price per million input tokens, per million output tokens); a model not listed costs 0
+    prices: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Settings:
     targets: dict[str, int] = field(hash=False)
     quality: Quality = field(default=Quality(20, 0.9))
     path: str | None = field(default=None, compare=False)  # the file read, re-read for endpoint changes mid-run
+    currency: str = "USD"         # the currency of the backends' prices (a label; nothing is converted)
 
     def enabled(self) -> tuple[BackendSpec, ...]:
         return tuple(b for b in self.backends if b.enabled)
@@ -92,7 +95,7 @@ def load_settings(path: Path | None = None) -> Settings:
     data = read_yaml(path, source, ConfigError, MAX_FILE_BYTES)
     v = Validator(source, ConfigError)
     root = v.mapping(data, "", required=("backends", "rotation", "requests", "generation", "targets"),
-                     optional=("quality",))
+                     optional=("quality", "currency"))
     backends_node = v.mapping(root["backends"], "backends")
     if not backends_node:
         v.fail("backends", "expected at least one backend")
@@ -123,13 +126,15 @@ def load_settings(path: Path | None = None) -> Settings:
         quality=Quality(v.whole(qual.get("min_words", 20), "quality.min_words", 0, 100000),
                         v.number(qual.get("near_duplicate_jaccard", 0.9), "quality.near_duplicate_jaccard", 0, 1)),
         path=str(path),
+        currency=v.string(root.get("currency", "USD"), "currency"),
     )
 
 
 def _backend(v: Validator, name: str, node: Any) -> BackendSpec:
     key = f"backends.{name}"
     m = v.mapping(node, key, required=("type",), optional=(
-        "enabled", "models", "endpoints", "api_key_env", "concurrency", "keep_alive", "threads", "context_tokens"))
+        "enabled", "models", "endpoints", "api_key_env", "concurrency", "keep_alive", "threads", "context_tokens",
+        "prices"))
     kind = v.string(m["type"], f"{key}.type")
     if kind not in BACKEND_TYPES:
         v.fail(f"{key}.type", f"{kind!r} is not one of {', '.join(BACKEND_TYPES)}")
@@ -158,4 +163,22 @@ def _backend(v: Validator, name: str, node: Any) -> BackendSpec:
         keep_alive=None if m.get("keep_alive") is None else v.string(m["keep_alive"], f"{key}.keep_alive"),
         threads=v.whole(m.get("threads", 1), f"{key}.threads", 1, 256),
         context_tokens=v.whole(m.get("context_tokens", 2048), f"{key}.context_tokens", 128, 1_000_000),
+        prices=_prices(v, key, m.get("prices", {}), models),
     )
+
+
+MAX_PRICE = 1_000_000.0   # per million tokens: far above any real price, low enough to catch a typo's extra zeros
+
+
+def _prices(v: Validator, key: str, node: Any, models: list) -> tuple[tuple[str, float, float], ...]:
+    """`prices: {model: {input: x, output: y}}`, per million tokens, for models of this backend only."""
+    node = v.mapping(node if node is not None else {}, f"{key}.prices")
+    out = []
+    for model, price in node.items():
+        where = f"{key}.prices.{model}"
+        if model not in models:
+            v.fail(where, f"{model!r} is not one of this backend's models ({', '.join(map(str, models))})")
+        p = v.mapping(price, where, required=("input", "output"), optional=())
+        out.append((model, v.number(p["input"], f"{where}.input", 0, MAX_PRICE),
+                    v.number(p["output"], f"{where}.output", 0, MAX_PRICE)))
+    return tuple(out)

@@ -39,6 +39,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
@@ -173,12 +174,26 @@ class Sample:
 
 
 def sample_from_dict(sample: Mapping[str, Any], label: str) -> Sample:
-    """A Sample from a grounded-prompt sample (language/grounding.py: JSON or staged)."""
+    """A Sample from a grounded-prompt sample (language/grounding.py: JSON or staged); the onset from
+    the sample's targets (minutes since onset) when it carries them."""
     window = sample.get("window") or {}
-    return Sample(label, {m: float(v) for m, v in sample["metrics"].items()}, sample.get("timestamp"),
+    onset = sample.get("onset")
+    since = (sample.get("targets") or {}).get("minutes_since_onset")
+    if onset is None and since is not None and sample.get("timestamp"):
+        at = datetime.fromisoformat(str(sample["timestamp"]).replace("Z", "+00:00"))
+        onset = (at - timedelta(minutes=float(since))).strftime("%H:%M")
+    return Sample(label, {m: _number(v) for m, v in sample["metrics"].items()}, sample.get("timestamp"),
                   tuple(window.get("time", ())),
-                  {m: tuple(float(x) for x in vs) for m, vs in window.get("metrics", {}).items()},
-                  float(sample.get("interval_min", 5.0)), sample.get("onset"))
+                  {m: tuple(_number(x) for x in vs) for m, vs in window.get("metrics", {}).items()},
+                  float(sample.get("interval_min", 5.0)), onset)
+
+
+def _number(v: Any) -> float:
+    """A value as the prompt printed it; a missing reading ("-" or None) is NaN."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 @functools.lru_cache(maxsize=1)
@@ -194,7 +209,10 @@ def movement(sample: Sample) -> dict[str, float]:
     out = {}
     for m, x in sample.snapshot.items():
         score = 0.0
-        series = sample.window.get(m, ())
+        series = [v for v in sample.window.get(m, ())[:-1] if math.isfinite(v)] + [x]
+        if not math.isfinite(x):
+            out[m] = 0.0
+            continue
         if len(series) > MIN_CONTEXT:
             ctx = sorted(series[:-1])
             med = _median(ctx)

@@ -3,6 +3,9 @@
 Public API:
   generate_samples(n, ...)  -> SampleSet: labelled snapshots (Polars), their events and metadata
   simulate(hosts, steps, ...) -> (traces, events): full labelled traces as Polars frames
+  iter_traces(hosts, steps, ...) -> the same (traces, events) block by block, in bounded memory
+  open_staging(folder)      -> StagedRun: a staging folder checked against its manifest; its tables
+                               (traces, labels, events, samples) as Polars frames, windows of traces
   load_config(path)         -> SimConfig: the validated metrics config
 
 The names are imported on first use, so `python -m simulator --help` and the error paths of the
@@ -16,7 +19,8 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SampleSet": ".api", "generate_samples": ".api", "simulate": ".api",
+    "SampleSet": ".api", "generate_samples": ".api", "simulate": ".api", "iter_traces": ".api",
+    "open_staging": ".staging", "StagedRun": ".staging", "StagingError": ".staging",
     "METRICS": ".catalogue",
     "SimConfig": ".config", "load_config": ".config",
     "ConfigError": ".errors", "SimulatorError": ".errors",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,26 +13,53 @@ from .errors import SimulatorError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
 SUBCOMMANDS = ("generate", "traces", "realism", "status", "restore")
+TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
+PACKAGE = "monitoring-datafactory"
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a program a closed pipe stopped (141)
+
+
+def version_text() -> str:
+    """`simulator <version>` of the installed package (the source tree's version when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"simulator {version(PACKAGE)}"
+    except PackageNotFoundError:
+        from . import __version__
+        return f"simulator {__version__}"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit status 2."""
+    """argparse with one-line errors, exit status 2 and no abbreviated options (`--sample` is no `--samples`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 class _TopParser(_Parser):
-    """The top-level parser; its --help also lists the options of the default 'generate' command."""
+    """The top-level parser; its --help shows the options of the default 'generate' command first."""
 
     default_command: argparse.ArgumentParser | None = None
 
     def format_help(self) -> str:
-        text = super().format_help()
-        if self.default_command is None:
-            return text
-        return (f"{text}\n'generate' is the default command: 'python -m simulator --samples N' runs it.\n\n"
-                f"{self.default_command.format_help()}")
+        formatter = self._get_formatter()
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        formatter.add_text(self.description)
+        if self.default_command is not None:
+            formatter.start_section("generate, the default command (the word may be omitted)")
+            formatter.add_arguments([a for a in self.default_command._actions
+                                     if not isinstance(a, argparse._HelpAction)])
+            formatter.end_section()
+        for group in self._action_groups:
+            formatter.start_section(group.title)
+            formatter.add_text(group.description)
+            formatter.add_arguments(group._group_actions)
+            formatter.end_section()
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -46,22 +75,32 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _TopParser(
         prog="python -m simulator",
+        usage="%(prog)s [generate] [--samples N] [--anomaly-ratio R] [--output-dir DIR] [--seed S] [...]\n"
+              "       %(prog)s {traces,realism,status,restore} [options]  (see %(prog)s COMMAND --help)",
         description="Simulate labelled server metrics (CPU, memory, disk, load, JVM, Spectrum Conductor "
                     "jobs, vemkd, network) of an IBM Spectrum Conductor cluster and export training data.",
         epilog="Subcommands: 'generate' (the default, may be omitted) writes the training JSON; "
                "'traces' exports full traces for anomaly detectors; 'realism' measures the simulation "
                "against real hosts. Run 'python -m simulator <command> --help' for their options.",
     )
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, title="commands", metavar="COMMAND",
+                                prog="python -m simulator")
     gen = sub.add_parser("generate", help="write <output-dir>/metrics_dataset.json (default command)",
                          description="Generate labelled samples, stage them as Parquet under "
                                      "<output-dir>/staging/ and export <output-dir>/metrics_dataset.json "
                                      "(the previous file is kept as a timestamped backup, last three).")
-    gen.add_argument("--samples", type=int, default=20000, help="number of samples (default 20000)")
-    gen.add_argument("--anomaly-ratio", type=float, default=None,
+    gen.add_argument("--samples", type=int, default=20000, metavar="N", help="number of samples (default 20000)")
+    gen.add_argument("--anomaly-ratio", type=float, default=None, metavar="R",
                      help="share of anomalous samples, 0..1 (default: simulation.anomaly_ratio, 0.2)")
-    gen.add_argument("--output-dir", type=Path, default=Path("training"),
+    gen.add_argument("--output-dir", type=Path, default=Path("training"), metavar="DIR",
                      help="where the dataset and staging/ go (default: training)")
+    gen.add_argument("--context-steps", type=int, default=None,
+                     help="readings before each sample, at the native interval, that the sample carries "
+                          "(default: simulation.context_steps, 12 = the last hour at 5 minutes)")
+    gen.add_argument("--hard-negatives", type=float, default=None, metavar="SHARE",
+                     help="share of the normal samples taken at each block's busiest healthy moments, flagged "
+                          "targets.hard_negative (default: simulation.hard_negative_share, 0)")
     _common(gen)
     tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV, or sharded on a cluster",
                         description="Export traces of H hosts over T steps with their labels. CSV uses the "
@@ -106,10 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also train classifiers to tell real from simulated CPU windows and report "
                          "their accuracy (needs scikit-learn: pip install -e \".[bench]\")")
     _common(re)
-    st = sub.add_parser("status", help="is the dataset whole, is the staging consistent, which backups exist",
-                        description="Check <output-dir>/metrics_dataset.json (valid JSON, sample count, ids) and "
-                                    "<output-dir>/staging/ (every file against its manifest checksum); exit 1 "
-                                    "when something is damaged.")
+    st = sub.add_parser("status", help="is the dataset whole, does the staging match it, which backups exist",
+                        description="Check <output-dir>/metrics_dataset.json (valid JSON, sample count, ids), "
+                                    "<output-dir>/staging/ (every file against its manifest checksum) and that both "
+                                    "come from the same run (session, config hash, seed, sample count); exit 1 "
+                                    "when something is damaged or they come from different runs.")
     st.add_argument("--output-dir", type=Path, default=Path("training"), help="default: training")
     rs = sub.add_parser("restore", help="replace a damaged dataset with its newest intact backup",
                         description="Replace <output-dir>/metrics_dataset.json with its newest backup that passes "
@@ -120,8 +160,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+    """Run the command line; a reader that closes the pipe early (`| head -1`) ends it quietly."""
+    try:
+        try:
+            return _main(list(sys.argv[1:] if argv is None else argv))
+        finally:  # also after --help and --version (argparse exits): a closed pipe shows here
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail again at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a file (tests capture it in memory)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _main(argv: list[str]) -> int:
+    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+        _Parser(prog="python -m simulator").error(
+            f"unknown command {argv[0]!r}; the commands are {', '.join(SUBCOMMANDS)} "
+            "(generate is the default: python -m simulator --samples N)")
+    if not argv or argv[0] not in (*SUBCOMMANDS, *TOP_LEVEL_OPTIONS):
         argv = ["generate", *argv]
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -138,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     except SimulatorError as exc:
         print(f"python -m simulator: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # the reader of stdout went away: `main` ends quietly
     except OSError as exc:  # the output could not be written (disk full, permissions, ...)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"python -m simulator: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
@@ -163,6 +231,7 @@ def _generate(args) -> int:
     with _progress(args.quiet, "simulating hosts") as progress:
         result = generate_samples(args.samples, anomaly_ratio=args.anomaly_ratio, seed=args.seed,
                                   config=config, workers=args.workers, staging_dir=out_dir,
+                                  context_steps=args.context_steps, hard_negatives=args.hard_negatives,
                                   progress=progress)
     target = out_dir / DATASET_NAME
     backup = write_metrics_dataset(target, result.metadata, result.samples)
@@ -171,7 +240,7 @@ def _generate(args) -> int:
         kinds = ", ".join(f"{k} {n}" for k, n in stats["anomaly_types"].items() if n)
         print(f"wrote {target}: {result.metadata['total_samples']} samples, {stats['normal_samples']} normal, "
               f"{stats['anomaly_samples']} anomalous ({kinds}) in {time.perf_counter() - started:.2f} s"
-              + (f"; previous dataset kept as {backup.name}" if backup else ""), file=sys.stderr)
+              + (f"; previous dataset kept as {backup.name}" if backup else ""))
     return 0
 
 
@@ -214,8 +283,7 @@ def _realism(args) -> int:
         from .realism.plots import write_plots
         paths = write_plots(result, out_dir, config.simulation.interval_s)
         if not args.quiet:
-            print(f"\nwrote {', '.join(str(p) for p in paths)} and {out_dir / 'realism_report.json'}",
-                  file=sys.stderr)
+            print(f"\nwrote {', '.join(str(p) for p in paths)} and {out_dir / 'realism_report.json'}")
     return 0 if result.passed else 1
 
 
@@ -231,7 +299,7 @@ def _status(args) -> int:
 
 
 def _restore(args) -> int:
-    from .integrity import check_metrics_dataset, restore_metrics_dataset
+    from .integrity import check_metrics_dataset, dataset_staging_differences, restore_metrics_dataset
 
     target = _output_dir(args.output_dir) / DATASET_NAME
     problem = check_metrics_dataset(target)
@@ -243,6 +311,10 @@ def _restore(args) -> int:
     except FileNotFoundError:
         raise SimulatorError(f"restore: {target} has no intact backup; rerun generate") from None
     print(f"restored {target} from {backup.name}" + (f"; the damaged file is kept as {kept.name}" if kept else ""))
+    differences = dataset_staging_differences(target, target.parent / "staging")
+    if differences:
+        print(f"note: {target.name} now comes from another run than staging/ ({', '.join(differences)}); "
+              "rerun generate to rebuild both")
     return 0
 
 
@@ -287,15 +359,22 @@ def _traces(args) -> int:
                              "use fewer --hosts or --steps")
     if sharded:
         return _sharded_traces(args)
+    from .api import _checked_seed
+    from .config import load_config
+    from .staging import CSV_TIME_FORMAT, events_csv, events_table, file_metadata
+
+    config = load_config(args.config)
+    seed = _checked_seed(config, args.seed)
+    interval = config.simulation.interval_s if args.interval_s is None else args.interval_s
     events_path = _events_path(args.output)
     rows, all_events = 0, []
     with _progress(args.quiet, "simulating hosts") as progress, atomic_path(args.output) as tmp:
-        blocks = iter_traces(args.hosts, args.steps, config=args.config, seed=args.seed, anomalies=args.anomalies,
+        blocks = iter_traces(args.hosts, args.steps, config=config, seed=seed, anomalies=args.anomalies,
                              interval_s=args.interval_s, workers=args.workers, progress=progress)
         if suffix == ".csv":
             with open(tmp, "wb") as f:
                 for i, (df, ev) in enumerate(blocks):
-                    _csv_rows(df).write_csv(f, include_header=i == 0, datetime_format="%Y-%m-%d %H:%M:%S")
+                    _csv_rows(df).write_csv(f, include_header=i == 0, datetime_format=CSV_TIME_FORMAT)
                     rows += len(df)
                     all_events.append(ev)
         else:
@@ -303,24 +382,25 @@ def _traces(args) -> int:
 
             writer = None
             try:
+                metadata = file_metadata(config, seed, "traces", interval)
                 for df, ev in blocks:  # one row group per block: memory stays bounded at any size
                     table = df.to_arrow()
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                        writer = pq.ParquetWriter(tmp, table.schema.with_metadata(metadata), compression="zstd")
                     writer.write_table(table)
                     rows += len(df)
                     all_events.append(ev)
             finally:
                 if writer is not None:
                     writer.close()
-    events = pl.concat(all_events)
+    events = events_table(pl.concat(all_events), config)
     with atomic_path(events_path) as tmp:
         if suffix == ".csv":
-            events.write_csv(tmp)
+            events_csv(events).write_csv(tmp, datetime_format=CSV_TIME_FORMAT)
         else:
-            events.write_parquet(tmp)
+            events.write_parquet(tmp, metadata=file_metadata(config, seed, "events", interval))
     if not args.quiet:
-        print(f"wrote {args.output} ({rows} rows) and {events_path} ({len(events)} events)", file=sys.stderr)
+        print(f"wrote {args.output} ({rows} rows) and {events_path} ({len(events)} events)")
     return 0
 
 
@@ -346,7 +426,7 @@ def _sharded_traces(args) -> int:
         took = time.perf_counter() - started
         print(f"wrote {args.output}/: {manifest['values']:,} values in {len(manifest['files'])} files "
               f"({job.n_ranges} host ranges x {job.n_chunks} time chunks), {manifest['events']} events, "
-              f"{took:.1f} s ({manifest['values'] / took / 1e6:.1f} M values/s)", file=sys.stderr)
+              f"{took:.1f} s ({manifest['values'] / took / 1e6:.1f} M values/s)")
     return 0
 
 

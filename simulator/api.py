@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -21,8 +22,9 @@ from .config import SimConfig, load_config
 from .engine import Traces, run_kernel
 from .errors import SimulatorError
 from .events import plan_events
-from .explain import N_VARIANTS, explanation_expr
+from .explain import FEATURE_COLUMNS, N_VARIANTS, evidence_features, explanation_expr, visibility
 from .population import build_population, exact_counts
+from .context import ANOMALOUS_PREFIX, Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
 from .samples import SAMPLE_STREAM, gather, select_points
 from .staging import Staging, traces_table
 
@@ -132,7 +134,8 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
 
 def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed: int | None = None,
                      config: SimConfig | str | Path | None = None, workers: int | None = None,
-                     staging_dir: Path | None = None,
+                     staging_dir: Path | None = None, context_steps: int | None = None,
+                     hard_negatives: float | None = None,
                      progress: Callable[[int, int], None] | None = None) -> SampleSet:
     """`n_samples` labelled snapshots of simulated hosts; `round(n * ratio)` of them anomalous.
 
@@ -140,7 +143,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     samples come from points where no metric of the host is anomalous.  With `staging_dir`, the
     traces, labels, events and samples are staged there as Parquet.
     """
-    cfg = _resolve(config)
+    cfg = _with_sample_options(_resolve(config), context_steps, hard_negatives)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
         raise SimulatorError(
             f"--samples: at most {MAX_SAMPLES:,} in one run, got {count_text(int(n_samples))} (about "
@@ -165,15 +168,18 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     normal_per_block = exact_counts(np.array([hi - lo for lo, hi in blocks], float), n_normal)
     staging = Staging(staging_dir) if staging_dir is not None else None
     if staging:
-        staging.begin()
-    parts, event_parts = [], []
+        staging.begin(cfg, seed)
+    parts, windows, event_parts = [], [], []
     with threads, (staging or nullcontext()):
         for b, (lo, hi) in enumerate(blocks):
             traces, events = run_kernel(cfg, population, plan, seed, n_steps, interval,
                                         host_range=(lo, hi), keep_base=True)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, b)))
-            host, step, event = select_points(traces, events, int(normal_per_block[b]), rng)
-            parts.append(_sample_block(cfg, traces, population, events, host, step, event, b))
+            host, step, event, hard = select_points(traces, events, int(normal_per_block[b]), rng,
+                                                    cfg.simulation.hard_negative_share)
+            parts.append(_sample_block(cfg, traces, population, events, host, step, event, b)
+                         .with_columns(hard_negative=pl.Series(hard)))
+            windows.append(sample_windows(traces, host, step, cfg))
             event_parts.append(events)
             if staging:
                 staging.write_block(b, traces, cfg)
@@ -181,12 +187,27 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
                 progress(b + 1, len(blocks))
     events = pl.concat(event_parts)
     session_id = _session_id(cfg, seed, n_samples, ratio)
-    samples = _finish_samples(cfg, pl.concat(parts), events, seed, session_id)
+    samples = _finish_samples(cfg, pl.concat(parts), Windows.concat(windows), events, seed, session_id)
     metadata = _metadata(cfg, samples, seed, ratio, session_id)
     if staging:
         staging.finish(events, samples, {**metadata, "hosts": n_hosts, "steps_per_host": n_steps,
                                          "interval_s": interval, "blocks": len(blocks)})
     return SampleSet(samples, events, metadata, cfg)
+
+
+def _with_sample_options(cfg: SimConfig, context_steps: int | None, hard_negatives: float | None) -> SimConfig:
+    """The config with the options that override its `simulation` section, checked like the YAML."""
+    changes = {}
+    if context_steps is not None:
+        _check_count("context-steps", context_steps, 1, 2016)
+        changes["context_steps"] = int(context_steps)
+    if hard_negatives is not None:
+        if not (isinstance(hard_negatives, (int, float)) and 0.0 <= hard_negatives <= 1.0):
+            raise SimulatorError(f"--hard-negatives: must be between 0 and 1, got {hard_negatives}")
+        changes["hard_negative_share"] = float(hard_negatives)
+    if not changes:
+        return cfg
+    return dataclasses.replace(cfg, simulation=dataclasses.replace(cfg.simulation, **changes))
 
 
 def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFrame,
@@ -198,8 +219,10 @@ def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFra
         "event_id": event,
         **gather(traces, host, step, cfg.metrics),
         **gather(traces, host, step, cfg.metrics, prefix="base_", base=True),
+        **anomalous_metric_columns(traces, host, step, event, cfg),
     })
     frame = frame.join(ev, on="event_id", how="left", maintain_order="left")
+    frame = frame.with_columns(exhaustion_columns(traces, host, step, frame["kind"], frame["end_step"], cfg))
     profile_idx = population.profile[frame["host"].to_numpy()]
     return frame.with_columns(
         profile=pl.Series(np.array(population.profile_names)[profile_idx]),
@@ -208,10 +231,13 @@ def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFra
     )
 
 
-def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, events: pl.DataFrame, seed: int,
+def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: Windows, events: pl.DataFrame, seed: int,
                     session_id: str) -> pl.DataFrame:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, 1 << 30)))
-    frame = frame[rng.permutation(len(frame))]
+    order = rng.permutation(len(frame))
+    frame = frame[order].with_columns(**windows.take(order).columns(cfg))
+    frame = frame.with_columns(**evidence_features(frame, cfg.simulation.interval_s))
+    frame = frame.with_columns(**visibility(frame, ANOMALOUS_PREFIX))
     interval = cfg.simulation.interval_s
     start = cfg.simulation.start_epoch_s
     micros = ((start + frame["step"].to_numpy() * interval) * 1e6).astype(np.int64)
@@ -220,10 +246,16 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, events: pl.DataFrame, s
         timestamp=pl.Series(micros).cast(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         status=pl.when(pl.col("kind").is_null()).then(pl.lit("normal")).otherwise(pl.lit("anomaly")),
         elapsed_min=(pl.col("step") - pl.col("start_step") + 1) * (interval / 60.0),
+        host_name=pl.format("host-{}", pl.col("host").cast(pl.Utf8).str.zfill(5)),
+        minutes_since_onset=(pl.col("step") - pl.col("start_step")) * (interval / 60.0),
+        minutes_until_end=(pl.col("end_step") - pl.col("step")) * (interval / 60.0),
+        minutes_to_exhaustion=pl.col("steps_to_exhaustion") * (interval / 60.0),
         variant=pl.Series(rng.integers(0, N_VARIANTS, len(frame))),
         session_id=pl.lit(session_id),
     )
-    return frame.with_columns(explanation_expr([a.kind for a in cfg.anomalies]))
+    frame = frame.with_columns(explanation_expr([a.kind for a in cfg.anomalies], cfg.simulation.interval_s,
+                                                cfg.simulation.context_steps))
+    return frame.drop(FEATURE_COLUMNS)  # what the texts were computed from: the sample carries its inputs
 
 
 def _session_id(cfg: SimConfig, seed: int, n_samples: int, ratio: float) -> str:
@@ -246,6 +278,11 @@ def _metadata(cfg: SimConfig, samples: pl.DataFrame, seed: int, ratio: float, se
         "seed": seed,
         "generation_stats": {"normal_samples": len(samples) - n_anomaly, "anomaly_samples": n_anomaly,
                              "anomaly_types": counts},
+        "evidence": {"context_steps": cfg.simulation.context_steps, "context_interval_s": cfg.simulation.interval_s,
+                     "history_hours": cfg.simulation.history_hours, "history_interval_s": 3600,
+                     "note": "context and history end at the sample's instant (its values are their last "
+                             "points); null where the trace had not begun; targets are what the simulator "
+                             "knows beyond that instant (for training, never shown in the explanation)"},
     }
 
 

@@ -71,6 +71,9 @@ class SimulationSpec:
     samples_per_host: int
     anomaly_ratio: float
     seed: int
+    context_steps: int = 12   # the last hour at 5 minutes: each sample's fine context
+    history_hours: int = 24   # hourly means of the last day: each sample's coarse history
+    hard_negative_share: float = 0.0  # share of normal samples drawn from the busiest healthy moments
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def _json_default(obj):
 def _parse_simulation(v: Validator, node: Any) -> SimulationSpec:
     d = v.mapping(node, "simulation",
                   required=("interval_s", "start_time", "trace_days", "samples_per_host",
-                            "anomaly_ratio", "seed"), optional=())
+                            "anomaly_ratio", "seed"), optional=("context_steps", "history_hours", "hard_negative_share"))
     start = d["start_time"]
     if isinstance(start, datetime):
         start_dt = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
@@ -154,6 +157,9 @@ def _parse_simulation(v: Validator, node: Any) -> SimulationSpec:
         samples_per_host=v.whole(d["samples_per_host"], "simulation.samples_per_host", 1, 10**6),
         anomaly_ratio=v.number(d["anomaly_ratio"], "simulation.anomaly_ratio", 0, 1),
         seed=v.whole(d["seed"], "simulation.seed", 0, 2**63 - 1),
+        context_steps=v.whole(d.get("context_steps", 12), "simulation.context_steps", 1, 2016),
+        history_hours=v.whole(d.get("history_hours", 24), "simulation.history_hours", 0, 720),
+        hard_negative_share=v.number(d.get("hard_negative_share", 0.0), "simulation.hard_negative_share", 0, 1),
     )
 
 

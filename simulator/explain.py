@@ -1,27 +1,175 @@
-"""Write each sample's explanation from its realized values, as Polars column expressions.
+"""Write each sample's explanation from what the sample itself shows, as column operations.
 
-An explanation states what the numbers say: the level of the metrics that moved, how far from the
-same host's normal (the trace without the anomaly at the same instant), for how long and how fast.
-Several phrasings per kind are picked by a per-sample variant so the text is not one fixed line.
+Every number in an explanation is computed from the sample's own fields: its snapshot, its context
+(the last readings at the native interval, the snapshot last) and its history (hourly means), and
+the host's facts. Nothing comes from the trace without the anomaly or from the event table: a model
+trained on these texts can only learn to say what it can see.
+
+- "usual" is the metric's median over the previous hours of the history (the hour that ends at the
+  snapshot left out), or over the earlier readings of the context when fewer than
+  MIN_HISTORY_HOURS hours are there; the text says which span it is.
+- the snapshot is "off" when it is further from usual than OFF_SPREADS median absolute deviations
+  of the values usual is the median of; an earlier reading is off when it is further from usual than
+  half the snapshot's distance. How long the metric has been off is stated only when the context
+  shows the change: "over the last N minutes"
+  (N from the first off reading of the trailing run to the snapshot), "throughout the last N
+  minutes" when every reading of the context is off, nothing when the snapshot is not off.
+- a comparison says "up from", "down from" or "the same as", by the values as printed.
+
+Several phrasings per kind are picked by a per-sample variant.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
+from .catalogue import METRICS
+
 N_VARIANTS = 3
+MIN_HISTORY_HOURS = 6
+OFF_SPREADS = 3.0  # a snapshot further from usual than this many median absolute deviations is "off"
+MAX_SPREADS = 1000.0
+SPREADS = "spreads_off_"
+USUAL, SPAN, SPAN_UNIT, AGO, RUN = "usual_", "usual_span_", "usual_unit_", "ago_", "off_run_"
+FEATURE_COLUMNS = [prefix + m for prefix in (USUAL, SPAN, SPAN_UNIT, AGO, RUN, SPREADS) for m in METRICS]
+# the few phrasings that need a unit after the number
+UNITS = {"cpu_usage": "%", "memory_usage": "%", "disk_usage": "%", "java_heap_usage": "%", "java_gc_time": "%",
+         "network_in_mbps": " Mbit/s", "network_out_mbps": " Mbit/s", "network_latency_ms": " ms"}
 
 
-def _v(name: str, digits: int = 1) -> pl.Expr:
-    """A metric value as text with `digits` decimals."""
-    return pl.col(name).cast(pl.Float64).round(digits).cast(pl.Utf8)
+# ---------------------------------------------------------------------------- what the sample shows
+def evidence_features(samples: pl.DataFrame, interval_s: float) -> dict[str, pl.Series]:
+    """Per metric: usual level and its span, the first context reading, and the off run in minutes."""
+    minutes = interval_s / 60.0
+    cols: dict[str, pl.Series] = {}
+    for m in METRICS:
+        ctx = samples[f"ctx_{m}"].to_numpy().astype(np.float64)
+        hist = samples[f"hist_{m}"].to_numpy().astype(np.float64)[:, :-1] if f"hist_{m}" in samples.columns \
+            else np.zeros((len(samples), 0))
+        now = samples[m].to_numpy().astype(np.float64)
+        usual, span, unit, spread = _usual(ctx, hist, minutes)
+        cols[USUAL + m] = pl.Series(USUAL + m, usual)
+        cols[SPAN + m] = pl.Series(SPAN + m, span)
+        cols[SPAN_UNIT + m] = pl.Series(SPAN_UNIT + m, unit)
+        cols[AGO + m] = pl.Series(AGO + m, ctx[:, 0])
+        cols[RUN + m] = pl.Series(RUN + m, off_run_minutes(ctx, usual, now, spread, minutes))
+        cols[SPREADS + m] = pl.Series(SPREADS + m, spreads_off(now, usual, spread))
+    return cols
 
 
-def _minutes(name: str) -> pl.Expr:
-    """Minutes as '25 minutes' or '3.5 hours'."""
-    x = pl.col(name)
-    return (pl.when(x < 90).then(pl.format("{} minutes", x.round(0).cast(pl.Int64)))
-            .otherwise(pl.format("{} hours", (x / 60).round(1).cast(pl.Utf8))))
+def spreads_off(now: np.ndarray, usual: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """How far the snapshot is from usual, in spreads (capped at MAX_SPREADS; a flat past's spread is
+    taken as 1e-6 of the level's scale, so any change of a flat metric reads as far off)."""
+    distance = np.abs(now - usual)
+    floor = np.maximum(spread, 1e-6 * np.maximum(np.abs(usual), 1.0))
+    return np.minimum(distance / floor, MAX_SPREADS)
+
+
+def visibility(samples: pl.DataFrame, anomalous_prefix: str) -> dict[str, pl.Expr]:
+    """Targets that say how plainly an anomaly sample shows its event: `visible` (some metric the
+    event moved at that point is off its usual level, as the explanation defines it) and
+    `evidence_spreads` (the largest distance from usual, in spreads, among those metrics)."""
+    moved = [pl.col(anomalous_prefix + m) for m in METRICS]
+    off = [pl.col(anomalous_prefix + m) & (pl.col(RUN + m) != -2) for m in METRICS]
+    spreads = [pl.when(pl.col(anomalous_prefix + m)).then(pl.col(SPREADS + m)) for m in METRICS]
+    is_anomaly = pl.col("kind").is_not_null()
+    return {"visible": pl.when(is_anomaly).then(pl.any_horizontal(off)),
+            "evidence_spreads": pl.when(is_anomaly & pl.any_horizontal(moved))
+            .then(pl.max_horizontal(spreads).round(2))}
+
+
+def _usual(ctx: np.ndarray, hist: np.ndarray, minutes: float):
+    """(usual, its span, the span's unit, the spread around usual) of each sample: median and MAD of
+    the earlier hourly means, or of the earlier context readings when the history is short; the
+    spread is at least the context's reading-to-reading noise."""
+    hours = np.sum(~np.isnan(hist), axis=1)
+    readings = np.sum(~np.isnan(ctx[:, :-1]), axis=1)
+    from_history = hours >= MIN_HISTORY_HOURS
+    past = ctx[:, :-1] if ctx.shape[1] > 1 else np.full((len(ctx), 1), np.nan)
+    if not hist.shape[1]:
+        hist = np.full((len(ctx), 1), np.nan)
+    with np.errstate(all="ignore"), _quiet_nanmedian():
+        by_hour, by_reading = np.nanmedian(hist, axis=1), np.nanmedian(past, axis=1)
+        usual = np.where(from_history, by_hour, by_reading)
+        spread = np.where(from_history, np.nanmedian(np.abs(hist - by_hour[:, None]), axis=1),
+                          np.nanmedian(np.abs(past - by_reading[:, None]), axis=1))
+        # hourly means hide the reading-to-reading noise a 5-minute snapshot has: the spread is at least
+        # that noise, the median step between the context's readings over sqrt(2)
+        if ctx.shape[1] > 2:
+            spread = np.fmax(spread, np.nanmedian(np.abs(np.diff(ctx, axis=1)), axis=1) / np.sqrt(2))
+    usual = np.where(np.isnan(usual), ctx[:, -1], usual)  # the first reading of a trace: no past at all
+    spread = np.where(np.isnan(spread), 0.0, spread)
+    span = np.where(from_history, hours, readings * minutes).astype(np.int64)
+    unit = np.where(from_history, "hours", "minutes")
+    return usual, span, unit, spread
+
+
+def off_run_minutes(ctx: np.ndarray, usual: np.ndarray, now: np.ndarray, spread: np.ndarray,
+                    minutes: float) -> np.ndarray:
+    """Minutes from the first reading of the trailing off run to the snapshot; -1 when every reading
+    of the context is off; -2 when the snapshot itself is not off (nothing to date).
+
+    The snapshot is off when it is further from usual than OFF_SPREADS times the spread (median
+    absolute deviation) of the values usual is the median of; an earlier reading is off when it is
+    further from usual than half the snapshot's distance."""
+    distance = np.abs(now - usual)
+    off = np.abs(ctx - usual[:, None]) > 0.5 * distance[:, None]
+    off &= (distance > np.maximum(OFF_SPREADS * spread, 0.0))[:, None] & (distance > 0)[:, None]
+    trailing = np.cumprod(off[:, ::-1], axis=1).sum(axis=1)
+    run = (trailing - 1) * minutes
+    return np.where(trailing == 0, -2.0, np.where(trailing == ctx.shape[1], -1.0, run))
+
+
+class _quiet_nanmedian:
+    """np.nanmedian warns on all-NaN rows; those rows are handled by the caller."""
+
+    def __enter__(self):
+        import warnings
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+
+
+# ---------------------------------------------------------------------------- phrases
+def _num(expr: pl.Expr, digits: int) -> pl.Expr:
+    rounded = expr.cast(pl.Float64).round(digits)
+    return (rounded.cast(pl.Int64) if digits == 0 else rounded).cast(pl.Utf8)
+
+
+def _now(m: str, digits: int = 1) -> pl.Expr:
+    return pl.format("{}{}", _num(pl.col(m), digits), pl.lit(UNITS.get(m, "")))
+
+
+def _vs_usual(m: str, digits: int = 1) -> pl.Expr:
+    """'up from its median of U over the previous N hours' (or down from / the same as)."""
+    now, usual = pl.col(m).cast(pl.Float64).round(digits), pl.col(USUAL + m).round(digits)
+    word = pl.when(now > usual).then(pl.lit("up from")).when(now < usual).then(pl.lit("down from")) \
+        .otherwise(pl.lit("the same as"))
+    return pl.format("{} its median of {}{} over the previous {} {}", word, _num(pl.col(USUAL + m), digits),
+                     pl.lit(UNITS.get(m, "")), pl.col(SPAN + m), pl.col(SPAN_UNIT + m))
+
+
+def _since(m: str, minutes_shown: float) -> pl.Expr:
+    """How long the context shows the metric off its usual level ('' when the snapshot is not off)."""
+    run = pl.col(RUN + m)
+    return (pl.when(run == -1).then(pl.lit(f", throughout the last {minutes_shown:g} minutes"))
+            .when(run == 0).then(pl.lit(", in the latest reading only"))
+            .when(run > 0).then(pl.format(", over the last {} minutes", run.cast(pl.Int64)))
+            .otherwise(pl.lit("")))
+
+
+def _ago(m: str, digits: int, minutes_shown: float) -> pl.Expr:
+    return pl.format("{}{} {} minutes ago", _num(pl.col(AGO + m), digits), pl.lit(UNITS.get(m, "")),
+                     pl.lit(f"{minutes_shown:g}"))
+
+
+def _host() -> pl.Expr:
+    article = pl.when(pl.col("profile").str.contains(r"^[aeiouAEIOU]")).then(pl.lit("an")).otherwise(pl.lit("a"))
+    return pl.format("{} {} host with {} cores", article, pl.col("profile"), pl.col("cores"))
 
 
 def _pick(*variants: pl.Expr) -> pl.Expr:
@@ -31,145 +179,91 @@ def _pick(*variants: pl.Expr) -> pl.Expr:
     return expr.otherwise(variants[0])
 
 
-def _rise(name: str) -> pl.Expr:
-    return (pl.col(name).cast(pl.Float64) - pl.col(f"base_{name}").cast(pl.Float64)).round(1).cast(pl.Utf8)
+def kind_texts(minutes_shown: float) -> dict[str, pl.Expr]:
+    """The phrasings of each kind; `minutes_shown` is the time the context spans."""
+    def moved(m: str, digits: int = 1) -> pl.Expr:
+        return pl.format("{} is {}, {}{}", pl.lit(m), _now(m, digits), _vs_usual(m, digits), _since(m, minutes_shown))
+
+    def f(template: str, *args: pl.Expr) -> pl.Expr:
+        return pl.format(template, *args)
+
+    return {
+        "cpu_spike": _pick(
+            f("CPU spike on {}: {}; load average {}.", _host(), moved("cpu_usage"), _num(pl.col("load_average"), 2)),
+            f("A burst of CPU: {}. It was {}.", moved("cpu_usage"), _ago("cpu_usage", 1, minutes_shown)),
+            f("{}; the load average is {} on {} cores. A short CPU spike.", moved("cpu_usage"),
+              _num(pl.col("load_average"), 2), pl.col("cores")),
+        ),
+        "runaway_process": _pick(
+            f("A runaway process on {}: {}; load average {}.", _host(), moved("cpu_usage"),
+              _num(pl.col("load_average"), 2)),
+            f("CPU has shifted to a new level: {}, with active jobs at {}; something is spinning.",
+              moved("cpu_usage"), pl.col("spectrum_active_jobs")),
+            f("{}. {} A process is pinning cores.", moved("load_average", 2),
+              f("CPU is {}.", _now("cpu_usage"))),
+        ),
+        "memory_leak": _pick(
+            f("A memory leak: {}. The JVM heap is at {}.", moved("memory_usage"), _now("java_heap_usage")),
+            f("Memory keeps growing: {}; it was {}. GC takes {} of the time.", moved("memory_usage"),
+              _ago("memory_usage", 1, minutes_shown), _now("java_gc_time", 2)),
+            f("{}; {}. The pattern of a leak that may end in an OOM kill.", moved("java_heap_usage"),
+              moved("memory_usage")),
+        ),
+        "disk_full": _pick(
+            f("The data volume is filling: {}.", moved("disk_usage", 2)),
+            f("Disk filling on {}: {}; it was {}. Once it is full, jobs fail on write errors.", _host(),
+              _now("disk_usage", 2), _ago("disk_usage", 2, minutes_shown)),
+            f("{}; load average {} as writes block.", moved("disk_usage", 2), _num(pl.col("load_average"), 2)),
+        ),
+        "network_congestion": _pick(
+            f("Network congestion: {}; inbound traffic is {}.", moved("network_latency_ms", 2),
+              _now("network_in_mbps")),
+            f("The link is saturated: {}. Latency is {}.", moved("network_in_mbps"), _now("network_latency_ms", 2)),
+            f("{}; it was {}. Queues on the link are full.", moved("network_latency_ms", 2),
+              _ago("network_latency_ms", 2, minutes_shown)),
+        ),
+        "jvm_gc_storm": _pick(
+            f("A GC storm: {}; the heap is at {}.", moved("java_gc_time"), _now("java_heap_usage")),
+            f("The JVM is collecting back to back: {}. CPU is {}.", moved("java_gc_time"), _now("cpu_usage")),
+            f("{}; {}.", moved("java_heap_usage"), moved("java_gc_time")),
+        ),
+        "daemon_crash": _pick(
+            f("The EGO daemon is down: {}.", moved("vemkd_process_count", 0)),
+            f("vemkd crashed on {}: {}; active jobs {}.", _host(), moved("vemkd_process_count", 0),
+              pl.col("spectrum_active_jobs")),
+            f("{}; {}. The scheduler daemon is down or restarting.", moved("vemkd_process_count", 0),
+              moved("spectrum_active_jobs", 0)),
+        ),
+        "job_backlog": _pick(
+            f("A job backlog: {}.", moved("spectrum_active_jobs", 0)),
+            f("Submissions flood in on {}: {}; CPU is {}.", _host(), moved("spectrum_active_jobs", 0),
+              _now("cpu_usage")),
+            f("{}; memory is {}, as every slot fills.", moved("spectrum_active_jobs", 0), _now("memory_usage")),
+        ),
+    }
 
 
-def _per_hour(name: str) -> pl.Expr:
-    rate = ((pl.col(name).cast(pl.Float64) - pl.col(f"base_{name}").cast(pl.Float64))
-            / (pl.col("elapsed_min").clip(lower_bound=1) / 60.0))
-    return rate.round(1).cast(pl.Utf8)
+def normal_text() -> pl.Expr:
+    return _pick(
+        pl.format("Healthy: CPU {}, memory {}, load {} on {} cores, heap {} with GC {} of the time.",
+                  _now("cpu_usage"), _now("memory_usage"), _num(pl.col("load_average"), 2), pl.col("cores"),
+                  _now("java_heap_usage"), _now("java_gc_time", 2)),
+        pl.format("Normal operation on {}: active jobs {}, disk {} used, network {} in at {} latency, "
+                  "{} vemkd processes.", _host(), pl.col("spectrum_active_jobs"), _now("disk_usage", 2),
+                  _now("network_in_mbps"), _now("network_latency_ms", 2), pl.col("vemkd_process_count")),
+        pl.format("No anomaly: cpu_usage is {}, {}; memory is {}.", _now("cpu_usage"), _vs_usual("cpu_usage"),
+                  _now("memory_usage")),
+    )
 
 
-KIND_TEXT: dict[str, pl.Expr] = {
-    "cpu_spike": _pick(
-        pl.format("CPU jumped to {}% on this {}-core {} host, against about {}% normally; "
-                  "load average {} follows. The burst is {} old.",
-                  _v("cpu_usage"), "cores", "profile", _v("base_cpu_usage"), _v("load_average", 2),
-                  _minutes("elapsed_min")),
-        pl.format("A short CPU spike: {}% busy where this host usually runs near {}%, {} into the "
-                  "spike, with the 1-minute load at {} on {} cores.",
-                  _v("cpu_usage"), _v("base_cpu_usage"), _minutes("elapsed_min"),
-                  _v("load_average", 2), "cores"),
-        pl.format("CPU is {} points above its usual {}% (now {}%), a burst that started {} ago; "
-                  "memory {}% and the network are unchanged.",
-                  _rise("cpu_usage"), _v("base_cpu_usage"), _v("cpu_usage"), _minutes("elapsed_min"),
-                  _v("memory_usage")),
-    ),
-    "runaway_process": _pick(
-        pl.format("CPU has sat at {}% for {} on this {} host, up from about {}%: a process is pinning "
-                  "cores. Load average is {} on {} cores.",
-                  _v("cpu_usage"), _minutes("elapsed_min"), "profile", _v("base_cpu_usage"),
-                  _v("load_average", 2), "cores"),
-        pl.format("A level shift in CPU: {} points more than normal ({}% instead of {}%) for {} "
-                  "already, with no change in jobs ({} running) or traffic.",
-                  _rise("cpu_usage"), _v("cpu_usage"), _v("base_cpu_usage"), _minutes("elapsed_min"),
-                  "spectrum_active_jobs"),
-        pl.format("Load average {} against a usual {}, driven by CPU at {}% for {}: something is "
-                  "spinning, not a burst of work.",
-                  _v("load_average", 2), _v("base_load_average", 2), _v("cpu_usage"),
-                  _minutes("elapsed_min")),
-    ),
-    "memory_leak": _pick(
-        pl.format("Memory has climbed to {}% ({} points above normal, about {} points per hour over {}); "
-                  "the JVM heap is at {}% and GC takes {}% of the time.",
-                  _v("memory_usage"), _rise("memory_usage"), _per_hour("memory_usage"),
-                  _minutes("elapsed_min"), _v("java_heap_usage"), _v("java_gc_time", 2)),
-        pl.format("A slow leak: memory {}% where this host normally holds {}%, rising for {}. "
-                  "Garbage collection is working harder ({}% of time, usually {}%).",
-                  _v("memory_usage"), _v("base_memory_usage"), _minutes("elapsed_min"),
-                  _v("java_gc_time", 2), _v("base_java_gc_time", 2)),
-        pl.format("Heap at {}% with GC time {}% and memory up to {}% after {} of steady growth "
-                  "(+{} points per hour): the pattern of a leak that may end in an OOM kill.",
-                  _v("java_heap_usage"), _v("java_gc_time", 2), _v("memory_usage"),
-                  _minutes("elapsed_min"), _per_hour("memory_usage")),
-    ),
-    "disk_full": _pick(
-        pl.format("The data volume is at {}% (normally {}%), filling for {}; {} jobs still running "
-                  "and load average {} as writes block.",
-                  _v("disk_usage", 2), _v("base_disk_usage", 2), _minutes("elapsed_min"),
-                  "spectrum_active_jobs", _v("load_average", 2)),
-        pl.format("Disk usage {}%, {} points above its usual level after {}; once it reaches 100% "
-                  "jobs fail on write errors.",
-                  _v("disk_usage", 2), _rise("disk_usage"), _minutes("elapsed_min")),
-        pl.format("Disk filling fast: {}% used, growing about {} points per hour; load {} against "
-                  "a usual {}.",
-                  _v("disk_usage", 2), _per_hour("disk_usage"), _v("load_average", 2),
-                  _v("base_load_average", 2)),
-    ),
-    "network_congestion": _pick(
-        pl.format("Inbound traffic is flat at {} Mbit/s while latency reached {} ms (normally {} ms): "
-                  "the link is saturated, for {} so far.",
-                  _v("network_in_mbps"), _v("network_latency_ms", 2), _v("base_network_latency_ms", 2),
-                  _minutes("elapsed_min")),
-        pl.format("Network congestion: round-trip time {} ms against a usual {} ms, throughput capped "
-                  "at {} Mbit/s in and {} out.",
-                  _v("network_latency_ms", 2), _v("base_network_latency_ms", 2), _v("network_in_mbps"),
-                  _v("network_out_mbps")),
-        pl.format("Latency {} ms and inbound {} Mbit/s (usually {}): queues on the link are full, "
-                  "{} into the episode.",
-                  _v("network_latency_ms", 2), _v("network_in_mbps"), _v("base_network_in_mbps"),
-                  _minutes("elapsed_min")),
-    ),
-    "jvm_gc_storm": _pick(
-        pl.format("The JVM spends {}% of its time in GC with the heap at {}%; CPU is {}% (usually {}%) "
-                  "and {} jobs are stalled.",
-                  _v("java_gc_time"), _v("java_heap_usage"), _v("cpu_usage"), _v("base_cpu_usage"),
-                  "spectrum_active_jobs"),
-        pl.format("GC storm for {}: heap pinned at {}%, GC time {}% against a normal {}%.",
-                  _minutes("elapsed_min"), _v("java_heap_usage"), _v("java_gc_time"),
-                  _v("base_java_gc_time", 2)),
-        pl.format("Back-to-back full collections: GC {}% of the time, heap {}%, CPU up to {}% and "
-                  "load {}.",
-                  _v("java_gc_time"), _v("java_heap_usage"), _v("cpu_usage"), _v("load_average", 2)),
-    ),
-    "daemon_crash": _pick(
-        pl.format("vemkd processes: {} (normally {}); active jobs fell to {} from about {}, and CPU "
-                  "dropped to {}%. The daemon went down {} ago.",
-                  "vemkd_process_count", "base_vemkd_process_count", "spectrum_active_jobs",
-                  "base_spectrum_active_jobs", _v("cpu_usage"), _minutes("elapsed_min")),
-        pl.format("The EGO master daemon crashed {} ago: {} vemkd processes instead of {}, {} jobs "
-                  "running where {} would be.",
-                  _minutes("elapsed_min"), "vemkd_process_count", "base_vemkd_process_count",
-                  "spectrum_active_jobs", "base_spectrum_active_jobs"),
-        pl.format("Spectrum jobs at {} (usually {}) with vemkd count {}: the scheduler daemon is "
-                  "down or restarting; memory {}%.",
-                  "spectrum_active_jobs", "base_spectrum_active_jobs", "vemkd_process_count",
-                  _v("memory_usage")),
-    ),
-    "job_backlog": _pick(
-        pl.format("{} jobs running against about {} normally, for {}; CPU {}% and memory {}% as every "
-                  "slot fills.",
-                  "spectrum_active_jobs", "base_spectrum_active_jobs", _minutes("elapsed_min"),
-                  _v("cpu_usage"), _v("memory_usage")),
-        pl.format("A job backlog: the scheduler keeps {} jobs busy (usually {}), load average {} on {} "
-                  "cores.",
-                  "spectrum_active_jobs", "base_spectrum_active_jobs", _v("load_average", 2), "cores"),
-        pl.format("Submissions flood in: active jobs {}, CPU {}% (normally {}%), memory {}%, {} into "
-                  "the backlog.",
-                  "spectrum_active_jobs", _v("cpu_usage"), _v("base_cpu_usage"), _v("memory_usage"),
-                  _minutes("elapsed_min")),
-    ),
-}
-
-NORMAL_TEXT = _pick(
-    pl.format("Healthy: CPU {}%, memory {}%, load {} on {} cores, heap {}% with GC {}% of the time; "
-              "nothing outside this {} host's usual range.",
-              _v("cpu_usage"), _v("memory_usage"), _v("load_average", 2), "cores", _v("java_heap_usage"),
-              _v("java_gc_time", 2), "profile"),
-    pl.format("Normal operation on a {} host: {} jobs running, disk {}% used, network {} Mbit/s in "
-              "at {} ms latency, vemkd processes {}.",
-              "profile", "spectrum_active_jobs", _v("disk_usage", 2), _v("network_in_mbps"),
-              _v("network_latency_ms", 2), "vemkd_process_count"),
-    pl.format("No anomaly: CPU {}% and load {} match the workload, memory steady at {}%, "
-              "GC {}% of the time.",
-              _v("cpu_usage"), _v("load_average", 2), _v("memory_usage"), _v("java_gc_time", 2)),
-)
-
-
-def explanation_expr(kinds: list[str]) -> pl.Expr:
-    """Expression over a sample frame (metrics, base_<metric>, kind, profile, cores, elapsed_min)."""
-    expr = pl.when(pl.col("kind").is_null()).then(NORMAL_TEXT)
+def explanation_expr(kinds: list[str], interval_s: float, context_steps: int) -> pl.Expr:
+    """Expression over a sample frame with the `evidence_features` columns, kind, variant and host facts."""
+    minutes_shown = (context_steps - 1) * interval_s / 60.0
+    texts = kind_texts(minutes_shown)
+    missing = [k for k in kinds if k not in texts]
+    if missing:
+        raise KeyError(f"no explanation texts for anomaly kinds {missing} (simulator/explain.py)")
+    expr = pl.when(pl.col("kind").is_null()).then(normal_text())
     for kind in kinds:
-        expr = expr.when(pl.col("kind") == kind).then(KIND_TEXT[kind])
-    return expr.otherwise(pl.format("Anomaly of kind {}.", pl.col("kind"))).alias("explanation")
+        expr = expr.when(pl.col("kind") == kind).then(texts[kind])
+    return expr.alias("explanation")

@@ -64,9 +64,10 @@ def normal_mask(labels):
     return out
 
 
-def select_points(traces: Traces, events: pl.DataFrame, n_normal: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(host, step, event_id or -1) of every sample: events first, then normal points."""
+def select_points(traces: Traces, events: pl.DataFrame, n_normal: int, rng: np.random.Generator,
+                  hard_share: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(host, step, event_id or -1, hard negative?) of every sample: events first, then normal points,
+    `round(hard_share * n_normal)` of them among each host's busiest healthy moments (`hard_negatives`)."""
     ev_host = events["host"].to_numpy() - traces.first_host
     ev_step = pick_event_points(
         traces.labels, ev_host.astype(np.int64), events["start_step"].to_numpy(),
@@ -80,11 +81,33 @@ def select_points(traces: Traces, events: pl.DataFrame, n_normal: int,
     candidates = np.flatnonzero(normal_mask(traces.labels).ravel())
     if n_normal > len(candidates):
         raise ValueError(f"only {len(candidates)} normal points for {n_normal} normal samples")
-    chosen = np.sort(rng.choice(candidates, size=n_normal, replace=False))
-    host = np.concatenate([ev_host, chosen // traces.n_steps])
-    step = np.concatenate([ev_step, traces.t0 + chosen % traces.n_steps])
+    n_hard = int(round(hard_share * n_normal))
+    chosen = np.sort(rng.choice(candidates, size=n_normal - n_hard, replace=False))
+    hard = hard_negatives(traces, np.setdiff1d(candidates, chosen), n_hard, rng) if n_hard else chosen[:0]
+    normal = np.concatenate([chosen, hard])
+    host = np.concatenate([ev_host, normal // traces.n_steps])
+    step = np.concatenate([ev_step, traces.t0 + normal % traces.n_steps])
     event = np.concatenate([events["event_id"].to_numpy(), np.full(n_normal, -1, np.int64)])
-    return host, step, event
+    is_hard = np.concatenate([np.zeros(len(ev_host) + len(chosen), bool), np.ones(len(hard), bool)])
+    return host, step, event, is_hard
+
+
+HARD_POOL = 0.05  # hard negatives are drawn from this top share of a block's healthy points
+
+
+def hard_negatives(traces: Traces, candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` healthy points (flat host*steps indices) among the HARD_POOL share of `candidates` that
+    look most like anomalies: the furthest above their host's mean (busy) in its own standard
+    deviations, on the metric where that is largest; a deviation counts at least 5 % of the mean (and
+    0.1), so a nearly flat metric's jitter does not look busy."""
+    values = traces.values.reshape(traces.values.shape[0], -1)[:, candidates]
+    host = candidates // traces.n_steps
+    mean = traces.values.mean(axis=2)[:, host]
+    std = np.maximum(np.maximum(traces.host_std[:, host], 0.05 * np.abs(mean)), 0.1)
+    score = ((values - mean) / std).max(axis=0)
+    pool = max(n, int(np.ceil(HARD_POOL * len(candidates))))
+    top = candidates[np.argsort(-score, kind="stable")[:pool]]
+    return np.sort(rng.choice(top, size=n, replace=False))
 
 
 def gather(traces: Traces, host: np.ndarray, step: np.ndarray, metrics: tuple[MetricSpec, ...],

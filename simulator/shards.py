@@ -38,7 +38,7 @@ from .engine import run_kernel
 from .errors import SimulatorError
 from .events import EventPlan, plan_events
 from .population import Population, build_population, exact_counts
-from .staging import COMPRESSION, traces_table
+from .staging import COMPRESSION, events_table, file_metadata, traces_table
 
 DEFAULT_SHARD_STEPS = 8640  # 30 days at 5 minutes, 6 days at 1 minute
 DEFAULT_SHARD_HOSTS = 64    # enough host ranges to keep many workers busy; parts of a few MB
@@ -224,17 +224,22 @@ def _run_host_range(job: TraceJob, r: int, out: Path, threads: int | None) -> di
         del traces
         table = table.with_columns(pl.max_horizontal([pl.col(f"label_{m.name}") >= 0 for m in job.config.metrics])
                                    .alias("is_anomaly"))
-        files[job.part_name(r, k)] = _write(table, out / job.part_name(r, k))
+        files[job.part_name(r, k)] = _write(table, out / job.part_name(r, k), _metadata(job, "traces"))
         del table
         events.append(ev.with_columns(profile=pl.Series(profiles[ev["host"].to_numpy()], dtype=pl.Utf8)))
-    files[job.events_name(r)] = _write(pl.concat(events).sort("event_id"), out / job.events_name(r))
+    files[job.events_name(r)] = _write(events_table(pl.concat(events).sort("event_id"), job.config),
+                                       out / job.events_name(r), _metadata(job, "events"))
     return files
 
 
-def _write(frame: pl.DataFrame, path: Path) -> dict:
+def _metadata(job: TraceJob, table: str) -> dict[str, str]:
+    return file_metadata(job.config, job.seed, table, job.interval_s)
+
+
+def _write(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> dict:
     from datasafe import atomic_path
 
     # never make the folder: a task dask runs a second time, late, must not recreate <output>.partial
     with atomic_path(path, make_parent=False) as tmp:
-        frame.write_parquet(tmp, compression=COMPRESSION, statistics=True)
+        frame.write_parquet(tmp, compression=COMPRESSION, statistics=True, metadata=metadata)
     return {**file_record(path), "rows": len(frame)}

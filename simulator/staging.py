@@ -1,11 +1,19 @@
-"""Columnar staging under `<output>/staging/`: numbered Parquet parts, each written atomically.
+"""Columnar staging under `<output>/staging/`: one folder per table, numbered Parquet parts in each.
 
 Layout (a finished run replaces the whole directory; see `Staging`):
-  traces-00000.parquet ...  host, step, timestamp, one column per metric (dense)
-  labels-00000.parquet ...  host, step, metric, event_id: one row per anomalous metric point (sparse)
-  events.parquet            the event table
-  samples.parquet           the training samples, flat columns
-  manifest.json             what the run was (config hash, seed, counts) and its files
+  traces/traces-00000.parquet ...    host, step, timestamp, one column per metric (dense)
+  labels/labels-00000.parquet ...    host, step, metric, event_id: one row per anomalous metric point
+  events/events-00000.parquet        the event table
+  samples/samples-00000.parquet      the training samples, flat columns
+  manifest.json                      what the run was (config hash, seed, counts), its tables and files
+
+Each table has one schema in all its parts (`traces_table`, `labels_table`, `events_table`,
+`samples_table` below): host and step int32, event ids int64, timestamps UTC datetimes, categorical
+columns (metric, kind, status, profile) enums, `affected_metrics` a list of metrics, `kind` and
+`event_id` null together (normal samples). Every
+file carries the run's seed, config hash, interval and metric units in its Parquet key-value
+metadata (`file_metadata`). `open_staging` is the reader: it checks the manifest and returns the
+tables as Polars frames.
 """
 
 from __future__ import annotations
@@ -22,16 +30,74 @@ import polars as pl
 from datasafe import atomic_path, atomic_write_bytes
 from datasafe.integrity import file_record
 
+from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS
 from .config import SimConfig
 from .engine import Traces
+from .errors import SimulatorError
 
 COMPRESSION = "zstd"
+STAGING_FORMAT = "simulator-staging/2"  # manifest "format": one folder per table
+MANIFEST = "manifest.json"
+TABLES = ("traces", "labels", "events", "samples")
+
+METRIC = pl.Enum(list(METRICS))
+KIND = pl.Enum(list(ANOMALY_KINDS))
+STATUS = pl.Enum(["normal", "anomaly"])
+STEP_COLUMNS = ("step", "start_step", "end_step", "labelled_first_step", "labelled_last_step")
+SAMPLE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the samples' timestamp text in the training JSON
+CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%:z"   # timestamps in CSV exports: ISO 8601 with the zone (+00:00)
 
 
-def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+def part_name(table: str, index: int) -> str:
+    """A part's path inside the staging folder, e.g. traces/traces-00003.parquet."""
+    return f"{table}/{table}-{index:05d}.parquet"
+
+
+def profile_enum(config: SimConfig) -> pl.Enum:
+    return pl.Enum([p.name for p in config.profiles])
+
+
+def file_metadata(config: SimConfig, seed: int, table: str, interval_s: float) -> dict[str, str]:
+    """The Parquet key-value metadata of every file: which table, seed, config hash, interval, units."""
+    return {"simulator.table": table, "simulator.seed": str(seed), "simulator.config_hash": config.config_hash,
+            "simulator.interval_s": repr(float(interval_s)),
+            "simulator.units": orjson.dumps({m.name: m.unit for m in config.metrics}).decode()}
+
+
+def events_table(events: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
+    """The event table in its published schema (kind and metrics as enums, affected_metrics a list)."""
+    return events.with_columns(
+        pl.col("host").cast(pl.Int32),
+        pl.col("kind").cast(KIND),
+        pl.col("primary_metric", "peak_metric").cast(METRIC),
+        pl.col("affected_metrics").str.split(", ").cast(pl.List(METRIC)),
+        *[pl.col(c).cast(pl.Int32) for c in STEP_COLUMNS if c in events.columns],
+        *([pl.col("profile").cast(profile_enum(config))] if "profile" in events.columns else []),
+    )
+
+
+def events_csv(events: pl.DataFrame) -> pl.DataFrame:
+    """The event table for a CSV file (no lists there): affected_metrics joined by ", "."""
+    return events.with_columns(pl.col("affected_metrics").cast(pl.List(pl.Utf8)).list.join(", "))
+
+
+def samples_table(samples: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
+    """The samples in their published schema: normal samples have a null event_id (and kind)."""
+    return samples.with_columns(
+        pl.col("host").cast(pl.Int32),
+        *[pl.col(c).cast(pl.Int32) for c in STEP_COLUMNS if c in samples.columns],
+        pl.when(pl.col("event_id") >= 0).then(pl.col("event_id")).cast(pl.Int64).alias("event_id"),
+        pl.col("kind").cast(KIND),
+        pl.col("status").cast(STATUS),
+        pl.col("profile").cast(profile_enum(config)),
+        pl.col("timestamp").str.to_datetime(SAMPLE_TIME_FORMAT, time_zone="UTC", time_unit="us"),
+    )
+
+
+def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
     with atomic_path(path) as tmp:
-        frame.write_parquet(tmp, compression=COMPRESSION)
+        frame.write_parquet(tmp, compression=COMPRESSION, metadata=metadata)
 
 
 def traces_table(traces: Traces, config: SimConfig, with_labels: bool = False) -> pl.DataFrame:
@@ -57,8 +123,8 @@ def labels_table(traces: Traces) -> pl.DataFrame:
     return pl.DataFrame([
         pl.Series("host", (h + traces.first_host).astype(np.int32)),
         pl.Series("step", (i + traces.t0).astype(np.int32)),
-        pl.Series("metric", np.array(METRICS)[metric]).cast(pl.Enum(list(METRICS))),
-        pl.Series("event_id", traces.labels[metric, h, i]),
+        pl.Series("metric", np.array(METRICS)[metric]).cast(METRIC),
+        pl.Series("event_id", traces.labels[metric, h, i].astype(np.int64)),
     ])
 
 
@@ -84,12 +150,18 @@ class Staging:
         self.dir = Path(output_dir) / "staging.partial"
         self._writer: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        self._rows: dict[str, int] = {}
+        self.config: SimConfig | None = None
+        self.seed = 0
         recover_staging(Path(output_dir))
 
-    def begin(self) -> None:
+    def begin(self, config: SimConfig, seed: int) -> None:
+        """Start a run of `config` and `seed` (both recorded in every file's metadata)."""
         if self.dir.exists():
             shutil.rmtree(self.dir)  # leftovers of an interrupted run
-        self.dir.mkdir(parents=True)
+        for table in TABLES:
+            (self.dir / table).mkdir(parents=True)
+        self.config, self.seed, self._rows = config, seed, {}
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="staging")
 
     def write_block(self, index: int, traces: Traces, config: SimConfig) -> None:
@@ -99,8 +171,14 @@ class Staging:
         self._pending = self._writer.submit(self._write_block, index, light, config)
 
     def _write_block(self, index: int, traces: Traces, config: SimConfig) -> None:
-        write_parquet(traces_table(traces, config), self.dir / f"traces-{index:05d}.parquet")
-        write_parquet(labels_table(traces), self.dir / f"labels-{index:05d}.parquet")
+        self._write("traces", index, traces_table(traces, config))
+        self._write("labels", index, labels_table(traces))
+
+    def _write(self, table: str, index: int, frame: pl.DataFrame) -> None:
+        name = part_name(table, index)
+        write_parquet(frame, self.dir / name,
+                      file_metadata(self.config, self.seed, table, self.config.simulation.interval_s))
+        self._rows[name] = len(frame)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -125,11 +203,13 @@ class Staging:
 
     def finish(self, events: pl.DataFrame, samples: pl.DataFrame, manifest: dict) -> None:
         self.close()
-        write_parquet(events, self.dir / "events.parquet")
-        write_parquet(samples, self.dir / "samples.parquet")
-        files = {p.name: file_record(p) for p in sorted(self.dir.glob("*.parquet"))}
-        atomic_write_bytes(self.dir / "manifest.json",
-                           orjson.dumps({**manifest, "files": files}, option=orjson.OPT_INDENT_2))
+        self._write("events", 0, events_table(events, self.config))
+        self._write("samples", 0, samples_table(samples, self.config))
+        files = {name: {**file_record(self.dir / name), "rows": rows} for name, rows in sorted(self._rows.items())}
+        tables = {t: {"parts": sum(n.startswith(t + "/") for n in files),
+                      "rows": sum(r["rows"] for n, r in files.items() if n.startswith(t + "/"))} for t in TABLES}
+        atomic_write_bytes(self.dir / MANIFEST, orjson.dumps(
+            {"format": STAGING_FORMAT, **manifest, "tables": tables, "files": files}, option=orjson.OPT_INDENT_2))
         retired = self.final.with_name("staging.old")
         if retired.exists():
             shutil.rmtree(retired)
@@ -138,3 +218,114 @@ class Staging:
         self.dir.rename(self.final)
         if retired.exists():
             shutil.rmtree(retired)
+
+
+# ------------------------------------------------------------------------------------ the reader
+class StagingError(SimulatorError):
+    """A staging folder that cannot be read: missing, damaged, or of an older layout."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedRun:
+    """A staging folder checked against its manifest: its tables as Polars frames.
+
+    `scan("traces")` is a LazyFrame over the table's parts (filters prune row groups: hosts and steps
+    are sorted within each part); `read` collects it; `window` and `windows` pick the traces around
+    points."""
+
+    folder: Path
+    manifest: dict
+
+    @property
+    def interval_s(self) -> float:
+        return float(self.manifest["interval_s"])
+
+    @property
+    def steps_per_host(self) -> int:
+        return int(self.manifest["steps_per_host"])
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metric columns of the traces (and of the samples)."""
+        return [m for m in METRICS if m in self.scan("traces").collect_schema()]
+
+    def files(self, table: str) -> list[Path]:
+        if table not in TABLES:
+            raise ValueError(f"unknown staging table {table!r}; the tables are {', '.join(TABLES)}")
+        return [self.folder / n for n in sorted(self.manifest["files"]) if n.startswith(table + "/")]
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.files(table))
+
+    def read(self, table: str) -> pl.DataFrame:
+        return self.scan(table).collect()
+
+    def window(self, host: int, step: int, before: int = 12, after: int = 0) -> pl.DataFrame:
+        """The traces of `host` from `before` steps before `step` to `after` steps after it (within the trace)."""
+        return self.windows(pl.DataFrame({"host": [host], "step": [step]}), before, after).drop("at")
+
+    def windows(self, points: pl.DataFrame, before: int, after: int = 0) -> pl.DataFrame:
+        """For each point (a frame with `host`, `step` and any key columns of the caller's), the traces rows of
+        its host from `before` steps before to `after` steps after it, clipped to the trace, with `at` = the
+        point's step; in the points' order, then by step. One filtered scan and a join, whatever the count.
+
+        Raises StagingError when the traces lack a point of a window (traces and samples disagree)."""
+        last = self.steps_per_host - 1
+        keys = [c for c in points.columns if c not in ("host", "step")]
+        wanted = (points.with_row_index("_point")
+                  .select("_point", *keys, pl.col("host").cast(pl.Int32), pl.col("step").cast(pl.Int32).alias("at"))
+                  .with_columns(pl.int_ranges((pl.col("at") - before).clip(lower_bound=0),
+                                              (pl.col("at") + after).clip(upper_bound=last) + 1,
+                                              dtype=pl.Int32).alias("step"))
+                  .explode("step").drop_nulls("step"))
+        if wanted.is_empty():
+            return self.scan("traces").head(0).collect().join(wanted.drop("_point"), on=["host", "step"])
+        window = (self.scan("traces")
+                  .filter(pl.col("host").is_in(wanted["host"].unique().implode())
+                          & pl.col("step").is_between(wanted["step"].min(), wanted["step"].max()))
+                  .join(wanted.lazy(), on=["host", "step"], how="inner")
+                  .sort("_point", "step").collect())
+        if len(window) != len(wanted):
+            lacking = wanted.join(window.select("_point", "step"), on=["_point", "step"], how="anti").row(0, named=True)
+            raise StagingError(f"{self.folder}: the traces lack host {lacking['host']} step {lacking['step']} "
+                               f"(the window of step {lacking['at']}); the staging's tables disagree")
+        return window.drop("_point")
+
+
+def locate_staging(path: str | Path) -> Path | None:
+    """The staging folder `path` names: the folder itself, its manifest.json, or an output folder holding
+    staging/; None when `path` is not a folder (a file such as the metrics JSON). Raises StagingError for a
+    folder that is none of these."""
+    p = Path(path)
+    if p.name == MANIFEST and p.is_file():
+        return p.parent
+    if not p.is_dir():
+        return None
+    if (p / MANIFEST).exists() or p.name == "staging" or any(p.glob("*.parquet")):
+        return p
+    if (p / "staging").is_dir():
+        return p / "staging"
+    raise StagingError(f"{p} is a folder with neither a staging manifest nor a staging/ folder")
+
+
+def open_staging(folder: str | Path, *, verify: bool = True) -> StagedRun:
+    """The staging folder `folder` (`training/staging`), its manifest checked and, with `verify`, every
+    file against its recorded size and sha256. Raises StagingError (one line naming the file) otherwise."""
+    from .integrity import check_staging, read_staging_manifest
+
+    folder = Path(folder)
+    rebuild = "rerun python -m simulator generate to rebuild the staging"
+    manifest, problem = read_staging_manifest(folder)
+    if problem is not None:
+        raise StagingError(f"{folder / problem}; {rebuild}")
+    if manifest.get("format") != STAGING_FORMAT:
+        raise StagingError(f"{folder / MANIFEST}: staging of an older layout (one flat folder); {rebuild}")
+    problems = check_staging(folder) if verify else []
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StagingError(f"{folder / problems[0]}{more}; {rebuild}")
+    run = StagedRun(folder, manifest)
+    absent = [t for t in TABLES if not run.files(t)]
+    if absent:
+        raise StagingError(f"{folder / MANIFEST}: lists no {absent[0]}/ parts; {rebuild}")
+    return run

@@ -19,7 +19,12 @@ and Gemini's ``systemInstruction`` becoming a leading system message, Gemini's `
 ``{"api", "seed", "temperature", "max_tokens", "stream"}`` gathered from wherever that API puts them
 (``max_tokens`` is max_completion_tokens/max_tokens, num_predict, max_tokens, maxOutputTokens; None if unset).
 An answer longer than the token limit (counted in words) is cut to that many words and reported as
-``length`` / ``max_tokens`` / ``MAX_TOKENS``. Token counts are word counts.
+``length`` / ``max_tokens`` / ``MAX_TOKENS``. Token counts are word counts (the prompt's: every message's words),
+reported where each API reports them: OpenAI ``usage.prompt_tokens``/``completion_tokens`` (streamed: in the
+``include_usage`` chunk), Ollama ``prompt_eval_count``/``eval_count`` in the final object or chunk, Anthropic
+``usage.input_tokens``/``output_tokens`` (streamed: ``message_start`` and ``message_delta``), Gemini
+``usageMetadata.promptTokenCount``/``candidatesTokenCount``. ``report_usage=False`` leaves every token count out
+of the answers, as a server that does not count them would.
 
 The server runs an asyncio loop in one daemon thread (HTTP/1.1, keep-alive, chunked streaming responses),
 so per-request work is a few dozen microseconds; `stop()` closes every connection and joins the thread.
@@ -280,6 +285,26 @@ class Call:
     query: dict = field(default_factory=dict)
     body: Any = None          # the parsed JSON request body (None for GETs or unparseable bodies)
     stream: bool = False
+
+
+_USAGE_KEYS = frozenset({"usage", "usageMetadata", "prompt_eval_count", "eval_count", "prompt_eval_duration",
+                         "eval_duration"})
+
+
+def _drop_usage(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_usage(v) for k, v in obj.items() if k not in _USAGE_KEYS}
+    if isinstance(obj, list):
+        return [_drop_usage(v) for v in obj]
+    return obj
+
+
+def _without_usage(data: bytes) -> bytes:
+    """A body, NDJSON line, SSE event or JSON-array piece with its JSON object's token counts left out."""
+    start, end = data.find(b"{"), data.rfind(b"}")
+    if start < 0 or end < start:
+        return data
+    return data[:start] + _dumps(_drop_usage(_loads(data[start:end + 1]))) + data[end + 1:]
 
 
 def _canonical(model: str) -> str:
@@ -774,12 +799,14 @@ class LoopbackServer:
     """A fake OpenAI / Ollama / Anthropic / Gemini server on 127.0.0.1:<ephemeral port>."""
 
     def __init__(self, models=("alpha", "beta", "gamma"), answer: Callable[[str, list, dict], str] | None = None,
-                 faults: FaultPlan | None = None, delay_s: float = 0.0, api_key: str | None = None):
+                 faults: FaultPlan | None = None, delay_s: float = 0.0, api_key: str | None = None,
+                 report_usage: bool = True):
         self._models = [str(m) for m in models]
         self.answer = answer or deterministic_answer
         self.faults = faults
         self.delay_s = float(delay_s)
         self.api_key = api_key          # extra: when set, requests without this key get each API's auth error
+        self.report_usage = report_usage  # False: answers carry no token counts
         self.url = ""
         self.port = 0
         self.calls: list[Call] = []
@@ -1129,10 +1156,14 @@ class LoopbackServer:
         rid = f"{next(_IDS):012d}"
         if gen.stream:
             events = api.events(gen, text, finish, pt, ct, rid, now)
+            if not self.report_usage:
+                events = [_without_usage(e) for e in events]
             if action == "cut":
                 return self._send_stream(conn, req, api, events[:max(1, len(events) // 2)], cut=True)
             return self._send_stream(conn, req, api, events)
         body = api.response(gen, text, finish, pt, ct, rid, now)
+        if not self.report_usage:
+            body = _without_usage(body)
         if action == "cut":  # promise more than we send, then hang up
             conn.transport.write(_head(200, api.ctype, len(body) + 64) + body[:len(body) // 2])
             conn.transport.close()

@@ -27,7 +27,8 @@ from simulator.config import DEFAULT_CONFIG_PATH
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = "metrics_dataset.json"
 SMALL = ["--samples", "300", "--quiet"]
-STAGING_FIXED = {"events.parquet", "samples.parquet", "manifest.json"}
+STAGING_ONE_BLOCK = {"manifest.json", "traces/traces-00000.parquet", "labels/labels-00000.parquet",
+                     "events/events-00000.parquet", "samples/samples-00000.parquet"}
 OLD_MTIME_NS = 1_600_000_000_000_000_000  # 2020: any rewrite of a file would move its mtime
 
 
@@ -230,7 +231,7 @@ def test_dataset_has_exactly_the_schema(small_run, config):
     assert set(data) == {"metadata", "training_samples"}
     meta = data["metadata"]
     assert set(meta) == {"generated_at", "generator", "session_id", "total_samples", "anomaly_ratio",
-                         "config_hash", "seed", "generation_stats"}
+                         "config_hash", "seed", "generation_stats", "evidence"}
     assert set(meta["generation_stats"]) == {"normal_samples", "anomaly_samples", "anomaly_types"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["generated_at"])
     assert meta["generator"] == f"simulator {simulator.__version__}"
@@ -244,8 +245,9 @@ def test_dataset_has_exactly_the_schema(small_run, config):
     end = start + timedelta(days=config.simulation.trace_days)
     kinds = {a.kind for a in config.anomalies}
     for s in samples:
-        assert set(s) == {"id", "timestamp", "metrics", "status", "anomaly_type", "explanation", "session_id",
-                          "batch_id"}
+        assert list(s)[:8] == ["id", "timestamp", "metrics", "status", "anomaly_type", "explanation",
+                               "session_id", "batch_id"]  # the seed's keys, as they were
+        assert list(s)[8:] == ["host", "targets", "context", "history"]  # the evidence (tests/test_evidence.py)
         assert tuple(s["metrics"]) == simulator.METRICS
         for name, value in s["metrics"].items():
             spec = config.metric(name)
@@ -276,23 +278,26 @@ def test_counts_in_metadata_match_the_samples(small_run):
     assert sum(n > 0 for n in by_kind.values()) >= 4  # the kinds are mixed, not all one kind
 
 
+def staging_files(staging: Path) -> set[str]:
+    return {p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()}
+
+
 def test_staging_holds_the_runs_parquet_and_manifest(small_run, config):
     out, data = small_run
     staging = out / "staging"
-    names = {p.name for p in staging.iterdir()}
-    assert names == STAGING_FIXED | {"traces-00000.parquet", "labels-00000.parquet"}  # 6 hosts: one block
+    assert staging_files(staging) == STAGING_ONE_BLOCK  # 6 hosts: one block
     hosts = math.ceil(300 / config.simulation.samples_per_host)
     steps = round(config.simulation.trace_days * 86400 / config.simulation.interval_s)
-    traces = pl.read_parquet(staging / "traces-00000.parquet")
+    traces = pl.read_parquet(staging / "traces" / "traces-00000.parquet")
     assert traces.columns[:3] == ["host", "step", "timestamp"] and tuple(traces.columns[3:]) == simulator.METRICS
     assert len(traces) == hosts * steps
-    labels = pl.read_parquet(staging / "labels-00000.parquet")
-    events = pl.read_parquet(staging / "events.parquet")
+    labels = pl.read_parquet(staging / "labels" / "*.parquet")
+    events = pl.read_parquet(staging / "events" / "*.parquet")
     assert set(labels.columns) == {"host", "step", "metric", "event_id"}
     assert len(events) == data["metadata"]["generation_stats"]["anomaly_samples"]
     assert set(labels["event_id"].unique().to_list()) <= set(events["event_id"].to_list())
     assert len(labels) > 0
-    samples = pl.read_parquet(staging / "samples.parquet")
+    samples = pl.read_parquet(staging / "samples" / "*.parquet")
     assert sorted(samples["id"].to_list()) == sorted(s["id"] for s in data["training_samples"])
     manifest = json.loads((staging / "manifest.json").read_bytes())
     assert manifest["total_samples"] == 300 and manifest["hosts"] == hosts
@@ -304,8 +309,7 @@ def test_a_new_run_replaces_the_staging_of_the_last(tmp_path):
     make_previous_outputs(out)
     (out / "staging" / "traces-00007.parquet").write_bytes(b"stale block of a bigger run")
     assert run([*SMALL, "--output-dir", out])[0] == 0
-    assert {p.name for p in (out / "staging").iterdir()} == \
-        STAGING_FIXED | {"traces-00000.parquet", "labels-00000.parquet"}
+    assert staging_files(out / "staging") == STAGING_ONE_BLOCK
     assert json.loads((out / "staging" / "manifest.json").read_bytes())["total_samples"] == 300
 
 
@@ -377,7 +381,7 @@ def test_worker_count_does_not_change_the_output(tmp_path):
         out = tmp_path / f"w{workers}"
         assert run([*SMALL, "--workers", workers, "--output-dir", out])[0] == 0
         datasets.append(training_part((out / DATASET).read_bytes()))
-        events.append(pl.read_parquet(out / "staging" / "events.parquet"))
+        events.append(pl.read_parquet(out / "staging" / "events" / "*.parquet"))
     assert datasets[0] == datasets[1]
     assert events[0].equals(events[1])
 
@@ -395,8 +399,8 @@ def test_traces_csv_layout(tmp_path, config):
     assert {r[1] for r in body} == {"0", "1", "2"}
     flags = [r[-1] for r in body]
     assert set(flags) <= {"0", "1"} and "1" in flags
-    start = datetime.fromtimestamp(config.simulation.start_epoch_s, timezone.utc).replace(tzinfo=None)
-    assert datetime.fromisoformat(body[0][0]) == start
+    start = datetime.fromtimestamp(config.simulation.start_epoch_s, timezone.utc)
+    assert body[0][0].endswith("+00:00") and datetime.fromisoformat(body[0][0]) == start
     assert datetime.fromisoformat(body[299][0]) == start + timedelta(seconds=299 * config.simulation.interval_s)
     for r in body[:50]:
         for name, cell in zip(simulator.METRICS, r[2:-1]):
@@ -404,8 +408,9 @@ def test_traces_csv_layout(tmp_path, config):
             assert math.isfinite(value)
             if config.metric(name).integer:
                 assert re.fullmatch(r"-?\d+", cell), (name, cell)
-    events = pl.read_csv(tmp_path / "x.events.csv")
+    events = pl.read_csv(tmp_path / "x.events.csv", try_parse_dates=True)
     assert len(events) == 3  # default: one event per host
+    assert events.schema["start"] == pl.Datetime("us", "UTC")  # the zone is written, as in the traces
 
 
 def test_traces_parquet(tmp_path):
@@ -496,3 +501,71 @@ def test_the_output_folder_itself_may_be_a_link(tmp_path):
     code, _, err = run([*SMALL, "--output-dir", tmp_path / "training"])
     assert code == 0, err
     assert (tmp_path / "real" / DATASET).is_file() and (tmp_path / "training").is_symlink()
+
+
+# ------------------------------------------------------------------------- exact options, version, pipes
+@pytest.mark.parametrize("argv,needle", [
+    (["--sample", "100"], "unrecognized arguments: --sample 100"),
+    (["generate", "--sample", "100"], "unrecognized arguments: --sample 100"),
+    (["--output", "{out}"], "unrecognized arguments: --output"),
+    (["traces", "--host", "3", "--steps", "10", "--output", "{out}/x.csv"], "--hosts"),
+    (["status", "--output-d", "{out}"], "unrecognized arguments: --output-d"),
+    (["restore", "--output", "{out}"], "unrecognized arguments: --output"),
+], ids=["top", "generate", "output-dir-prefix", "traces", "status", "restore"])
+def test_abbreviated_options_are_errors_and_nothing_is_touched(tmp_path, argv, needle):
+    out = tmp_path / "out"
+    before = make_previous_outputs(out)
+    assert_one_line_error(*run([a.replace("{out}", str(out)) for a in argv]), needle)
+    assert snapshot(out) == before
+
+
+def test_an_unknown_command_lists_the_known_ones(tmp_path):
+    err = assert_one_line_error(*run(["statu", "--output-dir", tmp_path]), "unknown command 'statu'")
+    assert "generate, traces, realism, status, restore" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_is_the_installed_packages():
+    from importlib.metadata import version
+
+    code, out, err = run(["--version"])
+    assert (code, err) == (0, "") and out == f"simulator {version('monitoring-datafactory')}\n"
+
+
+def test_top_level_help_shows_the_generate_options_first():
+    code, out, _ = run(["--help"])
+    assert code == 0
+    assert "--samples N" in out.splitlines()[0]  # in the usage line
+    assert out.index("--samples N") < out.index("traces")
+    assert re.search(r"^  --samples N +number of samples \(default 20000\)", out, re.M)
+
+
+def test_the_summary_goes_to_stdout(tmp_path):
+    code, out, err = run(["--samples", "300", "--output-dir", tmp_path])
+    assert code == 0 and err == ""  # no progress bar: stderr is no terminal here
+    assert out.startswith(f"wrote {tmp_path / DATASET}: 300 samples") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["status", "--output-dir", "{tmp}"], ["--help"], ["--version"]],
+                         ids=["status", "help", "version"])
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path, argv):
+    """`python -m simulator status | head -1`: no 'Broken pipe' error; exit 141 (SIGPIPE's) or 0."""
+    (tmp_path / DATASET).write_bytes(b'{"metadata": {"total_samples": 0}, "training_samples": []}')
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "simulator", *[a.replace("{tmp}", str(tmp_path)) for a in argv]],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(write)
+    assert proc.stderr == ""
+    assert proc.returncode == (141 if argv[0] == "status" else 0)
+
+
+def test_iter_traces_is_public():
+    from simulator.api import iter_traces
+
+    assert "iter_traces" in simulator.__all__ and simulator.iter_traces is iter_traces
+    blocks = list(simulator.iter_traces(3, 20, seed=1))
+    assert sum(len(df) for df, _ in blocks) == 60

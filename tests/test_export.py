@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import orjson
 import pytest
 from hypothesis import given, strategies as st
@@ -20,10 +18,10 @@ def result():
 
 
 def _whole(result) -> bytes:
-    """The reference: one `write_json` of the whole frame, wrapped as the file's layout."""
-    body = io.BytesIO()
-    export.training_frame(result.samples).write_json(body)
-    return b'{"metadata":' + orjson.dumps(result.metadata) + b',"training_samples":' + body.getvalue() + b"}\n"
+    """The reference: one encoding of the whole frame (its windows spliced in), wrapped as the file's layout."""
+    body = bytes(export._encode(export.training_frame(result.samples), export.window_arrays(result.samples))) \
+        if len(result.samples) else b""
+    return b'{"metadata":' + orjson.dumps(result.metadata) + b',"training_samples":[' + body + b"]}\n"
 
 
 @given(chunk=st.integers(1, SAMPLES + 5), rows=st.sampled_from([0, 1, 2, 50, SAMPLES]))

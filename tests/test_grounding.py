@@ -191,9 +191,9 @@ def _window_in(prompt: str) -> tuple[list[str] | None, dict[str, list[str]]]:
 def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
     staging = metrics_json.parent / "staging"
     items = metric_sample_items(staging, 60, load_domain(), 1, 1, "x", seed=3)
-    samples = pl.read_parquet(staging / "samples.parquet")
+    samples = pl.read_parquet(staging / "samples" / "*.parquet")
     by_id = {r["id"]: r for r in samples.iter_rows(named=True)}
-    traces = pl.read_parquet(sorted(staging.glob("traces-*.parquet")))  # read whole: the reference
+    traces = pl.read_parquet(staging / "traces" / "*.parquet")  # read whole: the reference
     json_samples = {s["id"]: s for s in json.loads(metrics_json.read_text())["training_samples"]}
     forms = set()
     for it in items:
@@ -211,7 +211,7 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
         assert len(expected) == min(step, WINDOW_STEPS) + 1 and expected["step"][-1] == step
         if times is not None:
             assert times == expected["timestamp"].dt.strftime("%H:%M").to_list()
-            assert times[-1] == sample["timestamp"][11:16]
+            assert times[-1] == sample["timestamp"].strftime("%H:%M")
         for m, values in window.items():
             staged = expected[m].to_numpy()
             printed = np.array([float(v) for v in values], dtype=staged.dtype)
@@ -224,12 +224,36 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
     assert not {it.item_id for it in from_json} & {it.item_id for it in items}
 
 
+def test_dataset_prompts_show_the_context_the_sample_carries(metrics_json):
+    """From the dataset JSON, the window comes from each sample's own context: the same readings the
+    staged traces hold, ending at the snapshot."""
+    items = metric_sample_items(metrics_json, 40, load_domain(), 1, 1, "x", seed=3)
+    samples = {s["id"]: s for s in json.loads(metrics_json.read_text())["training_samples"]}
+    for it in items:
+        sample = samples[it.source_sample_id]
+        assert sample["host"]["name"] in it.prompt
+        times, window = _window_in(it.prompt)
+        assert len(window) == 3
+        for m, values in window.items():
+            expected = sample["context"][m][-(WINDOW_STEPS + 1):]
+            assert values == ["-" if v is None else str(v) for v in expected], (m, values, expected)
+        if times is not None:
+            assert times[-1] == sample["timestamp"][11:16] and len(times) == len(values)
+
+
 def test_window_length_is_a_parameter(metrics_json):
     short = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4, window_steps=3)
     assert all(len(next(iter(_window_in(it.prompt)[1].values()))) == 4 for it in short)
     none = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4, window_steps=0)
     assert all("Trend" not in it.prompt and "timechart" not in it.prompt and "| time |" not in it.prompt
                for it in none)
+
+
+def _drop_format(manifest):
+    """What the manifest of an older version (one flat folder) looks like: no format."""
+    data = json.loads(manifest.read_text())
+    del data["format"]
+    manifest.write_text(json.dumps(data))
 
 
 def _flip_byte(path):
@@ -239,9 +263,10 @@ def _flip_byte(path):
 
 
 @pytest.mark.parametrize("damage, named", [
-    (lambda d: _flip_byte(d / "traces-00000.parquet"), "traces-00000.parquet"),
-    (lambda d: (d / "samples.parquet").unlink(), "samples.parquet"),
+    (lambda d: _flip_byte(d / "traces" / "traces-00000.parquet"), "traces/traces-00000.parquet"),
+    (lambda d: (d / "samples" / "samples-00000.parquet").unlink(), "samples/samples-00000.parquet"),
     (lambda d: (d / "manifest.json").unlink(), "manifest.json"),
+    (lambda d: _drop_format(d / "manifest.json"), "manifest.json: staging of an older layout"),
 ])
 def test_a_damaged_staging_is_a_one_line_error(tmp_path, config_dir, metrics_json, capsys, damage, named):
     staging = tmp_path / "run" / "staging"
@@ -265,7 +290,7 @@ def test_staged_samples_run_and_export_with_their_ids(tmp_path, config_dir, metr
         assert main(args) == 0
         assert main(args) == 0                       # resume: nothing left to ask
         assert len(server.calls_for()) == 60
-    samples = pl.read_parquet(run / "staging" / "samples.parquet")
+    samples = pl.read_parquet(run / "staging" / "samples" / "*.parquet")
     kinds = dict(zip(samples["id"].to_list(), samples["kind"].to_list()))
     data = json.loads((tmp_path / "out" / "language_dataset.json").read_text())
     exported = data["samples"]
@@ -285,3 +310,18 @@ def _truthful_kept_confused_dropped(items, exported, agreement):
     assert agreement["alpha"]["checked"] - agreement["alpha"]["agreed"] == len(ungroundable) // 2
     assert agreement["alpha"]["agreed"] > 0 and agreement["beta"]["rate"] < 0.5
     assert all(s["label"] == "memory_leak" for s in exported if s["model"] == "beta")
+
+
+def test_traces_that_disagree_with_the_samples_are_refused(tmp_path, metrics_json):
+    """Checksums can be rewritten; the join's own check still sees a window whose last point is not the sample."""
+    from datasafe.integrity import file_record
+
+    staging = tmp_path / "staging"
+    shutil.copytree(metrics_json.parent / "staging", staging)
+    traces = staging / "traces" / "traces-00000.parquet"
+    pl.read_parquet(traces).with_columns(pl.col("cpu_usage") + 1.0).write_parquet(traces)
+    manifest = json.loads((staging / "manifest.json").read_text())
+    manifest["files"]["traces/traces-00000.parquet"] = file_record(traces)
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(LanguageError, match="the traces and samples tables disagree at sample"):
+        metric_sample_items(staging, 5, load_domain(), 1, 1, "x", seed=3)

@@ -21,6 +21,7 @@ from simulator import scaleout, shards
 from simulator.errors import SimulatorError
 from simulator.scaleout import MANIFEST, check_sharded, run_job
 from simulator.shards import make_job, run_host_range
+from simulator.staging import events_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_config()
@@ -60,7 +61,7 @@ def test_one_chunk_job_is_the_unsharded_run(tmp_path):
     parts = _parts(tmp_path / "out")
     assert parts.columns == traces.columns
     assert parts.equals(traces)
-    assert _events(tmp_path / "out").drop("profile").equals(events.drop("profile").sort("event_id"))
+    assert _events(tmp_path / "out").equals(events_table(events.sort("event_id"), CONFIG))
 
 
 def test_chunked_job_is_continuous_and_labels_its_events(tmp_path):

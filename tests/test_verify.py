@@ -180,7 +180,7 @@ def simulated(tmp_path_factory):
 
 
 def test_the_normal_ranges_hold_the_simulators_normal_samples(simulated):
-    normal = pl.read_parquet(simulated / "staging" / "samples.parquet").filter(pl.col("kind").is_null())
+    normal = pl.read_parquet(simulated / "staging" / "samples" / "*.parquet").filter(pl.col("kind").is_null())
     assert len(normal) > 1000
     for metric, (lo, hi) in NORMAL_RANGES.items():
         inside = normal[metric].cast(pl.Float64).is_between(lo, hi).mean()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .base import Backend, BackendError, Reply, Request
+from .base import Backend, BackendError, Reply, Request, counted_reply, token_count
 
 API_VERSION = "2023-06-01"
 
@@ -21,6 +21,8 @@ class AnthropicBackend(Backend):
         if not isinstance(blocks, list):
             raise BackendError("unexpected response: no content blocks", retryable=True)
         text = "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-        usage = data.get("usage") or {}
-        return Reply(text, "length" if data.get("stop_reason") == "max_tokens" else "stop",
-                     int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+        usage = data.get("usage")  # input counts the prompt-cache writes and reads too (billed as input)
+        return counted_reply(text, "length" if data.get("stop_reason") == "max_tokens" else "stop", request,
+                             token_count(usage, "input_tokens", "cache_creation_input_tokens",
+                                         "cache_read_input_tokens"),
+                             token_count(usage, "output_tokens"))

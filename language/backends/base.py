@@ -3,6 +3,10 @@
 Failures are BackendError with a reason and whether a retry may help (timeouts, 408, 429, 5xx,
 cut streams, invalid JSON) and how long the server asked us to wait (Retry-After).  Messages never
 contain an API key: `redact` removes it from anything that might echo it.
+
+Token counts come from the server's answer; a count the server does not give is estimated at one
+token per CHARS_PER_TOKEN characters (system prompt and prompt for the input, the answer for the
+output), and the Reply says so (`tokens_estimated`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import httpx
 import orjson
 
 RETRYABLE_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+CHARS_PER_TOKEN = 4   # the usual rule of thumb for English text with BPE tokenizers (an approximation)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,32 @@ class Reply:
     finish_reason: str          # "stop" or "length" (truncated)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tokens_estimated: bool = False   # a count was missing from the server's answer and was estimated
+
+
+def estimate_tokens(text: str) -> int:
+    """A token count for text whose server did not say: one token per CHARS_PER_TOKEN characters."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def counted_reply(text: str, finish_reason: str, request: Request, prompt_tokens: int | None,
+                  completion_tokens: int | None) -> Reply:
+    """A Reply with the server's token counts; a count it did not give (None) is estimated."""
+    estimated = prompt_tokens is None or completion_tokens is None
+    if prompt_tokens is None:
+        prompt_tokens = estimate_tokens(request.system) + estimate_tokens(request.prompt)
+    if completion_tokens is None:
+        completion_tokens = estimate_tokens(text)
+    return Reply(text, finish_reason, prompt_tokens, completion_tokens, estimated)
+
+
+def token_count(usage: object, *fields: str) -> int | None:
+    """The sum of the whole-number fields of a usage object that are present; None when none is."""
+    if not isinstance(usage, dict):
+        return None
+    counts = [usage[f] for f in fields if isinstance(usage.get(f), int) and not isinstance(usage[f], bool)
+              and usage[f] >= 0]
+    return sum(counts) if counts else None
 
 
 class BackendError(Exception):

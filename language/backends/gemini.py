@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .base import Backend, BackendError, Reply, Request
+from .base import Backend, BackendError, Reply, Request, counted_reply, token_count
 
 
 class GeminiBackend(Backend):
@@ -24,6 +24,7 @@ class GeminiBackend(Backend):
         except (KeyError, IndexError, TypeError):
             raise BackendError("unexpected response: no candidates[0].content.parts", retryable=True) from None
         text = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
-        usage = data.get("usageMetadata") or {}
-        return Reply(text, "length" if candidate.get("finishReason") == "MAX_TOKENS" else "stop",
-                     int(usage.get("promptTokenCount") or 0), int(usage.get("candidatesTokenCount") or 0))
+        usage = data.get("usageMetadata")  # a thinking model's thoughts are output tokens (billed as such)
+        return counted_reply(text, "length" if candidate.get("finishReason") == "MAX_TOKENS" else "stop", request,
+                             token_count(usage, "promptTokenCount"),
+                             token_count(usage, "candidatesTokenCount", "thoughtsTokenCount"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from .base import Backend, BackendError, Reply, Request
+from .base import Backend, BackendError, Reply, Request, counted_reply, token_count
 
 
 class OllamaBackend(Backend):
@@ -23,7 +23,7 @@ class OllamaBackend(Backend):
             body["keep_alive"] = self.spec.keep_alive
         url = f"{endpoint}/api/chat"
         if not self.stream:
-            return _reply(await self.post_json(client, url, body, model=request.model), "")
+            return _reply(await self.post_json(client, url, body, model=request.model), "", request)
         parts: list[str] = []
         with self.transport_errors(cut="stream cut"):
             async with client.stream("POST", url, content=orjson.dumps(body),
@@ -45,13 +45,15 @@ class OllamaBackend(Backend):
                                            retryable=True)
                     parts.append((chunk.get("message") or {}).get("content") or "")
                     if chunk.get("done"):
-                        return _reply(chunk, "".join(parts))
+                        return _reply(chunk, "".join(parts), request)
         raise BackendError("stream cut: ended without done=true", retryable=True)
 
 
-def _reply(final: dict, streamed: str) -> Reply:
+def _reply(final: dict, streamed: str, request: Request) -> Reply:
+    """The Reply from the final chunk (or whole answer), which carries the token counts; Ollama leaves
+    prompt_eval_count out when it reused the cached prompt, and then it is estimated."""
     text = streamed or (final.get("message") or {}).get("content")
     if not isinstance(text, str):
         raise BackendError("unexpected response: no message.content", retryable=True)
-    return Reply(text, "length" if final.get("done_reason") == "length" else "stop",
-                 int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0))
+    return counted_reply(text, "length" if final.get("done_reason") == "length" else "stop", request,
+                         token_count(final, "prompt_eval_count"), token_count(final, "eval_count"))

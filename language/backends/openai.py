@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .base import Backend, BackendError, Reply, Request
+from .base import Backend, BackendError, Reply, Request, counted_reply, token_count
 
 
 class OpenAIBackend(Backend):
@@ -30,6 +30,6 @@ class OpenAIBackend(Backend):
             raise BackendError("unexpected response: no choices[0].message.content", retryable=True) from None
         if not isinstance(text, str):
             raise BackendError("unexpected response: content is not text", retryable=True)
-        usage = data.get("usage") or {}
-        return Reply(text, "length" if finish == "length" else "stop",
-                     int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        usage = data.get("usage")
+        return counted_reply(text, "length" if finish == "length" else "stop", request,
+                             token_count(usage, "prompt_tokens"), token_count(usage, "completion_tokens"))

@@ -69,11 +69,16 @@ class AnomalyKind:
     build: Builder                  # (EventBatch, params) -> float64[sum(steps), N_CHANNELS]
     gradual: bool = False           # primary metric climbs monotonically over the window
     description: str = ""
+    # (metric, level) of a resource the kind fills: a sample's time-to-exhaustion target is the time
+    # until the metric first reaches the level (disk full, heap at its maximum); None: no such target
+    exhausts: tuple[str, float] | None = None
 
     def __post_init__(self):
         unknown = [m for m in self.affects if m not in METRICS]
         if unknown or self.primary not in self.affects:
             raise ValueError(f"anomaly kind {self.name}: bad metrics {unknown or self.primary}")
+        if self.exhausts is not None and self.exhausts[0] not in self.affects:
+            raise ValueError(f"anomaly kind {self.name}: exhausts {self.exhausts[0]}, a metric it does not move")
 
 
 ANOMALY_KINDS: dict[str, AnomalyKind] = {}

@@ -26,6 +26,6 @@ def build(batch: EventBatch, p: DiskFullParams) -> np.ndarray:
 KIND = register(AnomalyKind(
     name="disk_full", params=DiskFullParams, primary="disk_usage",
     affects=("disk_usage", "spectrum_active_jobs", "load_average", "cpu_usage", "memory_usage"),
-    build=build, gradual=True,
+    build=build, gradual=True, exhausts=("disk_usage", 99.9),
     description="disk fills to 100 % and holds; jobs fail, processes block on I/O",
 ))

@@ -33,6 +33,6 @@ def build(batch: EventBatch, p: MemoryLeakParams) -> np.ndarray:
 KIND = register(AnomalyKind(
     name="memory_leak", params=MemoryLeakParams, primary="memory_usage",
     affects=("memory_usage", "java_heap_usage", "java_gc_time", "cpu_usage", "load_average"),
-    build=build, gradual=True,
+    build=build, gradual=True, exhausts=("java_heap_usage", 99.0),
     description="memory climbs for hours; heap floor rises, GC runs more often; may end in an OOM kill",
 ))

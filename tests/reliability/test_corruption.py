@@ -46,9 +46,27 @@ def test_a_damaged_dataset_is_reported_and_restored_from_the_newest_intact_backu
     assert simulator_main(["status", "--output-dir", str(out)]) == 1
     assert "DAMAGED" in capsys.readouterr().out
     assert simulator_main(["restore", "--output-dir", str(out)]) == 0
+    assert "now comes from another run than staging/" in capsys.readouterr().out
     assert target.read_bytes() == backup_before
     assert len(list(out.glob("metrics_dataset.*.damaged.json"))) == 1
-    assert simulator_main(["status", "--output-dir", str(out)]) == 0
+    # the dataset is whole again, but it is the seed-1 run's and the staging the seed-2 run's: status says so
+    assert simulator_main(["status", "--output-dir", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "DAMAGED" not in text and "1500 samples, intact" in text
+    assert "come from different runs" in text and "seed 1 vs 2" in text
+
+
+def test_a_backup_of_the_same_run_matches_the_staging_again(tmp_path, capsys, monkeypatch):
+    for k, v in SEED_ENV.items():
+        monkeypatch.setenv(k, v)
+    d = tmp_path / "training"
+    for _ in range(2):  # the same run twice: the backup is of the run the staging holds
+        assert simulator_main(["--samples", "300", "--output-dir", str(d), "--quiet", "--seed", "3"]) == 0
+    _truncate(d / "metrics_dataset.json", 10)
+    assert simulator_main(["restore", "--output-dir", str(d)]) == 0
+    assert "another run" not in capsys.readouterr().out
+    assert simulator_main(["status", "--output-dir", str(d)]) == 0
+    assert "come from the same run" in capsys.readouterr().out
 
 
 def test_without_an_intact_backup_restore_says_so(out, capsys):
@@ -59,7 +77,8 @@ def test_without_an_intact_backup_restore_says_so(out, capsys):
     assert "no intact backup" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["traces-00000.parquet", "labels-00000.parquet", "samples.parquet"])
+@pytest.mark.parametrize("name", ["traces/traces-00000.parquet", "labels/labels-00000.parquet",
+                                  "samples/samples-00000.parquet"])
 def test_a_damaged_staging_file_is_detected(out, capsys, name):
     path = out / "staging" / name
     _flip(path, os.path.getsize(path) // 2)

@@ -1,0 +1,155 @@
+"""What a monitoring system holds at a sample's instant: the recent history of every metric.
+
+Two views end at the sample's step (the snapshot is the last point of both):
+- the fine context: the last `context_steps` values at the native interval;
+- the coarse history: `history_hours` hourly means, the last one the hour ending at the snapshot.
+Steps before the trace began are missing (NaN here, null in the exports): the collector had no data.
+Only the trace as reported is read, never the trace without the anomaly or the event table.
+
+And what the simulator knows beyond the instant, as training targets (never shown in a text):
+when the event began and ends, and how long until a filling resource is full.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ._numba import jit, jit_parallel, prange
+
+
+@jit_parallel
+def gather_context(values, host, step, fine_steps, hours, steps_per_hour, resolution):
+    """(fine float32[n, M, fine_steps], coarse float32[n, M, hours]) of each (host, step) sample.
+
+    `values` is float32[M, H, T] (steps local to the block); `host` and `step` are local indices.
+    An hour with no step inside the trace is NaN; a partly covered hour is the mean of its steps,
+    rounded to `resolution[m]`."""
+    n = host.shape[0]
+    n_metrics = values.shape[0]
+    fine = np.full((n, n_metrics, fine_steps), np.nan, dtype=np.float32)
+    coarse = np.full((n, n_metrics, hours), np.nan, dtype=np.float32)
+    for s in prange(n):
+        h = host[s]
+        t = step[s]
+        for m in range(n_metrics):
+            for k in range(fine_steps):
+                i = t - (fine_steps - 1 - k)
+                if i >= 0:
+                    fine[s, m, k] = values[m, h, i]
+            for k in range(hours):
+                last = t - (hours - 1 - k) * steps_per_hour
+                total = 0.0
+                count = 0
+                for i in range(max(0, last - steps_per_hour + 1), last + 1):
+                    total += values[m, h, i]
+                    count += 1
+                if count > 0:
+                    coarse[s, m, k] = np.round(total / count / resolution[m]) * resolution[m]
+    return fine, coarse
+
+
+@jit
+def steps_until_at_least(values, metric, host, step, threshold, limit):
+    """Steps from each sample until `values[metric]` first reaches `threshold` (0 if it already has),
+    looking at most `limit[s]` steps ahead within the trace; -1 when it does not get there (or the
+    sample's metric is -1)."""
+    n = host.shape[0]
+    n_steps = values.shape[2]
+    out = np.full(n, -1, dtype=np.int64)
+    for s in range(n):
+        if metric[s] < 0:
+            continue
+        for d in range(min(limit[s] + 1, n_steps - step[s])):
+            if values[metric[s], host[s], step[s] + d] >= threshold[s]:
+                out[s] = d
+                break
+    return out
+
+
+def anomalous_metrics(labels: np.ndarray, host: np.ndarray, step: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """bool[n, M]: which metrics carry the sample's own event label at its point (all False for normal)."""
+    at = labels[:, host, step].T  # [n, M]
+    return (at == event[:, None]) & (event[:, None] >= 0)
+
+
+# ---------------------------------------------------------------------------- sample columns
+CONTEXT_PREFIX = "ctx_"    # ctx_<metric>: the fine context, a list per sample (the snapshot last)
+HISTORY_PREFIX = "hist_"   # hist_<metric>: the hourly means
+ANOMALOUS_PREFIX = "anomalous_"  # anomalous_<metric>: does the metric carry the sample's event label
+
+
+def _list_column(name: str, matrix: np.ndarray, integer: bool) -> pl.Series:
+    """A [n, k] float matrix as a fixed-size list column, NaN as null (the collector had no data)."""
+    flat = matrix.reshape(-1)
+    missing = np.isnan(flat)
+    data = np.where(missing, 0, flat).astype(np.int32) if integer else flat
+    arr = pa.FixedSizeListArray.from_arrays(pa.array(data, mask=missing), matrix.shape[1])
+    return pl.Series(name, pl.from_arrow(arr))
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The fine context and coarse history of n samples, float32[n, M, steps] and [n, M, hours] (NaN:
+    no data). Kept as arrays while samples are reordered; `columns` makes the list columns once."""
+
+    fine: np.ndarray
+    coarse: np.ndarray
+
+    @staticmethod
+    def concat(parts: list["Windows"]) -> "Windows":
+        return Windows(np.concatenate([w.fine for w in parts]), np.concatenate([w.coarse for w in parts]))
+
+    def take(self, order: np.ndarray) -> "Windows":
+        return Windows(self.fine[order], self.coarse[order])
+
+    def columns(self, cfg) -> dict[str, pl.Series]:
+        """ctx_<metric> and hist_<metric> fixed-size list columns (null where NaN)."""
+        cols = {}
+        for m, spec in enumerate(cfg.metrics):
+            cols[CONTEXT_PREFIX + spec.name] = _list_column(CONTEXT_PREFIX + spec.name, self.fine[:, m], spec.integer)
+            if self.coarse.shape[2]:
+                cols[HISTORY_PREFIX + spec.name] = _list_column(HISTORY_PREFIX + spec.name, self.coarse[:, m], False)
+        return cols
+
+
+def sample_windows(traces, host: np.ndarray, step: np.ndarray, cfg) -> Windows:
+    """The windows of the samples at (local host, global step) of a block's traces; hourly means are
+    reported at the metric's resolution (0.01 at the coarsest), as a collector's roll-up would."""
+    sim = cfg.simulation
+    per_hour = max(1, int(round(3600 / traces.interval_s)))
+    resolution = np.array([min(spec.resolution, 0.01) for spec in cfg.metrics])
+    return Windows(*gather_context(traces.values, host.astype(np.int64), (step - traces.t0).astype(np.int64),
+                                   sim.context_steps, sim.history_hours, per_hour, resolution))
+
+
+def anomalous_metric_columns(traces, host: np.ndarray, step: np.ndarray, event: np.ndarray,
+                             cfg) -> dict[str, pl.Series]:
+    flags = anomalous_metrics(traces.labels, host, step - traces.t0, event)
+    return {ANOMALOUS_PREFIX + spec.name: pl.Series(ANOMALOUS_PREFIX + spec.name, flags[:, m])
+            for m, spec in enumerate(cfg.metrics)}
+
+
+def exhaustion_columns(traces, host: np.ndarray, step: np.ndarray, kind: pl.Series, end_step: pl.Series,
+                       cfg) -> list[pl.Series]:
+    """exhaustion_metric and steps_to_exhaustion: for kinds that fill a resource, the steps until its
+    metric first reaches the kind's level, looking no further than the event's last step; null when
+    it does not get there (or the kind fills nothing)."""
+    from .anomalies import ANOMALY_KINDS
+
+    names = [spec.name for spec in cfg.metrics]
+    fills = {k: v.exhausts for k, v in ANOMALY_KINDS.items() if v.exhausts is not None}
+    metric = kind.replace_strict({k: names.index(m) for k, (m, _) in fills.items()}, default=-1,
+                                 return_dtype=pl.Int64).to_numpy()
+    level = kind.replace_strict({k: lv for k, (_, lv) in fills.items()}, default=np.inf,
+                                return_dtype=pl.Float64).to_numpy()
+    limit = np.where(metric >= 0, end_step.fill_null(0).to_numpy() - 1 - step, -1)
+    steps = steps_until_at_least(traces.values, metric, host.astype(np.int64), (step - traces.t0).astype(np.int64),
+                                 level, limit.astype(np.int64))
+    reached = steps >= 0
+    return [pl.Series("exhaustion_metric", np.array(names + [""])[metric], dtype=pl.Utf8)
+            .set(pl.Series(metric < 0), None),
+            pl.Series("steps_to_exhaustion", steps).set(pl.Series(~reached), None)]

@@ -1,0 +1,206 @@
+"""The staging folder loads as tables in the tools users have: one folder per table, one schema per table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+import simulator
+import simulator.api
+from simulator.__main__ import main
+from simulator.config import load_config
+from simulator.scaleout import run_job
+from simulator.shards import make_job
+from simulator.staging import KIND, METRIC, STATUS, TABLES, StagingError, open_staging
+
+CONFIG = load_config(None)
+UTC = pl.Datetime("us", "UTC")
+METADATA_KEYS = {"simulator.table", "simulator.seed", "simulator.config_hash", "simulator.interval_s",
+                 "simulator.units"}
+# columns shared by several tables have one type everywhere
+SHARED = {"host": pl.Int32, "step": pl.Int32, "event_id": pl.Int64, "timestamp": UTC, "kind": KIND,
+          "start_step": pl.Int32, "end_step": pl.Int32, "metric": METRIC, "status": STATUS}
+
+
+@pytest.fixture(scope="module")
+def staging(tmp_path_factory) -> Path:
+    """A run of three blocks (two hosts a block), so traces and labels have several parts."""
+    out = tmp_path_factory.mktemp("tables") / "training"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(simulator.api, "BLOCK_HOSTS", 2)
+        assert main(["--samples", "300", "--seed", "8", "--output-dir", str(out), "--quiet"]) == 0
+    return out / "staging"
+
+
+def parts(staging: Path, table: str) -> list[Path]:
+    return sorted((staging / table).glob("*.parquet"))
+
+
+def test_each_table_is_a_folder_of_numbered_parts_and_the_manifest_lists_them(staging):
+    manifest = json.loads((staging / "manifest.json").read_bytes())
+    assert manifest["format"] == "simulator-staging/2"
+    assert sorted(p.name for p in staging.iterdir()) == sorted([*TABLES, "manifest.json"])
+    assert [p.name for p in parts(staging, "traces")] == [f"traces-0000{i}.parquet" for i in range(3)]
+    assert len(parts(staging, "labels")) == 3 and len(parts(staging, "events")) == len(parts(staging, "samples")) == 1
+    for table in TABLES:
+        listed = sorted(n for n in manifest["files"] if n.startswith(table + "/"))
+        assert listed == [p.relative_to(staging).as_posix() for p in parts(staging, table)]
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts(staging, table))
+        assert manifest["tables"][table] == {"parts": len(listed), "rows": rows}
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_duckdb_polars_and_pyarrow_read_each_table_alike(staging, table):
+    folder = staging / table
+    rows = json.loads((staging / "manifest.json").read_bytes())["tables"][table]["rows"]
+    assert duckdb.sql(f"SELECT count(*) FROM '{folder}/*.parquet'").fetchall()[0][0] == rows
+    frame = pl.scan_parquet(folder / "*.parquet").collect()
+    assert len(frame) == rows
+    dataset = ds.dataset(folder, format="parquet")
+    assert dataset.count_rows() == rows
+    # one schema in every part: polars' and Arrow's view of each file equals the table's
+    schemas = [pl.read_parquet_schema(p) for p in parts(staging, table)]
+    assert all(s == frame.schema for s in schemas)
+    arrow = [pq.read_schema(p).remove_metadata() for p in parts(staging, table)]
+    assert all(a.equals(dataset.schema.remove_metadata()) for a in arrow)
+    described = {row[0]: row[1] for row in duckdb.sql(f"DESCRIBE SELECT * FROM '{folder}/*.parquet'").fetchall()}
+    assert list(described) == frame.columns
+    for column, dtype in SHARED.items():
+        if column in frame.schema:
+            assert frame.schema[column] == dtype, (table, column)
+    if "host" in described:
+        assert described["host"] == "INTEGER" and described.get("step", "INTEGER") == "INTEGER"
+    if "timestamp" in described:
+        assert described["timestamp"] == "TIMESTAMP WITH TIME ZONE"
+
+
+def test_metric_columns_have_one_type_in_traces_and_samples(staging):
+    traces = pl.read_parquet_schema(parts(staging, "traces")[0])
+    samples = pl.read_parquet_schema(parts(staging, "samples")[0])
+    for spec in CONFIG.metrics:
+        assert traces[spec.name] == samples[spec.name] == samples[f"base_{spec.name}"]
+        assert traces[spec.name] == (pl.Int32 if spec.integer else pl.Float32), spec.name
+
+
+def test_lists_enums_and_the_null_pattern_of_normal_samples(staging):
+    events = pl.read_parquet(staging / "events" / "*.parquet")
+    assert events.schema["affected_metrics"] == pl.List(METRIC)
+    assert events.schema["primary_metric"] == events.schema["peak_metric"] == METRIC
+    assert events.schema["start"] == events.schema["end"] == UTC
+    assert (events["affected_metrics"].list.len() >= 1).all()
+    assert events.select(pl.col("primary_metric").is_in(pl.col("affected_metrics").explode().implode())).to_series().all()
+    samples = pl.read_parquet(staging / "samples" / "*.parquet")
+    assert samples.schema["profile"] == pl.Enum([p.name for p in CONFIG.profiles])
+    normal = samples["status"] == "normal"
+    assert (samples["kind"].is_null() == normal).all() and (samples["event_id"].is_null() == normal).all()
+    assert normal.sum() == 240 and samples.filter(~normal)["event_id"].is_in(events["event_id"].implode()).all()
+    # the timestamp is the step's time, as in the traces
+    joined = samples.join(pl.read_parquet(staging / "traces" / "*.parquet"), on=["host", "step"], suffix="_t")
+    assert len(joined) == len(samples) and (joined["timestamp"] == joined["timestamp_t"]).all()
+
+
+def test_every_file_carries_seed_config_hash_and_units(staging):
+    units = {m.name: m.unit for m in CONFIG.metrics}
+    for table in TABLES:
+        for path in parts(staging, table):
+            meta = {k.decode(): v.decode() for k, v in pq.read_metadata(path).metadata.items()}
+            assert METADATA_KEYS <= set(meta), path
+            assert meta["simulator.table"] == table and meta["simulator.seed"] == "8"
+            assert meta["simulator.config_hash"] == CONFIG.config_hash
+            assert json.loads(meta["simulator.units"]) == units
+            assert float(meta["simulator.interval_s"]) == CONFIG.simulation.interval_s
+
+
+# ----------------------------------------------------------------------------------------- reader
+def test_the_reader_returns_the_tables_and_a_window(staging):
+    run = simulator.open_staging(staging)
+    assert isinstance(run, simulator.StagedRun)
+    for table in TABLES:
+        assert run.read(table).equals(pl.read_parquet(staging / table / "*.parquet"))
+    window = run.window(host=3, step=40, before=5, after=2)
+    assert window["host"].to_list() == [3] * 8 and window["step"].to_list() == list(range(35, 43))
+    assert window.columns == run.read("traces").columns
+    assert run.window(host=0, step=2, before=12)["step"].to_list() == [0, 1, 2]  # clipped to the trace
+    last = run.steps_per_host - 1
+    assert run.window(host=5, step=last, before=1, after=3)["step"].to_list() == [last - 1, last]
+    points = pl.DataFrame({"key": ["a", "b"], "host": [1, 4], "step": [10, 20]})
+    both = run.windows(points, before=2)
+    assert both.select("key", "host", "step", "at").rows() == [
+        ("a", 1, 8, 10), ("a", 1, 9, 10), ("a", 1, 10, 10), ("b", 4, 18, 20), ("b", 4, 19, 20), ("b", 4, 20, 20)]
+
+
+def test_the_reader_refuses_a_damaged_staging_in_one_line(staging, tmp_path):
+    import shutil
+
+    copy = tmp_path / "staging"
+    shutil.copytree(staging, copy)
+    (copy / "labels" / "labels-00001.parquet").write_bytes(b"PAR1 damaged")
+    with pytest.raises(StagingError, match=r"labels/labels-00001.parquet: \d+ bytes, manifest says \d+"):
+        open_staging(copy)
+    assert open_staging(copy, verify=False).read("traces").height > 0
+    traces = copy / "traces" / "traces-00001.parquet"  # hosts 2 and 3
+    pl.read_parquet(traces).filter(~((pl.col("host") == 2) & (pl.col("step") == 30))).write_parquet(traces)
+    run = open_staging(copy, verify=False)
+    assert len(run.window(host=2, step=20, before=5)) == 6
+    with pytest.raises(StagingError, match="the traces lack host 2 step 30 .the window of step 33."):
+        run.window(host=2, step=33, before=5)
+    with pytest.raises(ValueError, match="unknown staging table 'trace'"):
+        open_staging(staging).scan("trace")
+
+
+def old_flat_staging(out: Path) -> Path:
+    """The staging an earlier version wrote: every table's files side by side with the manifest."""
+    from datasafe.integrity import file_record
+
+    staging = out / "staging"
+    staging.mkdir(parents=True)
+    files = {}
+    for name in ("traces-00000.parquet", "labels-00000.parquet", "events.parquet", "samples.parquet"):
+        pl.DataFrame({"host": [0], "step": [0]}).write_parquet(staging / name)
+        files[name] = file_record(staging / name)
+    (staging / "manifest.json").write_text(json.dumps({"session_id": "sim-old", "seed": 1, "files": files}))
+    return staging
+
+
+def test_an_old_flat_staging_is_named_as_such_and_replaced_by_the_next_run(tmp_path, capsys):
+    out = tmp_path / "training"
+    staging = old_flat_staging(out)
+    with pytest.raises(StagingError, match="staging of an older layout .*rerun python -m simulator generate"):
+        open_staging(staging)
+    assert main(["status", "--output-dir", str(out)]) == 0
+    assert "of an older layout" in capsys.readouterr().out
+    assert main(["--samples", "300", "--output-dir", str(out), "--quiet"]) == 0
+    assert open_staging(staging).manifest["total_samples"] == 300
+    assert not list(staging.glob("*.parquet"))
+    assert main(["status", "--output-dir", str(out)]) == 0
+    assert "come from the same run" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ traces exports
+def test_sharded_events_parts_share_the_staging_schema_and_metadata(tmp_path):
+    job = make_job(CONFIG, 6, 120, 4, anomalies=5, shard_hosts=3)
+    run_job(job, tmp_path / "out")
+    events = sorted((tmp_path / "out").glob("events-*.parquet"))
+    assert len(events) == 2 and all(pl.read_parquet_schema(p) == pl.read_parquet_schema(events[0]) for p in events)
+    schema = pl.read_parquet_schema(events[0])
+    assert schema["host"] == pl.Int32 and schema["kind"] == KIND and schema["affected_metrics"] == pl.List(METRIC)
+    assert schema["profile"] == pl.Enum([p.name for p in CONFIG.profiles])
+    for path in [*events, *(tmp_path / "out").glob("part-*.parquet")]:
+        meta = pq.read_metadata(path).metadata
+        assert meta[b"simulator.seed"] == b"4" and meta[b"simulator.config_hash"] == CONFIG.config_hash.encode()
+    assert duckdb.sql(f"SELECT count(*) FROM '{tmp_path / 'out'}/events-*.parquet'").fetchall()[0][0] == 5
+
+
+def test_single_file_traces_carry_the_metadata(tmp_path):
+    target = tmp_path / "x.parquet"
+    assert main(["traces", "--hosts", "2", "--steps", "50", "--seed", "6", "--output", str(target), "--quiet"]) == 0
+    for path in (target, tmp_path / "x.events.parquet"):
+        meta = pq.read_metadata(path).metadata
+        assert meta[b"simulator.seed"] == b"6" and json.loads(meta[b"simulator.units"])["cpu_usage"] == "percent"
+    assert pl.read_parquet_schema(tmp_path / "x.events.parquet")["kind"] == KIND
