@@ -131,8 +131,8 @@ def test_the_schema_is_json_schema_and_the_parser_agrees_with_a_reference_valida
 
 def test_structured_values_are_checked_against_the_window_at_the_cited_time():
     sample = Sample("cpu_spike", {"cpu_usage": 92.4, "load_average": 14.8, "memory_usage": 41.0}, "10:30",
-                    ("10:15", "10:20", "10:25", "10:30"),
-                    {"cpu_usage": (12.0, 11.5, 48.3, 92.4), "load_average": (2.1, 2.0, 6.5, 14.8)},
+                    ("10:10", "10:15", "10:20", "10:25", "10:30"),
+                    {"cpu_usage": (12.0, 12.4, 11.5, 48.3, 92.4), "load_average": (2.1, 2.2, 2.0, 6.5, 14.8)},
                     onset="10:25")
 
     def answer(**change):
