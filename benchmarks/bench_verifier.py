@@ -148,8 +148,8 @@ def simulated_table(n: int, seed: int) -> list[str]:
             "| source | precision | recall | normal samples with a moved metric |", "|---|---|---|---|"]
     for name in names:
         a = agree[name]
-        out.append(f"| {name} | {a['tp'] / max(1, a['tp'] + a['fp']):.2f} | {a['tp'] / max(1, a['tp'] + a['fn']):.2f} | "
-                   f"{a['normal_moved'] / max(1, a['normal_samples']):.0%} |")
+        precision, recall = a["tp"] / max(1, a["tp"] + a["fp"]), a["tp"] / max(1, a["tp"] + a["fn"])
+        out.append(f"| {name} | {precision:.2f} | {recall:.2f} | {a['normal_moved'] / max(1, a['normal_samples']):.0%} |")
     cases = load_cases()
     vocab = load_vocabulary()
     t0 = time.perf_counter()

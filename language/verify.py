@@ -51,7 +51,9 @@ from .domain import DATA_DIR, MAX_FILE_BYTES
 from .errors import ConfigError
 
 RELATED_FILE = "related_kinds.yaml"
-MOVED_Z = 6.0          # robust units the snapshot must deviate from its window's median (bench_verifier.py: 4 lets 16 % of moved metrics be ones the incident did not change, 6 11 %)
+# robust units the snapshot must deviate from its window's median; benchmarks/bench_verifier.py
+# compares the moved metrics with the simulator's truth (at 4, 16 % were not the incident's; at 6, 11 %)
+MOVED_Z = 6.0
 MIN_CONTEXT = 3        # window points before the snapshot needed to judge a metric by its window
 VALUE_TOLERANCE = 0.02  # a cited value may differ from the data by 2 % (or half the resolution)
 SEVERITIES = ("none", "low", "medium", "high", "critical")
@@ -442,8 +444,8 @@ STEADY = re.compile(r"\b(unchanged|unaffected|steady|stable|flat)\b|\b(is|are|wa
                     r"|looks?|seems?|holds?|held)\s+(\w+\s+)?(normal|fine|ok|okay|healthy|quiet|as expected"
                     r"|within (the )?normal( range)?|where it was|as usual)\b")
 # a clause of advice ("check the heap", "look at the disk") names what to inspect, not what moved
-ADVICE = re.compile(r"^(then |first |next |also |and )?(check|look|verify|confirm|inspect|review|restart|compare|watch|escalate"
-                    r"|monitor|capture|take|collect|run|open|see|keep|make sure|consider|dump)\b"
+ADVICE = re.compile(r"^(then |first |next |also |and )?(check|look|verify|confirm|inspect|review|restart|compare"
+                    r"|watch|escalate|monitor|capture|take|collect|run|open|see|keep|make sure|consider|dump)\b"
                     r"|\b(check|inspect|look at|verify|review)\b")
 HEALTHY_MORE = ("fine", "all good", "all clear", "nothing needs attention", "nothing to do", "no action needed",
                 "nothing wrong", "nothing abnormal", "nothing to worry about", "ok", "okay", "in good shape",
@@ -650,7 +652,8 @@ def verify_text(text: str, label: str, moved: tuple[str, ...], vocab: Vocabulary
     if label not in asserted:
         state = kinds.get(label)
         reasons.append({"hedged": f"hedges on {label} without committing to it",
-                        "negated": f"denies the labelled kind {label}"}.get(state, f"does not name the labelled kind {label}"))
+                        "negated": f"denies the labelled kind {label}"}.get(state,
+                                                                            f"does not name the labelled kind {label}"))
     others = sorted((asserted | hedged) - {label} - related)
     if others:
         reasons.append(f"claims another kind ({others[0]}) for a {label}")

@@ -115,7 +115,8 @@ def test_the_schema_is_json_schema_and_the_parser_agrees_with_a_reference_valida
     good = json.loads(next(c.text for c in CASES if c.id == "cpu-s-right"))
     broken = [{**good, "severity": "severe"}, {k: v for k, v in good.items() if k != "onset"},
               {**good, "evidence": [{"metric": "cpu_usage"}]}, {**good, "evidence": [{"metric": "cpu", "value": 1}]},
-              {**good, "anomalous_metrics": "cpu_usage"}, {**good, "evidence": [{"metric": "cpu_usage", "value": True}]},
+              {**good, "anomalous_metrics": "cpu_usage"},
+              {**good, "evidence": [{"metric": "cpu_usage", "value": True}]},
               {**good, "explanation": ""}, [good], {**good, "onset": 5}]
     bodies += [json.dumps(b) for b in broken]
     for body in bodies:
