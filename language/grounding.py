@@ -32,8 +32,8 @@ from datasafe.yamlcheck import Validator, read_yaml
 from .domain import DATA_DIR, MAX_FILE_BYTES, DomainContent
 from .errors import ConfigError, LanguageError
 from .items import AUDIENCE_LABELS, WorkItem, _hash
-from .verify import load_related_kinds, looks_structured, moved_metrics, sample_from_dict, verify_structured, \
-    verify_text, Sample
+from .verify import (Sample, load_related_kinds, looks_structured, moved_metrics, sample_from_dict,
+                     verify_structured, verify_text)
 
 VOCABULARY_FILE = "anomaly_vocabulary.yaml"
 FORMS = ("table", "splunk", "alert")
