@@ -179,7 +179,7 @@ def _generate(args) -> int:
     if not args.quiet:
         stats = result.metadata["generation_stats"]
         kinds = ", ".join(f"{k} {n}" for k, n in stats["anomaly_types"].items() if n)
-        wrote = ", ".join([str(target)] * ("json" in formats) + [f"{folder.path}/"] * (folder is not None))
+        wrote = ", ".join([str(target)] * ("json" in formats) + ([f"{folder.path}/"] if folder else []))
         print(f"wrote {wrote}: {result.metadata['total_samples']} samples, {stats['normal_samples']} normal, "
               f"{stats['anomaly_samples']} anomalous ({kinds}) in {time.perf_counter() - started:.2f} s"
               + (f"; previous dataset kept as {backup.name}" if backup else ""), file=sys.stderr)

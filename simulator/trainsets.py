@@ -16,7 +16,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import orjson
@@ -55,8 +55,8 @@ def parse_formats(values: Iterable[str] | None) -> tuple[str, ...]:
     asked = [v.strip().lower() for value in (values or ["json"]) for v in value.split(",") if v.strip()]
     unknown = sorted(set(asked) - set(FORMATS))
     if unknown or not asked:
-        raise SimulatorError(f"--format: unknown format {', '.join(map(repr, unknown)) or 'none given'}; "
-                             f"choose from {', '.join(FORMATS)} (several: --format json,parquet)")
+        what = f"unknown format {', '.join(map(repr, unknown))}" if unknown else "no format given"
+        raise SimulatorError(f"--format: {what}; choose from {', '.join(FORMATS)} (several: --format json,parquet)")
     return tuple(f for f in FORMATS if f in asked)
 
 
@@ -168,19 +168,6 @@ def _plain(field: pa.Field) -> pa.Field:
     return field
 
 
-def _write_parquet(frame: pl.DataFrame, path: Path, key_values: dict) -> None:
-    table = _arrow(frame)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                           b"simulator": orjson.dumps(key_values, option=orjson.OPT_SORT_KEYS)})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-
-
-def _write_jsonl(frame: pl.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.write_ndjson(tmp)
-
-
 @dataclass(frozen=True)
 class SplitFiles:
     """What one config of the folder holds: its files and rows per split, and its Arrow schema."""
@@ -191,25 +178,36 @@ class SplitFiles:
     schema: pa.Schema
 
 
-def write_split_files(folder: Path, frame: pl.DataFrame, subdir: str, suffix: str,
-                      meta: dict) -> SplitFiles:
-    """`frame` cut by its split column into `<subdir>/<split>-NNNNN<suffix>` files of SHARD_ROWS rows."""
+def write_split_files(folder: Path, labelled: pl.DataFrame, build: Callable[[pl.DataFrame], pl.DataFrame],
+                      subdir: str, suffix: str, meta: dict) -> SplitFiles:
+    """`build` of each split's samples as `<subdir>/<split>-NNNNN<suffix>` files of SHARD_ROWS rows each,
+    built one file at a time (a chat file is several times its samples' size)."""
     files, rows, nbytes = {}, {}, {}
-    schema = _arrow(frame.head(0)).schema
+    schema = _arrow(build(labelled.head(0))).schema
     for split in SPLITS:
-        part = frame.filter(pl.col("split") == split)
+        part = labelled.filter(pl.col("split") == split)
         if not len(part):
             continue
-        files[split], rows[split], nbytes[split] = [], len(part), int(_arrow(part).nbytes)
+        files[split], rows[split], nbytes[split] = [], len(part), 0
         for i, lo in enumerate(range(0, len(part), SHARD_ROWS)):
             name = f"{subdir}/{split}-{i:05d}{suffix}"
-            chunk = part.slice(lo, SHARD_ROWS)
-            if suffix == ".parquet":
-                _write_parquet(chunk, folder / name, {**meta, "split": split})
-            else:
-                _write_jsonl(chunk, folder / name)
+            chunk = build(part.slice(lo, SHARD_ROWS))
+            nbytes[split] += _write(chunk, folder / name, {**meta, "split": split})
             files[split].append(name)
     return SplitFiles(files, rows, nbytes, schema)
+
+
+def _write(frame: pl.DataFrame, path: Path, key_values: dict) -> int:
+    """Write `frame` as Parquet (with `key_values` under b"simulator" in its metadata) or JSON Lines,
+    by the path's suffix; return its Arrow size in bytes."""
+    table = _arrow(frame)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            meta = {**(table.schema.metadata or {}), b"simulator": orjson.dumps(key_values, option=orjson.OPT_SORT_KEYS)}
+            pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+        else:
+            frame.write_ndjson(tmp)
+    return int(table.nbytes)
 
 
 # ------------------------------------------------------------------------------ the folder
@@ -237,14 +235,14 @@ def write_training_folder(output_dir: Path, samples: pl.DataFrame, metadata: dic
     seed = int(metadata["seed"])
     splits = host_splits(samples["host"].to_numpy(), shares, seed)
     labelled = labelled_samples(samples, splits)
-    table = training_table(labelled)
     meta = {k: metadata[k] for k in ("session_id", "config_hash", "seed") if k in metadata}
     configs = {}
     if "parquet" in folder_formats:
-        configs["parquet"] = write_split_files(partial, table, "data", ".parquet", meta)
+        configs["parquet"] = write_split_files(partial, labelled, training_table, "data", ".parquet", meta)
     if "jsonl" in folder_formats:
-        configs["jsonl"] = write_split_files(partial, jsonl_table(table), "data", ".jsonl", meta)
-    chat = write_split_files(partial, chat_table(labelled, config), "chat", ".jsonl", meta)
+        configs["jsonl"] = write_split_files(partial, labelled, lambda f: jsonl_table(training_table(f)),
+                                             "data", ".jsonl", meta)
+    chat = write_split_files(partial, labelled, lambda f: chat_table(f, config), "chat", ".jsonl", meta)
     sizes = split_sizes(labelled, splits)
     manifest = folder_manifest(partial, metadata, folder_formats, shares, splits, sizes)
     atomic_write_bytes(partial / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
@@ -306,20 +304,9 @@ def _swap(partial: Path, final: Path) -> None:
         final.rename(retired)
         kill_point(f"{FOLDER_NAME}:retired")
     partial.rename(final)
-    _fsync_dir(final.parent)
     kill_point(f"{FOLDER_NAME}:swapped")
     if retired.exists():
         shutil.rmtree(retired)
-
-
-def _fsync_dir(directory: Path) -> None:
-    import os
-
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------ the cards

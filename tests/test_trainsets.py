@@ -165,11 +165,13 @@ def test_load_dataset_reads_the_folder_and_its_splits(folder, tmp_path, monkeypa
     assert [m["role"] for m in chat["test"][0]["messages"]] == ["system", "user", "assistant"]
 
 
-def test_jsonl_only_folder_loads_as_json(result, tmp_path, monkeypatch):
+def test_jsonl_only_folder_in_several_files_loads_as_json(result, tmp_path, monkeypatch):
     datasets = _offline_datasets(monkeypatch, tmp_path)
+    monkeypatch.setattr(trainsets, "SHARD_ROWS", 100)
     folder = write_training_folder(tmp_path, result.samples, result.metadata, result.config, ("jsonl",),
                                    (0.5, 0.5, 0)).path
     assert not list(folder.glob("data/*.parquet"))
+    assert len(list(folder.glob("data/train-*.jsonl"))) > 1 and (folder / "data" / "train-00001.jsonl").exists()
     ds = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
     assert sorted(ds) == ["train", "validation"]  # a share of 0: no test split, no file
     assert len(ds["train"]) + len(ds["validation"]) == SAMPLES
@@ -250,6 +252,8 @@ def test_cli_formats_and_a_crash_during_the_swap(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", ENV["SOURCE_DATE_EPOCH"])
     out = tmp_path / "out"
     assert _cli(tmp_path / "plain", 1) == 0
+    assert main(["--samples", "300", "--seed", "1", "--output-dir", str(tmp_path / "summary")]) == 0
+    assert "metrics_dataset/" not in capsys.readouterr().err  # json alone: no folder, none announced
     assert _cli(out, 1, "--format", "json,parquet", "--format", "jsonl") == 0
     # the JSON dataset is the same file with or without the other formats
     assert (out / "metrics_dataset.json").read_bytes() == (tmp_path / "plain" / "metrics_dataset.json").read_bytes()
@@ -265,7 +269,10 @@ def test_cli_formats_and_a_crash_during_the_swap(tmp_path, monkeypatch, capsys):
     assert _folder_bytes(out / "metrics_dataset") == first
     # --format parquet alone: the folder is replaced, the JSON dataset left as it was
     json_before = (out / "metrics_dataset.json").read_bytes()
-    assert _cli(out, 2, "--format", "parquet") == 0
+    capsys.readouterr()
+    assert main(["--samples", "300", "--seed", "2", "--output-dir", str(out), "--format", "parquet"]) == 0
+    summary = capsys.readouterr().err
+    assert f"wrote {out / 'metrics_dataset'}/: 300 samples" in summary and "metrics_dataset.json" not in summary
     assert (out / "metrics_dataset.json").read_bytes() == json_before
     assert not list((out / "metrics_dataset").glob("data/*.jsonl"))
     assert sorted(p.name for p in out.iterdir()) == ["metrics_dataset", "metrics_dataset.json", "staging"]
