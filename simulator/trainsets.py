@@ -255,15 +255,15 @@ def write_training_folder(output_dir: Path, samples: pl.DataFrame, metadata: dic
 
 def split_sizes(labelled: pl.DataFrame, splits: pl.DataFrame) -> dict[str, dict]:
     """Hosts, samples, normal and anomalous samples per split (every split, empty ones too)."""
-    hosts = splits.group_by("split").len()
-    counts = labelled.group_by("split").agg(pl.len().alias("samples"),
-                                            pl.col("kind").is_null().sum().alias("normal"))
-    hosts_of = dict(zip(hosts["split"].to_list(), hosts["len"].to_list()))
-    rows = {r["split"]: r for r in counts.to_dicts()}
-    return {s: {"hosts": int(hosts_of.get(s, 0)), "samples": int(rows.get(s, {}).get("samples", 0)),
-                "normal": int(rows.get(s, {}).get("normal", 0)),
-                "anomaly": int(rows.get(s, {}).get("samples", 0) - rows.get(s, {}).get("normal", 0))}
-            for s in SPLITS}
+    hosts = dict(splits.group_by("split").len().iter_rows())
+    counts = {split: (n, normal) for split, n, normal in labelled.group_by("split").agg(
+        pl.len(), pl.col("kind").is_null().sum()).iter_rows()}
+    sizes = {}
+    for split in SPLITS:
+        n, normal = counts.get(split, (0, 0))
+        sizes[split] = {"hosts": int(hosts.get(split, 0)), "samples": int(n), "normal": int(normal),
+                        "anomaly": int(n - normal)}
+    return sizes
 
 
 def folder_manifest(folder: Path, metadata: dict, formats: Sequence[str], shares: Sequence[float],

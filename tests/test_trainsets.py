@@ -282,3 +282,16 @@ def test_cli_formats_and_a_crash_during_the_swap(tmp_path, monkeypatch, capsys):
     assert _folder_bytes(out) == before
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--format: unknown format 'csv'" in err
+
+
+def test_a_linked_folder_is_refused_before_anything_is_written(tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not ours")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics_dataset").symlink_to(elsewhere)
+    assert _cli(out, 1, "--format", "parquet") == 2
+    assert "metrics_dataset is a symbolic link" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics_dataset"]
+    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
