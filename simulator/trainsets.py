@@ -451,10 +451,12 @@ def _realism_lines(output_dir: Path) -> list[str]:
     checks, shapes = report.get("checks") or [], report.get("anomaly_shapes") or []
     inside = sum(bool(c.get("within")) for c in checks if isinstance(c, dict))
     shapes_in = sum(bool(c.get("within")) for c in shapes if isinstance(c, dict))
+    out = [f"{c.get('metric', c.get('kind'))} ({c.get('hosts', 'events')}) {c.get('statistic')}"
+           for c in (*checks, *shapes) if isinstance(c, dict) and not c.get("within")]
     lines.append(f"From `realism/realism_report.json` (its own run: seed {report.get('seed')}, "
-                 f"{report.get('hosts')} hosts, 14 days at 5 minutes): {inside} of {len(checks)} statistics inside "
-                 f"the range real NAB hosts show, {shapes_in} of {len(shapes)} anomaly-shape statistics; "
-                 f"passed: {'yes' if report.get('passed') else 'no'}.")
+                 f"{report.get('hosts')} hosts): {inside} of {len(checks)} statistics inside the range real NAB "
+                 f"hosts show, {shapes_in} of {len(shapes)} anomaly-shape statistics; passed: "
+                 f"{'yes' if report.get('passed') else 'no'}" + (f"; outside: {', '.join(out)}." if out else "."))
     disc = report.get("discriminative")
     if isinstance(disc, dict) and isinstance(disc.get("score"), (int, float)):
         lines.append(f"Discriminative score (accuracy telling real from simulated CPU days; 0.5 = "

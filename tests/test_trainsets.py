@@ -225,13 +225,15 @@ def test_options_are_checked():
 
 def test_card_quotes_the_reports(result, tmp_path):
     (tmp_path / "realism").mkdir()
+    out_of_range = {"metric": "cpu_usage", "hosts": "idle", "statistic": "skew", "within": False}
     (tmp_path / "realism" / "realism_report.json").write_text(json.dumps({
-        "seed": 9, "hosts": 60, "passed": False, "checks": [{"within": True}, {"within": False}],
+        "seed": 9, "hosts": 60, "passed": False, "checks": [{"within": True}, out_of_range],
         "anomaly_shapes": [{"within": True}], "discriminative": {"score": 0.625}}))
     (tmp_path / "learnability_report.json").write_text(json.dumps({"macro_f1": 0.8125, "model": "tree",
                                                                    "per_kind": {"cpu_spike": 0.9}}))
     card = (write_training_folder(tmp_path, result.samples, result.metadata, result.config, ("parquet",)).path
             / "README.md").read_text()
+    assert "outside: cpu_usage (idle) skew." in card
     assert "1 of 2 statistics" in card and "1 of 1 anomaly-shape" in card and "0.625" in card
     assert "- macro_f1: 0.8125" in card and "- model: tree" in card and "per_kind" not in card
     assert f"seed `{SEED}`" in card and result.metadata["config_hash"] in card
