@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--hard-negatives", type=float, default=None, metavar="SHARE",
                      help="share of the normal samples taken at each block's busiest healthy moments, flagged "
                           "targets.hard_negative (default: simulation.hard_negative_share, 0)")
+    gen.add_argument("--format", action="append", default=None, metavar="FORMATS",
+                     help="json (default: metrics_dataset.json), parquet, jsonl; repeat or comma-separate for "
+                          "several. parquet/jsonl write <output-dir>/metrics_dataset/: splits by host, chat JSONL "
+                          "and a dataset card that datasets.load_dataset reads")
+    gen.add_argument("--splits", default=None, metavar="TRAIN/VALIDATION/TEST",
+                     help="shares of hosts in the train/validation/test splits of --format parquet/jsonl "
+                          "(default 80/10/10); no host is in two splits")
     _common(gen)
     tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV, or sharded on a cluster",
                         description="Export traces of H hosts over T steps with their labels. CSV uses the "
@@ -219,13 +226,15 @@ def _generate(args) -> int:
     from .api import generate_samples
     from .config import load_config
     from .export import write_metrics_dataset
+    from .trainsets import OWNED_FOLDERS, parse_formats, parse_shares, write_training_folder
 
     if args.samples < 1:
         from .api import count_text
         raise SimulatorError(f"--samples: must be at least 1, got {count_text(args.samples)}")
     if args.anomaly_ratio is not None and not 0.0 <= args.anomaly_ratio <= 1.0:
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {args.anomaly_ratio}")
-    out_dir = _output_dir(args.output_dir)
+    formats, shares = parse_formats(args.format), parse_shares(args.splits)
+    out_dir = _output_dir(args.output_dir, folders=STAGING_FOLDERS + OWNED_FOLDERS)
     config = load_config(args.config)
     started = time.perf_counter()
     with _progress(args.quiet, "simulating hosts") as progress:
@@ -234,13 +243,19 @@ def _generate(args) -> int:
                                   context_steps=args.context_steps, hard_negatives=args.hard_negatives,
                                   progress=progress)
     target = out_dir / DATASET_NAME
-    backup = write_metrics_dataset(target, result.metadata, result.samples)
+    backup = write_metrics_dataset(target, result.metadata, result.samples) if "json" in formats else None
+    folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats, shares)
     if not args.quiet:
         stats = result.metadata["generation_stats"]
         kinds = ", ".join(f"{k} {n}" for k, n in stats["anomaly_types"].items() if n)
-        print(f"wrote {target}: {result.metadata['total_samples']} samples, {stats['normal_samples']} normal, "
+        wrote = ", ".join([str(target)] * ("json" in formats) + ([f"{folder.path}/"] if folder else []))
+        print(f"wrote {wrote}: {result.metadata['total_samples']} samples, {stats['normal_samples']} normal, "
               f"{stats['anomaly_samples']} anomalous ({kinds}) in {time.perf_counter() - started:.2f} s"
               + (f"; previous dataset kept as {backup.name}" if backup else ""))
+        if folder is not None:
+            print(f"{folder.path}/ ({', '.join(folder.formats)}, chat JSONL, README.md): "
+                  + ", ".join(f"{s} {v['samples']} samples of {v['hosts']} host{'s' * (v['hosts'] != 1)}"
+                            for s, v in folder.splits.items()))
     return 0
 
 
