@@ -36,7 +36,7 @@ import polars as pl
 from datasafe import atomic_path, atomic_write_bytes
 from datasafe.yamlcheck import Validator, read_yaml
 
-from ._log_kernels import hash_uniforms, poisson_counts
+from ._log_kernels import format_lines, hash_uniforms, poisson_counts
 from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS
 from .errors import ConfigError, SimulatorError
@@ -637,9 +637,7 @@ def _gc_lines(grid: _Grid, gc: dict[str, Any], full: bool) -> _Lines:
     sel = gc["full"] == full
     pause = gc["pause_us"][sel]
     extra = {"gc_n": gc["gc_n"][sel], "before": gc["before"][sel], "after": gc["after"][sel],
-             "capacity": gc["capacity"][sel],
-             "pause_ms": pl.format("{}.{}", pl.Series(pause // 1000),
-                                   pl.Series(pause % 1000).cast(pl.Utf8).str.zfill(3))}
+             "capacity": gc["capacity"][sel], "pause_ms": pause}
     return _Lines(gc["hix"][sel], gc["step"][sel], gc["time_ms"][sel], gc["event_id"][sel],
                   gc["step"][sel], np.arange(int(sel.sum())) * SLOTS, extra)
 
@@ -686,79 +684,131 @@ def _job_lines(grid: _Grid, flows: dict[str, Any], what: str) -> _Lines:
 
 
 # ------------------------------------------------------------------------------ formatting
-def _fixed(values: np.ndarray, decimals: int) -> pl.Expr | pl.Series:
-    """Non-negative numbers with `decimals` digits after the point, exactly (integer arithmetic)."""
-    if decimals == 0:
-        return pl.Series(np.rint(values).astype(np.int64))
-    scaled = np.rint(np.maximum(values, 0) * 10 ** decimals).astype(np.int64)
-    return pl.format("{}.{}", pl.Series(scaled // 10 ** decimals),
-                     pl.Series(scaled % 10 ** decimals).cast(pl.Utf8).str.zfill(decimals))
+# how a placeholder is written: KIND_STRING (an index into the string table), 0 (an integer) or
+# d > 0 (an integer scaled by 10^d, written with d decimals); see _log_kernels.format_lines
+KIND_STRING = -1
+DERIVED_KINDS = {"gc_n": 0, "before": 0, "after": 0, "capacity": 0, "pause_ms": 3, "job_id": 0}
 
 
-def _field_values(field: FieldSpec, u: np.ndarray) -> pl.Series:
+class _Strings:
+    """The string table the line kernel copies from: tables of choices, each at a base index."""
+
+    def __init__(self):
+        self.values: list[str] = []
+        self.bases: dict[tuple, int] = {}
+
+    def base(self, key: tuple, values) -> int:
+        if key not in self.bases:
+            self.bases[key] = len(self.values)
+            self.values.extend(values)
+        return self.bases[key]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        encoded = [v.encode() for v in self.values] or [b""]
+        offsets = np.zeros(len(encoded) + 1, np.int64)
+        offsets[1:] = np.cumsum([len(e) for e in encoded])
+        return np.frombuffer(b"".join(encoded), np.uint8).copy(), offsets
+
+
+def _draw_field(field: FieldSpec, u: np.ndarray) -> np.ndarray:
+    """A field's values from uniforms: whole numbers, or indices into its choices."""
     if field.choices:
-        idx = np.minimum(np.floor(u * len(field.choices)).astype(np.int64), len(field.choices) - 1)
-        return pl.Series(field.choices)[idx]
-    return pl.Series(field.lo + np.floor(u * (field.hi - field.lo + 1)).astype(np.int64))
+        return np.minimum(np.floor(u * len(field.choices)).astype(np.int64), len(field.choices) - 1)
+    return field.lo + np.floor(u * (field.hi - field.lo + 1)).astype(np.int64)
 
 
 class _HostConstants:
     """Per-host values: host_fields, RAM and heap size, drawn once per host."""
 
     def __init__(self, grid: _Grid, templates: LogTemplates):
-        self.fields = {f.name: _field_values(f, _host_uniform(grid, "field:" + f.name))
+        self.fields = {f.name: _draw_field(f, _host_uniform(grid, "field:" + f.name))
                        for f in templates.host_fields}
         m = templates.model
         self.ram_kb = np.array(m.ram_gb, np.int64)[
             np.floor(_host_uniform(grid, "ram_gb") * len(m.ram_gb)).astype(np.int64)] * 1024 * 1024
         self.heap_kb = np.array(m.heap_max_mb, np.int64)[
             np.floor(_host_uniform(grid, "heap_max_mb") * len(m.heap_max_mb)).astype(np.int64)] * 1024
-        self.hostnames = pl.Series([f"cn{int(h):05d}" for h in grid.hosts])
+        self.hostnames = tuple(f"cn{int(h):05d}" for h in grid.hosts)
 
 
-def _format(grid: _Grid, t: TemplateSpec, lines: _Lines, consts: _HostConstants, templates: LogTemplates,
-            dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
-    i = lines.step - grid.t0
-    parts = PLACEHOLDER.split(t.text)  # literal, name, literal, name, ...
-    exprs = []
+def _placeholder_kind(name: str, t: TemplateSpec, templates: LogTemplates) -> int:
     own = {f.name: f for f in t.fields}
-    for slot, name in enumerate(parts[1::2]):
+    hosts = {f.name: f for f in templates.host_fields}
+    field = own.get(name) or hosts.get(name)
+    if field is not None:
+        return KIND_STRING if field.choices else 0
+    if name in DERIVED_KINDS:
+        return DERIVED_KINDS[name]
+    if name in ("hostname", "cluster", "master"):
+        return KIND_STRING
+    if name in METRIC_PLACEHOLDERS:
+        return METRIC_PLACEHOLDERS[name][1]
+    return 0  # java_rss_kb, java_vm_kb
+
+
+def _values(grid: _Grid, t: TemplateSpec, lines: _Lines, consts: _HostConstants, templates: LogTemplates,
+            strings: _Strings, width: int) -> np.ndarray:
+    """int64[n, width]: each placeholder's value per line, as the line kernel writes it."""
+    out = np.zeros((lines.n, width), np.int64)
+    i = lines.step - grid.t0
+    own = {f.name: (slot, f) for slot, f in enumerate(t.fields)}
+    hosts = {f.name: f for f in templates.host_fields}
+    for j, name in enumerate(t.placeholders):
         if name in lines.extra:
             value = lines.extra[name]
         elif name in own:
-            value = _field_values(own[name], _uniforms(grid.keys[lines.hix], _stream(t.id), lines.draw_a,
-                                                       lines.draw_b + 1 + list(own).index(name)))
-        elif name in consts.fields:
+            slot, field = own[name]
+            value = _draw_field(field, _uniforms(grid.keys[lines.hix], _stream(t.id), lines.draw_a,
+                                                 lines.draw_b + 1 + slot))
+            if field.choices:
+                value = value + strings.base(("field", t.id, name), field.choices)
+        elif name in hosts:
             value = consts.fields[name][lines.hix]
+            if hosts[name].choices:
+                value = value + strings.base(("host_field", name), hosts[name].choices)
         elif name == "hostname":
-            value = consts.hostnames[lines.hix]
+            value = lines.hix + strings.base(("hostname",), consts.hostnames)
         elif name in ("cluster", "master"):
-            value = pl.lit(getattr(templates.model, name))
+            value = strings.base(("model", name), (getattr(templates.model, name),))
         elif name in METRIC_PLACEHOLDERS:
             metric, decimals = METRIC_PLACEHOLDERS[name]
-            value = _fixed(grid.values[metric][lines.hix, i], decimals)
+            value = np.rint(np.maximum(grid.values[metric][lines.hix, i], 0) * 10 ** decimals)
         else:  # java_rss_kb, java_vm_kb: the JVM's share of the memory in use before this step
             mem = grid.values["memory_usage"][lines.hix, np.maximum(i - 1, 0)]
-            rss = np.rint(mem / 100.0 * consts.ram_kb[lines.hix] * 0.6).astype(np.int64)
-            value = pl.Series(rss if name == "java_rss_kb" else rss + consts.heap_kb[lines.hix] // 2)
-        exprs.append(value if isinstance(value, pl.Expr) else pl.lit(value))
-    fmt = "{}".join(p.replace("{", "").replace("}", "") for p in parts[0::2])
-    message = pl.format(fmt, *exprs) if exprs else pl.lit(t.text)
-    event = pl.Series(lines.event_id, dtype=pl.Int64)
-    frame = pl.DataFrame({
-        "host": pl.Series(grid.hosts[lines.hix], dtype=pl.Int32),
-        "timestamp": pl.Series(lines.time_ms, dtype=pl.Int64),
-        "event_id": event,
-    })
-    return frame.select(
-        "host",
-        pl.col("timestamp").cast(pl.Datetime("ms", "UTC")).cast(pl.Datetime("us", "UTC")),
-        pl.lit(t.source).cast(dtypes["source"]).alias("source"),
-        pl.lit(t.severity).cast(dtypes["severity"]).alias("severity"),
-        pl.lit(t.id).cast(dtypes["template_id"]).alias("template_id"),
-        message.alias("message") if lines.n else pl.lit("").alias("message"),
-        pl.when(pl.col("event_id") >= 0).then(pl.col("event_id")).alias("event_id"),
-    )
+            value = np.rint(mem / 100.0 * consts.ram_kb[lines.hix] * 0.6).astype(np.int64)
+            if name == "java_vm_kb":
+                value = value + consts.heap_kb[lines.hix] // 2
+        out[:, j] = value
+    return out
+
+
+def _literals(templates: LogTemplates) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The templates' literal parts for the line kernel: part0, n_fields, bytes, offsets, kinds."""
+    parts, part0, n_fields = [], [], []
+    width = max(1, max(len(t.placeholders) for t in templates.templates))
+    kinds = np.zeros((len(templates.templates), width), np.int64)
+    for ti, t in enumerate(templates.templates):
+        part0.append(len(parts))
+        n_fields.append(len(t.placeholders))
+        parts.extend(p.encode() for p in PLACEHOLDER.split(t.text)[0::2])
+        for j, name in enumerate(t.placeholders):
+            kinds[ti, j] = _placeholder_kind(name, t, templates)
+    offsets = np.zeros(len(parts) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(p) for p in parts])
+    data = np.frombuffer(b"".join(parts) or b" ", np.uint8).copy()
+    return np.array(part0, np.int64), np.array(n_fields, np.int64), data, offsets, kinds
+
+
+def _messages(tmpl: np.ndarray, vals: np.ndarray, templates: LogTemplates, strings: _Strings) -> pl.Series:
+    """The rendered messages of all lines, by the line kernel, as a Polars string column."""
+    import pyarrow as pa
+
+    part0, n_fields, lit_data, lit_off, kinds = _literals(templates)
+    str_data, str_off = strings.arrays()
+    offsets, data = format_lines(tmpl, part0, n_fields, lit_data, lit_off, kinds, np.ascontiguousarray(vals),
+                                 str_data, str_off)
+    array = pa.LargeStringArray.from_buffers(len(tmpl), pa.py_buffer(offsets), pa.py_buffer(data))
+    return pl.Series("message", pl.from_arrow(array), dtype=pl.Utf8)
 
 
 def empty_logs(templates: LogTemplates | None = None) -> pl.DataFrame:
@@ -776,7 +826,8 @@ def simulate_logs(traces: pl.DataFrame, events: pl.DataFrame, *, seed: int,
                   interval_s: float | None = None) -> pl.DataFrame:
     """The log lines of the hosts in `traces` (with label columns) and their `events`, host by host.
 
-    `seed` is the run's seed (as given to `simulate`).  Rows are ordered by host, then time.
+    `seed` is the run's seed (as given to `simulate`).  Rows are ordered by host, then time (lines
+    at the same millisecond in template order).
     """
     tpl = templates if isinstance(templates, LogTemplates) else load_log_templates(templates)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
@@ -786,15 +837,16 @@ def simulate_logs(traces: pl.DataFrame, events: pl.DataFrame, *, seed: int,
     restart = _restart_grid(grid, es)
     up = {"vemkd": grid.values["vemkd_process_count"] > 0, "jvm": ~restart}
     consts = _HostConstants(grid, tpl)
-    dtypes = tpl.dtypes
+    strings = _Strings()
+    width = max(1, max(len(t.placeholders) for t in tpl.templates))
     gc = jobs = None
     delays: dict[tuple, float] = {}
     for t in tpl.templates:
         if t.trigger == "event" and t.once:
             g = (t.moment, t.kinds)
             delays[g] = max(delays.get(g, 0.0), t.delay_s)
-    frames = []
-    for t in tpl.templates:
+    cols: dict[str, list[np.ndarray]] = {"hix": [], "time": [], "event": [], "tmpl": [], "vals": []}
+    for ti, t in enumerate(tpl.templates):
         if t.trigger == "background":
             lines = _background(grid, t, up)
         elif t.trigger == "periodic":
@@ -807,11 +859,31 @@ def simulate_logs(traces: pl.DataFrame, events: pl.DataFrame, *, seed: int,
         else:
             jobs = jobs if jobs is not None else _job_flows(grid, tpl.model)
             lines = _job_lines(grid, jobs, t.derive)
-        if lines.n:
-            frames.append(_format(grid, t, lines, consts, tpl, dtypes))
-    if not frames:
+        cols["hix"].append(lines.hix)
+        cols["time"].append(lines.time_ms)
+        cols["event"].append(lines.event_id)
+        cols["tmpl"].append(np.full(lines.n, ti, np.int64))
+        cols["vals"].append(_values(grid, t, lines, consts, tpl, strings, width))
+    hix, time_ms, event, tmpl = (np.concatenate(cols[k]) for k in ("hix", "time", "event", "tmpl"))
+    if not len(hix):
         return empty_logs(tpl)
-    return pl.concat(frames).sort("host", "timestamp", maintain_order=True)
+    # by host, then time; stable, so lines at the same millisecond keep the template order
+    order = np.argsort((hix << 42) + (time_ms - time_ms.min()), kind="stable")
+    hix, time_ms, event, tmpl = hix[order], time_ms[order], event[order], tmpl[order]
+    vals = np.concatenate(cols["vals"])[order]
+    dtypes = tpl.dtypes
+    source_of = pl.Series([t.source for t in tpl.templates], dtype=dtypes["source"])
+    severity_of = pl.Series([t.severity for t in tpl.templates], dtype=dtypes["severity"])
+    template_of = pl.Series([t.id for t in tpl.templates], dtype=dtypes["template_id"])
+    return pl.DataFrame([
+        pl.Series("host", grid.hosts[hix].astype(np.int32)),
+        pl.Series("timestamp", time_ms * 1000).cast(pl.Datetime("us", "UTC")),
+        source_of.gather(tmpl).alias("source"),
+        severity_of.gather(tmpl).alias("severity"),
+        template_of.gather(tmpl).alias("template_id"),
+        _messages(tmpl, vals, tpl, strings),
+        pl.Series("event_id", event).set(pl.Series(event < 0), None),
+    ])
 
 
 def render_lines(logs: pl.DataFrame, templates: LogTemplates | None = None) -> pl.Series:
