@@ -131,3 +131,64 @@ def format_lines(tmpl, part0, n_fields, lit_data, lit_off, kinds, vals, str_data
                 out[pos] = 46
                 pos = _write_int(out, pos + 1, v % scale, kind)
     return offsets, out
+
+
+@jit
+def _uniform(key, stream, a, b):
+    z = splitmix64(key ^ stream)
+    z = splitmix64(z + np.uint64(a) * GOLDEN)
+    z = splitmix64(z + np.uint64(b) * GOLDEN)
+    return ((z >> np.uint64(11)) + 0.5) * INV_2_53
+
+
+@jit_parallel
+def gc_pauses(n, offsets, total_us, keys, stream, t0, step0_ms, dt_ms, heap, floor, full, young_at, cap,
+              slots, hix, step, time_ms, pause_us, before_mb, after_mb, is_full):
+    """The GC pauses of every interval (host h, step index i; flat g = h * T + i), each interval's slice.
+
+    The interval's total GC time (microseconds) is split into n[g] pauses by random weights: floors
+    first, then the remainder one microsecond at a time, so the pauses add up exactly.  Pauses are
+    spread in order over (t_i - interval, t_i]; a young collection goes from about the young-GC
+    occupancy to the old-generation floor, a full one (heap pinned >= 95 %) reclaims 0.5-3 % of the heap.
+    """
+    T = heap.shape[1]
+    for g in prange(n.shape[0]):
+        m = n[g]
+        if m == 0:
+            continue
+        h = g // T
+        i = g % T
+        s = t0 + i
+        lo = offsets[g]
+        key = keys[h]
+        wsum = 0.0
+        for k in range(m):
+            wsum += 0.5 + _uniform(key, stream, s, k * slots)
+        assigned = 0
+        for k in range(m):
+            w = 0.5 + _uniform(key, stream, s, k * slots)   # the same draw again: no scratch array
+            share = np.int64(np.floor(total_us[g] * w / wsum))
+            pause_us[lo + k] = share
+            assigned += share
+        rem = total_us[g] - assigned
+        hp = heap[h, i]
+        fl = floor[h, i]
+        c = cap[h]
+        end_ms = step0_ms + i * dt_ms
+        for k in range(m):
+            pause_us[lo + k] += rem // m + (1 if k < rem % m else 0)
+            frac = (k + _uniform(key, stream, s, k * slots + 1)) / m
+            time_ms[lo + k] = end_ms - dt_ms + 1 + np.int64(np.floor(frac * dt_ms))
+            u1 = _uniform(key, stream, s, k * slots + 2)
+            u2 = _uniform(key, stream, s, k * slots + 3)
+            if full[h, i]:
+                b = min(hp * (0.995 + 0.005 * u1), 100.0)
+                a = max(b - (0.5 + 2.5 * u2), 0.0)
+            else:
+                b = min(max(young_at[h] * (0.97 + 0.05 * u1), hp + 1.0), 100.0)
+                a = min(max(fl + (hp - fl) * 0.3 * u2, 0.0), 100.0)
+            before_mb[lo + k] = np.int64(np.floor(b / 100.0 * c + 0.5))
+            after_mb[lo + k] = np.int64(np.floor(a / 100.0 * c + 0.5))
+            hix[lo + k] = h
+            step[lo + k] = s
+            is_full[lo + k] = full[h, i]
