@@ -154,7 +154,8 @@ def _write_case(path: Path, case: dict, case_hosts: list[int], traces: pl.DataFr
         atomic_write_bytes(path / "inject_time.txt", f"{inject}\n".encode())
         meta["root_cause"] = {
             "kind": case["kind"], "host": _hostname(case["host"]), "event_id": case["event_id"],
-            "primary_metric": case["primary_metric"], "indicator": f"{_hostname(case['host'])}_{case['primary_metric']}",
+            "primary_metric": case["primary_metric"],
+            "indicator": f"{_hostname(case['host'])}_{case['primary_metric']}",
             "affected_metrics": case["affected_metrics"].split(", "),
             "start_unix_s": inject, "end_unix_s": _unix_s(case["end"], dt_ms, step0_ms, t0)}
     meta.update(hosts=[_hostname(h) for h in case_hosts], window_start_unix_s=_unix_s(lo, dt_ms, step0_ms, t0),

@@ -584,7 +584,8 @@ def _gc_pauses(grid: _Grid, model: LogModel, restart: np.ndarray) -> dict[str, A
     total = int(offsets[-1])
     cap = np.array(model.heap_max_mb, np.int64)[
         np.floor(_host_uniform(grid, "heap_max_mb") * len(model.heap_max_mb)).astype(np.int64)]
-    young_at = model.young_at_pct[0] + _host_uniform(grid, "young_at_pct") * (model.young_at_pct[1] - model.young_at_pct[0])
+    lo, hi = model.young_at_pct
+    young_at = lo + _host_uniform(grid, "young_at_pct") * (hi - lo)
     out = {"hix": np.empty(total, np.int64), "step": np.empty(total, np.int64), "time_ms": np.empty(total, np.int64),
            "pause_us": np.empty(total, np.int64), "before": np.empty(total, np.int64),
            "after": np.empty(total, np.int64), "full": np.empty(total, np.bool_)}

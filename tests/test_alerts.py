@@ -117,7 +117,8 @@ def test_episodes_hold_and_open_end():
 
 
 @pytest.mark.parametrize("edit, where", [
-    (lambda d: d["rules"]["cpu_saturated"]["threshold"].update(metric="cpu_temp"), "rules.cpu_saturated.threshold.metric"),
+    (lambda d: d["rules"]["cpu_saturated"]["threshold"].update(metric="cpu_temp"),
+     "rules.cpu_saturated.threshold.metric"),
     (lambda d: d["rules"]["cpu_saturated"]["threshold"].update(below=3), "rules.cpu_saturated.threshold"),
     (lambda d: d["rules"]["oom_kill"]["log_rate"].update(template="oom_nope"), "rules.oom_kill.log_rate.template"),
     (lambda d: d["rules"]["oom_kill"].update(severity="page"), "rules.oom_kill.severity"),

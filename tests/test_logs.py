@@ -90,8 +90,8 @@ def test_event_ids_exact(run):
     assert tagged["ev_host"].null_count() == 0
     assert (tagged["host"] == tagged["ev_host"]).all()
     margin = pl.duration(seconds=300 * EVENT_MARGIN_INTERVALS)
-    inside = (tagged["timestamp"] > tagged["start"] - tagged.select(margin).to_series()) & (tagged["timestamp"] <= tagged["end"])
-    assert inside.all()
+    inside = tagged.select((pl.col("timestamp") > pl.col("start") - margin) & (pl.col("timestamp") <= pl.col("end")))
+    assert inside.to_series().all()
     assert set(trigger) >= set(tid)
 
 
@@ -182,7 +182,8 @@ def test_log_files_as_written_by_the_daemons(run, tmp_path):
     names = {p.relative_to(tmp_path).as_posix() for p in files}
     assert {"cn00000/messages", "cn00000/gc.log", "cn00000/vemkd.log", "cn00000/scheduler.log"} <= names
     gc_lines = (tmp_path / "cn00000" / "gc.log").read_text().splitlines()
-    unified = re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000\]\[(info|warning)\]\[gc\] (GC\(\d+\) Pause|Using G1)")
+    unified = re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000\]\[(info|warning)\]\[gc\] "
+                         r"(GC\(\d+\) Pause|Using G1)")
     assert gc_lines and all(unified.match(line) for line in gc_lines)
     syslog = (tmp_path / "cn00000" / "messages").read_text().splitlines()
     assert all(re.match(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d cn00000 \S+: ", line) for line in syslog)
