@@ -9,7 +9,8 @@ Cases (warm: kernels loaded from the on-disk cache and templates parsed by a fir
 1. metrics: `simulate()` (traces with label columns) and the traces written to Parquet (zstd):
    labelled values per second and rows per second;
 2. logs: `simulate_logs()` of the same traces and events, then `write_logs_parquet()`: lines per
-   second (target: >= 2 M lines/s on 2 cores), and `simulate_logs()` alone;
+   second (target: >= 2 M lines/s on 2 cores); `write_logs_parts()` (64-host parts, each written by
+   a background thread while the next is simulated); and `simulate_logs()` alone;
 3. size per host-day: the log Parquet, and the plain log files (`write_log_files`) of 10 hosts.
 "Others' CPU" is the noise gauge (cores other processes kept busy); compare runs only near 0.
 On a shared machine the rates per second of this process's own CPU time are printed too.
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         args.hosts, args.days, args.repeats = 10, 1.0, 1
     import polars as pl
     import simulator
-    from simulator.logs import load_log_templates, simulate_logs, write_log_files, write_logs_parquet
+    from simulator.logs import (load_log_templates, simulate_logs, write_log_files, write_logs_parquet,
+                                write_logs_parts)
 
     steps = int(round(args.days * 288))
     templates = load_log_templates()
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return logs
         t_logs, o_logs, logs = timed(logs_to_parquet, args.repeats)
         cpu_logs = min(CPU_S[id(logs_to_parquet)])
+        t_parts, o_parts, _ = timed(lambda: write_logs_parts(traces, events, tmp / "parts", seed=args.seed,
+                                                             templates=templates), args.repeats)
         t_gen, o_gen, _ = timed(lambda: simulate_logs(traces, events, seed=args.seed, templates=templates),
                                 args.repeats)
         lines = len(logs)
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             "lines": lines, "lines_per_host_day": lines / host_days,
             "to_parquet_best_s": min(t_logs), "to_parquet_median_s": statistics.median(t_logs),
             "lines_per_s": lines / min(t_logs), "lines_per_s_median": lines / statistics.median(t_logs),
+            "parts_best_s": min(t_parts), "parts_lines_per_s": lines / min(t_parts),
+            "parts_lines_per_s_median": lines / statistics.median(t_parts), "others_cores_parts": o_parts,
             "simulate_only_best_s": min(t_gen), "simulate_only_lines_per_s": lines / min(t_gen),
             "others_cores": o_logs, "others_cores_simulate_only": o_gen,
             "own_cpu_s": cpu_logs, "lines_per_cpu_s": lines / cpu_logs,
@@ -118,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'metrics: simulate + Parquet':<40} {m['values_per_s'] / 1e6:>12.1f} M val/s {_fmt(o_metrics):>12}")
     print(f"{'logs: simulate_logs + Parquet':<40} {lg['lines_per_s'] / 1e6:>11.2f} M lines/s {_fmt(o_logs):>12}"
           f"   (target >= {TARGET_LINES_PER_S / 1e6:.0f} M; median {lg['lines_per_s_median'] / 1e6:.2f} M)")
+    print(f"{'logs: write_logs_parts (64-host parts)':<40} {lg['parts_lines_per_s'] / 1e6:>11.2f} M lines/s "
+          f"{_fmt(o_parts):>12}   (median {lg['parts_lines_per_s_median'] / 1e6:.2f} M)")
     print(f"{'logs: simulate_logs only':<40} {lg['simulate_only_lines_per_s'] / 1e6:>11.2f} M lines/s "
           f"{_fmt(o_gen):>12}")
     print(f"{'per CPU second (own CPU time)':<40} {lg['lines_per_cpu_s'] / 1e6:>11.2f} M lines/s"

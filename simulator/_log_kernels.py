@@ -79,45 +79,50 @@ def _write_int(out, pos, x, width):
 
 
 @jit_parallel
-def format_lines(tmpl, part0, n_fields, lit_data, lit_off, kinds, vals, str_data, str_off):
+def format_lines(order, tmpl, part0, n_fields, lit_data, lit_off, kinds, vals, str_data, str_off):
     """Render n lines of many templates as UTF-8 bytes with Arrow offsets, in one pass over all lines.
 
-    Line i uses template t = tmpl[i]: literal parts part0[t] .. part0[t] + n_fields[t] (lit_off
-    indexes lit_data), with field j between parts j and j + 1.  kinds[t, j] < 0: vals[i, j] indexes
+    Output line i is input row r = order[i] (the rows need no reordering copy first); it uses
+    template t = tmpl[r]: literal parts part0[t] .. part0[t] + n_fields[t] (lit_off
+    indexes lit_data), with field j between parts j and j + 1.  kinds[t, j] < 0: vals[r, j] indexes
     the string table (str_data, str_off); 0: an integer; d > 0: a non-negative integer scaled by
     10^d, written with d digits after the point.  Each line writes only its own slice of the output.
     """
-    n = vals.shape[0]
+    n = order.shape[0]
     lengths = np.empty(n, np.int64)
     for i in prange(n):
-        t = tmpl[i]
+        r = order[i]
+        t = tmpl[r]
         p = part0[t]
         k = n_fields[t]
         length = lit_off[p + k + 1] - lit_off[p]
         for j in range(k):
-            length += _field_length(kinds[t, j], vals[i, j], str_off)
+            length += _field_length(kinds[t, j], vals[r, j], str_off)
         lengths[i] = length
     offsets = np.zeros(n + 1, np.int64)
     for i in range(n):
         offsets[i + 1] = offsets[i] + lengths[i]
     out = np.empty(offsets[n], np.uint8)
     for i in prange(n):
-        t = tmpl[i]
+        r = order[i]
+        t = tmpl[r]
         p = part0[t]
         k = n_fields[t]
         pos = offsets[i]
         for j in range(k + 1):
-            for b in range(lit_off[p + j], lit_off[p + j + 1]):
-                out[pos] = lit_data[b]
-                pos += 1
+            a = lit_off[p + j]
+            e = lit_off[p + j + 1]
+            out[pos:pos + e - a] = lit_data[a:e]
+            pos += e - a
             if j == k:
                 break
             kind = kinds[t, j]
-            v = vals[i, j]
+            v = vals[r, j]
             if kind < 0:
-                for b in range(str_off[v], str_off[v + 1]):
-                    out[pos] = str_data[b]
-                    pos += 1
+                a = str_off[v]
+                e = str_off[v + 1]
+                out[pos:pos + e - a] = str_data[a:e]
+                pos += e - a
             elif kind == 0:
                 if v < 0:
                     out[pos] = 45

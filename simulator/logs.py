@@ -781,15 +781,15 @@ def _literals(templates: LogTemplates) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.array(part0, np.int64), np.array(n_fields, np.int64), data, offsets, kinds
 
 
-def _messages(tmpl: np.ndarray, vals: np.ndarray, templates: LogTemplates, strings: _Strings) -> pl.Series:
-    """The rendered messages of all lines, by the line kernel, as a Polars string column."""
+def _messages(order: np.ndarray, tmpl: np.ndarray, vals: np.ndarray, templates: LogTemplates,
+              strings: _Strings) -> pl.Series:
+    """The rendered messages of rows `order` of (tmpl, vals), by the line kernel, as a Polars string column."""
     import pyarrow as pa
 
     part0, n_fields, lit_data, lit_off, kinds = _literals(templates)
     str_data, str_off = strings.arrays()
-    offsets, data = format_lines(tmpl, part0, n_fields, lit_data, lit_off, kinds, np.ascontiguousarray(vals),
-                                 str_data, str_off)
-    array = pa.LargeStringArray.from_buffers(len(tmpl), pa.py_buffer(offsets), pa.py_buffer(data))
+    offsets, data = format_lines(order, tmpl, part0, n_fields, lit_data, lit_off, kinds, vals, str_data, str_off)
+    array = pa.LargeStringArray.from_buffers(len(order), pa.py_buffer(offsets), pa.py_buffer(data))
     return pl.Series("message", pl.from_arrow(array), dtype=pl.Utf8)
 
 
@@ -851,8 +851,9 @@ def simulate_logs(traces: pl.DataFrame, events: pl.DataFrame, *, seed: int,
         return empty_logs(tpl)
     # by host, then time; stable, so lines at the same millisecond keep the template order
     order = np.argsort((hix << 42) + (time_ms - time_ms.min()), kind="stable")
+    vals = np.concatenate(cols["vals"])
+    message = _messages(order, tmpl, vals, tpl, strings)
     hix, time_ms, event, tmpl = hix[order], time_ms[order], event[order], tmpl[order]
-    vals = np.concatenate(cols["vals"])[order]
     dtypes = tpl.dtypes
     source_of = pl.Series([t.source for t in tpl.templates], dtype=dtypes["source"])
     severity_of = pl.Series([t.severity for t in tpl.templates], dtype=dtypes["severity"])
@@ -863,7 +864,7 @@ def simulate_logs(traces: pl.DataFrame, events: pl.DataFrame, *, seed: int,
         source_of.gather(tmpl).alias("source"),
         severity_of.gather(tmpl).alias("severity"),
         template_of.gather(tmpl).alias("template_id"),
-        _messages(tmpl, vals, tpl, strings),
+        message,
         pl.Series("event_id", event).set(pl.Series(event < 0), None),
     ])
 
@@ -918,10 +919,44 @@ def write_logs_parquet(logs: pl.DataFrame, path: str | Path) -> None:
 
 
 def read_logs_parquet(path: str | Path) -> pl.DataFrame:
-    """A log frame written by `write_logs_parquet`."""
-    return pl.read_parquet(path)
+    """A log frame written by `write_logs_parquet`, or the parts `write_logs_parts` wrote in a folder."""
+    path = Path(path)
+    return pl.read_parquet(path / "logs-*.parquet" if path.is_dir() else path)
+
+
+def write_logs_parts(traces: pl.DataFrame, events: pl.DataFrame, folder: str | Path, *, seed: int,
+                     templates: LogTemplates | str | Path | None = None, interval_s: float | None = None,
+                     hosts_per_part: int = 64) -> list[Path]:
+    """`simulate_logs` host range by host range into numbered Parquet parts `<folder>/logs-NNNNN.parquet`.
+
+    A background thread writes each part while the next range is simulated (the kernels and the
+    Parquet writer release the GIL), so generation and compression overlap on two cores.  The parts
+    concatenated are `simulate_logs`'s frame; their bytes depend on `hosts_per_part`, not on threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    tpl = templates if isinstance(templates, LogTemplates) else load_log_templates(templates)
+    if isinstance(hosts_per_part, bool) or not isinstance(hosts_per_part, int) or hosts_per_part < 1:
+        raise SimulatorError(f"hosts_per_part: must be a whole number >= 1, got {hosts_per_part!r}")
+    hosts = traces["host"].unique().sort().to_list()
+    folder = Path(folder)
+    paths = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for part, lo in enumerate(range(0, len(hosts), hosts_per_part)):
+            chunk = hosts[lo:lo + hosts_per_part]
+            logs = simulate_logs(traces.filter(pl.col("host").is_between(chunk[0], chunk[-1])), events,
+                                 seed=seed, templates=tpl, interval_s=interval_s)
+            if pending is not None:
+                pending.result()
+            paths.append(folder / f"logs-{part:05d}.parquet")
+            pending = pool.submit(write_logs_parquet, logs, paths[-1])
+        if pending is not None:
+            pending.result()
+    return paths
 
 
 __all__ = ["LogTemplates", "TemplateSpec", "load_log_templates", "parse_log_templates", "simulate_logs",
-           "render_lines", "write_log_files", "write_logs_parquet", "read_logs_parquet", "empty_logs",
+           "render_lines", "write_log_files", "write_logs_parquet", "write_logs_parts", "read_logs_parquet",
+           "empty_logs",
            "LOG_STREAM", "EVENT_MARGIN_INTERVALS", "DEFAULT_TEMPLATES_PATH"]

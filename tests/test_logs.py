@@ -14,8 +14,8 @@ from simulator.catalogue import C_JVM_RESTART
 from simulator.config import load_config
 from simulator.errors import ConfigError, SimulatorError
 from simulator.events import plan_events
-from simulator.logs import (DEFAULT_TEMPLATES_PATH, EVENT_MARGIN_INTERVALS, load_log_templates, render_lines,
-                            simulate_logs, write_log_files, write_logs_parquet)
+from simulator.logs import (DEFAULT_TEMPLATES_PATH, EVENT_MARGIN_INTERVALS, load_log_templates, read_logs_parquet,
+                            render_lines, simulate_logs, write_log_files, write_logs_parquet, write_logs_parts)
 from simulator.population import build_population
 
 SEED, HOSTS, STEPS, EVENTS = 2, 12, 576, 24  # every anomaly kind; 3 leaks, 2 of them end in an OOM kill
@@ -173,6 +173,15 @@ def test_same_seed_same_lines_any_host_split(run, tmp_path):
     assert pl.concat([low, high]).equals(logs)
     other = simulate_logs(traces, events, seed=SEED + 1, templates=templates)
     assert not other.equals(logs)
+
+
+def test_parts_hold_the_same_lines(run, tmp_path):
+    traces, events, logs, templates = run
+    paths = write_logs_parts(traces, events, tmp_path, seed=SEED, templates=templates, hosts_per_part=5)
+    assert [p.name for p in paths] == ["logs-00000.parquet", "logs-00001.parquet", "logs-00002.parquet"]
+    assert read_logs_parquet(tmp_path).equals(logs)
+    write_logs_parquet(logs, tmp_path / "one.parquet")
+    assert read_logs_parquet(tmp_path / "one.parquet").equals(logs)
 
 
 def test_log_files_as_written_by_the_daemons(run, tmp_path):
