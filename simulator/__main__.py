@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import SimulatorError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
-SUBCOMMANDS = ("generate", "traces", "realism", "status", "restore")
+SUBCOMMANDS = ("generate", "traces", "cases", "realism", "status", "restore")
 TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 PACKAGE = "monitoring-datafactory"
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a program a closed pipe stopped (141)
@@ -135,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="time steps per part (default: 8640, 30 days at 5 minutes); the host state "
                          "carries across chunks, each chunk has its own events")
     _common(tr)
+    cs = sub.add_parser("cases", help="incidents with their logs and alerts, one folder per case (RCA tools' layout)",
+                        description="Simulate H hosts over T steps with their log streams (journal, vemkd, "
+                                    "scheduler, JVM GC) and alert rules (data_config/log_templates.yaml, "
+                                    "alert_rules.yaml), then write one folder per incident (data.csv, logs.csv, "
+                                    "alerts.csv, inject_time.txt, case.json) plus no-fault cases, and cases.csv.")
+    cs.add_argument("--hosts", type=int, required=True, help="number of hosts")
+    cs.add_argument("--steps", type=int, required=True, help="time steps per host")
+    cs.add_argument("--interval-s", type=float, default=None,
+                    help="seconds between steps (default: simulation.interval_s, 300)")
+    cs.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
+    cs.add_argument("--output", type=Path, required=True, help="the cases folder")
+    cs.add_argument("--no-fault-share", type=float, default=0.2,
+                    help="share of the cases that are windows without a fault (default 0.2)")
+    cs.add_argument("--log-files", action="store_true",
+                    help="also write the plain log files per host and source under <output>/logs/")
+    _common(cs)
     re = sub.add_parser("realism", help="measure simulated hosts against real ones (NAB); table and plots",
                         description="Simulate a population of hosts for 14 days at 5 minutes and compare each "
                                     "metric's realism signature (computed by the reference's signature.py) "
@@ -201,6 +217,8 @@ def _main(argv: list[str]) -> int:
     try:
         if args.command == "traces":
             return _traces(args)
+        if args.command == "cases":
+            return _cases(args)
         if args.command == "realism":
             return _realism(args)
         if args.command == "status":
@@ -256,6 +274,27 @@ def _generate(args) -> int:
             print(f"{folder.path}/ ({', '.join(folder.formats)}, chat JSONL, README.md): "
                   + ", ".join(f"{s} {v['samples']} samples of {v['hosts']} host{'s' * (v['hosts'] != 1)}"
                             for s, v in folder.splits.items()))
+    return 0
+
+
+def _cases(args) -> int:
+    from .cases import simulate_cases
+    from .config import load_config
+
+    started = time.perf_counter()
+    result = simulate_cases(args.output, args.hosts, args.steps, seed=args.seed, config=load_config(args.config),
+                            anomalies=args.anomalies, interval_s=args.interval_s,
+                            no_fault_share=args.no_fault_share, log_files=args.log_files, workers=args.workers)
+    if not args.quiet:
+        index = result["cases"]
+        faults = int((index["label"] == "fault").sum()) if len(index) else 0
+        print(f"wrote {args.output}: {faults} fault cases, {len(index) - faults} no-fault cases, "
+              f"{result['log_lines']:,} log lines, in {time.perf_counter() - started:.2f} s")
+        print("alerts per rule:")
+        summary = result["alerts"].summary
+        for row in summary.iter_rows(named=True):
+            print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
+        print(f"incidents no rule caught: {len(result['alerts'].missed)} of {result['events']}")
     return 0
 
 

@@ -176,3 +176,27 @@ def read_case(path: str | Path) -> dict:
 
 
 __all__ = ["write_cases", "read_case", "CASES_STREAM"]
+
+
+def simulate_cases(folder: str | Path, hosts: int, steps: int, *, seed: int | None = None, config=None,
+                   anomalies: int | None = None, interval_s: float | None = None, no_fault_share: float = 0.2,
+                   log_files: bool = False, workers: int | None = None) -> dict:
+    """The whole incident job: simulate the hosts' traces, their logs and alerts, write the case
+    folders (and with `log_files`, the plain log files per host and source under `<folder>/logs/`).
+    Returns the case index, the alert result and the number of log lines."""
+    from .alerts import evaluate_alerts
+    from .api import _checked_seed, _resolve, simulate
+    from .logs import simulate_logs, write_log_files
+
+    if not (isinstance(no_fault_share, (int, float)) and 0.0 <= no_fault_share < 1.0):
+        raise SimulatorError(f"--no-fault-share: must be in [0, 1), got {no_fault_share!r}")
+    cfg = _resolve(config)
+    seed = _checked_seed(cfg, seed)
+    traces, events = simulate(hosts, steps, config=cfg, seed=seed, anomalies=anomalies, interval_s=interval_s,
+                              workers=workers)
+    logs = simulate_logs(traces, events, seed=seed, interval_s=interval_s)
+    alerts = evaluate_alerts(traces, logs, events, interval_s=interval_s)
+    index = write_cases(folder, traces, events, logs, alerts.alerts, seed=seed, no_fault_share=no_fault_share)
+    if log_files:
+        write_log_files(logs, Path(folder) / "logs")
+    return {"cases": index, "alerts": alerts, "log_lines": len(logs), "events": len(events)}

@@ -93,3 +93,19 @@ def test_refuses_a_foreign_folder_and_bad_options(run, tmp_path):
     with pytest.raises(SimulatorError, match="no_fault_share"):
         write_cases(tmp_path / "x", *run, seed=SEED, no_fault_share=1.0)
     assert not (tmp_path / "x").exists()
+
+
+def test_the_cases_command_writes_the_cases_and_counts_alerts_per_rule(tmp_path, capsys):
+    from simulator.__main__ import main
+
+    out = tmp_path / "cases"
+    assert main(["cases", "--hosts", "4", "--steps", "400", "--output", str(out), "--seed", "3", "--log-files"]) == 0
+    printed = capsys.readouterr().out
+    index = pd.read_csv(out / "cases.csv")
+    assert f"{int((index['label'] == 'fault').sum())} fault cases" in printed and "alerts per rule:" in printed
+    assert sorted(p.name for p in (out / "logs").iterdir()) == [f"cn{h:05d}" for h in range(4)]
+    assert main(["cases", "--hosts", "4", "--steps", "400", "--output", str(tmp_path / "x"),
+                 "--no-fault-share", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-fault-share: must be in [0, 1)" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
