@@ -138,7 +138,8 @@ def load_domain(data_dir: Path | None = None) -> DomainContent:
         technical_terms=_terms(d, "technical_terms.yaml", TERM_CATEGORIES),
         error_patterns=_errors(d),
         personalities=_personas(d),
-        question_styles=_question_styles(d),
+        question_styles=_styles(d, "question_styles.yaml", "styles", {"instruction": (
+            QUESTION_STYLE_OPENING, "a question style shapes the user's question, not the answer")}),
         english_patterns=_styles(d, "english_patterns.yaml", "patterns"),
         project_management_terms=_terms(d, "project_management_terms.yaml", PM_CATEGORIES),
         banking_terms=_terms(d, "banking_terms.yaml", BANKING_CATEGORIES),
@@ -153,10 +154,11 @@ def _read(d: Path, name: str) -> tuple[Any, Validator]:
 
 
 def _entries(d: Path, name: str, list_key: str, fields: tuple[str, ...], unique: str,
-             choices: dict[str, tuple[str, ...]], build: Callable[..., Any]) -> tuple:
+             choices: dict[str, tuple[str, ...]], build: Callable[..., Any],
+             openings: dict[str, tuple[str, str]] | None = None) -> tuple:
     """Validate `list_key`'s entries of file `name`: exactly `fields`, all non-empty strings, the
-    `choices` fields among their allowed values, `unique` unique (case- and space-insensitive);
-    each entry becomes build(**fields)."""
+    `choices` fields among their allowed values, the `openings` fields beginning with their
+    (opening, reason), `unique` unique (case- and space-insensitive); each entry becomes build(**fields)."""
     data, v = _read(d, name)
     items = v.mapping(data, "", required=(list_key,))[list_key]
     if not isinstance(items, list) or not items:
@@ -169,6 +171,9 @@ def _entries(d: Path, name: str, list_key: str, fields: tuple[str, ...], unique:
         for f, allowed in choices.items():
             if values[f] not in allowed:
                 v.fail(f"{key}.{f}", f"{values[f]!r} is not one of {', '.join(allowed)}")
+        for f, (opening, why) in (openings or {}).items():
+            if not values[f].startswith(opening):
+                v.fail(f"{key}.{f}", f"must begin {opening.strip()!r} ({why}); got {values[f][:40]!r}")
         norm = " ".join(values[unique].lower().split())
         if norm in seen:
             v.fail(f"{key}.{unique}", f"duplicate of item {seen[norm]} ({values[unique]!r})")
@@ -187,29 +192,14 @@ def _errors(d: Path) -> tuple[ErrorPattern, ...]:
 
 
 def _personas(d: Path) -> tuple[Persona, ...]:
-    personas = _entries(d, "personality_types.yaml", "personalities", ("name", "audience", "description"), "name",
-                        {"audience": AUDIENCES}, Persona)
-    _openings(d, "personality_types.yaml", "personalities", "description", [p.description for p in personas],
-              PERSONA_OPENING, "a persona is the voice the answer is written in")
-    return personas
+    return _entries(d, "personality_types.yaml", "personalities", ("name", "audience", "description"), "name",
+                    {"audience": AUDIENCES}, Persona,
+                    {"description": (PERSONA_OPENING, "a persona is the voice the answer is written in")})
 
 
-def _styles(d: Path, name: str, key_name: str) -> tuple[Style, ...]:
-    return _entries(d, name, key_name, ("name", "instruction", "example"), "name", {}, Style)
-
-
-def _question_styles(d: Path) -> tuple[Style, ...]:
-    styles = _styles(d, "question_styles.yaml", "styles")
-    _openings(d, "question_styles.yaml", "styles", "instruction", [s.instruction for s in styles],
-              QUESTION_STYLE_OPENING, "a question style shapes the user's question, not the answer")
-    return styles
-
-
-def _openings(d: Path, name: str, list_key: str, field: str, texts: list[str], opening: str, why: str) -> None:
-    v = Validator(name if d == DATA_DIR else str(d / name), ConfigError)
-    for i, text in enumerate(texts):
-        if not text.startswith(opening):
-            v.fail(f"{list_key}[{i}].{field}", f"must begin {opening.strip()!r} ({why}); got {text[:40]!r}")
+def _styles(d: Path, name: str, key_name: str, openings: dict[str, tuple[str, str]] | None = None
+            ) -> tuple[Style, ...]:
+    return _entries(d, name, key_name, ("name", "instruction", "example"), "name", {}, Style, openings)
 
 
 def _metric_patterns(d: Path) -> tuple[MetricPattern, ...]:

@@ -36,8 +36,8 @@ AUDIENCE_NOUNS = {"engineer": "engineer", "project_manager": "project manager", 
 
 
 def with_article(noun: str) -> str:
-    """`noun` after its indefinite article: "an operator", "a project manager" (the nouns above begin
-    with a letter that is sounded as written; tests/test_language_prompts.py checks every rendering)."""
+    """`noun` with its indefinite article, chosen by the first letter: "an operator", "a project manager"
+    (right for AUDIENCE_NOUNS; tests/test_language_prompts.py checks the article of every prompt)."""
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
@@ -81,6 +81,7 @@ class PromptSpace:
 
 
 def prompt_space(domain: DomainContent, sample_type: str) -> PromptSpace:
+    """Every prompt `sample_type` can have: build_items samples from it, the tests render all of it."""
     entities, variations = _choices(domain, sample_type)
     return PromptSpace(domain.templates[sample_type], tuple(entities), tuple(variations))
 
