@@ -117,7 +117,8 @@ def stacking_problems(prompt: str, task: str, personas: tuple[Persona, ...],
         out.append(f"readers {sorted(readers)} in one prompt")
     for p in personas if voices else ():
         if p.description in prompt and readers and readers != {AUDIENCE_LABELS[p.audience]}:
-            out.append(f"persona {p.name} speaks to {AUDIENCE_LABELS[p.audience]} but the prompt names {sorted(readers)}")
+            out.append(f"persona {p.name} speaks to {AUDIENCE_LABELS[p.audience]}, "
+                       f"but the prompt names {sorted(readers)}")
     return out
 
 
@@ -189,11 +190,13 @@ def test_every_prompt_reads_soundly(domain, sample_type):
     assert len(set(prompts)) == len(prompts), "two combinations render the same prompt (the same item id)"
     text = "\n\n".join(prompts)
 
-    def where(snippet: str) -> str:
-        i = next(i for i, p in enumerate(prompts) if snippet in p)
+    def where(*snippets: str) -> str:
+        """The template and the first prompt holding the first of `snippets` found."""
+        i = next(i for snippet in snippets for i, p in enumerate(prompts) if snippet in p)
         return f"templates.{sample_type}[{i // per_template}]: {prompts[i]!r}"
 
-    found = [f"{problem} in {where(b)}" for a, b in article_pairs(text) if (problem := article_problem(a, b))]
+    found = [f"{problem} in {where(f'{a} {b}', b)}" for a, b in article_pairs(text)
+             if (problem := article_problem(a, b))]
     found += [f"placeholder {m.group(0)} left in {where(m.group(0))}" for m in LEFTOVER.finditer(text)]
     task = TASKS[sample_type]
     for i, prompt in enumerate(prompts):
@@ -256,8 +259,11 @@ def _add(sample_type, template):
      "templates.conversation[6]: 'a {audience}': {audience} brings its own article"),
     ("conversation_prompts.yaml", _add("conversation", "Chat about {term}. The {audience} asks."),
      "'The {audience}'"),
-    ("conversation_prompts.yaml", _add("personality_response", "{personality_description} {audience} asks about {term}."),
+    ("conversation_prompts.yaml",
+     _add("personality_response", "{personality_description} {audience} asks about {term}."),
      "templates.personality_response[6]: {audience} starts a sentence (or follows another placeholder)"),
+    ("conversation_prompts.yaml", _add("banking_scenario", "Explain '{term}' as an '{category}' topic."),
+     "templates.banking_scenario[6]: 'an {category}': one article cannot agree"),
     ("conversation_prompts.yaml", _add("technical_explanation", "Explain {term} in an {category} context."),
      "'an {category}': one article cannot agree"),
     ("personality_types.yaml", lambda x: x["personalities"][2].update(description="Ask in a sceptical tone."),
