@@ -190,14 +190,15 @@ def test_every_prompt_reads_soundly(domain, sample_type):
     assert len(set(prompts)) == len(prompts), "two combinations render the same prompt (the same item id)"
     text = "\n\n".join(prompts)
 
-    def where(*snippets: str) -> str:
-        """The template and the first prompt holding the first of `snippets` found."""
-        i = next(i for snippet in snippets for i, p in enumerate(prompts) if snippet in p)
+    def where(*words: str) -> str:
+        """The template and the first prompt holding `words` in a row."""
+        pattern = re.compile(r"(?<!\S)" + r"\s+".join(map(re.escape, words)) + r"(?!\S)")
+        i = next(i for i, p in enumerate(prompts) if pattern.search(p))
         return f"templates.{sample_type}[{i // per_template}]: {prompts[i]!r}"
 
-    found = [f"{problem} in {where(f'{a} {b}', b)}" for a, b in article_pairs(text)
-             if (problem := article_problem(a, b))]
-    found += [f"placeholder {m.group(0)} left in {where(m.group(0))}" for m in LEFTOVER.finditer(text)]
+    found = [f"{problem} in {where(a, b)}" for a, b in article_pairs(text) if (problem := article_problem(a, b))]
+    found += [f"placeholder {m.group(0)} left in {next(p for p in prompts if m.group(0) in p)!r}"
+              for m in LEFTOVER.finditer(text)]
     task = TASKS[sample_type]
     for i, prompt in enumerate(prompts):
         found += [f"{problem} in templates.{sample_type}[{i // per_template}]: {prompt!r}"
