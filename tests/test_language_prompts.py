@@ -216,9 +216,6 @@ def test_each_variation_shapes_its_own_slot(domain):
     assert all(s.instruction.startswith(STYLE_OPENING) for s in domain.question_styles)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="language/grounding.py ends each grounded prompt, a request for an answer, with "
-                          "'The question comes in this style: <a question style>'; drop this marker once it does not")
 def test_grounded_prompts_read_soundly(domain, tmp_path):
     """The prompts built from simulated samples follow the same rules (every persona and style appears)."""
     from language.grounding import metric_sample_items
