@@ -72,6 +72,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
+def _trace_shape(p: argparse.ArgumentParser) -> None:
+    """The options of a run of whole traces: how many hosts, steps, how often, how many events."""
+    p.add_argument("--hosts", type=int, required=True, help="number of hosts")
+    p.add_argument("--steps", type=int, required=True, help="time steps per host")
+    p.add_argument("--interval-s", type=float, default=None,
+                   help="seconds between steps (default: simulation.interval_s, 300)")
+    p.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _TopParser(
         prog="python -m simulator",
@@ -116,11 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "without a .parquet/.csv suffix is a directory: the job is cut into "
                                     "host ranges x time chunks, one Parquet part each, plus events parts and "
                                     "manifest.json; the bytes are the same on any engine and worker count.")
-    tr.add_argument("--hosts", type=int, required=True, help="number of hosts")
-    tr.add_argument("--steps", type=int, required=True, help="time steps per host")
-    tr.add_argument("--interval-s", type=float, default=None,
-                    help="seconds between steps (default: simulation.interval_s, 300)")
-    tr.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
+    _trace_shape(tr)
     tr.add_argument("--output", type=Path, required=True,
                     help="output file (.parquet or .csv) or directory without suffix (sharded Parquet parts)")
     tr.add_argument("--engine", choices=("local", "dask"), default=None,
@@ -140,11 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "scheduler, JVM GC) and alert rules (data_config/log_templates.yaml, "
                                     "alert_rules.yaml), then write one folder per incident (data.csv, logs.csv, "
                                     "alerts.csv, inject_time.txt, case.json) plus no-fault cases, and cases.csv.")
-    cs.add_argument("--hosts", type=int, required=True, help="number of hosts")
-    cs.add_argument("--steps", type=int, required=True, help="time steps per host")
-    cs.add_argument("--interval-s", type=float, default=None,
-                    help="seconds between steps (default: simulation.interval_s, 300)")
-    cs.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
+    _trace_shape(cs)
     cs.add_argument("--output", type=Path, required=True, help="the cases folder")
     cs.add_argument("--no-fault-share", type=float, default=0.2,
                     help="share of the cases that are windows without a fault (default 0.2)")

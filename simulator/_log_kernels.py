@@ -12,6 +12,7 @@ import numpy as np
 
 from ._numba import jit, jit_parallel, prange
 from ._rng import GOLDEN, splitmix64
+from .jsonfmt import _digits
 
 INV_2_53 = 1.0 / 9007199254740992.0
 
@@ -47,16 +48,6 @@ def poisson_counts(lam, u, out):
             p *= mu / k
             cdf += p
         out[i] = k
-
-
-@jit
-def _digits(x):
-    """Decimal digits of a non-negative integer."""
-    n = 1
-    while x >= 10:
-        x //= 10
-        n += 1
-    return n
 
 
 @jit
