@@ -3,10 +3,32 @@
 Every file is read safely (no aliases, bounded size, UTF-8) and validated strictly into frozen
 dataclasses; an unknown key, a missing field, a duplicate term or a template using a placeholder its
 sample type does not provide stops the run with `file: key.path: problem`.
+
+What fills each placeholder of conversation_prompts.yaml, and in what form:
+  {term} {component} {metric}   a name as written in its file (technical_terms, error_patterns, ...)
+  {category}                    the category's label ("IBM Spectrum Conductor (EGO)"), no article
+  {description} {observation}   a fact from the entry: a sentence, or a clause of numbers
+  {error}                       the log line, best quoted
+  {situation}                   healthy, warning or incident: a label, best quoted
+  {audience}                    the reader WITH its indefinite article, chosen in code ("an operator")
+  {personality_description}     personality_types.yaml description: a whole sentence "Answer as ...",
+                                the voice of the answer (personality_response only)
+  {style_instruction}           question_styles.yaml instruction: a whole sentence "Write the question
+  {style_example}               ...", shaping the user's question; and an example question
+                                (question_style_variation only: the one type that asks for a question)
+  {pattern_instruction}         english_patterns.yaml instruction: a sentence about the answer's
+  {pattern_example}             language; and a sentence in that pattern (english_pattern only)
+The load enforces the forms a template relies on: no article or determiner before {audience} (it
+brings its own) and none starting a sentence with it (it renders in lower case); no "a"/"an" before
+any other placeholder (one article cannot agree with every value); personas begin "Answer as " and
+question styles "Write the question ", so a persona can only shape the answer and a style only the
+question. tests/test_language_prompts.py renders every prompt and checks the articles and that no
+prompt stacks instructions that contradict each other.
 """
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +63,11 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "banking_scenario": ("term", "category", "description"),
     "metrics_explanation": ("observation", "metric", "situation"),
 }
+WITH_ARTICLE = ("audience",)  # placeholders whose value brings its own indefinite article
+DETERMINERS = frozenset("a an the this that these those each every any another our your their its his her my "
+                        "no some".split())
+PERSONA_OPENING = "Answer as "          # a persona is the voice of the answer
+QUESTION_STYLE_OPENING = "Write the question "  # a question style shapes the user's question
 
 
 @dataclass(frozen=True)
@@ -111,7 +138,8 @@ def load_domain(data_dir: Path | None = None) -> DomainContent:
         technical_terms=_terms(d, "technical_terms.yaml", TERM_CATEGORIES),
         error_patterns=_errors(d),
         personalities=_personas(d),
-        question_styles=_styles(d, "question_styles.yaml", "styles"),
+        question_styles=_styles(d, "question_styles.yaml", "styles", {"instruction": (
+            QUESTION_STYLE_OPENING, "a question style shapes the user's question, not the answer")}),
         english_patterns=_styles(d, "english_patterns.yaml", "patterns"),
         project_management_terms=_terms(d, "project_management_terms.yaml", PM_CATEGORIES),
         banking_terms=_terms(d, "banking_terms.yaml", BANKING_CATEGORIES),
@@ -126,10 +154,11 @@ def _read(d: Path, name: str) -> tuple[Any, Validator]:
 
 
 def _entries(d: Path, name: str, list_key: str, fields: tuple[str, ...], unique: str,
-             choices: dict[str, tuple[str, ...]], build: Callable[..., Any]) -> tuple:
+             choices: dict[str, tuple[str, ...]], build: Callable[..., Any],
+             openings: dict[str, tuple[str, str]] | None = None) -> tuple:
     """Validate `list_key`'s entries of file `name`: exactly `fields`, all non-empty strings, the
-    `choices` fields among their allowed values, `unique` unique (case- and space-insensitive);
-    each entry becomes build(**fields)."""
+    `choices` fields among their allowed values, the `openings` fields beginning with their
+    (opening, reason), `unique` unique (case- and space-insensitive); each entry becomes build(**fields)."""
     data, v = _read(d, name)
     items = v.mapping(data, "", required=(list_key,))[list_key]
     if not isinstance(items, list) or not items:
@@ -142,6 +171,9 @@ def _entries(d: Path, name: str, list_key: str, fields: tuple[str, ...], unique:
         for f, allowed in choices.items():
             if values[f] not in allowed:
                 v.fail(f"{key}.{f}", f"{values[f]!r} is not one of {', '.join(allowed)}")
+        for f, (opening, why) in (openings or {}).items():
+            if not values[f].startswith(opening):
+                v.fail(f"{key}.{f}", f"must begin {opening.strip()!r} ({why}); got {values[f][:40]!r}")
         norm = " ".join(values[unique].lower().split())
         if norm in seen:
             v.fail(f"{key}.{unique}", f"duplicate of item {seen[norm]} ({values[unique]!r})")
@@ -161,11 +193,13 @@ def _errors(d: Path) -> tuple[ErrorPattern, ...]:
 
 def _personas(d: Path) -> tuple[Persona, ...]:
     return _entries(d, "personality_types.yaml", "personalities", ("name", "audience", "description"), "name",
-                    {"audience": AUDIENCES}, Persona)
+                    {"audience": AUDIENCES}, Persona,
+                    {"description": (PERSONA_OPENING, "a persona is the voice the answer is written in")})
 
 
-def _styles(d: Path, name: str, key_name: str) -> tuple[Style, ...]:
-    return _entries(d, name, key_name, ("name", "instruction", "example"), "name", {}, Style)
+def _styles(d: Path, name: str, key_name: str, openings: dict[str, tuple[str, str]] | None = None
+            ) -> tuple[Style, ...]:
+    return _entries(d, name, key_name, ("name", "instruction", "example"), "name", {}, Style, openings)
 
 
 def _metric_patterns(d: Path) -> tuple[MetricPattern, ...]:
@@ -190,5 +224,25 @@ def _templates(v: Validator, node: Any, key: str, allowed: tuple[str, ...]) -> t
             v.fail(f"{key}[{i}]", f"unknown placeholder {{{unknown[0]}}}; allowed: {', '.join(allowed)}")
         if allowed[0] not in fields:
             v.fail(f"{key}[{i}]", f"must use {{{allowed[0]}}}")
+        _check_placement(v, f"{key}[{i}]", text)
         out.append(text)
     return tuple(out)
+
+
+def _check_placement(v: Validator, key: str, text: str) -> None:
+    """Articles around placeholders: see the module docstring."""
+    for literal, field, _, _ in string.Formatter().parse(text):
+        if field is None:
+            continue
+        before = literal.rstrip(" \t\n'\"(")     # the text before, past spaces, quotes and brackets
+        word = before.split()[-1].lstrip("'\"(") if before.strip() else ""
+        if field in WITH_ARTICLE:
+            if word.lower() in DETERMINERS:
+                v.fail(key, f"'{word} {{{field}}}': {{{field}}} brings its own article ('an operator'); "
+                            f"write '{{{field}}}' alone")
+            if not word or word[-1] in ".!?":
+                v.fail(key, f"{{{field}}} starts a sentence (or follows another placeholder) but renders in "
+                            "lower case ('an operator'); rephrase so a word comes before it")
+        elif word.lower() in ("a", "an"):
+            v.fail(key, f"'{word} {{{field}}}': one article cannot agree with every value of {{{field}}}; "
+                        "rephrase without an article before it")

@@ -44,7 +44,7 @@ UNITS = {"cpu_usage": "%", "memory_usage": "%", "disk_usage": "%", "load_average
          "java_gc_time": "%", "spectrum_active_jobs": "", "vemkd_process_count": "", "network_in_mbps": " Mbit/s",
          "network_out_mbps": " Mbit/s", "network_latency_ms": " ms"}
 QUESTIONS = (
-    "What is going on with this host, and what should the on-call engineer check first?",
+    "What is going on with this host, and what should be checked first?",
     "Is this host healthy? If not, name the problem, the metrics that show it and the first checks.",
     "Explain what these readings mean for the service and whether anyone needs to act.",
 )
@@ -298,10 +298,9 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
         label = (sample.get("anomaly_type") or "normal") if sample["status"] == "anomaly" else "normal"
         moved = moved_metrics(sample_from_dict(sample, label))  # measured on this sample's data
         persona = domain.personalities[int(rng.integers(len(domain.personalities)))]
-        style = domain.question_styles[int(rng.integers(len(domain.question_styles)))]
         prompt = (f"{_render(FORMS[int(rng.integers(len(FORMS)))], sample, rng)}\n\n"
                   f"{QUESTIONS[int(rng.integers(len(QUESTIONS)))]} Answer for {AUDIENCE_LABELS[persona.audience]}. "
-                  f"{persona.description} The question comes in this style: {style.instruction}")
+                  f"{persona.description}")
         prompt_id = _hash("metrics_explanation", domain.system_prompt, prompt, str(sample["id"]))[:16]
         for slot in range(slots):
             items.append(WorkItem(_hash(prompt_id, str(slot), options)[:20], prompt_id, "metrics_explanation",

@@ -3,6 +3,12 @@
 An item's id is a hash of everything that decides its answer (type, system prompt, user prompt,
 model slot, generation options), so a rerun knows exactly which items are done, and a changed
 config changes exactly the ids it affects.
+
+Rendering: each sample type's prompts are the product templates x entities x variations (its
+PromptSpace); a prompt is its template filled by str.format with the entity's and the variation's
+fields. Which YAML field fills which placeholder, and in what form, is listed in language/domain.py
+(the load checks that a template uses each placeholder the way its value is written); the one value
+made here is {audience}, the reader's noun with the indefinite article chosen by `with_article`.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .domain import SAMPLE_TYPES, DomainContent
+from .domain import AUDIENCES, SAMPLE_TYPES, DomainContent
 from .settings import Settings
 
 ITEM_STREAM = 11  # SeedSequence spawn key of prompt sampling
@@ -24,8 +30,18 @@ CATEGORY_LABELS = {
     "reporting": "project reporting", "regulation": "banking regulation", "operations": "bank operations",
     "audit": "audit", "resilience": "operational resilience",
 }
-AUDIENCE_LABELS = {"engineer": "an engineer", "project_manager": "a project manager",
-                   "executive": "a bank executive", "operator": "an operator", "auditor": "an auditor"}
+# the reader each audience stands for, without an article: the article is chosen by with_article
+AUDIENCE_NOUNS = {"engineer": "engineer", "project_manager": "project manager", "executive": "bank executive",
+                  "operator": "operator", "auditor": "auditor"}
+
+
+def with_article(noun: str) -> str:
+    """`noun` with its indefinite article, chosen by the first letter: "an operator", "a project manager"
+    (right for AUDIENCE_NOUNS; tests/test_language_prompts.py checks the article of every prompt)."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+AUDIENCE_LABELS = {a: with_article(AUDIENCE_NOUNS[a]) for a in AUDIENCES}  # fills {audience}
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,32 @@ class WorkItem:
     moved: tuple[str, ...] = ()  # grounded items: the metrics the kind moves
 
 
+@dataclass(frozen=True)
+class PromptSpace:
+    """The prompts of one sample type: prompt `i` fills template, entity and variation
+    divmod(i, ...) of this product, so the numbering is fixed by the three lists' lengths."""
+
+    templates: tuple[str, ...]
+    entities: tuple[dict[str, str], ...]    # a term, error pattern or metric pattern: its fields
+    variations: tuple[dict[str, str], ...]  # an audience, persona, question style or English pattern
+
+    def __len__(self) -> int:
+        return len(self.templates) * len(self.entities) * len(self.variations)
+
+    def render(self, index: int) -> tuple[str, dict[str, str]]:
+        """(prompt, fields) of prompt `index`; fields whose name starts with "_" are not placeholders."""
+        tpl, rest = divmod(index, len(self.entities) * len(self.variations))
+        ent, var = divmod(rest, len(self.variations))
+        fields = {**self.entities[ent], **self.variations[var]}
+        return self.templates[tpl].format(**{k: v for k, v in fields.items() if not k.startswith("_")}), fields
+
+
+def prompt_space(domain: DomainContent, sample_type: str) -> PromptSpace:
+    """Every prompt `sample_type` can have: build_items samples from it, the tests render all of it."""
+    entities, variations = _choices(domain, sample_type)
+    return PromptSpace(domain.templates[sample_type], tuple(entities), tuple(variations))
+
+
 def _choices(domain: DomainContent, sample_type: str) -> tuple[list[dict], list[dict]]:
     """(entities, variations) whose product, with the templates, spans the prompts of a type."""
     terms = [{"term": t.term, "category": CATEGORY_LABELS.get(t.category, t.category),
@@ -55,7 +97,7 @@ def _choices(domain: DomainContent, sample_type: str) -> tuple[list[dict], list[
         return [{"error": e.message, "component": e.component, "category": CATEGORY_LABELS.get(e.category, e.category),
                  "term": e.component, "_category": e.category} for e in domain.error_patterns], one
     if sample_type == "conversation":
-        return terms, [{"audience": AUDIENCE_LABELS[p.audience]} for p in domain.personalities]
+        return terms, [{"audience": AUDIENCE_LABELS[a]} for a in AUDIENCES]
     if sample_type == "personality_response":
         return terms, [{"personality_description": p.description, "audience": AUDIENCE_LABELS[p.audience]}
                        for p in domain.personalities]
@@ -84,16 +126,11 @@ def build_items(domain: DomainContent, settings: Settings, targets: dict[str, in
         n = targets.get(sample_type, 0)
         if n <= 0:
             continue
-        templates = domain.templates[sample_type]
-        entities, variations = _choices(domain, sample_type)
-        total = len(templates) * len(entities) * len(variations)
+        space = prompt_space(domain, sample_type)
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(ITEM_STREAM, t_index)))
-        picks = rng.permutation(total)[:n]  # a prefix: raising a count keeps every earlier prompt
+        picks = rng.permutation(len(space))[:n]  # a prefix: raising a count keeps every earlier prompt
         for p_index, combo in enumerate(picks.tolist()):
-            tpl, rest = divmod(combo, len(entities) * len(variations))
-            ent, var = divmod(rest, len(variations))
-            fields = {**entities[ent], **variations[var]}
-            prompt = templates[tpl].format(**{k: v for k, v in fields.items() if not k.startswith("_")})
+            prompt, fields = space.render(combo)
             prompt_id = _hash(sample_type, domain.system_prompt, prompt)[:16]
             for slot in range(slots):
                 items.append(WorkItem(

@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import SimulatorError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
-SUBCOMMANDS = ("generate", "traces", "realism", "status", "restore")
+SUBCOMMANDS = ("generate", "traces", "cases", "realism", "status", "restore")
 TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 PACKAGE = "monitoring-datafactory"
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a program a closed pipe stopped (141)
@@ -72,6 +72,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
+def _trace_shape(p: argparse.ArgumentParser) -> None:
+    """The options of a run of whole traces: how many hosts, steps, how often, how many events."""
+    p.add_argument("--hosts", type=int, required=True, help="number of hosts")
+    p.add_argument("--steps", type=int, required=True, help="time steps per host")
+    p.add_argument("--interval-s", type=float, default=None,
+                   help="seconds between steps (default: simulation.interval_s, 300)")
+    p.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _TopParser(
         prog="python -m simulator",
@@ -101,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--hard-negatives", type=float, default=None, metavar="SHARE",
                      help="share of the normal samples taken at each block's busiest healthy moments, flagged "
                           "targets.hard_negative (default: simulation.hard_negative_share, 0)")
+    gen.add_argument("--format", action="append", default=None, metavar="FORMATS",
+                     help="json (default: metrics_dataset.json), parquet, jsonl; repeat or comma-separate for "
+                          "several. parquet/jsonl write <output-dir>/metrics_dataset/: splits by host, chat JSONL "
+                          "and a dataset card that datasets.load_dataset reads")
+    gen.add_argument("--splits", default=None, metavar="TRAIN/VALIDATION/TEST",
+                     help="shares of hosts in the train/validation/test splits of --format parquet/jsonl "
+                          "(default 80/10/10); no host is in two splits")
     _common(gen)
     tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV, or sharded on a cluster",
                         description="Export traces of H hosts over T steps with their labels. CSV uses the "
@@ -109,11 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "without a .parquet/.csv suffix is a directory: the job is cut into "
                                     "host ranges x time chunks, one Parquet part each, plus events parts and "
                                     "manifest.json; the bytes are the same on any engine and worker count.")
-    tr.add_argument("--hosts", type=int, required=True, help="number of hosts")
-    tr.add_argument("--steps", type=int, required=True, help="time steps per host")
-    tr.add_argument("--interval-s", type=float, default=None,
-                    help="seconds between steps (default: simulation.interval_s, 300)")
-    tr.add_argument("--anomalies", type=int, default=None, help="anomaly events in all (default: one per host)")
+    _trace_shape(tr)
     tr.add_argument("--output", type=Path, required=True,
                     help="output file (.parquet or .csv) or directory without suffix (sharded Parquet parts)")
     tr.add_argument("--engine", choices=("local", "dask"), default=None,
@@ -128,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="time steps per part (default: 8640, 30 days at 5 minutes); the host state "
                          "carries across chunks, each chunk has its own events")
     _common(tr)
+    cs = sub.add_parser("cases", help="incidents with their logs and alerts, one folder per case (RCA tools' layout)",
+                        description="Simulate H hosts over T steps with their log streams (journal, vemkd, "
+                                    "scheduler, JVM GC) and alert rules (data_config/log_templates.yaml, "
+                                    "alert_rules.yaml), then write one folder per incident (data.csv, logs.csv, "
+                                    "alerts.csv, inject_time.txt, case.json) plus no-fault cases, and cases.csv.")
+    _trace_shape(cs)
+    cs.add_argument("--output", type=Path, required=True, help="the cases folder")
+    cs.add_argument("--no-fault-share", type=float, default=0.2,
+                    help="share of the cases that are windows without a fault (default 0.2)")
+    cs.add_argument("--log-files", action="store_true",
+                    help="also write the plain log files per host and source under <output>/logs/")
+    _common(cs)
     re = sub.add_parser("realism", help="measure simulated hosts against real ones (NAB); table and plots",
                         description="Simulate a population of hosts for 14 days at 5 minutes and compare each "
                                     "metric's realism signature (computed by the reference's signature.py) "
@@ -194,6 +218,8 @@ def _main(argv: list[str]) -> int:
     try:
         if args.command == "traces":
             return _traces(args)
+        if args.command == "cases":
+            return _cases(args)
         if args.command == "realism":
             return _realism(args)
         if args.command == "status":
@@ -219,13 +245,15 @@ def _generate(args) -> int:
     from .api import generate_samples
     from .config import load_config
     from .export import write_metrics_dataset
+    from .trainsets import OWNED_FOLDERS, parse_formats, parse_shares, write_training_folder
 
     if args.samples < 1:
         from .api import count_text
         raise SimulatorError(f"--samples: must be at least 1, got {count_text(args.samples)}")
     if args.anomaly_ratio is not None and not 0.0 <= args.anomaly_ratio <= 1.0:
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {args.anomaly_ratio}")
-    out_dir = _output_dir(args.output_dir)
+    formats, shares = parse_formats(args.format), parse_shares(args.splits)
+    out_dir = _output_dir(args.output_dir, folders=STAGING_FOLDERS + OWNED_FOLDERS)
     config = load_config(args.config)
     started = time.perf_counter()
     with _progress(args.quiet, "simulating hosts") as progress:
@@ -234,13 +262,40 @@ def _generate(args) -> int:
                                   context_steps=args.context_steps, hard_negatives=args.hard_negatives,
                                   progress=progress)
     target = out_dir / DATASET_NAME
-    backup = write_metrics_dataset(target, result.metadata, result.samples)
+    backup = write_metrics_dataset(target, result.metadata, result.samples) if "json" in formats else None
+    folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats, shares)
     if not args.quiet:
         stats = result.metadata["generation_stats"]
         kinds = ", ".join(f"{k} {n}" for k, n in stats["anomaly_types"].items() if n)
-        print(f"wrote {target}: {result.metadata['total_samples']} samples, {stats['normal_samples']} normal, "
+        wrote = ", ".join([str(target)] * ("json" in formats) + ([f"{folder.path}/"] if folder else []))
+        print(f"wrote {wrote}: {result.metadata['total_samples']} samples, {stats['normal_samples']} normal, "
               f"{stats['anomaly_samples']} anomalous ({kinds}) in {time.perf_counter() - started:.2f} s"
               + (f"; previous dataset kept as {backup.name}" if backup else ""))
+        if folder is not None:
+            print(f"{folder.path}/ ({', '.join(folder.formats)}, chat JSONL, README.md): "
+                  + ", ".join(f"{s} {v['samples']} samples of {v['hosts']} host{'s' * (v['hosts'] != 1)}"
+                            for s, v in folder.splits.items()))
+    return 0
+
+
+def _cases(args) -> int:
+    from .cases import simulate_cases
+    from .config import load_config
+
+    started = time.perf_counter()
+    result = simulate_cases(args.output, args.hosts, args.steps, seed=args.seed, config=load_config(args.config),
+                            anomalies=args.anomalies, interval_s=args.interval_s,
+                            no_fault_share=args.no_fault_share, log_files=args.log_files, workers=args.workers)
+    if not args.quiet:
+        index = result["cases"]
+        faults = int((index["label"] == "fault").sum()) if len(index) else 0
+        print(f"wrote {args.output}: {faults} fault cases, {len(index) - faults} no-fault cases, "
+              f"{result['log_lines']:,} log lines, in {time.perf_counter() - started:.2f} s")
+        print("alerts per rule:")
+        summary = result["alerts"].summary
+        for row in summary.iter_rows(named=True):
+            print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
+        print(f"incidents no rule caught: {len(result['alerts'].missed)} of {result['events']}")
     return 0
 
 

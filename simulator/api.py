@@ -246,7 +246,7 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: Windows, event
         timestamp=pl.Series(micros).cast(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         status=pl.when(pl.col("kind").is_null()).then(pl.lit("normal")).otherwise(pl.lit("anomaly")),
         elapsed_min=(pl.col("step") - pl.col("start_step") + 1) * (interval / 60.0),
-        host_name=pl.format("host-{}", pl.col("host").cast(pl.Utf8).str.zfill(5)),
+        host_name=pl.format("cn{}", pl.col("host").cast(pl.Utf8).str.zfill(5)),  # as in the logs and cases
         minutes_since_onset=(pl.col("step") - pl.col("start_step")) * (interval / 60.0),
         minutes_until_end=(pl.col("end_step") - pl.col("step")) * (interval / 60.0),
         minutes_to_exhaustion=pl.col("steps_to_exhaustion") * (interval / 60.0),

@@ -70,6 +70,74 @@ def steps_until_at_least(values, metric, host, step, threshold, limit):
     return out
 
 
+@jit
+def _sorted_median(buf, count):
+    """Median of the first `count` values of `buf`, which it sorts (insertion sort: `count` is small)."""
+    for i in range(1, count):
+        v = buf[i]
+        j = i
+        while j > 0 and buf[j - 1] > v:
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = v
+    if count == 0:
+        return np.nan
+    if count % 2:
+        return buf[count // 2]
+    return 0.5 * (buf[count // 2 - 1] + buf[count // 2])
+
+
+@jit
+def _median_and_mad(values, buf):
+    """(median, median absolute deviation, count) of the non-NaN `values` (NaN, NaN, 0 if none)."""
+    count = 0
+    for v in values:
+        if not np.isnan(v):
+            buf[count] = v
+            count += 1
+    median = _sorted_median(buf, count)
+    for i in range(count):
+        buf[i] = abs(buf[i] - median)
+    return median, _sorted_median(buf, count), count
+
+
+@jit_parallel
+def usual_levels(ctx, hist, min_hours):
+    """Per sample: (usual, spread, hours of history, earlier context readings, from the history?).
+
+    Usual is the median of the history's hourly means (ctx's snapshot hour excluded by the caller)
+    when at least `min_hours` of them are there, else of the context's earlier readings; the spread
+    is the median absolute deviation of the same values, at least the context's reading-to-reading
+    noise (the median step between readings over sqrt(2)), 0 when nothing is known. NaN: no data."""
+    n, k = ctx.shape
+    usual = np.empty(n, dtype=np.float64)
+    spread = np.empty(n, dtype=np.float64)
+    hours = np.zeros(n, dtype=np.int64)
+    readings = np.zeros(n, dtype=np.int64)
+    from_history = np.zeros(n, dtype=np.bool_)
+    for r in prange(n):
+        buf = np.empty(max(k, hist.shape[1]) + 1, dtype=np.float64)
+        for v in hist[r]:
+            hours[r] += not np.isnan(v)
+        for j in range(k - 1):
+            readings[r] += not np.isnan(ctx[r, j])
+        from_history[r] = hours[r] >= min_hours
+        if from_history[r]:
+            level, mad, count = _median_and_mad(hist[r], buf)
+        else:
+            level, mad, count = _median_and_mad(ctx[r, :k - 1], buf)
+        steps = 0
+        for j in range(k - 1):
+            d = abs(ctx[r, j + 1] - ctx[r, j])
+            if not np.isnan(d):
+                buf[steps] = d
+                steps += 1
+        noise = _sorted_median(buf, steps) / np.sqrt(2.0)
+        usual[r] = ctx[r, k - 1] if count == 0 else level
+        spread[r] = 0.0 if count == 0 else (mad if np.isnan(noise) else max(mad, noise))
+    return usual, spread, hours, readings, from_history
+
+
 def anomalous_metrics(labels: np.ndarray, host: np.ndarray, step: np.ndarray, event: np.ndarray) -> np.ndarray:
     """bool[n, M]: which metrics carry the sample's own event label at its point (all False for normal)."""
     at = labels[:, host, step].T  # [n, M]
@@ -83,12 +151,14 @@ ANOMALOUS_PREFIX = "anomalous_"  # anomalous_<metric>: does the metric carry the
 
 
 def _list_column(name: str, matrix: np.ndarray, integer: bool) -> pl.Series:
-    """A [n, k] float matrix as a fixed-size list column, NaN as null (the collector had no data)."""
-    flat = matrix.reshape(-1)
-    missing = np.isnan(flat)
-    data = np.where(missing, 0, flat).astype(np.int32) if integer else flat
-    arr = pa.FixedSizeListArray.from_arrays(pa.array(data, mask=missing), matrix.shape[1])
-    return pl.Series(name, pl.from_arrow(arr))
+    """A [n, k] float matrix as a fixed-size list column, NaN as null (the collector had no data):
+    the values and a validity bitmap handed to Arrow as buffers, without a copy through a mask."""
+    flat = np.ascontiguousarray(matrix).reshape(-1)
+    valid = ~np.isnan(flat)
+    data = np.where(valid, flat, 0).astype(np.int32) if integer else flat
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
+    values = pa.Array.from_buffers(pa.int32() if integer else pa.float32(), len(flat), [bitmap, pa.py_buffer(data)])
+    return pl.Series(name, pl.from_arrow(pa.FixedSizeListArray.from_arrays(values, matrix.shape[1])))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from .catalogue import METRICS
+from .context import usual_levels
 
 N_VARIANTS = 3
 MIN_HISTORY_HOURS = 6
@@ -80,28 +81,10 @@ def visibility(samples: pl.DataFrame, anomalous_prefix: str) -> dict[str, pl.Exp
 
 
 def _usual(ctx: np.ndarray, hist: np.ndarray, minutes: float):
-    """(usual, its span, the span's unit, the spread around usual) of each sample: median and MAD of
-    the earlier hourly means, or of the earlier context readings when the history is short; the
-    spread is at least the context's reading-to-reading noise."""
-    hours = np.sum(~np.isnan(hist), axis=1)
-    readings = np.sum(~np.isnan(ctx[:, :-1]), axis=1)
-    from_history = hours >= MIN_HISTORY_HOURS
-    past = ctx[:, :-1] if ctx.shape[1] > 1 else np.full((len(ctx), 1), np.nan)
-    if not hist.shape[1]:
-        hist = np.full((len(ctx), 1), np.nan)
-    with np.errstate(all="ignore"), _quiet_nanmedian():
-        by_hour, by_reading = np.nanmedian(hist, axis=1), np.nanmedian(past, axis=1)
-        usual = np.where(from_history, by_hour, by_reading)
-        spread = np.where(from_history, np.nanmedian(np.abs(hist - by_hour[:, None]), axis=1),
-                          np.nanmedian(np.abs(past - by_reading[:, None]), axis=1))
-        # hourly means hide the reading-to-reading noise a 5-minute snapshot has: the spread is at least
-        # that noise, the median step between the context's readings over sqrt(2)
-        if ctx.shape[1] > 2:
-            spread = np.fmax(spread, np.nanmedian(np.abs(np.diff(ctx, axis=1)), axis=1) / np.sqrt(2))
-    usual = np.where(np.isnan(usual), ctx[:, -1], usual)  # the first reading of a trace: no past at all
-    spread = np.where(np.isnan(spread), 0.0, spread)
+    """(usual, its span, the span's unit, the spread around usual) of each sample (`usual_levels`)."""
+    usual, spread, hours, readings, from_history = usual_levels(ctx, hist, MIN_HISTORY_HOURS)
     span = np.where(from_history, hours, readings * minutes).astype(np.int64)
-    unit = np.where(from_history, "hours", "minutes")
+    unit = pl.Series(from_history).replace_strict({True: "hours", False: "minutes"}, return_dtype=pl.Utf8)
     return usual, span, unit, spread
 
 
@@ -119,19 +102,6 @@ def off_run_minutes(ctx: np.ndarray, usual: np.ndarray, now: np.ndarray, spread:
     trailing = np.cumprod(off[:, ::-1], axis=1).sum(axis=1)
     run = (trailing - 1) * minutes
     return np.where(trailing == 0, -2.0, np.where(trailing == ctx.shape[1], -1.0, run))
-
-
-class _quiet_nanmedian:
-    """np.nanmedian warns on all-NaN rows; those rows are handled by the caller."""
-
-    def __enter__(self):
-        import warnings
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._catch.__exit__(*exc)
 
 
 # ---------------------------------------------------------------------------- phrases

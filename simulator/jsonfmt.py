@@ -39,6 +39,7 @@ def _decimals(v):
 
 @jit
 def _digits(x):
+    """Decimal digits of a non-negative integer (the log line kernels use it too)."""
     n = 1
     while x >= 10:
         x //= 10

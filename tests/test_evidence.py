@@ -118,7 +118,7 @@ def test_the_json_sample_keeps_the_seed_keys_and_adds_the_evidence(sampled, tmp_
     assert data["metadata"]["evidence"]["context_steps"] == config.simulation.context_steps
     for sample, row in zip(data["training_samples"], result.samples.iter_rows(named=True)):
         assert sample["id"] == row["id"]
-        assert sample["host"] == {"name": f"host-{row['host']:05d}", "profile": row["profile"], "cores": row["cores"]}
+        assert sample["host"] == {"name": f"cn{row['host']:05d}", "profile": row["profile"], "cores": row["cores"]}
         for m in METRICS:
             assert len(sample["context"][m]) == config.simulation.context_steps
             assert np.float32(sample["context"][m][-1]) == np.float32(sample["metrics"][m])

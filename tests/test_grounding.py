@@ -148,7 +148,9 @@ def test_grounded_prompts_run_on_the_embedded_model(tmp_path, metrics_json):
 
 # ------------------------------------------------------------------ prompts from the simulator's staging
 def test_json_sourced_item_ids_do_not_change(tmp_path):
-    """Ids of prompts from a metrics JSON are those of earlier versions: an existing resume still works."""
+    """Ids of prompts from a metrics JSON are pinned: the same dataset, seed and config give the same ids,
+    so a resume finds its finished work. A change of the prompt text or the hash recipe changes them
+    (and leaves earlier answers out of a resumed run): change the pins only on purpose."""
     domain = DomainContent("You are a monitoring assistant.", {}, (), (),
                            (Persona("p", "engineer", "Be brief."), Persona("q", "operator", "Be exact.")),
                            (Style("s", "Ask plainly.", "e"),), (), (), (), ())
@@ -160,8 +162,8 @@ def test_json_sourced_item_ids_do_not_change(tmp_path):
     path.write_text(json.dumps({"metadata": {}, "training_samples": samples}))
     items = metric_sample_items(path, 4, domain, 2, 2, "opts", seed=7)
     assert [it.item_id for it in items] == [
-        "cd36cb9bb43a279b3ce3", "fabd6948984222098d24", "a8b19f88f23473fefa59", "61c0efd32e2bff6e7608",
-        "7797feffcf67b8ce95f7", "5cb13fe6cfeab6bea387", "16c5bef7775a7e75683a", "8360c3bcc9e24cae74fe"]
+        "d3beee4dbb732eb06b7c", "df9f24d9d49e6a078f66", "869a77b575601ab8e33d", "4d201cba1436793084c1",
+        "21b665ce59ca5458785d", "2348632e0bd97f04cc86", "593719c3c58466851421", "a6519257a7279c879164"]
     assert all("Trend" not in it.prompt and "timechart" not in it.prompt and "| time |" not in it.prompt
                for it in items)
 
