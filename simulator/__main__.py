@@ -155,7 +155,8 @@ def _evaluate(args) -> int:
     report = evaluate(args.samples, seed=args.seed, config=args.config, workers=args.workers,
                       reference_dir=reference if (reference / "nab").is_dir() else None)
     print(format_report(report))
-    atomic_write_bytes(out_dir / REPORT_NAME, orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    atomic_write_bytes(out_dir / REPORT_NAME,
+                       orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     if not args.quiet:
         print(f"\nwrote {out_dir / REPORT_NAME}", file=sys.stderr)
     return 1 if args.strict and not all_passed(report) else 0

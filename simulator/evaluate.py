@@ -27,16 +27,19 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from .catalogue import M, METRICS, N_METRICS
+from .catalogue import METRICS, N_METRICS
 from .config import SimConfig
 from .errors import SimulatorError
 
+if TYPE_CHECKING:
+    from .api import SampleSet
+
 NORMAL = "normal"
-FINE_STEPS = 12       # the last hour at 5 minutes
 COARSE_HOURS = 24     # hourly means of the last day
 FOLDS = 5
 EVAL_STREAM = 11      # SeedSequence spawn key of the host folds
@@ -88,7 +91,7 @@ def simulate_dataset(n_samples: int, *, seed: int | None = None, config: SimConf
                     int(result.metadata["seed"]))
 
 
-def sample_traces(result, workers: int | None = None) -> np.ndarray:
+def sample_traces(result: SampleSet, workers: int | None = None) -> np.ndarray:
     """The traces of a `SampleSet`'s hosts, float32[M, hosts, steps], simulated again.
 
     The sample job's hosts, steps and events depend only on (config, seed, sample count, anomaly
@@ -113,7 +116,7 @@ def sample_traces(result, workers: int | None = None) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ features
 
-def context_windows(values: np.ndarray, host: np.ndarray, step: np.ndarray, fine_steps: int = FINE_STEPS,
+def context_windows(values: np.ndarray, host: np.ndarray, step: np.ndarray, fine_steps: int = 12,
                     coarse_hours: int = COARSE_HOURS, steps_per_hour: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """What a monitoring system holds at each (host, step): fine[n, M, fine_steps], the last values up
     to and including `step`, and coarse[n, M, coarse_hours], the means of the hours ending at `step`
@@ -198,10 +201,15 @@ def snapshot_features(samples: pl.DataFrame) -> Features:
 
 
 def context_features(data: EvalData) -> Features:
-    """Snapshot, summaries of each metric's last hour and last day on the same host, and its static facts."""
+    """Snapshot, summaries of each metric's last hour and last day on the same host, and its static facts.
+
+    The windows are cut from the traces in `data.values` until the samples carry their own context
+    (issue 15, item 1); `window_summary` is what turns either into features."""
     samples = data.samples
     snap = snapshot_features(samples)
-    fine, coarse = context_windows(data.values, samples["host"].to_numpy(), samples["step"].to_numpy())
+    per_hour = max(1, int(round(3600 / data.config.simulation.interval_s)))
+    fine, coarse = context_windows(data.values, samples["host"].to_numpy(), samples["step"].to_numpy(),
+                                   fine_steps=per_hour, steps_per_hour=per_hour)
     resolution = np.array([m.resolution for m in data.config.metrics])
     summary = window_summary(snap.X, fine, coarse, resolution)
     names = list(snap.names) + [f"{m}:{k}" for k in summary for m in METRICS]
