@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import SimulatorError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
-SUBCOMMANDS = ("generate", "traces", "cases", "realism", "status", "restore")
+SUBCOMMANDS = ("generate", "traces", "cases", "realism", "evaluate", "status", "restore")
 TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 PACKAGE = "monitoring-datafactory"
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a program a closed pipe stopped (141)
@@ -179,8 +179,51 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Replace <output-dir>/metrics_dataset.json with its newest backup that passes "
                                     "the checks; the damaged file is kept as metrics_dataset.<time>.damaged.json.")
     rs.add_argument("--output-dir", type=Path, default=Path("training"), help="default: training")
+    _add_evaluate(sub)
     parser.default_command = gen
     return parser
+
+
+def _add_evaluate(sub) -> None:
+    ev = sub.add_parser("evaluate", help="learnability report: can a model learn the labels; transfer to real CPU",
+                        description="Generate a dataset in memory, train a reference learner (gradient-boosted "
+                                    "trees) split by host, and print per-kind precision, recall and F1 with "
+                                    "snapshot-only and with context features, the confusion matrices and the "
+                                    "targets of issue 15; then fit a CPU detector on simulated normal hosts and "
+                                    "score it on NAB's labelled real CPU files against the same detector fit on "
+                                    "real files. Writes <output-dir>/learnability_report.json. Needs "
+                                    "scikit-learn: pip install -e \".[evaluate]\".")
+    ev.add_argument("--samples", type=int, default=20000, help="number of samples (default 20000)")
+    ev.add_argument("--output-dir", type=Path, default=Path("training"),
+                    help="where learnability_report.json goes (default: training)")
+    ev.add_argument("--reference", type=Path, default=None,
+                    help="folder with signature.py and nab/ for the transfer check (default: "
+                         "$SIMULATOR_REFERENCE, else ../shared/reference beside the project)")
+    ev.add_argument("--strict", action="store_true", help="exit 1 when a target fails (default: exit 0)")
+    _common(ev)
+
+
+def _evaluate(args) -> int:
+    import orjson
+
+    from .evaluate import REPORT_NAME, all_passed, evaluate, format_report
+    from .realism.reference import default_reference_dir
+    from datasafe import atomic_write_bytes
+
+    if args.samples < 1:
+        raise SimulatorError(f"--samples: must be at least 1, got {args.samples}")
+    out_dir = _output_dir(args.output_dir, files=(REPORT_NAME,), folders=())
+    if args.reference is not None and not (args.reference / "nab").is_dir():
+        raise SimulatorError(f"--reference: {args.reference} has no nab/ folder")
+    reference = args.reference or default_reference_dir()
+    report = evaluate(args.samples, seed=args.seed, config=args.config, workers=args.workers,
+                      reference_dir=reference if (reference / "nab").is_dir() else None)
+    print(format_report(report))
+    atomic_write_bytes(out_dir / REPORT_NAME,
+                       orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    if not args.quiet:
+        print(f"\nwrote {out_dir / REPORT_NAME}", file=sys.stderr)
+    return 1 if args.strict and not all_passed(report) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,6 +269,8 @@ def _main(argv: list[str]) -> int:
             return _status(args)
         if args.command == "restore":
             return _restore(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         return _generate(args)
     except SimulatorError as exc:
         print(f"python -m simulator: error: {one_line(str(exc))}", file=sys.stderr)

@@ -521,7 +521,7 @@ def test_abbreviated_options_are_errors_and_nothing_is_touched(tmp_path, argv, n
 
 def test_an_unknown_command_lists_the_known_ones(tmp_path):
     err = assert_one_line_error(*run(["statu", "--output-dir", tmp_path]), "unknown command 'statu'")
-    assert "generate, traces, cases, realism, status, restore" in err
+    assert "generate, traces, cases, realism, evaluate, status, restore" in err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,0 +1,188 @@
+"""The learnability report: host-split folds, causal context features, figures at a small size, transfer."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import numpy as np
+import pytest
+
+from simulator.__main__ import main
+from simulator.catalogue import METRICS
+from simulator.evaluate import (REPORT_NAME, all_passed, classification_figures, context_features,
+                                context_windows, cpu_window_features, host_folds, simulate_dataset)
+
+from conftest import REFERENCE
+
+pytest.importorskip("sklearn", reason="the learnability report needs scikit-learn (the dev extra installs it)")
+
+SMALL_SAMPLES = 1000  # 20 hosts: 4 per fold
+
+
+def run(argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return simulate_dataset(300, seed=5)
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    """One `python -m simulator evaluate` at a small size: (exit status, stdout, the JSON report)."""
+    out = tmp_path_factory.mktemp("evaluate")
+    code, stdout, err = run(["evaluate", "--samples", SMALL_SAMPLES, "--seed", 11, "--workers", 1,
+                             "--output-dir", out, "--quiet"])
+    assert code == 0, err
+    return code, stdout, json.loads((out / REPORT_NAME).read_text())
+
+
+# ------------------------------------------------------------------------------------ the split
+
+def test_host_folds_never_put_a_host_on_both_sides():
+    rng = np.random.default_rng(0)
+    host = rng.integers(0, 37, 2000)
+    folds = host_folds(host, 5, seed=3)
+    tested = np.concatenate([test for _, test in folds])
+    assert np.array_equal(np.sort(tested), np.arange(len(host)))  # every sample tested exactly once
+    for train, test in folds:
+        assert len(test) and not set(host[train]) & set(host[test])
+        assert len(train) + len(test) == len(host)
+
+
+def test_host_folds_of_a_sample_set_split_its_hosts(small_data):
+    host = small_data.samples["host"].to_numpy()
+    for train, test in host_folds(host, 3, small_data.seed):
+        assert not set(host[train]) & set(host[test])
+
+
+# ---------------------------------------------------------------------------- context features
+
+def test_context_windows_are_the_traces_up_to_the_step(small_data):
+    s = small_data.samples
+    host, step = s["host"].to_numpy(), s["step"].to_numpy()
+    fine, coarse = context_windows(small_data.values, host, step)
+    snapshot = np.stack([s[m].to_numpy() for m in METRICS], axis=1)
+    np.testing.assert_array_equal(fine[:, :, -1], snapshot.astype(np.float32))
+    i = int(np.flatnonzero(step >= 12 * 24)[0])
+    trace = small_data.values[:, host[i], :].astype(np.float64)
+    np.testing.assert_array_equal(fine[i], trace[:, step[i] - 11:step[i] + 1])
+    np.testing.assert_allclose(coarse[i, :, -1], trace[:, step[i] - 11:step[i] + 1].mean(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(coarse[i, :, 0], trace[:, step[i] - 287:step[i] - 275].mean(axis=1), rtol=1e-9)
+    early = int(np.flatnonzero(step < 5)[0]) if (step < 5).any() else None
+    if early is not None:  # before the trace starts there is nothing: NaN, not a made-up value
+        assert np.isnan(fine[early, :, :11 - step[early]]).all() and np.isnan(coarse[early]).all()
+
+
+def test_context_features_use_nothing_after_the_samples_step(small_data):
+    """Scrambling every value after a sample's step leaves its features as they were; changing the
+    value at its step does not (so the comparison can fail)."""
+    before = context_features(small_data).X
+    steps = small_data.samples["step"].to_numpy()
+    hosts = small_data.samples["host"].to_numpy()
+    rng = np.random.default_rng(1)
+    for i in rng.choice(np.flatnonzero(steps < small_data.values.shape[2] - 1), 5, replace=False):
+        values = small_data.values.copy()
+        future = values[:, hosts[i], steps[i] + 1:]
+        values[:, hosts[i], steps[i] + 1:] = rng.permutation(future, axis=1) * 3 + 7
+        after = context_features(type(small_data)(small_data.samples, values, small_data.config,
+                                                  small_data.seed)).X
+        np.testing.assert_array_equal(after[i], before[i])
+        values[:, hosts[i], steps[i] - 1] += 50  # the past does count
+        changed = context_features(type(small_data)(small_data.samples, values, small_data.config,
+                                                    small_data.seed)).X
+        assert not np.array_equal(changed[i], before[i], equal_nan=True)
+
+
+def test_cpu_window_features_are_causal():
+    x = np.random.default_rng(2).gamma(2.0, 5.0, 2000)
+    base = cpu_window_features(x)
+    assert np.isnan(base[:299]).all() and np.isfinite(base[299:]).all()
+    t = 1200
+    y = x.copy()
+    y[t + 1:] = 100.0
+    np.testing.assert_array_equal(cpu_window_features(y)[:t + 1], base[:t + 1])
+    y[t] = 100.0
+    assert not np.array_equal(cpu_window_features(y)[t], base[t])
+
+
+# -------------------------------------------------------------------------------------- scores
+
+def test_classification_figures_on_a_known_confusion():
+    classes = ["normal", "a", "b"]
+    y = np.array(["normal"] * 6 + ["a"] * 2 + ["b"] * 2)
+    pred = np.array(["normal"] * 5 + ["a"] + ["a", "normal"] + ["a", "b"])
+    f = classification_figures(y, pred, classes)
+    assert f["confusion"] == [[5, 1, 0], [1, 1, 0], [0, 1, 1]]
+    assert f["per_kind"]["a"] == {"precision": 1 / 3, "recall": 0.5, "f1": 0.4, "support": 2}
+    assert f["macro_recall"] == 0.5 and f["min_kind_recall"] == 0.5
+    assert f["anomaly_vs_normal"] == pytest.approx((3 / 4 + 5 / 6) / 2)
+
+
+def test_strict_passes_only_when_every_target_and_the_transfer_pass():
+    ok = {"passed": True}
+    assert all_passed({"targets": [ok], "transfer": {"targets": [ok]}})
+    assert not all_passed({"targets": [ok, {"passed": False}], "transfer": {"targets": [ok]}})
+    assert not all_passed({"targets": [ok], "transfer": {"targets": [{"passed": False}]}})
+    assert not all_passed({"targets": [ok], "transfer": None})  # not measured is not passed
+
+
+# ------------------------------------------------------------------------- the report, end to end
+
+@pytest.mark.slow
+def test_report_has_its_figures_and_targets(small_report):
+    code, stdout, report = small_report
+    assert code == 0  # targets failing at a small size do not fail the command without --strict
+    for key in ("macro_recall_snapshot", "macro_recall_context", "anomaly_vs_normal_balanced_accuracy",
+                "per_kind", "confusion", "transfer", "seed", "samples", "config_hash"):
+        assert key in report
+    assert report["samples"] == SMALL_SAMPLES and report["seed"] == 11
+    classes = report["confusion"]["classes"]
+    for name in ("snapshot", "context"):
+        cm = np.array(report["confusion"][name])
+        assert cm.shape == (len(classes), len(classes)) and cm.sum() == SMALL_SAMPLES
+        for c in classes:
+            fig = report["per_kind"][name][c]
+            assert fig["support"] == cm[classes.index(c)].sum()
+            assert fig["support"] == 0 or 0.0 <= fig["recall"] <= 1.0
+    assert {r["name"] for r in report["targets"]} == {"macro_recall_context", "min_kind_recall_context",
+                                                      "anomaly_vs_normal_context"}
+    assert stdout.count("PASS") + stdout.count("FAIL") >= 3
+    assert "not available yet" in report["onset_error"]
+
+
+@pytest.mark.slow
+def test_context_beats_the_snapshot(small_report):
+    """A looser bar than the issue's targets (those are checked by the 20,000-sample benchmark)."""
+    _, _, report = small_report
+    assert report["macro_recall_context"] >= report["macro_recall_snapshot"]
+    assert report["macro_recall_context"] >= 0.7
+    assert report["anomaly_vs_normal_balanced_accuracy"]["context"] >= 0.9
+
+
+@pytest.mark.slow
+def test_transfer_figures_on_the_real_nab_files(small_report):
+    if not (REFERENCE / "nab").is_dir():
+        pytest.skip(f"no reference data at {REFERENCE} (the NAB files are read from ../shared/reference)")
+    t = small_report[2]["transfer"]
+    assert t is not None and len(t["files"]) >= 10
+    for fit in ("simulated_fit", "real_fit_leave_one_file_out"):
+        f = t[fit]
+        assert f["windows"] >= 16 and 0 <= f["windows_caught"] <= f["windows"]
+        assert 0.0 < f["false_alarm_rate"] < 0.1  # a 1 % threshold: a few % on other hosts, not half
+    assert [r["name"] for r in t["targets"]] == ["false_alarms", "recall"]
+
+
+def test_an_explicit_reference_without_nab_is_a_one_line_error(tmp_path):
+    code, out, err = run(["evaluate", "--samples", 100, "--reference", tmp_path, "--output-dir", tmp_path])
+    assert code == 2 and "--reference" in err and err.count("\n") == 1
+    assert not (tmp_path / REPORT_NAME).exists()
