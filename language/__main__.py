@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import LanguageError, one_line
+from .errors import LanguageError, UserError, one_line
 
 COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
 STAGING_NAME = "language_staging"
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("generate", "retry-failed"):
             return _generate(args)
         return {"status": _status, "export": _export, "reset": _reset, "restore": _restore}[args.command](args)
-    except LanguageError as exc:
+    except UserError as exc:
         print(f"python -m language: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:

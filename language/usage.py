@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from .backends.base import CHARS_PER_TOKEN
-from .errors import LanguageError
+from .errors import LanguageError, UserError
 from .settings import Settings
 
 BUDGET_BYTES_PER_TOKEN = 2      # the budget's (conservative) prompt estimate
@@ -151,7 +151,7 @@ def load_prices(models_path: Path | None) -> tuple[Prices, str | None]:
 
     try:
         return Prices.of_settings(load_settings(models_path)), None
-    except LanguageError as exc:
+    except UserError as exc:
         return Prices(), f"no prices ({exc}): costs shown as 0"
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import SimulatorError, one_line
+from .errors import SimulatorError, UserError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
 SUBCOMMANDS = ("generate", "traces", "cases", "realism", "evaluate", "status", "restore")
@@ -272,7 +272,7 @@ def _main(argv: list[str]) -> int:
         if args.command == "evaluate":
             return _evaluate(args)
         return _generate(args)
-    except SimulatorError as exc:
+    except UserError as exc:
         print(f"python -m simulator: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:

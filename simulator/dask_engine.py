@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
-from .errors import SimulatorError
+from .errors import SimulatorError, UserError
 from .shards import TraceJob, run_host_range
 
 TASK_RETRIES = 3        # attempts beyond the first for a task that raised on its worker
@@ -58,7 +58,7 @@ def run_on_dask(job: TraceJob, ranges: list[int], partial: Path, *, scheduler: s
             r = futures[future]
             try:
                 files = future.result()
-            except SimulatorError:
+            except UserError:
                 raise
             except Exception as exc:  # KilledWorker, or the task's own error after its retries
                 raise SimulatorError(f"--engine dask: host range {r} failed after {TASK_RETRIES} retries: "

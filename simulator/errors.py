@@ -1,23 +1,17 @@
-"""Errors the command line turns into a one-line message and exit status 2."""
+"""The simulator's errors, subclasses of the shared ones in `datasafe.errors`."""
 
 from __future__ import annotations
 
-
-def one_line(text: str) -> str:
-    """`text` with line breaks and other control characters escaped (`\\n`), so it prints as one line."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+from datasafe import errors
+from datasafe.errors import UserError, one_line
 
 
-class SimulatorError(Exception):
-    """A problem the user can fix: bad input, a bad config, an unusable output path."""
+class SimulatorError(UserError):
+    """A problem with the simulator's input or outputs that the user can fix."""
 
 
-class ConfigError(SimulatorError):
+class ConfigError(errors.ConfigError, SimulatorError):
     """A config file that cannot be used; the message names the file and the key."""
 
-    def __init__(self, source: str, key: str, problem: str):
-        self.source, self.key, self.problem = source, key, problem
-        where = f"{source}: {key}" if key else source
-        super().__init__(one_line(f"{where}: {problem}"))
+
+__all__ = ["SimulatorError", "ConfigError", "UserError", "one_line"]

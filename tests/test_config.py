@@ -301,3 +301,15 @@ def test_mutated_leaf_gives_config_error_or_a_valid_config(tmp_path_factory, lea
                 v = getattr(spec, f.name)
                 if isinstance(v, float) and f.name != "upper":
                     assert math.isfinite(v), (spec, f.name)
+
+
+def test_both_packages_share_one_error_model():
+    """One ConfigError and one UserError for both CLIs: each package's config error is also its own error."""
+    import datasafe.errors
+    import language.errors
+
+    for err, own in ((ConfigError("x.yaml", "k", "bad"), simulator.SimulatorError),
+                     (language.errors.ConfigError("x.yaml", "k", "bad"), language.errors.LanguageError)):
+        assert isinstance(err, (datasafe.errors.ConfigError)) and isinstance(err, own)
+        assert isinstance(err, datasafe.errors.UserError) and str(err) == "x.yaml: k: bad"
+    assert not issubclass(language.errors.LanguageError, simulator.SimulatorError)
