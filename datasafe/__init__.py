@@ -23,12 +23,23 @@ KEEP_BACKUPS = 3
 # Tests only: SIGKILL this process at the first write step matching this fnmatch pattern. The steps are
 # "<file name>:written" (the temporary file is filled, not yet renamed) and "<file name>:renamed".
 KILL_AT_ENV = "DATASAFE_KILL_AT"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_bytes", "backup_file", "list_backups", "remove_stale_temps",
            "output_dir_problem", "output_folder_problem", "unsafe_outputs", "kill_point", "KEEP_BACKUPS",
            "KILL_AT_ENV"]
+
+
+def _umask() -> int:
+    """The process's umask: from /proc where Linux shows it, else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -41,7 +52,7 @@ def atomic_path(target: str | Path, *, make_parent: bool = True) -> Iterator[Pat
     if make_parent:
         target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; datasets are ordinary files
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; datasets are ordinary files
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import copy
 import dataclasses
 import math
@@ -313,3 +314,18 @@ def test_both_packages_share_one_error_model():
         assert isinstance(err, (datasafe.errors.ConfigError)) and isinstance(err, own)
         assert isinstance(err, datasafe.errors.UserError) and str(err) == "x.yaml: k: bad"
     assert not issubclass(language.errors.LanguageError, simulator.SimulatorError)
+
+
+def test_atomic_writes_follow_the_umask_of_the_moment(tmp_path):
+    """Files get 0666 less the process's umask when written (importing datasafe does not fix or touch it)."""
+    import datasafe
+
+    old = os.umask(0o027)
+    try:
+        datasafe.atomic_write_bytes(tmp_path / "a.json", b"{}")
+        os.umask(0o002)
+        datasafe.atomic_write_bytes(tmp_path / "b.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o664
