@@ -329,3 +329,14 @@ def test_atomic_writes_follow_the_umask_of_the_moment(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o664
+
+
+def test_every_kind_module_is_registered_without_an_import_list():
+    """A kind is found by its module alone: the registry holds one kind per module of the package."""
+    import pathlib
+
+    import simulator.anomalies as package
+
+    modules = {p.stem for p in pathlib.Path(package.__file__).parent.glob("*.py")} - {"__init__", "base"}
+    assert {ANOMALY_KINDS[k].build.__module__.rsplit(".", 1)[1] for k in ANOMALY_KINDS} == modules
+    assert list(ANOMALY_KINDS) == sorted(ANOMALY_KINDS)  # name order: the staging's kind enum is stable

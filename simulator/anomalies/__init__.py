@@ -1,7 +1,20 @@
-"""Anomaly kinds: one module each, registered on import.  Add a kind by adding a module here."""
+"""Anomaly kinds: one module each in this package, found and registered on import.
+
+A kind is its module (parameters, profile builder, `register(AnomalyKind(...))`) plus its entry in
+`metrics.yaml`; the config loader names any kind that has one without the other.  Modules are
+imported in name order, so the registry's order (and the staging's kind enum) does not depend on
+the file system.
+"""
+
+import importlib
+import pkgutil
 
 from .base import ANOMALY_KINDS, AnomalyKind, EventBatch, KindParams, param, register
-from . import (cpu_spike, daemon_crash, disk_full, job_backlog, jvm_gc_storm,  # noqa: F401
-               memory_leak, network_congestion, runaway_process)
+
+_NOT_KINDS = {"base"}
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module not in _NOT_KINDS:
+        importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["ANOMALY_KINDS", "AnomalyKind", "EventBatch", "KindParams", "param", "register"]
