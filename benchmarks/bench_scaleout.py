@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMeter  # noqa: E402
+from simulator.catalogue import N_METRICS  # noqa: E402
 
 
 def _peak_rss_mb() -> float:
@@ -120,7 +121,7 @@ def main() -> int:
     two = rows[2][1] * 1e6
     eff = two / (2 * one)
     big = 1e11
-    part_values = job.shard_hosts * job.shard_steps * 11
+    part_values = job.shard_hosts * job.shard_steps * N_METRICS
     print(f"\nextrapolation to 1e11 values (per-worker rate {one / 1e6:.1f} M values/s measured with 1 worker, "
           f"2-worker efficiency {eff:.2f}):")
     for workers in (2, 16, 64, 256):

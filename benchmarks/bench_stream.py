@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMeter  # noqa: E402
+from simulator.catalogue import N_METRICS  # noqa: E402
 
 
 def main() -> int:
@@ -36,7 +37,7 @@ def main() -> int:
     from simulator.shards import make_job
 
     cfg = load_config()
-    hosts = max(1, round(args.values / (args.steps * 11)))
+    hosts = max(1, round(args.values / (args.steps * N_METRICS)))
     job = make_job(cfg, hosts, args.steps, 1)
     parent = Path(args.dir or tempfile.mkdtemp(prefix="bench_stream_"))
     out = parent / "traces"
@@ -56,7 +57,7 @@ def main() -> int:
     print(file=sys.stderr)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     size = sum(p.stat().st_size for p in out.iterdir())
-    done_values = [0] + [sum((job.host_range(r)[1] - job.host_range(r)[0]) * job.steps * 11 for r in range(d))
+    done_values = [0] + [sum((job.host_range(r)[1] - job.host_range(r)[0]) * job.steps * N_METRICS for r in range(d))
                          for d, _ in marks]
     times = [0.0] + [t for _, t in marks]
     quarters = []

@@ -449,7 +449,9 @@ def _traces(args) -> int:
     # the folder the trace file (and its events beside it) or the sharded directory goes into
     _output_dir(args.output.parent, files=() if sharded else (args.output.name, _events_path(args.output).name),
                 folders=(), option="--output")
-    values = args.hosts * args.steps * 11
+    from .catalogue import N_METRICS
+
+    values = args.hosts * args.steps * N_METRICS
     need = values * BYTES_PER_VALUE_ON_DISK[".parquet" if sharded else suffix]
     existing = args.output.parent if args.output.parent.exists() else Path(".")
     free = shutil.disk_usage(existing).free
