@@ -26,7 +26,7 @@ KILL_AT_ENV = "DATASAFE_KILL_AT"
 
 __all__ = ["atomic_path", "atomic_write_bytes", "backup_file", "list_backups", "remove_stale_temps",
            "output_dir_problem", "output_folder_problem", "unsafe_outputs", "kill_point", "KEEP_BACKUPS",
-           "KILL_AT_ENV"]
+           "KILL_AT_ENV", "swap_folder", "recover_folder"]
 
 
 def _umask() -> int:
@@ -182,6 +182,47 @@ def output_folder_problem(path: str | Path, files: tuple[str, ...] = (),
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         problem = f"{problems[0]}{more}" if problems else None
     return problem
+
+
+def swap_folder(partial: Path, final: Path, *, step: str | None = None,
+                remove: Callable[[Path], None] = shutil.rmtree,
+                settle: Callable[[Path], None] | None = None) -> None:
+    """Replace the folder `final` by the finished folder `partial`, whole.
+
+    `final` -> `<final>.old`, `partial` -> `final`, then `.old` is removed (by `remove`), so a reader
+    sees the old folder or the new one, and a crash between the renames leaves `.old` whole for
+    `recover_folder`.  `settle(final)` runs after the swap, before `.old` goes; `step` names the kill
+    points `<step>:retired` and `<step>:renamed`.
+    """
+    retired = final.with_name(final.name + ".old")
+    if retired.exists():
+        remove(retired)
+    if final.exists():
+        final.rename(retired)
+        if step:
+            kill_point(f"{step}:retired")
+    partial.rename(final)
+    if step:
+        kill_point(f"{step}:renamed")
+    if settle:
+        settle(final)
+    if retired.exists():
+        remove(retired)
+
+
+def recover_folder(final: Path, complete: Callable[[Path], bool] = lambda folder: True) -> bool:
+    """Finish a `swap_folder` a crash interrupted: put `<final>.old` back when `final` is gone (and
+    `complete(.old)` holds), drop it when `final` is in place.  True when the old folder was put back."""
+    retired = final.with_name(final.name + ".old")
+    if not retired.exists():
+        return False
+    if final.exists():
+        shutil.rmtree(retired)
+        return False
+    if not complete(retired):
+        return False
+    retired.rename(final)
+    return True
 
 
 def kill_point(step: str) -> None:

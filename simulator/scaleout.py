@@ -19,7 +19,7 @@ from typing import Callable
 
 import orjson
 
-from datasafe import atomic_write_bytes, kill_point
+from datasafe import atomic_write_bytes, kill_point, swap_folder
 from datasafe.integrity import file_record
 
 from . import __version__
@@ -142,19 +142,11 @@ def _publish(job: TraceJob, partial: Path, output: Path, records: dict[int, dict
                 "events": sum(rec["rows"] for n, rec in files.items() if n.startswith("events-")),
                 "files": files}
     atomic_write_bytes(partial / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    retired = output.with_name(output.name + ".old")
-    if retired.exists():
-        _remove_published(retired)
-    if output.exists():
-        output.rename(retired)
-        kill_point("publish:retired")
-    partial.rename(output)
-    kill_point("publish:renamed")
-    # job.json goes now; so does a late copy's temporary file (dask may run a task twice) that the rename
-    # carried along (after the rename its writes fail: the .partial path is gone, and a task never makes it)
-    _prune(output, keep=expected | {MANIFEST})
-    if retired.exists():
-        _remove_published(retired)
+    # once swapped in, job.json goes; so does a late copy's temporary file (dask may run a task twice) that
+    # the rename carried along (after the rename its writes fail: the .partial path is gone, and a task
+    # never makes it)
+    swap_folder(partial, output, step="publish", remove=_remove_published,
+                settle=lambda published: _prune(published, keep=expected | {MANIFEST}))
     return manifest
 
 

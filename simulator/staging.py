@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from datasafe import atomic_path, atomic_write_bytes
+from datasafe import atomic_path, atomic_write_bytes, recover_folder, swap_folder
 from datasafe.integrity import file_record
 
 from .anomalies import ANOMALY_KINDS
@@ -130,11 +130,7 @@ def labels_table(traces: Traces) -> pl.DataFrame:
 
 def recover_staging(output_dir: Path) -> bool:
     """Finish a swap a crash interrupted: `staging/` gone but `staging.old/` whole: put it back."""
-    final, retired = output_dir / "staging", output_dir / "staging.old"
-    if not final.exists() and (retired / "manifest.json").exists():
-        retired.rename(final)
-        return True
-    return False
+    return recover_folder(output_dir / "staging", complete=lambda retired: (retired / MANIFEST).exists())
 
 
 class Staging:
@@ -210,14 +206,7 @@ class Staging:
                       "rows": sum(r["rows"] for n, r in files.items() if n.startswith(t + "/"))} for t in TABLES}
         atomic_write_bytes(self.dir / MANIFEST, orjson.dumps(
             {"format": STAGING_FORMAT, **manifest, "tables": tables, "files": files}, option=orjson.OPT_INDENT_2))
-        retired = self.final.with_name("staging.old")
-        if retired.exists():
-            shutil.rmtree(retired)
-        if self.final.exists():
-            self.final.rename(retired)
-        self.dir.rename(self.final)
-        if retired.exists():
-            shutil.rmtree(retired)
+        swap_folder(self.dir, self.final, step="staging")
 
 
 # ------------------------------------------------------------------------------------ the reader

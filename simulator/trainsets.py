@@ -6,7 +6,7 @@
   manifest.json                                         the run, the splits (hosts, sizes), every file
   README.md                                             the dataset card (Hugging Face YAML header)
 Every sample of a host lands in the same split; which hosts go where depends only on the seed.
-The folder is built in `metrics_dataset.partial/` and swapped in whole (see `_swap`), and its bytes
+The folder is built in `metrics_dataset.partial/` and swapped in whole (`datasafe.swap_folder`), and its bytes
 depend only on the samples, the seed, the options and the reports the card quotes: no clock time.
 """
 
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from datasafe import atomic_path, atomic_write_bytes, kill_point
+from datasafe import atomic_path, atomic_write_bytes, recover_folder, swap_folder
 from datasafe.integrity import file_record
 
 from .anomalies import ANOMALY_KINDS
@@ -276,7 +276,7 @@ def write_training_folder(output_dir: Path, samples: pl.DataFrame, metadata: dic
     atomic_write_bytes(partial / "chat" / "README.md", chat_card(partial, chat, manifest).encode())
     card = dataset_card(partial, configs, manifest, config, output_dir)
     atomic_write_bytes(partial / "README.md", card.encode())
-    _swap(partial, final)
+    swap_folder(partial, final, step=FOLDER_NAME)
     return TrainingFolder(final, folder_formats, sizes)
 
 
@@ -311,29 +311,7 @@ def folder_manifest(folder: Path, metadata: dict, formats: Sequence[str], shares
 def recover_training_folder(output_dir: Path) -> bool:
     """Finish a swap a crash interrupted: put `metrics_dataset.old/` back when the folder is gone,
     drop it when the new folder is in place.  True when the previous folder was put back."""
-    final, retired = Path(output_dir) / FOLDER_NAME, Path(output_dir) / f"{FOLDER_NAME}.old"
-    if not retired.exists():
-        return False
-    if final.exists():
-        shutil.rmtree(retired)
-        return False
-    retired.rename(final)
-    return True
-
-
-def _swap(partial: Path, final: Path) -> None:
-    """Replace `final` by `partial`: `final` -> `.old`, `partial` -> `final`, drop `.old`.  A crash
-    between the renames leaves `.old` whole, and `recover_training_folder` puts it back."""
-    retired = final.with_name(f"{final.name}.old")
-    if retired.exists():
-        shutil.rmtree(retired)
-    if final.exists():
-        final.rename(retired)
-        kill_point(f"{FOLDER_NAME}:retired")
-    partial.rename(final)
-    kill_point(f"{FOLDER_NAME}:swapped")
-    if retired.exists():
-        shutil.rmtree(retired)
+    return recover_folder(Path(output_dir) / FOLDER_NAME)
 
 
 # ------------------------------------------------------------------------------ the cards

@@ -204,3 +204,30 @@ def test_single_file_traces_carry_the_metadata(tmp_path):
         meta = pq.read_metadata(path).metadata
         assert meta[b"simulator.seed"] == b"6" and json.loads(meta[b"simulator.units"])["cpu_usage"] == "percent"
     assert pl.read_parquet_schema(tmp_path / "x.events.parquet")["kind"] == KIND
+
+
+def test_a_swap_cut_between_its_renames_is_finished_by_the_recovery(tmp_path):
+    """staging/ gone and staging.old/ whole (a crash between the renames): the old folder comes back;
+    a staging.old/ without its manifest is not taken for one; an .old beside a finished swap is dropped."""
+    from datasafe import swap_folder
+    from simulator.staging import recover_staging
+
+    old = tmp_path / "staging.old"
+    old.mkdir()
+    (old / "manifest.json").write_text("{}")
+    assert recover_staging(tmp_path) and (tmp_path / "staging" / "manifest.json").exists() and not old.exists()
+
+    old.mkdir()
+    assert not recover_staging(tmp_path) and not old.exists()  # staging/ is in place: .old is leftover
+
+    (tmp_path / "staging").rename(tmp_path / "kept")
+    old.mkdir()
+    (old / "part.parquet").write_text("")
+    assert not recover_staging(tmp_path) and not (tmp_path / "staging").exists()
+
+    new = tmp_path / "staging.partial"
+    new.mkdir()
+    (new / "manifest.json").write_text('{"new": 1}')
+    seen = []
+    swap_folder(new, tmp_path / "staging", settle=lambda f: seen.append((f / "manifest.json").read_text()))
+    assert seen == ['{"new": 1}'] and not old.exists() and not new.exists()
