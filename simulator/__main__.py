@@ -438,8 +438,6 @@ def _traces(args) -> int:
     if not sharded and any(v is not None for v in (args.engine, args.scheduler, args.shard_hosts, args.shard_steps)):
         raise SimulatorError(f"--output: {args.output} is one file; --engine, --scheduler and --shard-* "
                              "need a directory (an --output without .parquet/.csv)")
-    if args.interval_s is not None and not args.interval_s > 0:
-        raise SimulatorError(f"--interval-s: must be positive, got {args.interval_s}")
     from .api import count_text
 
     for name in ("hosts", "steps"):

@@ -93,9 +93,7 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
     _check_count("anomalies", n_events, 0)
     seed = _checked_seed(cfg, seed)
     threads = _set_workers(workers)
-    interval = cfg.simulation.interval_s if interval_s is None else float(interval_s)
-    if not interval > 0:
-        raise SimulatorError(f"interval: must be positive, got {interval}")
+    interval = trace_interval(cfg, interval_s)
     population = build_population(cfg, hosts, seed)
     plan = plan_events(cfg, population, n_events, steps, seed, interval)
     profiles = np.array(population.profile_names)[population.profile]
@@ -313,6 +311,15 @@ def count_text(n: int) -> str:
 def gb_text(n_bytes: int) -> str:
     """Bytes as GB for a message, in integer arithmetic (a count of 400 digits is no float)."""
     return f"{n_bytes / 1e9:.1f} GB" if n_bytes < 10**18 else f"{_magnitude(n_bytes // 10**9)} GB"
+
+
+def trace_interval(config: SimConfig, interval_s: float | None) -> float:
+    """The seconds between a trace's steps: `interval_s` when given (it must be positive), else the config's."""
+    if interval_s is None:
+        return config.simulation.interval_s
+    if not float(interval_s) > 0:
+        raise SimulatorError(f"--interval-s: must be positive, got {interval_s}")
+    return float(interval_s)
 
 
 def _check_count(name: str, value, minimum: int, maximum: int | None = None) -> None:

@@ -31,7 +31,7 @@ import polars as pl
 from datasafe.integrity import file_record
 
 from . import __version__
-from .api import BLOCK_BYTES, BYTES_PER_HOST_STEP, block_hosts
+from .api import BLOCK_BYTES, BYTES_PER_HOST_STEP, block_hosts, trace_interval
 from .catalogue import N_METRICS
 from .config import SimConfig
 from .engine import run_kernel
@@ -112,9 +112,7 @@ def make_job(config: SimConfig, hosts: int, steps: int, seed: int, *, anomalies:
         _check_int(name, value, low)
     anomalies = hosts if anomalies is None else anomalies
     _check_int("anomalies", anomalies, 0)
-    interval = config.simulation.interval_s if interval_s is None else float(interval_s)
-    if not interval > 0:
-        raise SimulatorError(f"--interval-s: must be positive, got {interval}")
+    interval = trace_interval(config, interval_s)
     shard_steps = min(steps, DEFAULT_SHARD_STEPS) if shard_steps is None else shard_steps
     _check_int("shard-steps", shard_steps, 1)
     shard_steps = min(shard_steps, steps)
