@@ -419,94 +419,43 @@ def _restore(args) -> int:
 
 
 MAX_TRACE_DIMENSION = 10**9  # hosts or steps: 1e18 values would already need exabytes; keeps the arithmetic exact
-BYTES_PER_VALUE_ON_DISK = {".parquet": 1.5, ".csv": 9.0}  # measured: 1.2 B/value zstd Parquet; CSV text
 
 
 def _traces(args) -> int:
-    import shutil
-
-    import polars as pl
-
-    from .api import iter_traces
-    from datasafe import atomic_path
+    from .api import count_text
+    from .tracefile import SUFFIXES, disk_problem, events_path, write_trace_file
 
     suffix = args.output.suffix.lower()
     sharded = args.output.is_dir() or not suffix
-    if not sharded and suffix not in (".parquet", ".csv"):
+    if not sharded and suffix not in SUFFIXES:
         raise SimulatorError(f"--output: {args.output} must end in .parquet or .csv, or be a directory "
                              "(no suffix) for sharded parts")
     if not sharded and any(v is not None for v in (args.engine, args.scheduler, args.shard_hosts, args.shard_steps)):
         raise SimulatorError(f"--output: {args.output} is one file; --engine, --scheduler and --shard-* "
                              "need a directory (an --output without .parquet/.csv)")
-    from .api import count_text
-
     for name in ("hosts", "steps"):
         value = getattr(args, name)
         if not 1 <= value <= MAX_TRACE_DIMENSION:
             raise SimulatorError(f"--{name}: must be between 1 and {MAX_TRACE_DIMENSION:,}, got {count_text(value)}")
     # the folder the trace file (and its events beside it) or the sharded directory goes into
-    _output_dir(args.output.parent, files=() if sharded else (args.output.name, _events_path(args.output).name),
+    _output_dir(args.output.parent, files=() if sharded else (args.output.name, events_path(args.output).name),
                 folders=(), option="--output")
-    from .catalogue import N_METRICS
-
-    values = args.hosts * args.steps * N_METRICS
-    need = values * BYTES_PER_VALUE_ON_DISK[".parquet" if sharded else suffix]
-    existing = args.output.parent if args.output.parent.exists() else Path(".")
-    free = shutil.disk_usage(existing).free
-    if need > 0.9 * free:
-        raise SimulatorError(f"--output: {values:,} values need about {need / 1e9:.1f} GB on disk as "
-                             f"{'parquet' if sharded else suffix[1:]}, {free / 1e9:.1f} GB are free at {existing}; "
-                             "use fewer --hosts or --steps")
+    problem = disk_problem(args.output, args.hosts, args.steps, ".parquet" if sharded else suffix)
+    if problem:
+        raise SimulatorError(f"--output: {problem}; use fewer --hosts or --steps")
     if sharded:
         return _sharded_traces(args)
     from .api import _checked_seed
     from .config import load_config
-    from .staging import CSV_TIME_FORMAT, events_csv, events_table, file_metadata
 
     config = load_config(args.config)
-    seed = _checked_seed(config, args.seed)
-    interval = config.simulation.interval_s if args.interval_s is None else args.interval_s
-    events_path = _events_path(args.output)
-    rows, all_events = 0, []
-    with _progress(args.quiet, "simulating hosts") as progress, atomic_path(args.output) as tmp:
-        blocks = iter_traces(args.hosts, args.steps, config=config, seed=seed, anomalies=args.anomalies,
-                             interval_s=args.interval_s, workers=args.workers, progress=progress)
-        if suffix == ".csv":
-            with open(tmp, "wb") as f:
-                for i, (df, ev) in enumerate(blocks):
-                    _csv_rows(df).write_csv(f, include_header=i == 0, datetime_format=CSV_TIME_FORMAT)
-                    rows += len(df)
-                    all_events.append(ev)
-        else:
-            import pyarrow.parquet as pq
-
-            writer = None
-            try:
-                metadata = file_metadata(config, seed, "traces", interval)
-                for df, ev in blocks:  # one row group per block: memory stays bounded at any size
-                    table = df.to_arrow()
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema.with_metadata(metadata), compression="zstd")
-                    writer.write_table(table)
-                    rows += len(df)
-                    all_events.append(ev)
-            finally:
-                if writer is not None:
-                    writer.close()
-    events = events_table(pl.concat(all_events), config)
-    with atomic_path(events_path) as tmp:
-        if suffix == ".csv":
-            events_csv(events).write_csv(tmp, datetime_format=CSV_TIME_FORMAT)
-        else:
-            events.write_parquet(tmp, metadata=file_metadata(config, seed, "events", interval))
+    with _progress(args.quiet, "simulating hosts") as progress:
+        written = write_trace_file(args.output, args.hosts, args.steps, config=config,
+                                   seed=_checked_seed(config, args.seed), anomalies=args.anomalies,
+                                   interval_s=args.interval_s, workers=args.workers, progress=progress)
     if not args.quiet:
-        print(f"wrote {args.output} ({rows} rows) and {events_path} ({len(events)} events)")
+        print(f"wrote {written.path} ({written.rows} rows) and {written.events_path} ({written.events} events)")
     return 0
-
-
-def _events_path(output: Path) -> Path:
-    """The event table written beside a single-file trace output."""
-    return output.with_name(output.stem + ".events" + (".csv" if output.suffix.lower() == ".csv" else ".parquet"))
 
 
 def _sharded_traces(args) -> int:
@@ -528,15 +477,6 @@ def _sharded_traces(args) -> int:
               f"({job.n_ranges} host ranges x {job.n_chunks} time chunks), {manifest['events']} events, "
               f"{took:.1f} s ({manifest['values'] / took / 1e6:.1f} M values/s)")
     return 0
-
-
-def _csv_rows(traces):
-    """The detector CSV layout: timestamp, host, metrics..., is_anomaly (0/1)."""
-    import polars as pl
-
-    label_cols = [c for c in traces.columns if c.startswith("label_")]
-    metrics = [c for c in traces.columns if c not in ("timestamp", "host", "step", "is_anomaly", *label_cols)]
-    return traces.select("timestamp", "host", *metrics, pl.col("is_anomaly").cast(pl.Int8))
 
 
 # what the sample job writes in --output-dir: the dataset, its backups and damaged copies, the staging

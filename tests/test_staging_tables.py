@@ -231,3 +231,23 @@ def test_a_swap_cut_between_its_renames_is_finished_by_the_recovery(tmp_path):
     seen = []
     swap_folder(new, tmp_path / "staging", settle=lambda f: seen.append((f / "manifest.json").read_text()))
     assert seen == ['{"new": 1}'] and not old.exists() and not new.exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_trace_file_reads_back_as_written(tmp_path, suffix):
+    """The single-file traces and their events, through the reader beside the writer: same values, UTC
+    times, the event lists whole, and every labelled row inside an event of its host."""
+    from simulator.tracefile import read_trace_file, write_trace_file
+
+    config = simulator.load_config()
+    written = write_trace_file(tmp_path / f"x{suffix}", 3, 300, config=config, seed=5, anomalies=3)
+    traces, events = read_trace_file(written.path)
+    assert (written.rows, written.events) == (traces.height, events.height) == (900, 3)
+    assert traces.schema["timestamp"] == events.schema["start"] == pl.Datetime("us", "UTC")
+    assert events.schema["affected_metrics"] in (pl.List(pl.Utf8), pl.List(METRIC))
+    inside = traces.filter(pl.col("is_anomaly") == 1).join(events, on="host").filter(
+        pl.col("timestamp").is_between(pl.col("start"), pl.col("end"), closed="left"))
+    assert inside.select("host", "timestamp").n_unique() == traces["is_anomaly"].sum() > 0
+    other, _ = read_trace_file(write_trace_file(tmp_path / f"y{suffix}", 3, 300, config=config, seed=5,
+                                                anomalies=3).path)
+    assert other.equals(traces)
