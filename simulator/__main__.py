@@ -292,11 +292,6 @@ def _generate(args) -> int:
     from .export import write_metrics_dataset
     from .trainsets import OWNED_FOLDERS, parse_formats, parse_shares, write_training_folder
 
-    if args.samples < 1:
-        from .api import count_text
-        raise SimulatorError(f"--samples: must be at least 1, got {count_text(args.samples)}")
-    if args.anomaly_ratio is not None and not 0.0 <= args.anomaly_ratio <= 1.0:
-        raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {args.anomaly_ratio}")
     formats, shares = parse_formats(args.format), parse_shares(args.splits)
     out_dir = _output_dir(args.output_dir, folders=STAGING_FOLDERS + OWNED_FOLDERS)
     config = load_config(args.config)
