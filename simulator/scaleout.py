@@ -14,10 +14,12 @@ ran) is written, and `<output>.partial/` replaces `<output>/`.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import orjson
+import polars as pl
 
 from datasafe import atomic_write_bytes, kill_point, swap_folder
 from datasafe.integrity import file_record
@@ -25,6 +27,7 @@ from datasafe.integrity import file_record
 from . import __version__
 from .errors import SimulatorError
 from .shards import JOB_FILE, TraceJob, job_marker, run_host_range
+from .staging import trace_windows
 
 ENGINES = ("local", "dask")
 MANIFEST = "manifest.json"
@@ -176,3 +179,52 @@ def check_sharded(output: Path) -> list[str]:
         return [f"{MANIFEST}: {exc}"]
     return check_files(Path(output), {n: {k: v for k, v in rec.items() if k != "rows"}
                                       for n, rec in manifest.get("files", {}).items()})
+
+
+# ------------------------------------------------------------------------------------ the reader
+@dataclass(frozen=True)
+class ShardedTraces:
+    """A published sharded output checked against its manifest: the traces and events as Polars frames.
+
+    `scan("traces")` is a LazyFrame over every part (host and step sorted within each, so filters prune);
+    `windows` picks the traces around points, as the staging reader's does."""
+
+    folder: Path
+    manifest: dict
+
+    @property
+    def steps_per_host(self) -> int:
+        return int(self.manifest["steps"])
+
+    @property
+    def interval_s(self) -> float:
+        return float(self.manifest["interval_s"])
+
+    def files(self, table: str) -> list[Path]:
+        prefix = {"traces": "part-", "events": "events-"}.get(table)
+        if prefix is None:
+            raise ValueError(f"unknown table {table!r}; the tables are traces, events")
+        return [self.folder / n for n in sorted(self.manifest["files"]) if n.startswith(prefix)]
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.files(table))
+
+    def read(self, table: str) -> pl.DataFrame:
+        return self.scan(table).collect()
+
+    def windows(self, points: pl.DataFrame, before: int, after: int = 0) -> pl.DataFrame:
+        return trace_windows(self.scan("traces"), self.steps_per_host, points, before, after, self.folder)
+
+
+def open_traces(folder: str | Path, *, verify: bool = True) -> ShardedTraces:
+    """The sharded output `folder` of `python -m simulator traces`, its manifest checked and, with `verify`,
+    every file against its recorded size and sha256. Raises SimulatorError (one line naming the file)."""
+    folder = Path(folder)
+    if not _is_sharded_output(folder):
+        raise SimulatorError(f"{folder / MANIFEST}: missing, unreadable or not of format {FORMAT}; "
+                             "rerun python -m simulator traces")
+    problems = check_sharded(folder) if verify else []
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SimulatorError(f"{folder}: {problems[0]}{more}; rerun python -m simulator traces")
+    return ShardedTraces(folder, orjson.loads((folder / MANIFEST).read_bytes()))

@@ -259,26 +259,33 @@ class StagedRun:
         point's step; in the points' order, then by step. One filtered scan and a join, whatever the count.
 
         Raises StagingError when the traces lack a point of a window (traces and samples disagree)."""
-        last = self.steps_per_host - 1
-        keys = [c for c in points.columns if c not in ("host", "step")]
-        wanted = (points.with_row_index("_point")
-                  .select("_point", *keys, pl.col("host").cast(pl.Int32), pl.col("step").cast(pl.Int32).alias("at"))
-                  .with_columns(pl.int_ranges((pl.col("at") - before).clip(lower_bound=0),
-                                              (pl.col("at") + after).clip(upper_bound=last) + 1,
-                                              dtype=pl.Int32).alias("step"))
-                  .explode("step").drop_nulls("step"))
-        if wanted.is_empty():
-            return self.scan("traces").head(0).collect().join(wanted.drop("_point"), on=["host", "step"])
-        window = (self.scan("traces")
-                  .filter(pl.col("host").is_in(wanted["host"].unique().implode())
-                          & pl.col("step").is_between(wanted["step"].min(), wanted["step"].max()))
-                  .join(wanted.lazy(), on=["host", "step"], how="inner")
-                  .sort("_point", "step").collect())
-        if len(window) != len(wanted):
-            lacking = wanted.join(window.select("_point", "step"), on=["_point", "step"], how="anti").row(0, named=True)
-            raise StagingError(f"{self.folder}: the traces lack host {lacking['host']} step {lacking['step']} "
-                               f"(the window of step {lacking['at']}); the staging's tables disagree")
-        return window.drop("_point")
+        return trace_windows(self.scan("traces"), self.steps_per_host, points, before, after, self.folder)
+
+
+def trace_windows(traces: pl.LazyFrame, steps_per_host: int, points: pl.DataFrame, before: int, after: int,
+                  where: Path) -> pl.DataFrame:
+    """`StagedRun.windows` over any traces table (host, step, metrics) with `steps_per_host` steps a host;
+    `where` names the folder in the error (a StagingError when the traces lack a point of a window)."""
+    last = steps_per_host - 1
+    keys = [c for c in points.columns if c not in ("host", "step")]
+    wanted = (points.with_row_index("_point")
+              .select("_point", *keys, pl.col("host").cast(pl.Int32), pl.col("step").cast(pl.Int32).alias("at"))
+              .with_columns(pl.int_ranges((pl.col("at") - before).clip(lower_bound=0),
+                                          (pl.col("at") + after).clip(upper_bound=last) + 1,
+                                          dtype=pl.Int32).alias("step"))
+              .explode("step").drop_nulls("step"))
+    if wanted.is_empty():
+        return traces.head(0).collect().join(wanted.drop("_point"), on=["host", "step"])
+    window = (traces
+              .filter(pl.col("host").is_in(wanted["host"].unique().implode())
+                      & pl.col("step").is_between(wanted["step"].min(), wanted["step"].max()))
+              .join(wanted.lazy(), on=["host", "step"], how="inner")
+              .sort("_point", "step").collect())
+    if len(window) != len(wanted):
+        lacking = wanted.join(window.select("_point", "step"), on=["_point", "step"], how="anti").row(0, named=True)
+        raise StagingError(f"{where}: the traces lack host {lacking['host']} step {lacking['step']} "
+                           f"(the window of step {lacking['at']}); the staging's tables disagree")
+    return window.drop("_point")
 
 
 def locate_staging(path: str | Path) -> Path | None:

@@ -19,7 +19,7 @@ from simulator.events import plan_events
 from simulator.population import build_population
 from simulator import scaleout, shards
 from simulator.errors import SimulatorError
-from simulator.scaleout import MANIFEST, check_sharded, run_job
+from simulator.scaleout import MANIFEST, check_sharded, open_traces, run_job
 from simulator.shards import make_job, run_host_range
 from simulator.staging import events_table
 
@@ -33,11 +33,11 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def _parts(folder: Path) -> pl.DataFrame:
-    return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("part-*.parquet"))]).sort("host", "step")
+    return open_traces(folder).read("traces").sort("host", "step")
 
 
 def _events(folder: Path) -> pl.DataFrame:
-    return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("events-*.parquet"))]).sort("event_id")
+    return open_traces(folder).read("events").sort("event_id")
 
 
 @pytest.mark.parametrize("cut", [1, 137, 400])
@@ -295,3 +295,24 @@ def test_dask_engine_starts_its_own_local_cluster(tmp_path):
     run_job(job, tmp_path / "local")
     run_job(job, tmp_path / "dask", engine="dask", workers=2)
     assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
+
+
+def test_the_reader_of_sharded_traces_checks_the_files_and_cuts_windows(tmp_path):
+    """open_traces: every part as one table, windows of a host around a step clipped to the trace, and a
+    damaged part refused in one line naming it."""
+    run_job(make_job(CONFIG, 6, 300, 4, shard_hosts=4, shard_steps=120), tmp_path / "out")
+    run = open_traces(tmp_path / "out")
+    traces = run.read("traces")
+    assert traces.height == 6 * 300 and len(run.files("traces")) == 2 * 3
+    points = pl.DataFrame({"host": [5, 0], "step": [130, 3], "tag": ["a", "b"]})
+    got = run.windows(points, before=12, after=2)
+    assert got.filter(pl.col("tag") == "a")["step"].to_list() == list(range(118, 133))
+    assert got.filter(pl.col("tag") == "b")["step"].to_list() == list(range(0, 6))
+    want = traces.filter((pl.col("host") == 5) & pl.col("step").is_between(118, 132)).sort("step")
+    assert got.filter(pl.col("tag") == "a").select(METRICS).equals(want.select(METRICS))
+    part = run.files("traces")[-1]
+    part.write_bytes(part.read_bytes()[:-10])
+    with pytest.raises(SimulatorError, match=f"{part.name}"):
+        open_traces(tmp_path / "out")
+    with pytest.raises(SimulatorError, match="manifest.json"):
+        open_traces(tmp_path)
