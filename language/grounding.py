@@ -28,6 +28,7 @@ import orjson
 import polars as pl
 
 from datasafe.yamlcheck import Validator, read_yaml
+from simulator.catalogue import UNIT_SUFFIX
 
 from .domain import DATA_DIR, MAX_FILE_BYTES, DomainContent
 from .errors import ConfigError, LanguageError
@@ -40,9 +41,6 @@ FORMS = ("table", "splunk", "alert")
 SOURCE_STREAM = 12  # SeedSequence spawn key of the sample choice
 WINDOW_STEPS = 12   # points before a staged sample shown with it: one hour at the default 5 minutes
 WINDOW_METRICS = 3  # metrics in the window: those the snapshot moved most against the points before it
-UNITS = {"cpu_usage": "%", "memory_usage": "%", "disk_usage": "%", "load_average": "", "java_heap_usage": "%",
-         "java_gc_time": "%", "spectrum_active_jobs": "", "vemkd_process_count": "", "network_in_mbps": " Mbit/s",
-         "network_out_mbps": " Mbit/s", "network_latency_ms": " ms"}
 QUESTIONS = (
     "What is going on with this host, and what should be checked first?",
     "Is this host healthy? If not, name the problem, the metrics that show it and the first checks.",
@@ -102,7 +100,7 @@ def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
     window = sample.get("window")
     minutes = f"{sample.get('interval_min', 5):g}"
     if form == "table":
-        rows = "\n".join(f"| {m} | {v}{UNITS.get(m, '')} |" for m, v in metrics.items())
+        rows = "\n".join(f"| {m} | {v}{UNIT_SUFFIX.get(m, '')} |" for m, v in metrics.items())
         text = (f"Host {host}, {minutes}-minute sample at {sample['timestamp']}:\n\n| metric | value |\n|---|---|\n"
                 f"{rows}")
         if window:
@@ -127,11 +125,11 @@ def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
                      + f"\n{table}")
         return text
     worst = max(metrics, key=lambda m: float(metrics[m]) if m.endswith(("usage", "time")) else 0.0)
-    lines = "\n".join(f"  {m}: {v}{UNITS.get(m, '')}" for m, v in metrics.items())
+    lines = "\n".join(f"  {m}: {v}{UNIT_SUFFIX.get(m, '')}" for m, v in metrics.items())
     text = (f"[ALERT] monitoring: host {host} at {sample['timestamp']}: review {worst} "
-            f"({metrics[worst]}{UNITS.get(worst, '')})\nCurrent readings:\n{lines}")
+            f"({metrics[worst]}{UNIT_SUFFIX.get(worst, '')})\nCurrent readings:\n{lines}")
     if window:
-        trend = "\n".join(f"  {m}{' (' + UNITS[m].strip() + ')' if UNITS.get(m) else ''}: {', '.join(vs)}"
+        trend = "\n".join(f"  {m}{' (' + UNIT_SUFFIX.get(m, '').strip() + ')' if UNIT_SUFFIX.get(m, '') else ''}: {', '.join(vs)}"
                            for m, vs in window["metrics"].items())
         text += f"\n{_window_title(window, minutes)}, oldest first, ending at the current reading:\n{trend}"
     return text

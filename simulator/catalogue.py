@@ -8,19 +8,25 @@ them by integer index.  Adding a metric or a parameter means adding it here and 
 from __future__ import annotations
 
 # ----------------------------------------------------------------------------- metrics
-METRICS: tuple[str, ...] = (
-    "cpu_usage",
-    "memory_usage",
-    "disk_usage",
-    "load_average",
-    "java_heap_usage",
-    "java_gc_time",
-    "spectrum_active_jobs",
-    "vemkd_process_count",
-    "network_in_mbps",
-    "network_out_mbps",
-    "network_latency_ms",
-)
+# every metric with its unit, in the order the kernels index them; metrics.yaml must name the same unit
+METRIC_UNITS: dict[str, str] = {
+    "cpu_usage": "percent",
+    "memory_usage": "percent",
+    "disk_usage": "percent",
+    "load_average": "tasks",
+    "java_heap_usage": "percent",
+    "java_gc_time": "percent",
+    "spectrum_active_jobs": "jobs",
+    "vemkd_process_count": "processes",
+    "network_in_mbps": "Mbit/s",
+    "network_out_mbps": "Mbit/s",
+    "network_latency_ms": "ms",
+}
+METRICS: tuple[str, ...] = tuple(METRIC_UNITS)
+_COUNT_UNITS = ("tasks", "jobs", "processes")
+# what texts print after a metric's value: "%" for percentages, nothing for counts, else " <unit>"
+UNIT_SUFFIX: dict[str, str] = {m: "%" if u == "percent" else "" if u in _COUNT_UNITS else f" {u}"
+                               for m, u in METRIC_UNITS.items()}
 N_METRICS = len(METRICS)
 M = {name: i for i, name in enumerate(METRICS)}
 M_CPU, M_MEM, M_DISK, M_LOAD, M_HEAP, M_GC, M_JOBS, M_VEMKD, M_NET_IN, M_NET_OUT, M_LAT = range(N_METRICS)

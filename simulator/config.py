@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import orjson
 
 from .anomalies import ANOMALY_KINDS
-from .catalogue import HOST_PARAMETER_NAMES, HOST_PARAMETERS, METRICS
+from .catalogue import HOST_PARAMETER_NAMES, HOST_PARAMETERS, METRIC_UNITS, METRICS
 from datasafe.yamlcheck import Validator, read_yaml
 
 from .errors import ConfigError
@@ -182,8 +182,11 @@ def _parse_metrics(v: Validator, node: Any) -> tuple[MetricSpec, ...]:
         semantics = v.string(m["semantics"], f"{key}.semantics")
         if semantics not in METRIC_SEMANTICS:
             v.fail(f"{key}.semantics", f"{semantics!r} is not one of {', '.join(METRIC_SEMANTICS)}")
+        unit = v.string(m["unit"], f"{key}.unit")
+        if unit != METRIC_UNITS[name]:
+            v.fail(f"{key}.unit", f"{unit!r}: the simulator produces {name} in {METRIC_UNITS[name]} (simulator/catalogue.py)")
         specs.append(MetricSpec(
-            name=name, unit=v.string(m["unit"], f"{key}.unit"), lower=lower, upper=upper,
+            name=name, unit=unit, lower=lower, upper=upper,
             integer=v.boolean(m["integer"], f"{key}.integer"),
             resolution=v.number(m["resolution"], f"{key}.resolution", 0, 1e6),
             semantics=semantics, description=v.text(m.get("description", ""), f"{key}.description"),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from .catalogue import METRICS
+from .catalogue import METRICS, UNIT_SUFFIX
 from .context import usual_levels
 
 N_VARIANTS = 3
@@ -34,9 +34,6 @@ MAX_SPREADS = 1000.0
 SPREADS = "spreads_off_"
 USUAL, SPAN, SPAN_UNIT, AGO, RUN = "usual_", "usual_span_", "usual_unit_", "ago_", "off_run_"
 FEATURE_COLUMNS = [prefix + m for prefix in (USUAL, SPAN, SPAN_UNIT, AGO, RUN, SPREADS) for m in METRICS]
-# the few phrasings that need a unit after the number
-UNITS = {"cpu_usage": "%", "memory_usage": "%", "disk_usage": "%", "java_heap_usage": "%", "java_gc_time": "%",
-         "network_in_mbps": " Mbit/s", "network_out_mbps": " Mbit/s", "network_latency_ms": " ms"}
 
 
 # ---------------------------------------------------------------------------- what the sample shows
@@ -111,7 +108,7 @@ def _num(expr: pl.Expr, digits: int) -> pl.Expr:
 
 
 def _now(m: str, digits: int = 1) -> pl.Expr:
-    return pl.format("{}{}", _num(pl.col(m), digits), pl.lit(UNITS.get(m, "")))
+    return pl.format("{}{}", _num(pl.col(m), digits), pl.lit(UNIT_SUFFIX[m]))
 
 
 def _vs_usual(m: str, digits: int = 1) -> pl.Expr:
@@ -120,7 +117,7 @@ def _vs_usual(m: str, digits: int = 1) -> pl.Expr:
     word = pl.when(now > usual).then(pl.lit("up from")).when(now < usual).then(pl.lit("down from")) \
         .otherwise(pl.lit("the same as"))
     return pl.format("{} its median of {}{} over the previous {} {}", word, _num(pl.col(USUAL + m), digits),
-                     pl.lit(UNITS.get(m, "")), pl.col(SPAN + m), pl.col(SPAN_UNIT + m))
+                     pl.lit(UNIT_SUFFIX[m]), pl.col(SPAN + m), pl.col(SPAN_UNIT + m))
 
 
 def _since(m: str, minutes_shown: float) -> pl.Expr:
@@ -133,7 +130,7 @@ def _since(m: str, minutes_shown: float) -> pl.Expr:
 
 
 def _ago(m: str, digits: int, minutes_shown: float) -> pl.Expr:
-    return pl.format("{}{} {} minutes ago", _num(pl.col(AGO + m), digits), pl.lit(UNITS.get(m, "")),
+    return pl.format("{}{} {} minutes ago", _num(pl.col(AGO + m), digits), pl.lit(UNIT_SUFFIX[m]),
                      pl.lit(f"{minutes_shown:g}"))
 
 

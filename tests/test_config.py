@@ -143,6 +143,8 @@ STRUCTURED_CASES = [
     ("metric-bad-semantics", _set("metrics.cpu_usage.semantics", "avg"), "metrics.cpu_usage.semantics",
      "not one of"),
     ("metric-unit-number", _set("metrics.cpu_usage.unit", 7), "metrics.cpu_usage.unit", "non-empty string"),
+    ("metric-unit-not-the-catalogue's", _set("metrics.network_latency_ms.unit", "s"), "metrics.network_latency_ms.unit",
+     "in ms (simulator/catalogue.py)"),
     ("metric-description-list", _set("metrics.cpu_usage.description", ["a"]), "metrics.cpu_usage.description",
      "expected text"),
     ("metric-number-as-text", _set("metrics.disk_usage.resolution", "0.01"), "metrics.disk_usage.resolution",
