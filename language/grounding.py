@@ -5,8 +5,9 @@ operators see it (a table, a Splunk search result, a monitoring alert); the answ
 language/verify.py against that truth and the sample's own data: it must assert the labelled kind
 (or, for a normal sample, say it is healthy and name no incident), name a metric that moved in this
 sample (measured on the snapshot and its window, see verify.py) and none that did not, and mention
-no other kind unless data_config/related_kinds.yaml makes it a consequence of the label.  Phrases
-come from data_config/anomaly_vocabulary.yaml, matched as whole words with negation scoped to its
+no other kind unless the label's kind module makes it a consequence.  The names of each kind come
+from its module (simulator/anomalies), those of metrics and of health from
+data_config/anomaly_vocabulary.yaml, all matched as whole words with negation scoped to its
 clause; a structured (JSON) answer is checked against verify.ANSWER_SCHEMA.
 
 The samples come from the simulator's JSON dataset (the snapshot only) or from its staging folder
@@ -33,7 +34,7 @@ from simulator.catalogue import UNIT_SUFFIX
 from .domain import DATA_DIR, MAX_FILE_BYTES, DomainContent
 from .errors import ConfigError, LanguageError
 from .items import AUDIENCE_LABELS, WorkItem, _hash
-from .verify import (Sample, load_related_kinds, looks_structured, moved_metrics, sample_from_dict,
+from .verify import (Sample, looks_structured, moved_metrics, related_kinds, sample_from_dict,
                      verify_structured, verify_text)
 
 VOCABULARY_FILE = "anomaly_vocabulary.yaml"
@@ -53,10 +54,12 @@ class Vocabulary:
     kinds: dict[str, tuple[str, ...]]
     metrics: dict[str, tuple[str, ...]]
     healthy: tuple[str, ...]
-    related: dict[str, tuple[str, ...]]  # kind -> the kinds it may drive (related_kinds.yaml)
+    related: dict[str, tuple[str, ...]]  # kind -> the kinds it may drive
 
 
 def load_vocabulary(data_dir: Path | None = None) -> Vocabulary:
+    """The names of each kind and its consequences (from the kind modules), and the names of each
+    metric and of a healthy host (from anomaly_vocabulary.yaml in `data_dir`)."""
     from simulator.anomalies import ANOMALY_KINDS
     from simulator.catalogue import METRICS
 
@@ -64,8 +67,9 @@ def load_vocabulary(data_dir: Path | None = None) -> Vocabulary:
     source = VOCABULARY_FILE if d == DATA_DIR else str(d / VOCABULARY_FILE)
     v = Validator(source, ConfigError)
     root = v.mapping(read_yaml(d / VOCABULARY_FILE, source, ConfigError, MAX_FILE_BYTES), "",
-                     required=("kinds", "metrics", "healthy"))
-    kinds = v.mapping(root["kinds"], "kinds", required=tuple(ANOMALY_KINDS), optional=())
+                     required=("metrics", "healthy"), optional=("kinds",))
+    if "kinds" in root:
+        v.fail("kinds", "the names of each anomaly kind are in its module (simulator/anomalies/<kind>.py: NAMES)")
     metrics = v.mapping(root["metrics"], "metrics", required=METRICS, optional=())
 
     def phrases(node, key):
@@ -73,9 +77,9 @@ def load_vocabulary(data_dir: Path | None = None) -> Vocabulary:
             v.fail(key, "expected a non-empty list of phrases")
         return tuple(v.string(p, f"{key}[{i}]").lower() for i, p in enumerate(node))
 
-    return Vocabulary({k: phrases(kinds[k], f"kinds.{k}") for k in kinds},
+    return Vocabulary({name: tuple(p.lower() for p in kind.names) for name, kind in ANOMALY_KINDS.items()},
                       {m: phrases(metrics[m], f"metrics.{m}") for m in metrics},
-                      phrases(root["healthy"], "healthy"), load_related_kinds(d))
+                      phrases(root["healthy"], "healthy"), related_kinds())
 
 
 def grounding_check(text: str, label: str, moved: tuple[str, ...], vocab: Vocabulary) -> str | None:

@@ -12,7 +12,7 @@ only when what it claims agrees with that truth:
   snapshot lies outside the metric's NORMAL_RANGE, the range of the simulator's normal samples
   (rule (b) also catches an incident older than the window, whose window is already shifted).
 * **Structured answers** (ANSWER_SCHEMA, JSON) are parsed and validated; the verdict is the label
-  or one of its consequences (data_config/related_kinds.yaml); every metric cited as anomalous or as
+  or one of its consequences (the kind module's `consequences`); every metric cited as anomalous or as
   evidence moved; every cited value lies within VALUE_TOLERANCE (relative) or half the metric's
   resolution (absolute), whichever is larger, of the data at the cited time (the snapshot when no
   time is given; a list of values must appear in the window in that order); the onset, when given,
@@ -50,7 +50,6 @@ from datasafe.yamlcheck import Validator, read_yaml
 from .domain import DATA_DIR, MAX_FILE_BYTES
 from .errors import ConfigError
 
-RELATED_FILE = "related_kinds.yaml"
 # robust units the snapshot must deviate from its window's median; benchmarks/bench_verifier.py
 # compares the moved metrics with the simulator's truth (at 4, 16 % were not the incident's; at 6, 11 %)
 MOVED_Z = 6.0
@@ -137,28 +136,11 @@ class Vocabulary(Protocol):
     related: Mapping[str, tuple[str, ...]]
 
 
-def load_related_kinds(data_dir: Path | None = None) -> dict[str, tuple[str, ...]]:
-    """kind -> the kinds it may drive, from related_kinds.yaml (every kind a key, values kinds)."""
+def related_kinds() -> dict[str, tuple[str, ...]]:
+    """kind -> the kinds it may drive (each kind module's `consequences`)."""
     from simulator.anomalies import ANOMALY_KINDS
 
-    d = Path(data_dir) if data_dir is not None else DATA_DIR
-    source = RELATED_FILE if d == DATA_DIR else str(d / RELATED_FILE)
-    v = Validator(source, ConfigError)
-    root = v.mapping(read_yaml(d / RELATED_FILE, source, ConfigError, MAX_FILE_BYTES), "",
-                     required=("consequences",), optional=())
-    node = v.mapping(root["consequences"], "consequences", required=tuple(ANOMALY_KINDS), optional=())
-    out = {}
-    for kind, kinds in node.items():
-        key = f"consequences.{kind}"
-        if not isinstance(kinds, list):
-            v.fail(key, "expected a list of anomaly kinds ([] for none)")
-        for i, k in enumerate(kinds):
-            if v.string(k, f"{key}[{i}]") not in ANOMALY_KINDS:
-                v.fail(f"{key}[{i}]", f"unknown anomaly kind {k!r} (known: {', '.join(ANOMALY_KINDS)})")
-            if k == kind:
-                v.fail(f"{key}[{i}]", "a kind is not its own consequence")
-        out[kind] = tuple(kinds)
-    return out
+    return {name: kind.consequences for name, kind in ANOMALY_KINDS.items()}
 
 
 # ------------------------------------------------------------------------------------ samples

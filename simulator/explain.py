@@ -24,15 +24,15 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from .catalogue import METRICS, UNIT_SUFFIX
+from .anomalies import ANOMALY_KINDS
+from .catalogue import METRICS
 from .context import usual_levels
+from .phrases import AGO, RUN, SPAN, SPAN_UNIT, SPREADS, USUAL, Phrases
 
 N_VARIANTS = 3
 MIN_HISTORY_HOURS = 6
 OFF_SPREADS = 3.0  # a snapshot further from usual than this many median absolute deviations is "off"
 MAX_SPREADS = 1000.0
-SPREADS = "spreads_off_"
-USUAL, SPAN, SPAN_UNIT, AGO, RUN = "usual_", "usual_span_", "usual_unit_", "ago_", "off_run_"
 FEATURE_COLUMNS = [prefix + m for prefix in (USUAL, SPAN, SPAN_UNIT, AGO, RUN, SPREADS) for m in METRICS]
 
 
@@ -101,42 +101,26 @@ def off_run_minutes(ctx: np.ndarray, usual: np.ndarray, now: np.ndarray, spread:
     return np.where(trailing == 0, -2.0, np.where(trailing == ctx.shape[1], -1.0, run))
 
 
-# ---------------------------------------------------------------------------- phrases
-def _num(expr: pl.Expr, digits: int) -> pl.Expr:
-    rounded = expr.cast(pl.Float64).round(digits)
-    return (rounded.cast(pl.Int64) if digits == 0 else rounded).cast(pl.Utf8)
+# ---------------------------------------------------------------------------- texts
+def kind_texts(minutes_shown: float) -> dict[str, pl.Expr]:
+    """Each kind's phrasings (its module's `explain`), picked per sample by `variant`; `minutes_shown`
+    is the time the context spans."""
+    say = Phrases(minutes_shown)
+    return {name: _pick(*kind.explain(say)) for name, kind in ANOMALY_KINDS.items()}
 
 
-def _now(m: str, digits: int = 1) -> pl.Expr:
-    return pl.format("{}{}", _num(pl.col(m), digits), pl.lit(UNIT_SUFFIX[m]))
-
-
-def _vs_usual(m: str, digits: int = 1) -> pl.Expr:
-    """'up from its median of U over the previous N hours' (or down from / the same as)."""
-    now, usual = pl.col(m).cast(pl.Float64).round(digits), pl.col(USUAL + m).round(digits)
-    word = pl.when(now > usual).then(pl.lit("up from")).when(now < usual).then(pl.lit("down from")) \
-        .otherwise(pl.lit("the same as"))
-    return pl.format("{} its median of {}{} over the previous {} {}", word, _num(pl.col(USUAL + m), digits),
-                     pl.lit(UNIT_SUFFIX[m]), pl.col(SPAN + m), pl.col(SPAN_UNIT + m))
-
-
-def _since(m: str, minutes_shown: float) -> pl.Expr:
-    """How long the context shows the metric off its usual level ('' when the snapshot is not off)."""
-    run = pl.col(RUN + m)
-    return (pl.when(run == -1).then(pl.lit(f", throughout the last {minutes_shown:g} minutes"))
-            .when(run == 0).then(pl.lit(", in the latest reading only"))
-            .when(run > 0).then(pl.format(", over the last {} minutes", run.cast(pl.Int64)))
-            .otherwise(pl.lit("")))
-
-
-def _ago(m: str, digits: int, minutes_shown: float) -> pl.Expr:
-    return pl.format("{}{} {} minutes ago", _num(pl.col(AGO + m), digits), pl.lit(UNIT_SUFFIX[m]),
-                     pl.lit(f"{minutes_shown:g}"))
-
-
-def _host() -> pl.Expr:
-    article = pl.when(pl.col("profile").str.contains(r"^[aeiouAEIOU]")).then(pl.lit("an")).otherwise(pl.lit("a"))
-    return pl.format("{} {} host with {} cores", article, pl.col("profile"), pl.col("cores"))
+def normal_text() -> pl.Expr:
+    say = Phrases(0.0)
+    return _pick(
+        say.text("Healthy: CPU {}, memory {}, load {} on {} cores, heap {} with GC {} of the time.",
+                 say.now("cpu_usage"), say.now("memory_usage"), say.number("load_average", 2), say.value("cores"),
+                 say.now("java_heap_usage"), say.now("java_gc_time", 2)),
+        say.text("Normal operation on {}: active jobs {}, disk {} used, network {} in at {} latency, "
+                 "{} vemkd processes.", say.host(), say.value("spectrum_active_jobs"), say.now("disk_usage", 2),
+                 say.now("network_in_mbps"), say.now("network_latency_ms", 2), say.value("vemkd_process_count")),
+        say.text("No anomaly: cpu_usage is {}, {}; memory is {}.", say.now("cpu_usage"), say.vs_usual("cpu_usage"),
+                 say.now("memory_usage")),
+    )
 
 
 def _pick(*variants: pl.Expr) -> pl.Expr:
@@ -146,90 +130,10 @@ def _pick(*variants: pl.Expr) -> pl.Expr:
     return expr.otherwise(variants[0])
 
 
-def kind_texts(minutes_shown: float) -> dict[str, pl.Expr]:
-    """The phrasings of each kind; `minutes_shown` is the time the context spans."""
-    def moved(m: str, digits: int = 1) -> pl.Expr:
-        return pl.format("{} is {}, {}{}", pl.lit(m), _now(m, digits), _vs_usual(m, digits), _since(m, minutes_shown))
-
-    def f(template: str, *args: pl.Expr) -> pl.Expr:
-        return pl.format(template, *args)
-
-    return {
-        "cpu_spike": _pick(
-            f("CPU spike on {}: {}; load average {}.", _host(), moved("cpu_usage"), _num(pl.col("load_average"), 2)),
-            f("A burst of CPU: {}. It was {}.", moved("cpu_usage"), _ago("cpu_usage", 1, minutes_shown)),
-            f("{}; the load average is {} on {} cores. A short CPU spike.", moved("cpu_usage"),
-              _num(pl.col("load_average"), 2), pl.col("cores")),
-        ),
-        "runaway_process": _pick(
-            f("A runaway process on {}: {}; load average {}.", _host(), moved("cpu_usage"),
-              _num(pl.col("load_average"), 2)),
-            f("CPU has shifted to a new level: {}, with active jobs at {}; something is spinning.",
-              moved("cpu_usage"), pl.col("spectrum_active_jobs")),
-            f("{}. {} A process is pinning cores.", moved("load_average", 2),
-              f("CPU is {}.", _now("cpu_usage"))),
-        ),
-        "memory_leak": _pick(
-            f("A memory leak: {}. The JVM heap is at {}.", moved("memory_usage"), _now("java_heap_usage")),
-            f("Memory keeps growing: {}; it was {}. GC takes {} of the time.", moved("memory_usage"),
-              _ago("memory_usage", 1, minutes_shown), _now("java_gc_time", 2)),
-            f("{}; {}. The pattern of a leak that may end in an OOM kill.", moved("java_heap_usage"),
-              moved("memory_usage")),
-        ),
-        "disk_full": _pick(
-            f("The data volume is filling: {}.", moved("disk_usage", 2)),
-            f("Disk filling on {}: {}; it was {}. Once it is full, jobs fail on write errors.", _host(),
-              _now("disk_usage", 2), _ago("disk_usage", 2, minutes_shown)),
-            f("{}; load average {} as writes block.", moved("disk_usage", 2), _num(pl.col("load_average"), 2)),
-        ),
-        "network_congestion": _pick(
-            f("Network congestion: {}; inbound traffic is {}.", moved("network_latency_ms", 2),
-              _now("network_in_mbps")),
-            f("The link is saturated: {}. Latency is {}.", moved("network_in_mbps"), _now("network_latency_ms", 2)),
-            f("{}; it was {}. Queues on the link are full.", moved("network_latency_ms", 2),
-              _ago("network_latency_ms", 2, minutes_shown)),
-        ),
-        "jvm_gc_storm": _pick(
-            f("A GC storm: {}; the heap is at {}.", moved("java_gc_time"), _now("java_heap_usage")),
-            f("The JVM is collecting back to back: {}. CPU is {}.", moved("java_gc_time"), _now("cpu_usage")),
-            f("{}; {}.", moved("java_heap_usage"), moved("java_gc_time")),
-        ),
-        "daemon_crash": _pick(
-            f("The EGO daemon is down: {}.", moved("vemkd_process_count", 0)),
-            f("vemkd crashed on {}: {}; active jobs {}.", _host(), moved("vemkd_process_count", 0),
-              pl.col("spectrum_active_jobs")),
-            f("{}; {}. The scheduler daemon is down or restarting.", moved("vemkd_process_count", 0),
-              moved("spectrum_active_jobs", 0)),
-        ),
-        "job_backlog": _pick(
-            f("A job backlog: {}.", moved("spectrum_active_jobs", 0)),
-            f("Submissions flood in on {}: {}; CPU is {}.", _host(), moved("spectrum_active_jobs", 0),
-              _now("cpu_usage")),
-            f("{}; memory is {}, as every slot fills.", moved("spectrum_active_jobs", 0), _now("memory_usage")),
-        ),
-    }
-
-
-def normal_text() -> pl.Expr:
-    return _pick(
-        pl.format("Healthy: CPU {}, memory {}, load {} on {} cores, heap {} with GC {} of the time.",
-                  _now("cpu_usage"), _now("memory_usage"), _num(pl.col("load_average"), 2), pl.col("cores"),
-                  _now("java_heap_usage"), _now("java_gc_time", 2)),
-        pl.format("Normal operation on {}: active jobs {}, disk {} used, network {} in at {} latency, "
-                  "{} vemkd processes.", _host(), pl.col("spectrum_active_jobs"), _now("disk_usage", 2),
-                  _now("network_in_mbps"), _now("network_latency_ms", 2), pl.col("vemkd_process_count")),
-        pl.format("No anomaly: cpu_usage is {}, {}; memory is {}.", _now("cpu_usage"), _vs_usual("cpu_usage"),
-                  _now("memory_usage")),
-    )
-
-
 def explanation_expr(kinds: list[str], interval_s: float, context_steps: int) -> pl.Expr:
     """Expression over a sample frame with the `evidence_features` columns, kind, variant and host facts."""
     minutes_shown = (context_steps - 1) * interval_s / 60.0
     texts = kind_texts(minutes_shown)
-    missing = [k for k in kinds if k not in texts]
-    if missing:
-        raise KeyError(f"no explanation texts for anomaly kinds {missing} (simulator/explain.py)")
     expr = pl.when(pl.col("kind").is_null()).then(normal_text())
     for kind in kinds:
         expr = expr.when(pl.col("kind") == kind).then(texts[kind])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -17,10 +18,10 @@ from language.errors import ConfigError
 from language.grounding import load_vocabulary, metric_sample_items
 from language.domain import load_domain
 from language.settings import load_settings
-from language.verify import (ANSWER_SCHEMA, NORMAL_RANGES, Sample, load_related_kinds, moved_metrics, parse_answer,
+from language.verify import (ANSWER_SCHEMA, NORMAL_RANGES, Sample, moved_metrics, parse_answer, related_kinds,
                              verify_answer, verify_structured, verify_text)
 from simulator.__main__ import main as simulator_main
-from simulator.anomalies import ANOMALY_KINDS
+from simulator.anomalies import ANOMALY_KINDS, check_consequences
 
 from conftest import ROOT
 from loopback import LoopbackServer
@@ -189,25 +190,30 @@ def test_the_normal_ranges_hold_the_simulators_normal_samples(simulated):
 
 
 # --------------------------------------------------------------------------------- related kinds
-def test_related_kinds_are_validated_at_load(tmp_path):
-    assert load_related_kinds()["memory_leak"] == ("jvm_gc_storm",)
+def test_related_kinds_and_names_come_from_the_kind_modules_and_are_checked():
+    assert related_kinds()["memory_leak"] == ("jvm_gc_storm",)
+    assert VOCAB.kinds["daemon_crash"] == tuple(p.lower() for p in ANOMALY_KINDS["daemon_crash"].names)
+    base = ANOMALY_KINDS["job_backlog"]
+    with pytest.raises(ValueError, match="job_backlog: a kind is not its own consequence"):
+        dataclasses.replace(base, consequences=("job_backlog",))
+    with pytest.raises(ValueError, match="job_backlog: needs names"):
+        dataclasses.replace(base, names=())
+    with pytest.raises(ValueError, match="job_backlog: needs names"):
+        dataclasses.replace(base, explain=None)
+    meltdown = dataclasses.replace(base, consequences=("meltdown",))
+    with pytest.raises(ValueError, match=r"job_backlog: unknown consequences \['meltdown'\]"):
+        check_consequences({**ANOMALY_KINDS, "job_backlog": meltdown})
+
+
+def test_a_vocabulary_file_that_still_names_kinds_is_rejected(tmp_path):
     d = tmp_path / "config"
     shutil.copytree(ROOT / "data_config", d)
-    path = d / "related_kinds.yaml"
+    path = d / "anomaly_vocabulary.yaml"
     shipped = yaml.safe_load(path.read_text())
-    for change, key in [(lambda c: c["consequences"]["cpu_spike"].append("meltdown"), "consequences.cpu_spike[0]"),
-                        (lambda c: c["consequences"].pop("disk_full"), "consequences.disk_full"),
-                        (lambda c: c["consequences"]["job_backlog"].append("job_backlog"),
-                         "consequences.job_backlog[0]"),
-                        (lambda c: c["consequences"].update(daemon_crash="job_backlog"), "consequences.daemon_crash")]:
-        broken = json.loads(json.dumps(shipped))
-        change(broken)
-        path.write_text(yaml.safe_dump(broken))
-        with pytest.raises(ConfigError) as err:
-            load_related_kinds(d)
-        assert str(err.value).startswith(f"{path}: {key}:"), str(err.value)
-        with pytest.raises(ConfigError):
-            load_vocabulary(d)
+    path.write_text(yaml.safe_dump({**shipped, "kinds": {"cpu_spike": ["spike"]}}))
+    with pytest.raises(ConfigError) as err:
+        load_vocabulary(d)
+    assert str(err.value).startswith(f"{path}: kinds:"), str(err.value)
 
 
 # -------------------------------------------------------------- truthful and confused structured models

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..catalogue import METRICS, N_CHANNELS
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from ..phrases import Phrases
 
 
 def param(default: float, lo: float, hi: float, doc: str):
@@ -56,6 +61,7 @@ class EventBatch:
 
 
 Builder = Callable[[EventBatch, object], np.ndarray]
+Explainer = Callable[["Phrases"], tuple["pl.Expr", ...]]
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,16 @@ class AnomalyKind:
     # (metric, level) of a resource the kind fills: a sample's time-to-exhaustion target is the time
     # until the metric first reaches the level (disk full, heap at its maximum); None: no such target
     exhausts: tuple[str, float] | None = None
+    names: tuple[str, ...] = ()     # how an answer may name the kind (the verifier of grounded answers)
+    explain: Explainer | None = None  # (Phrases) -> the phrasings of its explanation, one per variant
+    consequences: tuple[str, ...] = ()  # other kinds an incident of this kind may drive
 
     def __post_init__(self):
+        if not self.names or self.explain is None:
+            raise ValueError(f"anomaly kind {self.name}: needs names (how an answer may name it) and explain "
+                             "(the phrasings of its explanation)")
+        if self.name in self.consequences:
+            raise ValueError(f"anomaly kind {self.name}: a kind is not its own consequence")
         unknown = [m for m in self.affects if m not in METRICS]
         if unknown or self.primary not in self.affects:
             raise ValueError(f"anomaly kind {self.name}: bad metrics {unknown or self.primary}")
@@ -82,6 +96,14 @@ class AnomalyKind:
 
 
 ANOMALY_KINDS: dict[str, AnomalyKind] = {}
+
+
+def check_consequences(kinds: dict[str, AnomalyKind]) -> None:
+    """Every consequence a kind names is a registered kind (checked once all kinds are loaded)."""
+    for kind in kinds.values():
+        unknown = [k for k in kind.consequences if k not in kinds]
+        if unknown:
+            raise ValueError(f"anomaly kind {kind.name}: unknown consequences {unknown} (known: {', '.join(kinds)})")
 
 
 def register(kind: AnomalyKind) -> AnomalyKind:

@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 
 import numpy as np
+from polars import Expr
 
 from ..catalogue import C_CPU, P
+from ..phrases import Phrases
 from .base import AnomalyKind, EventBatch, KindParams, param, register, rise_hold_fall
 
 
@@ -69,8 +71,25 @@ def cpu_sigma_estimate(hp: np.ndarray) -> np.ndarray:
     return np.sqrt(background ** 2 + cron_var + agent_var + quant_var + jobs ** 2)
 
 
+# how an answer may name this kind (matched as whole words by the verifier of grounded answers)
+NAMES = ("cpu spike", "spike in cpu", "cpu burst", "burst of cpu", "short spike", "brief spike", "cpu peak",
+         "spiked", "spike")
+
+
+def explain(say: Phrases) -> tuple[Expr, ...]:
+    """The phrasings of its explanation, from what a sample shows."""
+    return (
+        say.text("CPU spike on {}: {}; load average {}.", say.host(), say.moved("cpu_usage"),
+                 say.number("load_average", 2)),
+        say.text("A burst of CPU: {}. It was {}.", say.moved("cpu_usage"), say.ago("cpu_usage", 1)),
+        say.text("{}; the load average is {} on {} cores. A short CPU spike.", say.moved("cpu_usage"),
+                 say.number("load_average", 2), say.value("cores")),
+    )
+
+
 KIND = register(AnomalyKind(
     name="cpu_spike", params=CpuSpikeParams, primary="cpu_usage",
     affects=("cpu_usage", "load_average"), build=build,
     description="short CPU demand burst; load average follows",
+    names=NAMES, explain=explain,
 ))

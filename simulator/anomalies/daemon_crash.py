@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 
 import numpy as np
+from polars import Expr
 
 from ..catalogue import C_DAEMON_DOWN
+from ..phrases import Phrases
 from .base import AnomalyKind, EventBatch, KindParams, param, register
 
 
@@ -21,9 +23,26 @@ def build(batch: EventBatch, p: DaemonCrashParams) -> np.ndarray:
     return profile
 
 
+# how an answer may name this kind (matched as whole words by the verifier of grounded answers)
+NAMES = ("daemon crash", "vemkd crash", "vemkd crashed", "vemkd down", "vemkd is down", "crashed",
+         "daemon down", "daemon died", "vemkd died", "process died", "ego daemon")
+
+
+def explain(say: Phrases) -> tuple[Expr, ...]:
+    """The phrasings of its explanation, from what a sample shows."""
+    return (
+        say.text("The EGO daemon is down: {}.", say.moved("vemkd_process_count", 0)),
+        say.text("vemkd crashed on {}: {}; active jobs {}.", say.host(), say.moved("vemkd_process_count", 0),
+                 say.value("spectrum_active_jobs")),
+        say.text("{}; {}. The scheduler daemon is down or restarting.", say.moved("vemkd_process_count", 0),
+                 say.moved("spectrum_active_jobs", 0)),
+    )
+
+
 KIND = register(AnomalyKind(
     name="daemon_crash", params=DaemonCrashParams, primary="vemkd_process_count",
     affects=("vemkd_process_count", "spectrum_active_jobs", "cpu_usage", "memory_usage", "load_average"),
     build=build,
     description="vemkd processes drop to 0, active jobs fall to 0, CPU drops, then the daemon restarts",
+    names=NAMES, explain=explain, consequences=("job_backlog",),
 ))

@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 
 import numpy as np
+from polars import Expr
 
 from ..catalogue import C_DISK
+from ..phrases import Phrases
 from .base import AnomalyKind, EventBatch, KindParams, param, register
 
 
@@ -23,9 +25,26 @@ def build(batch: EventBatch, p: DiskFullParams) -> np.ndarray:
     return profile
 
 
+# how an answer may name this kind (matched as whole words by the verifier of grounded answers)
+NAMES = ("disk full", "full disk", "disk filling", "disk fill", "filesystem full", "file system full",
+         "no space left", "out of disk", "disk space", "disk is full", "disk is filling", "volume is filling",
+         "volume is full", "running out of disk", "running out of space")
+
+
+def explain(say: Phrases) -> tuple[Expr, ...]:
+    """The phrasings of its explanation, from what a sample shows."""
+    return (
+        say.text("The data volume is filling: {}.", say.moved("disk_usage", 2)),
+        say.text("Disk filling on {}: {}; it was {}. Once it is full, jobs fail on write errors.", say.host(),
+                 say.now("disk_usage", 2), say.ago("disk_usage", 2)),
+        say.text("{}; load average {} as writes block.", say.moved("disk_usage", 2), say.number("load_average", 2)),
+    )
+
+
 KIND = register(AnomalyKind(
     name="disk_full", params=DiskFullParams, primary="disk_usage",
     affects=("disk_usage", "spectrum_active_jobs", "load_average", "cpu_usage", "memory_usage"),
     build=build, gradual=True, exhausts=("disk_usage", 99.9),
     description="disk fills to 100 % and holds; jobs fail, processes block on I/O",
+    names=NAMES, explain=explain,
 ))

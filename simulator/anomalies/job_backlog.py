@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 
 import numpy as np
+from polars import Expr
 
 from ..catalogue import C_JOB_FLOOD, P
+from ..phrases import Phrases
 from .base import AnomalyKind, EventBatch, KindParams, param, register, rise_hold_fall
 
 
@@ -22,9 +24,25 @@ def build(batch: EventBatch, p: JobBacklogParams) -> np.ndarray:
     return profile
 
 
+# how an answer may name this kind (matched as whole words by the verifier of grounded answers)
+NAMES = ("job backlog", "backlog", "job flood", "queue build", "queued jobs", "pending jobs", "flood of jobs",
+         "burst of jobs", "jobs piling")
+
+
+def explain(say: Phrases) -> tuple[Expr, ...]:
+    """The phrasings of its explanation, from what a sample shows."""
+    return (
+        say.text("A job backlog: {}.", say.moved("spectrum_active_jobs", 0)),
+        say.text("Submissions flood in on {}: {}; CPU is {}.", say.host(), say.moved("spectrum_active_jobs", 0),
+                 say.now("cpu_usage")),
+        say.text("{}; memory is {}, as every slot fills.", say.moved("spectrum_active_jobs", 0), say.now("memory_usage")),
+    )
+
+
 KIND = register(AnomalyKind(
     name="job_backlog", params=JobBacklogParams, primary="spectrum_active_jobs",
     affects=("spectrum_active_jobs", "cpu_usage", "memory_usage", "load_average"),
     build=build,
     description="active jobs far above normal, CPU and memory saturate, load climbs",
+    names=NAMES, explain=explain,
 ))

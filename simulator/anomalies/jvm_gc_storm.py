@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 
 import numpy as np
+from polars import Expr
 
 from ..catalogue import C_GC_STORM, C_HEAP_FLOOR
+from ..phrases import Phrases
 from .base import AnomalyKind, EventBatch, KindParams, param, register, rise_hold_fall
 
 
@@ -22,10 +24,25 @@ def build(batch: EventBatch, p: JvmGcStormParams) -> np.ndarray:
     return profile
 
 
+# how an answer may name this kind (matched as whole words by the verifier of grounded answers)
+NAMES = ("gc storm", "garbage collection storm", "gc thrashing", "full gc", "full gcs", "garbage collection",
+         "gc overhead", "heap exhaustion", "gc pressure")
+
+
+def explain(say: Phrases) -> tuple[Expr, ...]:
+    """The phrasings of its explanation, from what a sample shows."""
+    return (
+        say.text("A GC storm: {}; the heap is at {}.", say.moved("java_gc_time"), say.now("java_heap_usage")),
+        say.text("The JVM is collecting back to back: {}. CPU is {}.", say.moved("java_gc_time"), say.now("cpu_usage")),
+        say.text("{}; {}.", say.moved("java_heap_usage"), say.moved("java_gc_time")),
+    )
+
+
 KIND = register(AnomalyKind(
     name="jvm_gc_storm", params=JvmGcStormParams, primary="java_gc_time",
     affects=("java_gc_time", "java_heap_usage", "cpu_usage", "load_average", "spectrum_active_jobs",
              "memory_usage"),
     build=build,
     description="heap >= 95 %, GC time 30-90 %, CPU up, jobs stall and pile up",
+    names=NAMES, explain=explain,
 ))

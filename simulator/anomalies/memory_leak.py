@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 
 import numpy as np
+from polars import Expr
 
 from ..catalogue import C_HEAP_FLOOR, C_JVM_RESTART, C_MEM
+from ..phrases import Phrases
 from .base import AnomalyKind, EventBatch, KindParams, param, register
 
 
@@ -30,9 +32,26 @@ def build(batch: EventBatch, p: MemoryLeakParams) -> np.ndarray:
     return profile
 
 
+# how an answer may name this kind (matched as whole words by the verifier of grounded answers)
+NAMES = ("memory leak", "leak", "leaking", "growing memory", "memory growth", "memory keeps growing", "oom",
+         "out of memory")
+
+
+def explain(say: Phrases) -> tuple[Expr, ...]:
+    """The phrasings of its explanation, from what a sample shows."""
+    return (
+        say.text("A memory leak: {}. The JVM heap is at {}.", say.moved("memory_usage"), say.now("java_heap_usage")),
+        say.text("Memory keeps growing: {}; it was {}. GC takes {} of the time.", say.moved("memory_usage"),
+                 say.ago("memory_usage", 1), say.now("java_gc_time", 2)),
+        say.text("{}; {}. The pattern of a leak that may end in an OOM kill.", say.moved("java_heap_usage"),
+                 say.moved("memory_usage")),
+    )
+
+
 KIND = register(AnomalyKind(
     name="memory_leak", params=MemoryLeakParams, primary="memory_usage",
     affects=("memory_usage", "java_heap_usage", "java_gc_time", "cpu_usage", "load_average"),
     build=build, gradual=True, exhausts=("java_heap_usage", 99.0),
     description="memory climbs for hours; heap floor rises, GC runs more often; may end in an OOM kill",
+    names=NAMES, explain=explain, consequences=("jvm_gc_storm",),
 ))
