@@ -137,7 +137,9 @@ def code_fingerprint() -> str:
     """A hash of the simulator's version and source files (the code that decides the bytes).
 
     Part of `job.json`: a rerun after the code changed does not keep parts the old code wrote, and a
-    worker running other code than the client refuses to write into the job's folder.
+    worker running other code than the client refuses to write into the job's folder.  Computed on
+    first use and kept for the life of the process, so a long-lived worker keeps the hash of the code
+    it ran its first part with, even if the files change under it later.
     """
     root = Path(__file__).resolve().parent
     h = hashlib.sha256(__version__.encode())
@@ -145,9 +147,6 @@ def code_fingerprint() -> str:
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
-
-
-code_fingerprint()  # at import: a long-lived worker keeps the hash of the code it has loaded
 
 
 def job_marker(job: TraceJob) -> bytes:
