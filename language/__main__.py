@@ -13,6 +13,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from datasafe.errors import configure_logging
+
 from .errors import LanguageError, UserError, one_line
 
 COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging("python -m language", "language")
     try:
         _check_output_dir(args)
         _check_selection(args)

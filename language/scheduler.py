@@ -16,8 +16,8 @@
   like the others again; while an endpoint without failures is up, it takes one trial call at a time,
   and its first success puts it back in full use.  A changed models.yaml is re-read during the run:
   endpoints added to a backend's list join (with workers for their slots), removed ones take no new
-  calls; a version that cannot be used (invalid, or read half-written) gets a one-line warning on
-  stderr naming the file and key, and the current lists stay until the file changes again.
+  calls; a version that cannot be used (invalid, or read half-written) is logged as a warning naming
+  the file and key, and the current lists stay until the file changes again.
 - Retries: only for timeouts, 408, 429, 5xx, cut streams and invalid JSON, after Retry-After when
   the server sends it, else exponential backoff with full jitter; every call of an item (retries and
   fallbacks together) counts against `max_attempts`, so fallbacks never multiply calls.
@@ -34,10 +34,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import stat
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,13 +46,15 @@ import httpx
 
 from .backends import Backend, BackendError, Request
 from .domain import MAX_FILE_BYTES
-from .errors import ConfigError, one_line
+from .errors import ConfigError
 from .items import WorkItem
 from .ledger import Ledger, Result, _now
 from .grounding import grounding_check
 from .quality import DuplicateIndex, check, clean
 from .settings import Settings, load_settings
 from .usage import Budget, Prices, most_tokens
+
+log = logging.getLogger(__name__)
 
 MAX_WORKERS = 16384      # worker tasks: one per endpoint slot, up to this many (and the open-file limit)
 EWMA_ALPHA = 0.3         # weight of the newest successful call in an endpoint's latency average
@@ -273,8 +275,8 @@ class Runner:
 
         A version is the file's inode, mtime, size and bytes, taken just before it is parsed: a read that
         caught the file half-written is followed by another once the rest is written, even within the
-        same mtime tick.  A version that cannot be used is reported once on stderr and the current lists
-        are kept."""
+        same mtime tick.  A version that cannot be used is logged once as a warning and the current
+        lists are kept."""
         path = Path(self.settings.path)
         seen = _version(path)
         while True:
@@ -286,11 +288,9 @@ class Runner:
             try:
                 await self._adopt(path, client, queue)
             except ConfigError as exc:  # invalid or half-written
-                print(f"python -m language: warning: {exc}; this version is not adopted, the current "
-                      "endpoints stay", file=sys.stderr)
+                log.warning("%s; this version is not adopted, the current endpoints stay", exc)
             except Exception as exc:  # noqa: BLE001 - a bug must not end the watcher unseen
-                print(f"python -m language: warning: re-reading {path} failed: "
-                      f"{one_line(f'{type(exc).__name__}: {exc}')}; the current endpoints stay", file=sys.stderr)
+                log.warning("re-reading %s failed: %s: %s; the current endpoints stay", path, type(exc).__name__, exc)
 
     async def _adopt(self, path: Path, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
         """Read models.yaml and take over its endpoint lists (ConfigError when it cannot be used)."""

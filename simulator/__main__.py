@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from datasafe.errors import configure_logging
+
 from .errors import SimulatorError, UserError, one_line
 
 DATASET_NAME = "metrics_dataset.json"
@@ -258,6 +260,7 @@ def _main(argv: list[str]) -> int:
         argv = ["generate", *argv]
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging("python -m simulator", "simulator")
     try:
         if args.command == "traces":
             return _traces(args)

@@ -318,6 +318,19 @@ def test_both_packages_share_one_error_model():
     assert not issubclass(language.errors.LanguageError, simulator.SimulatorError)
 
 
+def test_the_command_lines_print_library_warnings_as_one_line(capsys):
+    """The libraries log; a command line's set-up prints each warning as 'prog: warning: ...' on one line."""
+    import logging
+
+    from datasafe.errors import configure_logging
+
+    for _ in range(2):                                   # set up twice (two runs in one process): one line
+        configure_logging("python -m language", "language")
+    logging.getLogger("language.scheduler").warning("models.yaml: backends: bad\nsecond line")
+    logging.getLogger("language.scheduler").info("not shown")
+    assert capsys.readouterr().err == "python -m language: warning: models.yaml: backends: bad\\nsecond line\n"
+
+
 def test_atomic_writes_follow_the_umask_of_the_moment(tmp_path):
     """Files get 0666 less the process's umask when written (importing datasafe does not fix or touch it)."""
     import datasafe
