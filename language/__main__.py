@@ -191,7 +191,8 @@ def _staging(args) -> Path:
 
 
 def _backend_specs(args, settings):
-    from .settings import BACKEND_TYPES, BackendSpec
+    from .backends import BACKENDS
+    from .settings import BackendSpec
 
     specs = []
     names = {b.name: b for b in settings.backends}
@@ -205,9 +206,9 @@ def _backend_specs(args, settings):
             raise LanguageError("--endpoint: give the model names with --models a,b")
         for i, entry in enumerate(args.endpoint):
             kind, _, url = entry.partition("=")
-            if kind not in BACKEND_TYPES or kind in ("embedded", "static") or not url.startswith(("http://", "https://")):
-                raise LanguageError(f"--endpoint: {entry!r} is not TYPE=URL with TYPE one of ollama, openai, "
-                                    "anthropic, gemini")
+            remote = [t for t, cls in BACKENDS.items() if cls.needs_endpoint]
+            if kind not in remote or not url.startswith(("http://", "https://")):
+                raise LanguageError(f"--endpoint: {entry!r} is not TYPE=URL with TYPE one of {', '.join(remote)}")
             specs.append(BackendSpec(name=f"{kind}-{i}", type=kind, enabled=True, models=tuple(models),
                                      endpoints=(url.rstrip("/"),), api_key_env=args.api_key_env,
                                      concurrency=args.concurrency or 4))

@@ -15,10 +15,10 @@ import orjson
 
 from datasafe.yamlcheck import Validator, read_yaml
 
+from .backends import BACKENDS
 from .domain import DATA_DIR, MAX_FILE_BYTES, SAMPLE_TYPES
 from .errors import ConfigError
 
-BACKEND_TYPES = ("embedded", "ollama", "openai", "anthropic", "gemini", "static")
 MODELS_FILE = "models.yaml"
 
 
@@ -136,8 +136,8 @@ def _backend(v: Validator, name: str, node: Any) -> BackendSpec:
         "enabled", "models", "endpoints", "api_key_env", "concurrency", "keep_alive", "threads", "context_tokens",
         "prices"))
     kind = v.string(m["type"], f"{key}.type")
-    if kind not in BACKEND_TYPES:
-        v.fail(f"{key}.type", f"{kind!r} is not one of {', '.join(BACKEND_TYPES)}")
+    if kind not in BACKENDS:
+        v.fail(f"{key}.type", f"{kind!r} is not one of {', '.join(BACKENDS)}")
     models = m.get("models", [])
     if not isinstance(models, list) or not models:
         v.fail(f"{key}.models", "expected a non-empty list of model names")
@@ -148,7 +148,7 @@ def _backend(v: Validator, name: str, node: Any) -> BackendSpec:
         url = v.string(url, f"{key}.endpoints[{i}]")
         if not url.startswith(("http://", "https://")):
             v.fail(f"{key}.endpoints[{i}]", f"{url!r} is not an http(s) URL")
-    if kind in ("ollama", "openai", "anthropic", "gemini") and not endpoints:
+    if BACKENDS[kind].needs_endpoint and not endpoints:
         v.fail(f"{key}.endpoints", f"a {kind} backend needs at least one endpoint URL")
     api_key_env = m.get("api_key_env")
     if api_key_env is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 from hypothesis import given, strategies as st
 
 from language.domain import PLACEHOLDERS, SAMPLE_TYPES, load_domain
-from language.errors import ConfigError
+from language.errors import ConfigError, LanguageError
 from language.items import build_items
 from language.quality import DuplicateIndex, check, clean, repetition
 from language.settings import load_settings
@@ -84,6 +85,32 @@ def test_broken_models_yaml_names_the_key(data_dir, change, expected):
     with pytest.raises(ConfigError) as err:
         load_settings(data_dir / "models.yaml")
     assert "models.yaml" in str(err.value) and expected in str(err.value)
+
+
+def test_each_backend_declares_what_its_entry_needs(data_dir, monkeypatch):
+    """A remote backend without endpoints is named at load, a local one needs none; a hosted API
+    without its key is named when the backend is built (what each backend class declares)."""
+    from language.backends import BACKENDS, build_backend
+
+    assert [t for t, c in BACKENDS.items() if not c.needs_endpoint] == ["embedded", "static"]
+    assert [t for t, c in BACKENDS.items() if c.needs_key] == ["anthropic", "gemini"]
+    for kind in BACKENDS:
+        _edit(data_dir, "models.yaml", lambda x: x["backends"].update(
+            extra={"type": kind, "enabled": False, "models": ["m"], "endpoints": []}))
+        if BACKENDS[kind].needs_endpoint:
+            with pytest.raises(ConfigError, match="backends.extra.endpoints: a .* backend needs at least one"):
+                load_settings(data_dir / "models.yaml")
+        else:
+            load_settings(data_dir / "models.yaml")
+    settings = load_settings(ROOT / "data_config" / "models.yaml")
+    monkeypatch.delenv("NO_SUCH_KEY_FOR_TESTS", raising=False)
+    for spec in settings.backends:
+        spec = dataclasses.replace(spec, api_key_env="NO_SUCH_KEY_FOR_TESTS", endpoints=("http://127.0.0.1:9",))
+        if BACKENDS[spec.type].needs_key:
+            with pytest.raises(LanguageError, match="NO_SUCH_KEY_FOR_TESTS is not set"):
+                build_backend(spec)
+        elif spec.type != "embedded":
+            build_backend(spec)
 
 
 @given(st.binary(max_size=300))

@@ -11,6 +11,7 @@ API_VERSION = "2023-06-01"
 
 class AnthropicBackend(Backend):
     type = "anthropic"
+    needs_key = True
 
     async def generate(self, client: httpx.AsyncClient, endpoint: str, request: Request) -> Reply:
         body = {"model": request.model, "max_tokens": request.max_tokens, "temperature": request.temperature,

@@ -82,6 +82,11 @@ class Backend:
 
     type = "base"
     model_type = "remote"
+    # what a models.yaml entry of this type must give: endpoint URLs (a remote server), an API key
+    # (the environment variable `api_key_env` names must be set); the endpoints are checked when
+    # settings load, the key when the backend is built
+    needs_endpoint = True
+    needs_key = False
 
     def __init__(self, spec, api_key: str | None = None):
         self.spec = spec

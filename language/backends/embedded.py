@@ -40,6 +40,7 @@ def find_gguf() -> Path:
 class EmbeddedBackend(OpenAIBackend):
     type = "embedded"
     model_type = "embedded"
+    needs_endpoint = False
     llama_cpp_options = True
 
     def __init__(self, spec, api_key=None):

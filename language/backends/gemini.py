@@ -9,6 +9,7 @@ from .base import Backend, BackendError, Reply, Request, counted_reply, token_co
 
 class GeminiBackend(Backend):
     type = "gemini"
+    needs_key = True
 
     async def generate(self, client: httpx.AsyncClient, endpoint: str, request: Request) -> Reply:
         body = {"contents": [{"role": "user", "parts": [{"text": request.prompt}]}],

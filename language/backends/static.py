@@ -15,6 +15,7 @@ CLOSINGS = ("Check the service status and the relevant logs first, then change o
 class StaticBackend(Backend):
     type = "static"
     model_type = "static"
+    needs_endpoint = False
 
     @property
     def endpoints(self) -> tuple[str, ...]:
