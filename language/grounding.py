@@ -6,8 +6,8 @@ language/verify.py against that truth and the sample's own data: it must assert 
 (or, for a normal sample, say it is healthy and name no incident), name a metric that moved in this
 sample (measured on the snapshot and its window, see verify.py) and none that did not, and mention
 no other kind unless the label's kind module makes it a consequence.  The names of each kind come
-from its module (simulator/anomalies), those of metrics and of health from
-data_config/anomaly_vocabulary.yaml, all matched as whole words with negation scoped to its
+from its module (simulator/anomalies), those of each metric from simulator/catalogue.py, those of
+a healthy host from data_config/anomaly_vocabulary.yaml, all matched as whole words with negation scoped to its
 clause; a structured (JSON) answer is checked against verify.ANSWER_SCHEMA.
 
 The samples come from the simulator's JSON dataset (the snapshot only) or from its staging folder
@@ -58,28 +58,26 @@ class Vocabulary:
 
 
 def load_vocabulary(data_dir: Path | None = None) -> Vocabulary:
-    """The names of each kind and its consequences (from the kind modules), and the names of each
-    metric and of a healthy host (from anomaly_vocabulary.yaml in `data_dir`)."""
+    """The names of each kind and its consequences (from the kind modules), of each metric (from the
+    catalogue) and of a healthy host (from anomaly_vocabulary.yaml in `data_dir`)."""
     from simulator.anomalies import ANOMALY_KINDS
-    from simulator.catalogue import METRICS
+    from simulator.catalogue import METRIC_WORDS
 
     d = Path(data_dir) if data_dir is not None else DATA_DIR
     source = VOCABULARY_FILE if d == DATA_DIR else str(d / VOCABULARY_FILE)
     v = Validator(source, ConfigError)
     root = v.mapping(read_yaml(d / VOCABULARY_FILE, source, ConfigError, MAX_FILE_BYTES), "",
-                     required=("metrics", "healthy"), optional=("kinds",))
+                     required=("healthy",), optional=("kinds", "metrics"))
     if "kinds" in root:
         v.fail("kinds", "the names of each anomaly kind are in its module (simulator/anomalies/<kind>.py: NAMES)")
-    metrics = v.mapping(root["metrics"], "metrics", required=METRICS, optional=())
-
-    def phrases(node, key):
-        if not isinstance(node, list) or not node:
-            v.fail(key, "expected a non-empty list of phrases")
-        return tuple(v.string(p, f"{key}[{i}]").lower() for i, p in enumerate(node))
-
+    if "metrics" in root:
+        v.fail("metrics", "the names of each metric are in simulator/catalogue.py (METRIC_TABLE)")
+    healthy = root["healthy"]
+    if not isinstance(healthy, list) or not healthy:
+        v.fail("healthy", "expected a non-empty list of phrases")
     return Vocabulary({name: tuple(p.lower() for p in kind.names) for name, kind in ANOMALY_KINDS.items()},
-                      {m: phrases(metrics[m], f"metrics.{m}") for m in metrics},
-                      phrases(root["healthy"], "healthy"), related_kinds())
+                      {m: tuple(p.lower() for p in words) for m, words in METRIC_WORDS.items()},
+                      tuple(v.string(p, f"healthy[{i}]").lower() for i, p in enumerate(healthy)), related_kinds())
 
 
 def grounding_check(text: str, label: str, moved: tuple[str, ...], vocab: Vocabulary) -> str | None:

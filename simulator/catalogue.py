@@ -8,21 +8,24 @@ them by integer index.  Adding a metric or a parameter means adding it here and 
 from __future__ import annotations
 
 # ----------------------------------------------------------------------------- metrics
-# every metric with its unit, in the order the kernels index them; metrics.yaml must name the same unit
-METRIC_UNITS: dict[str, str] = {
-    "cpu_usage": "percent",
-    "memory_usage": "percent",
-    "disk_usage": "percent",
-    "load_average": "tasks",
-    "java_heap_usage": "percent",
-    "java_gc_time": "percent",
-    "spectrum_active_jobs": "jobs",
-    "vemkd_process_count": "processes",
-    "network_in_mbps": "Mbit/s",
-    "network_out_mbps": "Mbit/s",
-    "network_latency_ms": "ms",
+# every metric: its unit (metrics.yaml must name the same) and the words an answer may use for it (the
+# verifier of grounded answers), in the order the kernels index them
+METRIC_TABLE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cpu_usage": ("percent", ("cpu", "processor", "cpu_usage")),
+    "memory_usage": ("percent", ("memory", "ram", "memory_usage")),
+    "disk_usage": ("percent", ("disk", "filesystem", "file system", "disk_usage", "volume")),
+    "load_average": ("tasks", ("load", "load average", "load_average", "run queue")),
+    "java_heap_usage": ("percent", ("heap", "java_heap_usage", "old generation")),
+    "java_gc_time": ("percent", ("gc", "garbage collection", "java_gc_time", "gc time")),
+    "spectrum_active_jobs": ("jobs", ("jobs", "spectrum_active_jobs", "workload", "scheduler")),
+    "vemkd_process_count": ("processes", ("vemkd", "vemkd_process_count", "ego", "daemon", "process count")),
+    "network_in_mbps": ("Mbit/s", ("network", "inbound", "network_in_mbps", "traffic", "throughput")),
+    "network_out_mbps": ("Mbit/s", ("network", "outbound", "network_out_mbps", "traffic", "throughput")),
+    "network_latency_ms": ("ms", ("latency", "network_latency_ms", "round-trip", "rtt", "response time")),
 }
-METRICS: tuple[str, ...] = tuple(METRIC_UNITS)
+METRIC_UNITS: dict[str, str] = {m: unit for m, (unit, _) in METRIC_TABLE.items()}
+METRIC_WORDS: dict[str, tuple[str, ...]] = {m: words for m, (_, words) in METRIC_TABLE.items()}
+METRICS: tuple[str, ...] = tuple(METRIC_TABLE)
 _COUNT_UNITS = ("tasks", "jobs", "processes")
 # what texts print after a metric's value: "%" for percentages, nothing for counts, else " <unit>"
 UNIT_SUFFIX: dict[str, str] = {m: "%" if u == "percent" else "" if u in _COUNT_UNITS else f" {u}"

@@ -22,6 +22,7 @@ from language.verify import (ANSWER_SCHEMA, NORMAL_RANGES, Sample, moved_metrics
                              verify_answer, verify_structured, verify_text)
 from simulator.__main__ import main as simulator_main
 from simulator.anomalies import ANOMALY_KINDS, check_consequences
+from simulator.catalogue import METRIC_WORDS
 
 from conftest import ROOT
 from loopback import LoopbackServer
@@ -193,6 +194,7 @@ def test_the_normal_ranges_hold_the_simulators_normal_samples(simulated):
 def test_related_kinds_and_names_come_from_the_kind_modules_and_are_checked():
     assert related_kinds()["memory_leak"] == ("jvm_gc_storm",)
     assert VOCAB.kinds["daemon_crash"] == tuple(p.lower() for p in ANOMALY_KINDS["daemon_crash"].names)
+    assert VOCAB.metrics["network_latency_ms"] == METRIC_WORDS["network_latency_ms"]
     base = ANOMALY_KINDS["job_backlog"]
     with pytest.raises(ValueError, match="job_backlog: a kind is not its own consequence"):
         dataclasses.replace(base, consequences=("job_backlog",))
@@ -205,15 +207,16 @@ def test_related_kinds_and_names_come_from_the_kind_modules_and_are_checked():
         check_consequences({**ANOMALY_KINDS, "job_backlog": meltdown})
 
 
-def test_a_vocabulary_file_that_still_names_kinds_is_rejected(tmp_path):
+def test_a_vocabulary_file_that_still_names_kinds_or_metrics_is_rejected(tmp_path):
     d = tmp_path / "config"
     shutil.copytree(ROOT / "data_config", d)
     path = d / "anomaly_vocabulary.yaml"
     shipped = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump({**shipped, "kinds": {"cpu_spike": ["spike"]}}))
-    with pytest.raises(ConfigError) as err:
-        load_vocabulary(d)
-    assert str(err.value).startswith(f"{path}: kinds:"), str(err.value)
+    for key, names in (("kinds", {"cpu_spike": ["spike"]}), ("metrics", {"cpu_usage": ["cpu"]})):
+        path.write_text(yaml.safe_dump({**shipped, key: names}))
+        with pytest.raises(ConfigError) as err:
+            load_vocabulary(d)
+        assert str(err.value).startswith(f"{path}: {key}:"), str(err.value)
 
 
 # -------------------------------------------------------------- truthful and confused structured models
