@@ -208,7 +208,8 @@ def make_items(domain, settings, n: int, n_models: int):
     from language.items import build_items
 
     per_type = math.ceil(n / (len(TYPES) * max(1, min(settings.rotation.models_per_prompt, n_models))))
-    items = build_items(domain, settings, {t: per_type for t in TYPES}, n_models, settings.generation.seed)
+    items = build_items(domain, settings, {t: per_type for t in TYPES}, n_models=n_models,
+                        seed=settings.generation.seed)
     return items[:n], per_type
 
 
@@ -308,7 +309,7 @@ def run_pipeline(domain, settings, specs, n: int, work_dir: Path, tag: str, seed
         ledger.set_meta("targets", repr(targets))
         ledger.set_meta("seed", str(seed))
         backends = [build_backend(s) for s in specs]
-        items = build_items(domain, settings, targets, n_models, seed)[:n]
+        items = build_items(domain, settings, targets, n_models=n_models, seed=seed)[:n]
         ledger.set_meta("config_hash", _config_hash(domain, settings))
         done = ledger.finished_ids()
         todo = [it for it in items if it.item_id not in done]

@@ -356,7 +356,7 @@ def _work(args, domain, settings, specs, seed, ledger):
     backends = [build_backend(s) for s in specs]
     n_models = sum(len(s.models) for s in specs)
     grounded_count = targets.pop("metrics_explanation", 0) if from_metrics else 0
-    items = build_items(domain, settings, targets, n_models, seed)
+    items = build_items(domain, settings, targets, n_models=n_models, seed=seed)
     vocabulary = None
     if from_metrics:
         from .grounding import load_vocabulary, metric_sample_items

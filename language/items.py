@@ -116,7 +116,7 @@ def _choices(domain: DomainContent, sample_type: str) -> tuple[list[dict], list[
     raise ValueError(sample_type)
 
 
-def build_items(domain: DomainContent, settings: Settings, targets: dict[str, int], n_models: int,
+def build_items(domain: DomainContent, settings: Settings, targets: dict[str, int], *, n_models: int,
                 seed: int) -> list[WorkItem]:
     """The items for `targets` prompts per type, each asked of min(models_per_prompt, n_models) slots."""
     slots = max(1, min(settings.rotation.models_per_prompt, n_models))

@@ -306,7 +306,8 @@ def _generate(args) -> int:
                                   progress=progress)
     target = out_dir / DATASET_NAME
     backup = write_metrics_dataset(target, result.metadata, result.samples) if "json" in formats else None
-    folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats, shares)
+    folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats=formats,
+                                   shares=shares)
     if not args.quiet:
         stats = result.metadata["generation_stats"]
         kinds = ", ".join(f"{k} {n}" for k, n in stats["anomaly_types"].items() if n)

@@ -65,15 +65,16 @@ def write_cases(folder: str | Path, traces: pl.DataFrame, events: pl.DataFrame, 
     before, after = int(np.ceil(before_minutes * 60000 / dt_ms)), int(np.ceil(after_minutes * 60000 / dt_ms))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(CASES_STREAM,)))
     ev = events.filter(pl.col("host").is_in(hosts.tolist())).sort("event_id")
-    cases = _fault_cases(ev, before, after, t0, t1)
+    cases = _fault_cases(ev, before=before, after=after, t0=t0, t1=t1)
     n_normal = int(round(len(cases) * no_fault_share / (1.0 - no_fault_share))) if len(cases) else 0
-    cases += _normal_cases(ev, hosts, n_normal, before, after, t0, t1, rng)
+    cases += _normal_cases(ev, hosts, n_normal, before=before, after=after, t0=t0, t1=t1, rng=rng)
     rows = []
     for i, case in enumerate(cases):
         others = rng.permutation(hosts[hosts != case["host"]])[:context_hosts]
         case_hosts = [int(case["host"]), *sorted(int(h) for h in others)]
         name = (f"case-{i:05d}-{case['kind'] or 'normal'}-{_hostname(case['host'])}")
-        _write_case(folder / name, case, case_hosts, traces, logs, alerts, dt_ms, step0_ms, t0)
+        _write_case(folder / name, case, case_hosts, traces=traces, logs=logs, alerts=alerts, dt_ms=dt_ms,
+                    step0_ms=step0_ms, t0=t0)
         rows.append({"case": name, "label": case["label"], "kind": case["kind"], "host": int(case["host"]),
                      "event_id": case["event_id"], "window_start_step": case["lo"],
                      "window_end_step": case["hi"],
@@ -91,7 +92,7 @@ def _unix_s(step: int, dt_ms: int, step0_ms: int, t0: int) -> int:
     return (step0_ms + (step - t0) * dt_ms) // 1000
 
 
-def _fault_cases(ev: pl.DataFrame, before: int, after: int, t0: int, t1: int) -> list[dict]:
+def _fault_cases(ev: pl.DataFrame, *, before: int, after: int, t0: int, t1: int) -> list[dict]:
     return [{"label": "fault", "kind": r["kind"], "host": r["host"], "event_id": r["event_id"],
              "start": r["start_step"], "end": r["end_step"], "primary_metric": r["primary_metric"],
              "affected_metrics": r["affected_metrics"],
@@ -99,7 +100,7 @@ def _fault_cases(ev: pl.DataFrame, before: int, after: int, t0: int, t1: int) ->
             for r in ev.iter_rows(named=True)]  # one row per event, not per line or sample
 
 
-def _normal_cases(ev: pl.DataFrame, hosts: np.ndarray, n: int, before: int, after: int, t0: int, t1: int,
+def _normal_cases(ev: pl.DataFrame, hosts: np.ndarray, n: int, *, before: int, after: int, t0: int, t1: int,
                   rng: np.random.Generator) -> list[dict]:
     """`n` windows (as long as a median event's window) on hosts with no event in or near them."""
     if n == 0:
@@ -123,7 +124,7 @@ def _normal_cases(ev: pl.DataFrame, hosts: np.ndarray, n: int, before: int, afte
             for j in picked]
 
 
-def _write_case(path: Path, case: dict, case_hosts: list[int], traces: pl.DataFrame, logs: pl.DataFrame,
+def _write_case(path: Path, case: dict, case_hosts: list[int], *, traces: pl.DataFrame, logs: pl.DataFrame,
                 alerts: pl.DataFrame, dt_ms: int, step0_ms: int, t0: int) -> None:
     lo, hi = case["lo"], case["hi"]
     window = traces.filter(pl.col("host").is_in(case_hosts) & (pl.col("step") >= lo) & (pl.col("step") < hi))

@@ -205,7 +205,7 @@ class SplitFiles:
     schema: pa.Schema
 
 
-def write_split_files(folder: Path, labelled: pl.DataFrame, build: Callable[[pl.DataFrame], pl.DataFrame],
+def write_split_files(folder: Path, labelled: pl.DataFrame, build: Callable[[pl.DataFrame], pl.DataFrame], *,
                       subdir: str, suffix: str, meta: dict) -> SplitFiles:
     """`build` of each split's samples as `<subdir>/<split>-NNNNN<suffix>` files of SHARD_ROWS rows each,
     built one file at a time (a chat file is several times its samples' size)."""
@@ -247,7 +247,7 @@ class TrainingFolder:
     splits: dict[str, dict]       # split -> {"hosts", "samples", "normal", "anomaly"}
 
 
-def write_training_folder(output_dir: Path, samples: pl.DataFrame, metadata: dict, config: SimConfig,
+def write_training_folder(output_dir: Path, samples: pl.DataFrame, metadata: dict, config: SimConfig, *,
                           formats: Sequence[str], shares: Sequence[float] = DEFAULT_SHARES) -> TrainingFolder | None:
     """Write `<output_dir>/metrics_dataset/` in the folder formats asked for (None when none is)."""
     folder_formats = tuple(f for f in FOLDER_FORMATS if f in formats)
@@ -265,16 +265,18 @@ def write_training_folder(output_dir: Path, samples: pl.DataFrame, metadata: dic
     meta = {k: metadata[k] for k in ("session_id", "config_hash", "seed") if k in metadata}
     configs = {}
     if "parquet" in folder_formats:
-        configs["parquet"] = write_split_files(partial, labelled, training_table, "data", ".parquet", meta)
+        configs["parquet"] = write_split_files(partial, labelled, training_table, subdir="data", suffix=".parquet",
+                                               meta=meta)
     if "jsonl" in folder_formats:
         configs["jsonl"] = write_split_files(partial, labelled, lambda f: jsonl_table(training_table(f)),
-                                             "data", ".jsonl", meta)
-    chat = write_split_files(partial, labelled, lambda f: chat_table(f, config), "chat", ".jsonl", meta)
+                                             subdir="data", suffix=".jsonl", meta=meta)
+    chat = write_split_files(partial, labelled, lambda f: chat_table(f, config), subdir="chat", suffix=".jsonl",
+                             meta=meta)
     sizes = split_sizes(labelled, splits)
-    manifest = folder_manifest(partial, metadata, folder_formats, shares, splits, sizes)
+    manifest = folder_manifest(partial, metadata, formats=folder_formats, shares=shares, splits=splits, sizes=sizes)
     atomic_write_bytes(partial / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     atomic_write_bytes(partial / "chat" / "README.md", chat_card(partial, chat, manifest).encode())
-    card = dataset_card(partial, configs, manifest, config, output_dir)
+    card = dataset_card(partial, configs, manifest=manifest, config=config, output_dir=output_dir)
     atomic_write_bytes(partial / "README.md", card.encode())
     swap_folder(partial, final, step=FOLDER_NAME)
     return TrainingFolder(final, folder_formats, sizes)
@@ -293,7 +295,7 @@ def split_sizes(labelled: pl.DataFrame, splits: pl.DataFrame) -> dict[str, dict]
     return sizes
 
 
-def folder_manifest(folder: Path, metadata: dict, formats: Sequence[str], shares: Sequence[float],
+def folder_manifest(folder: Path, metadata: dict, *, formats: Sequence[str], shares: Sequence[float],
                     splits: pl.DataFrame, sizes: dict) -> dict:
     """The run (the JSON dataset's metadata without its clock time), the splits and every file."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -357,7 +359,7 @@ def _data_files(files: SplitFiles, strip: str = "") -> list[dict]:
             for s, paths in files.files.items()]
 
 
-def dataset_card(folder: Path, configs: dict[str, SplitFiles], manifest: dict, config: SimConfig,
+def dataset_card(folder: Path, configs: dict[str, SplitFiles], *, manifest: dict, config: SimConfig,
                  output_dir: Path) -> str:
     """README.md of the folder: the YAML header `datasets.load_dataset` reads, then what the data is."""
     main = "parquet" if "parquet" in configs else "jsonl"  # one builder per folder: the first format loads

@@ -51,7 +51,7 @@ class ScriptedBackend(Backend):
 def _runner(tmp_path, delays_of, fail_every=0, concurrency=4):
     settings = load_settings(ROOT / "data_config" / "models.yaml")
     settings = dataclasses.replace(settings, path=None)
-    items = build_items(load_domain(None), settings, {"conversation": 6}, 2, settings.generation.seed)
+    items = build_items(load_domain(None), settings, {"conversation": 6}, n_models=2, seed=settings.generation.seed)
     prompts = sorted({it.prompt for it in items})
     delays = {p: delays_of(i) for i, p in enumerate(prompts)}
     fail = {p for i, p in enumerate(prompts) if fail_every and i % fail_every == 1}

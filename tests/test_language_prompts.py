@@ -289,7 +289,7 @@ def test_item_ids_are_a_hash_of_the_rendered_prompt():
                            (), (), (), (Style("plain", "Use plain words.", "It stopped."),
                                         Style("hedged", "Hedge.", "It appears to.")), (), (), ())
     settings = load_settings()
-    items = build_items(domain, settings, {"technical_explanation": 3, "english_pattern": 2}, 2, seed=7)
+    items = build_items(domain, settings, {"technical_explanation": 3, "english_pattern": 2}, n_models=2, seed=7)
     assert [(it.item_id, it.prompt) for it in items if it.slot == 0] == [
         ("58bb374717f20b917c56", "What is systemd?"),
         ("2ae319a6abd8ec8cece8", "Explain systemd (Red Hat Linux): The init system."),

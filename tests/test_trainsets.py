@@ -28,7 +28,7 @@ SEED = 3
 
 def _export(out: Path, result, formats=("parquet", "jsonl"), shares=trainsets.DEFAULT_SHARES) -> Path:
     write_metrics_dataset(out / "metrics_dataset.json", result.metadata, result.samples)
-    folder = write_training_folder(out, result.samples, result.metadata, result.config, formats, shares)
+    folder = write_training_folder(out, result.samples, result.metadata, result.config, formats=formats, shares=shares)
     return folder.path
 
 
@@ -172,8 +172,8 @@ def test_load_dataset_reads_the_folder_and_its_splits(folder, tmp_path, monkeypa
 def test_jsonl_only_folder_in_several_files_loads_as_json(result, tmp_path, monkeypatch):
     datasets = _offline_datasets(monkeypatch, tmp_path)
     monkeypatch.setattr(trainsets, "SHARD_ROWS", 100)
-    folder = write_training_folder(tmp_path, result.samples, result.metadata, result.config, ("jsonl",),
-                                   (0.5, 0.5, 0)).path
+    folder = write_training_folder(tmp_path, result.samples, result.metadata, result.config, formats=("jsonl",),
+                                   shares=(0.5, 0.5, 0)).path
     assert not list(folder.glob("data/*.parquet"))
     assert len(list(folder.glob("data/train-*.jsonl"))) > 1 and (folder / "data" / "train-00001.jsonl").exists()
     ds = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
@@ -199,7 +199,7 @@ def test_same_bytes_from_int32_hosts_and_datetime_timestamps(folder, result, tmp
     samples = result.samples.with_columns(
         pl.col("host").cast(pl.Int32),
         pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_unit="ms", time_zone="UTC"))
-    written = write_training_folder(tmp_path, samples, result.metadata, result.config, ("parquet", "jsonl")).path
+    written = write_training_folder(tmp_path, samples, result.metadata, result.config, formats=("parquet", "jsonl")).path
     assert _folder_bytes(written) == _folder_bytes(folder)
 
 
@@ -235,7 +235,7 @@ def test_card_quotes_the_reports(result, tmp_path):
         "anomaly_shapes": [{"within": True}], "discriminative": {"score": 0.625}}))
     (tmp_path / "learnability_report.json").write_text(json.dumps({"macro_f1": 0.8125, "model": "tree",
                                                                    "per_kind": {"cpu_spike": 0.9}}))
-    card = (write_training_folder(tmp_path, result.samples, result.metadata, result.config, ("parquet",)).path
+    card = (write_training_folder(tmp_path, result.samples, result.metadata, result.config, formats=("parquet",)).path
             / "README.md").read_text()
     assert "outside: cpu_usage (idle) skew." in card
     assert "1 of 2 statistics" in card and "1 of 1 anomaly-shape" in card and "0.625" in card
