@@ -291,13 +291,10 @@ async def raw_loop(url: str, bodies: list[dict], conc: int) -> int:
 
 def run_pipeline(domain, settings, specs, n: int, work_dir: Path, tag: str, seed: int,
                  timings: dict | None = None) -> dict:
-    """What `_generate` does for a fresh staging folder, minus YAML loading and the export."""
-    from language.__main__ import _config_hash
-    from language.backends import build_backend
-    from language.items import build_items
+    """What `generate` does for a fresh staging folder (language.pipeline), minus YAML loading and the
+    export; the first `n` work items only."""
+    from language import pipeline
     from language.ledger import Ledger
-    from language.quality import DuplicateIndex
-    from language.scheduler import Runner
 
     staging = work_dir / tag / "language_staging"
     n_models = sum(len(s.models) for s in specs)
@@ -305,33 +302,13 @@ def run_pipeline(domain, settings, specs, n: int, work_dir: Path, tag: str, seed
     t0 = time.perf_counter()
     ledger = Ledger(staging)
     try:
-        targets = {t: per_type for t in TYPES}
-        ledger.set_meta("targets", repr(targets))
-        ledger.set_meta("seed", str(seed))
-        backends = [build_backend(s) for s in specs]
-        items = build_items(domain, settings, targets, n_models=n_models, seed=seed)[:n]
-        ledger.set_meta("config_hash", _config_hash(domain, settings))
-        done = ledger.finished_ids()
-        todo = [it for it in items if it.item_id not in done]
-        ledger.set_meta("generation_batches", "1")
-        ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in items)))
-        dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard)
-        for item_id, text in ledger.accepted_texts():
-            dedup.add(item_id, text)
+        work = pipeline.plan_work(domain, settings, specs, targets={t: per_type for t in TYPES}, seed=seed,
+                                  from_metrics=None, config_dir=None)
+        work.items = work.items[:n]
+        session = pipeline.open_session(ledger, domain, settings, work, retry=False)
         t1 = time.perf_counter()
-
-        async def go():
-            for b in backends:
-                await b.start()
-            try:
-                return await Runner(settings, backends, ledger, dedup, f"bench-{tag}", 1).run(todo)
-            finally:
-                for b in backends:
-                    await b.close()
-
-        stats = asyncio.run(go())
+        stats = asyncio.run(pipeline.run_session(ledger, work, session))
         t2 = time.perf_counter()
-        ledger.flush_shards(force=True)
         tokens = ledger.db.execute("SELECT COALESCE(SUM(completion_tokens), 0) FROM results").fetchone()[0]
     finally:
         ledger.close()
@@ -339,10 +316,10 @@ def run_pipeline(domain, settings, specs, n: int, work_dir: Path, tag: str, seed
     if timings is not None:
         timings.setdefault("setup", []).append(t1 - t0)
         timings.setdefault("runner", []).append(t2 - t1)
-        timings.setdefault("flush", []).append(t3 - t2)
+        timings.setdefault("close", []).append(t3 - t2)
     if stats.failed:
         raise RuntimeError(f"pipeline: {stats.failed} items failed: {stats.reasons}")
-    return {"requests": stats.calls, "items": len(todo), "accepted": stats.accepted,
+    return {"requests": stats.calls, "items": len(session.todo), "accepted": stats.accepted,
             "rejected": stats.rejected, "tokens": int(tokens), "reasons": dict(stats.reasons)}
 
 
@@ -776,8 +753,8 @@ def report(res: dict, args) -> str:
     tm = res["timings"].get(bc, {})
     if tm:
         out.append(f"- pipeline at C={bc}, best runs: setup (ledger, items, meta) {min(tm['setup']) * 1e3:.0f} ms, "
-                   f"Runner.run {min(tm['runner']) * 1e3:.0f} ms, flush_shards + close {min(tm['flush']) * 1e3:.0f} ms; "
-                   f"Runner.run alone = {n / min(tm['runner']):,.0f} requests/s.")
+                   f"Runner.run + flush_shards {min(tm['runner']) * 1e3:.0f} ms, close {min(tm['close']) * 1e3:.0f} ms; "
+                   f"Runner.run + flush alone = {n / min(tm['runner']):,.0f} requests/s.")
     info = res["pipe_info"]
     out.append(f"- each pipeline run: {info['items']} items, {info['accepted']} accepted, {info['rejected']} "
                f"rejected ({_reasons(info['reasons'])}).")

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import hashlib
-import json
 import shutil
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from datasafe.errors import configure_logging
 
 from .errors import LanguageError, UserError, one_line
+from .pipeline import STAGING_NAME, stamp
 
 COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
-STAGING_NAME = "language_staging"
-MAX_COUNT = 10**8  # prompts per type, as for the targets in models.yaml
 EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
 EXIT_BUDGET = 4   # --max-cost or --max-tokens-total stopped the run; generate again to finish the rest
 
@@ -191,71 +185,16 @@ def _staging(args) -> Path:
 
 
 def _backend_specs(args, settings):
-    from .backends import BACKENDS
-    from .settings import BackendSpec
+    from .pipeline import backend_specs
 
-    specs = []
-    names = {b.name: b for b in settings.backends}
-    for name in args.backend:
-        if name not in names:
-            raise LanguageError(f"--backend: {name!r} is not in {settings.source} (known: {', '.join(names)})")
-        specs.append(names[name])
-    if args.endpoint:
-        models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
-        if not models:
-            raise LanguageError("--endpoint: give the model names with --models a,b")
-        for i, entry in enumerate(args.endpoint):
-            kind, _, url = entry.partition("=")
-            remote = [t for t, cls in BACKENDS.items() if cls.needs_endpoint]
-            if kind not in remote or not url.startswith(("http://", "https://")):
-                raise LanguageError(f"--endpoint: {entry!r} is not TYPE=URL with TYPE one of {', '.join(remote)}")
-            specs.append(BackendSpec(name=f"{kind}-{i}", type=kind, enabled=True, models=tuple(models),
-                                     endpoints=(url.rstrip("/"),), api_key_env=args.api_key_env,
-                                     concurrency=args.concurrency or 4))
-    if not specs:
-        specs = list(settings.enabled())
-    if args.concurrency is not None:
-        if args.concurrency < 1:
-            raise LanguageError(f"--concurrency: must be at least 1, got {args.concurrency}")
-        specs = [dataclasses.replace(s, concurrency=args.concurrency) for s in specs]
-    if not specs:
-        raise LanguageError(f"no backend enabled in {settings.source}; enable one or pass --endpoint TYPE=URL")
-    return specs
-
-
-def _config_hash(domain, settings) -> str:
-    parts = [domain.system_prompt, repr(sorted(domain.templates.items())), repr(domain.technical_terms),
-             repr(domain.error_patterns), repr(domain.personalities), repr(domain.question_styles),
-             repr(domain.english_patterns), repr(domain.project_management_terms), repr(domain.banking_terms),
-             repr(domain.metrics_patterns), settings.fingerprint(), str(settings.rotation.models_per_prompt)]
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
-
-
-def _targets(args, settings) -> dict[str, int]:
-    from .domain import SAMPLE_TYPES
-
-    targets = dict(settings.targets)
-    if args.types:
-        chosen = [t.strip() for t in args.types.split(",") if t.strip()]
-        for t in chosen:
-            if t not in SAMPLE_TYPES:
-                raise LanguageError(f"--types: unknown sample type {t!r} (known: {', '.join(SAMPLE_TYPES)})")
-        targets = {t: targets.get(t, 0) for t in chosen}
-    if args.count is not None:
-        if args.count < 0:
-            raise LanguageError(f"--count: must be at least 0, got {args.count}")
-        if args.count > MAX_COUNT:
-            shown = f"{args.count}" if args.count < 10**16 else f"a number of {len(str(args.count))} digits"
-            raise LanguageError(f"--count: at most {MAX_COUNT:,} prompts per type (the limit of targets in "
-                                f"models.yaml), got {shown}")
-        targets = {t: args.count for t in targets}
-    return targets
+    return backend_specs(settings, names=args.backend, endpoints=args.endpoint, models=args.models,
+                         api_key_env=args.api_key_env, concurrency=args.concurrency)
 
 
 # ---------------------------------------------------------------------------- commands
 def _generate(args) -> int:
+    from . import pipeline
     from .ledger import Ledger
-    from .quality import DuplicateIndex
     from .usage import Budget, Prices
 
     domain, settings = _load(args)
@@ -273,58 +212,33 @@ def _generate(args) -> int:
     # retry-failed reads the last generate's work from the ledger it already has
     ledger = Ledger(staging) if retry else None
     try:
-        work = _work(args, domain, settings, specs, seed, ledger)
+        targets = {} if retry else pipeline.choose_targets(settings, types=args.types, count=args.count)
+        work = pipeline.plan_work(domain, settings, specs, targets=targets, seed=seed,
+                                  from_metrics=getattr(args, "from_metrics", None), config_dir=args.config_dir,
+                                  ledger=ledger)
     except BaseException:
         if ledger is not None:
             ledger.close()
         raise
     if getattr(args, "fresh", False) and staging.exists():
-        backup = staging.with_name(f"{STAGING_NAME}.{_stamp()}.bak")
+        backup = staging.with_name(f"{STAGING_NAME}.{stamp()}.bak")
         staging.rename(backup)
         if not args.quiet:
             print(f"previous staging kept as {backup}", file=sys.stderr)
-    targets, seed, from_metrics, items, vocabulary, backends = work
     if ledger is None:
         ledger = Ledger(staging)
     try:
-        settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=seed))
-        ledger.set_meta("targets", json.dumps(targets, sort_keys=True))
-        ledger.set_meta("seed", str(seed))
-        if from_metrics:
-            ledger.set_meta("from_metrics", str(from_metrics))
-        config_hash = _config_hash(domain, settings)
-        previous = ledger.get_meta("config_hash")
-        if previous is not None and previous != config_hash and not args.quiet:
-            print(f"config changed since the last run ({previous} -> {config_hash}): finished items that still "
-                  "match are kept; answers to prompts of the old config stay in staging and in the export "
-                  "(--only-last-run leaves them out, --fresh starts over)", file=sys.stderr)
-        ledger.set_meta("config_hash", config_hash)
-        if args.command == "retry-failed":
-            n = ledger.forget(("failed",))
-            if not args.quiet:
-                print(f"retrying {n} failed items", file=sys.stderr)
-        done = ledger.finished_ids()
-        todo = [it for it in items if it.item_id not in done]
-        batch = int(ledger.get_meta("generation_batches") or 0) + 1
-        ledger.set_meta("generation_batches", str(batch))
-        ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in items)))
-        session_id = f"{_stamp()}-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]}"
-        dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard)
-        for item_id, text in ledger.accepted_texts():  # every accepted answer is exported, so none may repeat
-            dedup.add(item_id, text)
+        session = pipeline.open_session(ledger, domain, settings, work, retry=retry)
         if not args.quiet:
-            pool = ", ".join(f"{s.name}/{m}" for s in specs for m in s.models)
-            print(f"{len(items)} items ({len(items) - len(todo)} already finished, {len(todo)} to do) "
-                  f"on {pool}", file=sys.stderr)
-        stats = asyncio.run(_run(settings, backends, ledger, dedup, session_id, batch, todo, args.quiet,
-                                 vocabulary, budget))
-        ledger.flush_shards(force=True)
+            _print_session(session, work, specs, retry)
+        with _Progress(args.quiet, len(session.todo)) as progress:
+            stats = asyncio.run(pipeline.run_session(ledger, work, session, advance=progress.advance, budget=budget))
         if not args.quiet:
             reasons = "; ".join(f"{k} {v}" for k, v in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:5])
             print(f"accepted {stats.accepted}, rejected {stats.rejected}, failed {stats.failed} "
                   f"({stats.calls} server calls)" + (f"; reasons: {reasons}" if reasons else ""))
         if not args.no_export:
-            _write(args, ledger, domain, settings, config_hash, session_id, stats.accepted)
+            _write(args, ledger, domain, session.settings, session.config_hash, session.session_id, stats.accepted)
     finally:
         ledger.close()
     if stats.stopped:
@@ -339,75 +253,27 @@ def _generate(args) -> int:
     return 0
 
 
-def _work(args, domain, settings, specs, seed, ledger):
-    """(targets, seed, --from-metrics path, work items, vocabulary, backends) of this run, all checked;
-    `ledger` is the staging's for retry-failed (the work of the last generate), else None."""
-    from .backends import build_backend
-    from .items import build_items
-
-    if ledger is None:
-        targets, from_metrics = _targets(args, settings), getattr(args, "from_metrics", None)
-    else:
-        targets = json.loads(ledger.get_meta("targets") or "null")
-        if not isinstance(targets, dict):
-            raise LanguageError(f"retry-failed: no earlier generate in {ledger.dir}")
-        seed = int(ledger.get_meta("seed") or seed)
-        from_metrics = Path(ledger.get_meta("from_metrics")) if ledger.get_meta("from_metrics") else None
-    backends = [build_backend(s) for s in specs]
-    n_models = sum(len(s.models) for s in specs)
-    grounded_count = targets.pop("metrics_explanation", 0) if from_metrics else 0
-    items = build_items(domain, settings, targets, n_models=n_models, seed=seed)
-    vocabulary = None
-    if from_metrics:
-        from .grounding import load_vocabulary, metric_sample_items
-        vocabulary = load_vocabulary(args.config_dir)
-        items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
-                                     n_models, settings.fingerprint(), seed)
-        targets["metrics_explanation"] = grounded_count
-    return targets, seed, from_metrics, items, vocabulary, backends
-
-
-async def _run(settings, backends, ledger, dedup, session_id, batch, todo, quiet, vocabulary=None, budget=None):
-    from .scheduler import Runner
-
-    progress = _Progress(quiet, len(todo))
-    started = []
-    try:
-        for b in backends:
-            await b.start()
-            started.append(b)
-        with progress:
-            runner = Runner(settings, backends, ledger, dedup, session_id, batch, progress.advance, vocabulary,
-                            budget)
-            return await runner.run(todo)
-    finally:
-        for b in started:
-            await b.close()
+def _print_session(session, work, specs, retry: bool) -> None:
+    if session.previous_hash is not None and session.previous_hash != session.config_hash:
+        print(f"config changed since the last run ({session.previous_hash} -> {session.config_hash}): finished "
+              "items that still match are kept; answers to prompts of the old config stay in staging and in the "
+              "export (--only-last-run leaves them out, --fresh starts over)", file=sys.stderr)
+    if retry:
+        print(f"retrying {session.retried} failed items", file=sys.stderr)
+    pool = ", ".join(f"{s.name}/{m}" for s in specs for m in s.models)
+    n, todo = len(work.items), len(session.todo)
+    print(f"{n} items ({n - todo} already finished, {todo} to do) on {pool}", file=sys.stderr)
 
 
 def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):
-    from .export import grounding_table, metadata, select_samples, write_exports
-    from .usage import Prices, usage_summary
+    from .pipeline import export
 
-    samples = select_samples(ledger.samples(), types=_only_types(args),
-                             items=_last_run_items(ledger) if getattr(args, "only_last_run", False) else None)
-    pool = sorted({m for m in samples["model"].to_list()}) if len(samples) else []
-    meta = metadata(samples, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    session_id=session_id, config_hash=config_hash, new_samples=new_samples, model_pool=pool,
-                    swap_interval=settings.rotation.swap_interval,
-                    questions_processed=len(ledger.finished_ids()),
-                    grounding=grounding_table(ledger.results_frame()),
-                    usage=usage_summary(ledger.token_totals(), Prices.of_settings(settings)))
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    write_exports(args.output_dir, meta, samples, domain.system_prompt,
-                  allow_fewer=getattr(args, "allow_fewer", False))
+    n = export(ledger, domain, settings, args.output_dir, config_hash=config_hash, session_id=session_id,
+               new_samples=new_samples, only_types=_only_types(args),
+               only_last_run=getattr(args, "only_last_run", False), allow_fewer=getattr(args, "allow_fewer", False))
     if not args.quiet:
-        print(f"wrote {args.output_dir / 'language_dataset.json'} ({len(samples)} samples) and "
+        print(f"wrote {args.output_dir / 'language_dataset.json'} ({n} samples) and "
               f"{args.output_dir / 'language_dataset.chat.jsonl'}")
-
-
-def _last_run_items(ledger) -> set[str]:
-    return set((ledger.get_meta("current_items") or "").split(",")) - {""}
 
 
 def _status(args) -> int:
@@ -544,14 +410,10 @@ def _reset(args) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 0
-    backup = staging.with_name(f"{STAGING_NAME}.{_stamp()}.bak")
+    backup = staging.with_name(f"{STAGING_NAME}.{stamp()}.bak")
     shutil.move(str(staging), str(backup))
     print(f"staging moved to {backup}")
     return 0
-
-
-def _stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 class _Progress:

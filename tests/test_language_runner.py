@@ -7,6 +7,7 @@ backends, scheduler, ledger and exports.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from language.__main__ import EXIT_PARTIAL, main
+from language.errors import LanguageError
 
 from conftest import ROOT
 from loopback import FaultPlan, LoopbackServer, Rule
@@ -296,3 +298,35 @@ def test_a_damaged_shard_is_detected_and_rebuilt_from_the_ledger(tmp_path, confi
     assert main(["status", "--output-dir", str(tmp_path / "out")]) == 0
     assert main(["export", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"), "--quiet"]) == 0
     assert len(_dataset(tmp_path)["samples"]) == 6
+
+
+def test_the_pipeline_layer_runs_a_job_without_the_command_line(tmp_path, config_dir):
+    """The functions the CLI and the benchmarks call: plan, open a session, run, export; a second
+    session over the same staging has nothing left to do and exports every accepted sample again."""
+    from language import pipeline
+    from language.domain import load_domain
+    from language.ledger import Ledger
+    from language.settings import load_settings
+
+    domain, settings = load_domain(config_dir), load_settings(config_dir / "models.yaml")
+    with LoopbackServer(models=("alpha", "beta")) as server:
+        specs = pipeline.backend_specs(settings, names=[], endpoints=[f"openai={server.url}"], models="alpha,beta",
+                                       api_key_env=None, concurrency=2)
+        targets = pipeline.choose_targets(settings, types="conversation", count=3)
+        ledger = Ledger(tmp_path / "out" / pipeline.STAGING_NAME)
+        try:
+            for run in range(2):
+                work = pipeline.plan_work(domain, settings, specs, targets=targets, seed=5, from_metrics=None,
+                                          config_dir=config_dir)
+                session = pipeline.open_session(ledger, domain, settings, work, retry=False)
+                assert (len(session.todo), session.batch) == ((6, 1) if run == 0 else (0, 2))
+                assert session.previous_hash == (None if run == 0 else session.config_hash)
+                stats = asyncio.run(pipeline.run_session(ledger, work, session))
+                n = pipeline.export(ledger, domain, session.settings, tmp_path / "out", config_hash=session.config_hash,
+                                    session_id=session.session_id, new_samples=stats.accepted)
+                assert n == 6 and _dataset(tmp_path)["metadata"]["total_samples"] == 6
+        finally:
+            ledger.close()
+        assert len(server.calls_for()) == 6
+    with pytest.raises(LanguageError, match="--count: must be at least 0"):
+        pipeline.choose_targets(settings, types=None, count=-1)

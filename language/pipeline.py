@@ -1,0 +1,229 @@
+"""A generation job: what `python -m language` does, as functions the command line, the benchmarks
+and the tests all call.
+
+- `choose_targets`, `backend_specs`: the prompts per type and the backends of a run, checked (errors
+  name the option or the models.yaml entry);
+- `plan_work`: the run's work items, backends and vocabulary, all checked before the staging is
+  touched (for retry-failed: the last generate's work, from the ledger);
+- `open_session`: the staging's metadata for this run (targets, seed, config hash, batch), the
+  failed items forgotten on retry, the items still to do, the duplicate index seeded with every
+  accepted answer;
+- `run_session`: the items asked of the backends (started and closed around the run);
+- `export`: every accepted sample in staging (or a selection) written as the language dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from .errors import LanguageError
+
+STAGING_NAME = "language_staging"
+MAX_COUNT = 10**8  # prompts per type, as for the targets in models.yaml
+
+
+def config_hash(domain, settings) -> str:
+    """The identity of a run's prompts: finished items of another config are not reused on resume."""
+    parts = [domain.system_prompt, repr(sorted(domain.templates.items())), repr(domain.technical_terms),
+             repr(domain.error_patterns), repr(domain.personalities), repr(domain.question_styles),
+             repr(domain.english_patterns), repr(domain.project_management_terms), repr(domain.banking_terms),
+             repr(domain.metrics_patterns), settings.fingerprint(), str(settings.rotation.models_per_prompt)]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def choose_targets(settings, *, types: str | None, count: int | None) -> dict[str, int]:
+    """Prompts per type: models.yaml's targets, restricted to `types` (comma-separated) and set to
+    `count` each when given."""
+    from .domain import SAMPLE_TYPES
+
+    targets = dict(settings.targets)
+    if types:
+        chosen = [t.strip() for t in types.split(",") if t.strip()]
+        for t in chosen:
+            if t not in SAMPLE_TYPES:
+                raise LanguageError(f"--types: unknown sample type {t!r} (known: {', '.join(SAMPLE_TYPES)})")
+        targets = {t: targets.get(t, 0) for t in chosen}
+    if count is not None:
+        if count < 0:
+            raise LanguageError(f"--count: must be at least 0, got {count}")
+        if count > MAX_COUNT:
+            shown = f"{count}" if count < 10**16 else f"a number of {len(str(count))} digits"
+            raise LanguageError(f"--count: at most {MAX_COUNT:,} prompts per type (the limit of targets in "
+                                f"models.yaml), got {shown}")
+        targets = {t: count for t in targets}
+    return targets
+
+
+def backend_specs(settings, *, names: list[str], endpoints: list[str], models: str | None,
+                  api_key_env: str | None, concurrency: int | None) -> list:
+    """The backends of a run: those `names` picks from models.yaml, ad-hoc `endpoints` (TYPE=URL)
+    serving `models`, else the enabled ones; `concurrency` overrides every backend's."""
+    from .backends import BACKENDS
+    from .settings import BackendSpec
+
+    specs = []
+    known = {b.name: b for b in settings.backends}
+    for name in names:
+        if name not in known:
+            raise LanguageError(f"--backend: {name!r} is not in {settings.source} (known: {', '.join(known)})")
+        specs.append(known[name])
+    if endpoints:
+        model_names = [m.strip() for m in (models or "").split(",") if m.strip()]
+        if not model_names:
+            raise LanguageError("--endpoint: give the model names with --models a,b")
+        for i, entry in enumerate(endpoints):
+            kind, _, url = entry.partition("=")
+            remote = [t for t, cls in BACKENDS.items() if cls.needs_endpoint]
+            if kind not in remote or not url.startswith(("http://", "https://")):
+                raise LanguageError(f"--endpoint: {entry!r} is not TYPE=URL with TYPE one of {', '.join(remote)}")
+            specs.append(BackendSpec(name=f"{kind}-{i}", type=kind, enabled=True, models=tuple(model_names),
+                                     endpoints=(url.rstrip("/"),), api_key_env=api_key_env,
+                                     concurrency=concurrency or 4))
+    if not specs:
+        specs = list(settings.enabled())
+    if concurrency is not None:
+        if concurrency < 1:
+            raise LanguageError(f"--concurrency: must be at least 1, got {concurrency}")
+        specs = [dataclasses.replace(s, concurrency=concurrency) for s in specs]
+    if not specs:
+        raise LanguageError(f"no backend enabled in {settings.source}; enable one or pass --endpoint TYPE=URL")
+    return specs
+
+
+# ---------------------------------------------------------------------------- a run
+@dataclass
+class Work:
+    """What a run asks: prompts per type, its seed, the work items and the backends that answer them."""
+
+    targets: dict[str, int]
+    seed: int
+    from_metrics: Path | None   # the simulator output grounded prompts come from
+    items: list
+    vocabulary: object | None   # grounding.Vocabulary, for grounded prompts
+    backends: list
+
+
+def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, from_metrics: Path | None,
+              config_dir: Path | None, ledger=None) -> Work:
+    """The run's work, all checked; `ledger` is the staging's for retry-failed (the last generate's
+    targets, seed and --from-metrics are read from it), else None."""
+    from .backends import build_backend
+    from .items import build_items
+
+    if ledger is not None:
+        targets = json.loads(ledger.get_meta("targets") or "null")
+        if not isinstance(targets, dict):
+            raise LanguageError(f"retry-failed: no earlier generate in {ledger.dir}")
+        seed = int(ledger.get_meta("seed") or seed)
+        from_metrics = Path(ledger.get_meta("from_metrics")) if ledger.get_meta("from_metrics") else None
+    targets = dict(targets)
+    backends = [build_backend(s) for s in specs]
+    n_models = sum(len(s.models) for s in specs)
+    grounded_count = targets.pop("metrics_explanation", 0) if from_metrics else 0
+    items = build_items(domain, settings, targets, n_models=n_models, seed=seed)
+    vocabulary = None
+    if from_metrics:
+        from .grounding import load_vocabulary, metric_sample_items
+        vocabulary = load_vocabulary(config_dir)
+        items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
+                                     n_models, settings.fingerprint(), seed)
+        targets["metrics_explanation"] = grounded_count
+    return Work(targets, seed, from_metrics, items, vocabulary, backends)
+
+
+@dataclass
+class Session:
+    """One run over a staging folder: its settings (with the run's seed), identity and items to do."""
+
+    settings: object
+    config_hash: str
+    previous_hash: str | None   # the config hash of the staging's last run (None: first run)
+    session_id: str
+    batch: int
+    todo: list
+    dedup: object               # quality.DuplicateIndex of every accepted answer in staging
+    retried: int                # failed items forgotten for retry-failed
+
+
+def open_session(ledger, domain, settings, work: Work, *, retry: bool) -> Session:
+    """Record the run in the staging's ledger and find what is left to do."""
+    from .quality import DuplicateIndex
+
+    settings = dataclasses.replace(settings, generation=dataclasses.replace(settings.generation, seed=work.seed))
+    ledger.set_meta("targets", json.dumps(work.targets, sort_keys=True))
+    ledger.set_meta("seed", str(work.seed))
+    if work.from_metrics:
+        ledger.set_meta("from_metrics", str(work.from_metrics))
+    identity = config_hash(domain, settings)
+    previous = ledger.get_meta("config_hash")
+    ledger.set_meta("config_hash", identity)
+    retried = ledger.forget(("failed",)) if retry else 0
+    done = ledger.finished_ids()
+    todo = [it for it in work.items if it.item_id not in done]
+    batch = int(ledger.get_meta("generation_batches") or 0) + 1
+    ledger.set_meta("generation_batches", str(batch))
+    ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in work.items)))
+    session_id = f"{stamp()}-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]}"
+    dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard)
+    for item_id, text in ledger.accepted_texts():  # every accepted answer is exported, so none may repeat
+        dedup.add(item_id, text)
+    return Session(settings, identity, previous, session_id, batch, todo, dedup, retried)
+
+
+async def run_session(ledger, work: Work, session: Session, *, advance: Callable[[], None] | None = None,
+                      budget=None):
+    """Ask the backends for every item still to do (`advance` after each); the run's statistics."""
+    from .scheduler import Runner
+
+    started = []
+    try:
+        for b in work.backends:
+            await b.start()
+            started.append(b)
+        runner = Runner(session.settings, work.backends, ledger, session.dedup, session.session_id, session.batch,
+                        advance, work.vocabulary, budget)
+        stats = await runner.run(session.todo)
+    finally:
+        for b in started:
+            await b.close()
+    ledger.flush_shards(force=True)
+    return stats
+
+
+# ---------------------------------------------------------------------------- exports
+def export(ledger, domain, settings, output_dir: Path, *, config_hash: str, session_id: str, new_samples: int,
+           only_types: list[str] | None = None, only_last_run: bool = False, allow_fewer: bool = False) -> int:
+    """Write the language dataset and its chat JSONL from the staging's accepted samples (all, or
+    those of `only_types` / the last generate's items); the number of samples written."""
+    from .export import grounding_table, metadata, select_samples, write_exports
+    from .usage import Prices, usage_summary
+
+    samples = select_samples(ledger.samples(), types=only_types,
+                             items=last_run_items(ledger) if only_last_run else None)
+    pool = sorted({m for m in samples["model"].to_list()}) if len(samples) else []
+    meta = metadata(samples, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    session_id=session_id, config_hash=config_hash, new_samples=new_samples, model_pool=pool,
+                    swap_interval=settings.rotation.swap_interval,
+                    questions_processed=len(ledger.finished_ids()),
+                    grounding=grounding_table(ledger.results_frame()),
+                    usage=usage_summary(ledger.token_totals(), Prices.of_settings(settings)))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_exports(output_dir, meta, samples, domain.system_prompt, allow_fewer=allow_fewer)
+    return len(samples)
+
+
+def last_run_items(ledger) -> set[str]:
+    """The item ids of the staging's last generate."""
+    return set((ledger.get_meta("current_items") or "").split(",")) - {""}
+
+
+def stamp() -> str:
+    """A UTC time stamp for names (backups, sessions), to the microsecond."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
