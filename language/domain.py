@@ -153,7 +153,7 @@ def _read(d: Path, name: str) -> tuple[Any, Validator]:
     return read_yaml(path, source, ConfigError, MAX_FILE_BYTES), Validator(source, ConfigError)
 
 
-def _entries(d: Path, name: str, list_key: str, fields: tuple[str, ...], unique: str,
+def _entries(d: Path, name: str, list_key: str, *, fields: tuple[str, ...], unique: str,
              choices: dict[str, tuple[str, ...]], build: Callable[..., Any],
              openings: dict[str, tuple[str, str]] | None = None) -> tuple:
     """Validate `list_key`'s entries of file `name`: exactly `fields`, all non-empty strings, the
@@ -183,30 +183,34 @@ def _entries(d: Path, name: str, list_key: str, fields: tuple[str, ...], unique:
 
 
 def _terms(d: Path, name: str, categories: tuple[str, ...]) -> tuple[Term, ...]:
-    return _entries(d, name, "terms", ("term", "category", "description"), "term", {"category": categories}, Term)
+    return _entries(d, name, "terms", fields=("term", "category", "description"), unique="term",
+                    choices={"category": categories}, build=Term)
 
 
 def _errors(d: Path) -> tuple[ErrorPattern, ...]:
-    return _entries(d, "error_patterns.yaml", "errors", ("message", "component", "category", "severity"),
-                    "message", {"category": TERM_CATEGORIES, "severity": SEVERITIES}, ErrorPattern)
+    return _entries(d, "error_patterns.yaml", "errors", fields=("message", "component", "category", "severity"),
+                    unique="message", choices={"category": TERM_CATEGORIES, "severity": SEVERITIES},
+                    build=ErrorPattern)
 
 
 def _personas(d: Path) -> tuple[Persona, ...]:
-    return _entries(d, "personality_types.yaml", "personalities", ("name", "audience", "description"), "name",
-                    {"audience": AUDIENCES}, Persona,
-                    {"description": (PERSONA_OPENING, "a persona is the voice the answer is written in")})
+    return _entries(d, "personality_types.yaml", "personalities", fields=("name", "audience", "description"),
+                    unique="name", choices={"audience": AUDIENCES}, build=Persona,
+                    openings={"description": (PERSONA_OPENING, "a persona is the voice the answer is written in")})
 
 
 def _styles(d: Path, name: str, key_name: str, openings: dict[str, tuple[str, str]] | None = None
             ) -> tuple[Style, ...]:
-    return _entries(d, name, key_name, ("name", "instruction", "example"), "name", {}, Style, openings)
+    return _entries(d, name, key_name, fields=("name", "instruction", "example"), unique="name", choices={},
+                    build=Style, openings=openings)
 
 
 def _metric_patterns(d: Path) -> tuple[MetricPattern, ...]:
     from simulator.catalogue import METRICS
 
-    return _entries(d, "metrics_patterns.yaml", "patterns", ("metric", "situation", "observation"), "observation",
-                    {"metric": METRICS, "situation": SITUATIONS}, MetricPattern)
+    return _entries(d, "metrics_patterns.yaml", "patterns", fields=("metric", "situation", "observation"),
+                    unique="observation", choices={"metric": METRICS, "situation": SITUATIONS},
+                    build=MetricPattern)
 
 
 def _templates(v: Validator, node: Any, key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
