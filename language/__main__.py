@@ -277,58 +277,37 @@ def _write(args, ledger, domain, settings, config_hash, session_id, new_samples)
 
 
 def _status(args) -> int:
-    import polars as pl
+    from .pipeline import status_report
 
-    from .ledger import Ledger
-
-    staging = _staging(args)
-    if not (staging / "ledger.sqlite").exists():
-        print(f"no staging at {staging}: nothing generated yet")
+    report = status_report(args.output_dir, None if args.config_dir is None else args.config_dir / "models.yaml")
+    if report is None:
+        print(f"no staging at {_staging(args)}: nothing generated yet")
         return 0
-    ledger = Ledger(staging)
-    try:
-        results = ledger.results_frame()
-        attempts = ledger.attempts_frame()
-        current = set((ledger.get_meta("current_items") or "").split(",")) - {""}
-        print(f"staging {staging}: {len(results)} items finished, {len(attempts)} server calls, "
-              f"config {ledger.get_meta('config_hash')}")
-        if len(results):
-            by_type = results.group_by("type", "status").len().pivot("status", index="type", values="len") \
-                .fill_null(0).sort("type")
-            print("\nper type:")
-            print(_text_table(by_type))
-            models = results.filter(pl.col("status") == "accepted").group_by("model").len() \
-                .sort("len", "model", descending=[True, False]).rename({"len": "accepted"})
-            print("\naccepted per model:")
-            print(_text_table(models) if len(models) else "  none")
-            from .export import grounding_table
-            grounding = grounding_table(results)
-            if grounding:
-                print("\nagreement with the simulator's labels (grounded metrics explanations):")
-                for model, g in grounding.items():
-                    print(f"  {model}: {g['agreed']} of {g['checked']} ({100 * g['rate']:.0f} %)")
-            bad = results.filter(pl.col("status") != "accepted").group_by("status", "reason").len() \
-                .sort("len", "reason", descending=[True, False]).rename({"len": "items"}) \
-                .select("items", "status", "reason").head(15)
-            if len(bad):
-                print("\nrejections and failures (most frequent first):")
-                print(_text_table(bad))
-        from .usage import status_usage
-        usage, notes = status_usage(ledger, None if args.config_dir is None else args.config_dir / "models.yaml")
-        if len(usage):
-            print("\ntokens and cost per model (every call in this staging, at the prices in models.yaml):")
-            print(_text_table(usage))
-        if notes:
-            print("\n" + "\n".join(notes))
-        if current:
-            print(f"\n{len(current - set(results['item_id'].to_list()) if len(results) else current)} of "
-                  f"{len(current)} items of the last generate still to do")
-        bad = ledger.damaged_shards()
-        if bad:
-            print(f"\nDAMAGED shards: {', '.join(bad)} (python -m language restore rebuilds them from the ledger)")
-        intact = _check_exports(args.output_dir) and not bad
-    finally:
-        ledger.close()
+    print(f"staging {report.staging}: {report.finished} items finished, {report.calls} server calls, "
+          f"config {report.config_hash}")
+    if report.finished:
+        print("\nper type:")
+        print(_text_table(report.per_type))
+        print("\naccepted per model:")
+        print(_text_table(report.per_model) if len(report.per_model) else "  none")
+        if report.grounding:
+            print("\nagreement with the simulator's labels (grounded metrics explanations):")
+            for model, g in report.grounding.items():
+                print(f"  {model}: {g['agreed']} of {g['checked']} ({100 * g['rate']:.0f} %)")
+        if len(report.problems):
+            print("\nrejections and failures (most frequent first):")
+            print(_text_table(report.problems))
+    if len(report.usage):
+        print("\ntokens and cost per model (every call in this staging, at the prices in models.yaml):")
+        print(_text_table(report.usage))
+    if report.notes:
+        print("\n" + "\n".join(report.notes))
+    if report.last_run_items:
+        print(f"\n{report.last_run_left} of {report.last_run_items} items of the last generate still to do")
+    if report.damaged_shards:
+        print(f"\nDAMAGED shards: {', '.join(report.damaged_shards)} (python -m language restore rebuilds them "
+              "from the ledger)")
+    intact = _check_exports(args.output_dir) and not report.damaged_shards
     return 0 if intact else 1
 
 

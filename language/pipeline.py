@@ -9,7 +9,8 @@ and the tests all call.
   failed items forgotten on retry, the items still to do, the duplicate index seeded with every
   accepted answer;
 - `run_session`: the items asked of the backends (started and closed around the run);
-- `export`: every accepted sample in staging (or a selection) written as the language dataset.
+- `export`: every accepted sample in staging (or a selection) written as the language dataset;
+- `status_report`: what a staging folder holds (per type, per model, rejections, tokens, damage).
 """
 
 from __future__ import annotations
@@ -217,6 +218,57 @@ def export(ledger, domain, settings, output_dir: Path, *, config_hash: str, sess
     output_dir.mkdir(parents=True, exist_ok=True)
     write_exports(output_dir, meta, samples, domain.system_prompt, allow_fewer=allow_fewer)
     return len(samples)
+
+
+@dataclass
+class StatusReport:
+    """What a staging folder holds; the frames are small tables for printing."""
+
+    staging: Path
+    finished: int
+    calls: int
+    config_hash: str | None
+    per_type: object          # type x status -> items
+    per_model: object         # model -> accepted
+    grounding: dict           # model -> agreement with the simulator's labels
+    problems: object          # (items, status, reason), most frequent first, at most 15
+    usage: object             # tokens and cost per model
+    notes: list[str]
+    last_run_items: int       # items of the last generate
+    last_run_left: int        # of those, not finished
+    damaged_shards: list[str]
+
+
+def status_report(output_dir: Path, models_yaml: Path | None) -> StatusReport | None:
+    """The status of `output_dir`'s staging (None when there is none); prices from `models_yaml`."""
+    import polars as pl
+
+    from .export import grounding_table
+    from .ledger import Ledger
+    from .usage import status_usage
+
+    staging = output_dir / STAGING_NAME
+    if not (staging / "ledger.sqlite").exists():
+        return None
+    ledger = Ledger(staging)
+    try:
+        results = ledger.results_frame()
+        calls = len(ledger.attempts_frame())
+        current = last_run_items(ledger)
+        per_type = results.group_by("type", "status").len().pivot("status", index="type", values="len") \
+            .fill_null(0).sort("type") if len(results) else results
+        per_model = results.filter(pl.col("status") == "accepted").group_by("model").len() \
+            .sort("len", "model", descending=[True, False]).rename({"len": "accepted"})
+        problems = results.filter(pl.col("status") != "accepted").group_by("status", "reason").len() \
+            .sort("len", "reason", descending=[True, False]).rename({"len": "items"}) \
+            .select("items", "status", "reason").head(15)
+        usage, notes = status_usage(ledger, models_yaml)
+        left = len(current - set(results["item_id"].to_list())) if len(results) else len(current)
+        return StatusReport(staging, len(results), calls, ledger.get_meta("config_hash"), per_type, per_model,
+                            grounding_table(results) if len(results) else {}, problems, usage, notes,
+                            len(current), left, ledger.damaged_shards())
+    finally:
+        ledger.close()
 
 
 def last_run_items(ledger) -> set[str]:
