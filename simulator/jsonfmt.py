@@ -8,7 +8,7 @@ brace, gets `,"context":{...},"history":{...}}`, and the rows are joined by comm
 
 A float is written as the shortest fixed-point decimal that reads back as the same float32 (the
 value the simulator reported), with at least one decimal ("56.0"), for values from 1e-4 (the finest
-resolution a metric reports) up; values below 5e-10 are written "0.0". An integer metric is written
+resolution a metric reports) up; values below 5e-14 are written "0.0". An integer metric is written
 as an integer, a missing value (NaN) as null.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from ._numba import jit, jit_parallel, prange
 
-MAX_DECIMALS = 9
+MAX_DECIMALS = 13  # a float32 has at most 9 significant digits; from 1e-4 up that is 13 decimals
 _POW10 = np.array([10.0 ** d for d in range(MAX_DECIMALS + 1)])
 _POW10_INT = np.array([10 ** d for d in range(MAX_DECIMALS + 1)], dtype=np.int64)
 
