@@ -1,0 +1,105 @@
+"""The Ollama backend against loopback servers in Ollama's wire format (tests/loopback.py): a wrong URL
+told from a missing model through /api/tags (asked once per endpoint), truncation read from
+eval_count, --no-stream, keep_alive for --endpoint servers, and an endpoint's faults cooling the
+endpoint rather than its model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sqlite3
+
+import pytest
+import yaml
+
+from language.__main__ import EXIT_PARTIAL, main
+
+from conftest import ROOT
+from loopback import LoopbackServer
+
+
+@pytest.fixture
+def config_dir(tmp_path):
+    """The shipped data_config with fast retries and short timeouts for tests."""
+    d = tmp_path / "config"
+    shutil.copytree(ROOT / "data_config", d)
+    models = yaml.safe_load((d / "models.yaml").read_text())
+    models["requests"].update(timeout_s=2, backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=3)
+    models["rotation"].update(cooldown_s=0.3, failures_before_cooldown=3, swap_interval=3)
+    (d / "models.yaml").write_text(yaml.safe_dump(models))
+    return d
+
+
+def _generate(tmp_path, config_dir, *extra):
+    return main(["generate", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"), "--quiet",
+                 "--types", "conversation", *extra])
+
+
+def _results(tmp_path):
+    db = sqlite3.connect(tmp_path / "out" / "language_staging" / "ledger.sqlite")
+    try:
+        return db.execute("SELECT status, reason, model, finish_reason FROM results").fetchall()
+    finally:
+        db.close()
+
+
+def _refused_url() -> str:
+    """A 127.0.0.1 port nothing listens on (bound, then closed): connections to it are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# ----------------------------------------------------------------------------- /api/tags
+def test_the_model_list_is_asked_once_per_endpoint_before_the_first_chat(tmp_path, config_dir):
+    with LoopbackServer(models=("alpha", "beta")) as server:
+        code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models", "alpha,beta",
+                         "--count", "6", "--concurrency", "4")
+        paths = [c.path for c in server.calls_for()]
+    assert code == 0
+    assert paths[0] == "/api/tags" and paths.count("/api/tags") == 1
+    assert paths.count("/api/chat") == 12
+
+
+def test_a_url_that_is_not_an_ollama_server_is_a_one_line_error_not_a_missing_model(tmp_path, config_dir,
+                                                                                     capsys):
+    with LoopbackServer(models=("alpha",)) as server:
+        wrong = server.url + "/v1"   # an OpenAI-style base URL: /v1/api/tags and /v1/api/chat are 404
+        code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={wrong}", "--models", "alpha", "--count", "2")
+        chats = server.calls_for("/v1/api/chat")
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"no Ollama server at {wrong} (not Ollama: GET /api/tags answered HTTP 404)" in err
+    assert "not found" not in err and not chats
+
+
+def test_a_refused_connection_says_there_is_no_ollama_server_at_the_url(tmp_path, config_dir, capsys):
+    url = _refused_url()
+    code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={url}", "--models", "alpha", "--count", "1")
+    assert code == EXIT_PARTIAL
+    reasons = {r[1] for r in _results(tmp_path)}
+    assert len(reasons) == 1 and reasons.pop().startswith(f"no Ollama server at {url} (connection failed")
+
+
+def test_a_model_the_server_lacks_is_named_with_the_models_it_has(tmp_path, config_dir):
+    with LoopbackServer(models=("alpha", "beta")) as server:
+        code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models", "alpha,ghost",
+                         "--count", "2", "--concurrency", "1")
+        ghost_chats = [c for c in server.calls_for("/api/chat") if c.model == "ghost"]
+    assert code == EXIT_PARTIAL and not ghost_chats   # the list said so: the model is never asked
+    failed = [r for r in _results(tmp_path) if r[0] == "failed"]
+    assert failed
+    db = sqlite3.connect(tmp_path / "out" / "language_staging" / "ledger.sqlite")
+    reasons = {r for (r,) in db.execute("SELECT reason FROM attempts WHERE model = 'ghost'")}
+    db.close()
+    assert reasons == {f"model 'ghost' is not on the Ollama server at {server.url} (it has: alpha:latest, "
+                       "beta:latest)"}
+
+
+def test_a_model_named_without_its_tag_is_found_under_latest(tmp_path, config_dir):
+    with LoopbackServer(models=("alpha:latest", "beta:3b")) as server:
+        code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models",
+                         "alpha,beta:3b", "--count", "2")
+    assert code == 0
