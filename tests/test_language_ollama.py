@@ -103,3 +103,54 @@ def test_a_model_named_without_its_tag_is_found_under_latest(tmp_path, config_di
         code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models",
                          "alpha,beta:3b", "--count", "2")
     assert code == 0
+
+
+# ----------------------------------------------------------------------------- truncation
+def _final_chunk_patched(monkeypatch, change):
+    """The loopback's Ollama final object (streamed or whole), changed by `change(final, gen)`."""
+    import loopback
+
+    real = loopback._Ollama._final
+
+    def final(self, gen, finish, pt, ct, now):
+        d = real(self, gen, finish, pt, ct, now)
+        change(d, gen)
+        return d
+
+    monkeypatch.setattr(loopback._Ollama, "_final", final)
+
+
+def _set_max_tokens(config_dir, n):
+    models = yaml.safe_load((config_dir / "models.yaml").read_text())
+    models["generation"]["max_tokens"] = n
+    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+
+
+@pytest.mark.parametrize("max_tokens, truncated", [(30, True), (400, False)])
+def test_an_answer_that_used_all_of_num_predict_is_truncated_whatever_done_reason_says(
+        tmp_path, config_dir, monkeypatch, max_tokens, truncated):
+    # the server says "stop" even when it cut the answer at num_predict (its eval_count tells)
+    _final_chunk_patched(monkeypatch, lambda d, gen: d.update(done_reason="stop"))
+    _set_max_tokens(config_dir, max_tokens)   # answers have 40-90 words (tokens): 30 cuts every one
+    with LoopbackServer(models=("alpha", "beta")) as server:
+        _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models", "alpha,beta",
+                  "--count", "3")
+    rows = _results(tmp_path)
+    assert len(rows) == 6
+    if truncated:
+        assert {(r[0], r[1], r[3]) for r in rows} == {("rejected", "truncated at the token limit", "length")}
+    else:
+        assert {(r[0], r[3]) for r in rows} == {("accepted", "stop")}
+
+
+@pytest.mark.parametrize("stream", [True])
+def test_a_final_object_without_done_reason_is_not_taken_as_complete(tmp_path, config_dir, monkeypatch, stream):
+    _final_chunk_patched(monkeypatch, lambda d, gen: d.pop("done_reason"))
+    with LoopbackServer(models=("alpha",)) as server:
+        code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models", "alpha",
+                         "--count", "2", *(() if stream else ("--no-stream",)))
+        chats = server.calls_for("/api/chat")
+    assert code == EXIT_PARTIAL
+    assert {c.stream for c in chats} == {stream}
+    assert {(r[0], r[1]) for r in _results(tmp_path)} == {
+        ("failed", "incomplete answer: no done_reason in the final object (after 3 calls)")}

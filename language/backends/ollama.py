@@ -111,8 +111,20 @@ def _reply(final: dict, streamed: str, request: Request) -> Reply:
     text = streamed or (final.get("message") or {}).get("content")
     if not isinstance(text, str):
         raise BackendError("unexpected response: no message.content", retryable=True)
-    return counted_reply(text, "length" if final.get("done_reason") == "length" else "stop", request,
+    return counted_reply(text, _finish_reason(final, request), request,
                          token_count(final, "prompt_eval_count"), token_count(final, "eval_count"))
+
+
+def _finish_reason(final: dict, request: Request) -> str:
+    """"length" (truncated) when Ollama says so or when the answer used all of num_predict (eval_count
+    reached max_tokens), whatever done_reason says; "stop" otherwise.  A final object without
+    done_reason does not say the answer is complete (a proxy or a cut may have ended it): a retryable
+    BackendError."""
+    reason = final.get("done_reason")
+    if not isinstance(reason, str) or not reason:
+        raise BackendError("incomplete answer: no done_reason in the final object", retryable=True)
+    used = token_count(final, "eval_count")
+    return "length" if reason == "length" or (used is not None and used >= request.max_tokens) else "stop"
 
 
 def canonical_model(name: str) -> str:
