@@ -143,7 +143,7 @@ def test_an_answer_that_used_all_of_num_predict_is_truncated_whatever_done_reaso
         assert {(r[0], r[3]) for r in rows} == {("accepted", "stop")}
 
 
-@pytest.mark.parametrize("stream", [True])
+@pytest.mark.parametrize("stream", [True, False])
 def test_a_final_object_without_done_reason_is_not_taken_as_complete(tmp_path, config_dir, monkeypatch, stream):
     _final_chunk_patched(monkeypatch, lambda d, gen: d.pop("done_reason"))
     with LoopbackServer(models=("alpha",)) as server:
@@ -154,3 +154,36 @@ def test_a_final_object_without_done_reason_is_not_taken_as_complete(tmp_path, c
     assert {c.stream for c in chats} == {stream}
     assert {(r[0], r[1]) for r in _results(tmp_path)} == {
         ("failed", "incomplete answer: no done_reason in the final object (after 3 calls)")}
+
+
+# ----------------------------------------------------------------------------- --no-stream
+def _accepted(tmp_path, out):
+    db = sqlite3.connect(tmp_path / out / "language_staging" / "ledger.sqlite")
+    try:
+        return sorted(db.execute("SELECT item_id, response, completion_tokens FROM results "
+                                 "WHERE status = 'accepted'").fetchall())
+    finally:
+        db.close()
+
+
+def test_no_stream_asks_for_one_json_object_and_gets_the_same_answers(tmp_path, config_dir):
+    args = ("--config-dir", str(config_dir), "--quiet", "--types", "conversation", "--count", "3",
+            "--models", "alpha,beta")
+    with LoopbackServer(models=("alpha", "beta")) as server:
+        assert main(["generate", "--output-dir", str(tmp_path / "streamed"), "--endpoint", f"ollama={server.url}",
+                     *args]) == 0
+        streamed = server.calls_for("/api/chat")
+        assert main(["generate", "--output-dir", str(tmp_path / "whole"), "--endpoint", f"ollama={server.url}",
+                     "--no-stream", *args]) == 0
+        whole = server.calls_for("/api/chat")[len(streamed):]
+    assert len(streamed) == len(whole) == 6
+    assert all(c.body["stream"] is True for c in streamed)
+    assert all(c.body["stream"] is False for c in whole)
+    answers = _accepted(tmp_path, "whole")
+    assert len(answers) == 6 and answers == _accepted(tmp_path, "streamed")
+
+
+def test_no_stream_is_not_abbreviated(tmp_path, config_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--no-str", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out")])
+    assert exc.value.code == 2 and "unrecognized arguments: --no-str" in capsys.readouterr().err

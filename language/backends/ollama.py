@@ -26,7 +26,6 @@ MAX_NAMES_SHOWN = 20   # models named in a "not on this server" error
 
 class OllamaBackend(Backend):
     type = "ollama"
-    stream = True
 
     def __init__(self, spec, api_key: str | None = None):
         super().__init__(spec, api_key)
@@ -35,7 +34,7 @@ class OllamaBackend(Backend):
 
     async def generate(self, client: httpx.AsyncClient, endpoint: str, request: Request) -> Reply:
         await self.check_model(client, endpoint, request.model)
-        body = {"model": request.model, "stream": self.stream,
+        body = {"model": request.model, "stream": self.spec.stream,
                 "messages": [{"role": "system", "content": request.system},
                              {"role": "user", "content": request.prompt}],
                 "options": {"seed": request.seed, "temperature": request.temperature,
@@ -44,7 +43,7 @@ class OllamaBackend(Backend):
         if self.spec.keep_alive:
             body["keep_alive"] = self.spec.keep_alive
         url = f"{endpoint}/api/chat"
-        if not self.stream:
+        if not self.spec.stream:  # one JSON object (--no-stream)
             return _reply(await self.post_json(client, url, body, model=request.model), "", request)
         parts: list[str] = []
         with self.transport_errors(cut="stream cut"):
