@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use this backend of models.yaml (repeatable; default: the enabled ones)")
         p.add_argument("--endpoint", action="append", default=[], metavar="TYPE=URL",
                        help="an ad-hoc server, e.g. ollama=http://127.0.0.1:11434 or openai=http://host:8000 "
-                            "(repeatable; with --models; replaces the YAML backends unless --backend is given)")
+                            "(repeatable; with --models; replaces the YAML backends unless --backend is given; it takes "
+                            "the keep_alive models.yaml gives a backend of its type)")
         p.add_argument("--models", default=None, help="comma-separated model names for --endpoint servers")
         p.add_argument("--api-key-env", default=None,
                        help="environment variable holding the API key for --endpoint servers")

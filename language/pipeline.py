@@ -87,7 +87,7 @@ def backend_specs(settings, *, names: list[str], endpoints: list[str], models: s
                 raise LanguageError(f"--endpoint: {entry!r} is not TYPE=URL with TYPE one of {', '.join(remote)}")
             specs.append(BackendSpec(name=f"{kind}-{i}", type=kind, enabled=True, models=tuple(model_names),
                                      endpoints=(url.rstrip("/"),), api_key_env=api_key_env,
-                                     concurrency=concurrency or 4))
+                                     concurrency=concurrency or 4, keep_alive=_keep_alive(settings, kind)))
     if not specs:
         specs = list(settings.enabled())
     if concurrency is not None:
@@ -99,6 +99,11 @@ def backend_specs(settings, *, names: list[str], endpoints: list[str], models: s
     if not specs:
         raise LanguageError(f"no backend enabled in {settings.source}; enable one or pass --endpoint TYPE=URL")
     return specs
+
+
+def _keep_alive(settings, kind: str) -> str | None:
+    """An ad-hoc server's keep_alive: the first one models.yaml gives a backend of its type (enabled or not)."""
+    return next((b.keep_alive for b in settings.backends if b.type == kind and b.keep_alive), None)
 
 
 # ---------------------------------------------------------------------------- a run

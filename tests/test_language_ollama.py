@@ -187,3 +187,17 @@ def test_no_stream_is_not_abbreviated(tmp_path, config_dir, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["generate", "--no-str", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out")])
     assert exc.value.code == 2 and "unrecognized arguments: --no-str" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- keep_alive
+@pytest.mark.parametrize("keep_alive", ["10m", "45m"])
+def test_an_endpoint_server_gets_the_keep_alive_of_models_yaml(tmp_path, config_dir, keep_alive):
+    models = yaml.safe_load((config_dir / "models.yaml").read_text())
+    assert models["backends"]["ollama_local"]["keep_alive"] == "10m"   # the shipped value
+    models["backends"]["ollama_local"]["keep_alive"] = keep_alive
+    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+    with LoopbackServer(models=("alpha",)) as server:
+        assert _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models", "alpha",
+                         "--count", "2") == 0
+        bodies = [c.body for c in server.calls_for("/api/chat")]
+    assert len(bodies) == 2 and all(b["keep_alive"] == keep_alive for b in bodies)
