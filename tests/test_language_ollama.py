@@ -201,3 +201,71 @@ def test_an_endpoint_server_gets_the_keep_alive_of_models_yaml(tmp_path, config_
                          "--count", "2") == 0
         bodies = [c.body for c in server.calls_for("/api/chat")]
     assert len(bodies) == 2 and all(b["keep_alive"] == keep_alive for b in bodies)
+
+
+# ----------------------------------------------------------------------------- endpoint faults
+@pytest.fixture
+def cooled(monkeypatch):
+    """The labels of the models the scheduler puts in a cooldown, in order; with `cooled.forbid = True`
+    a cooldown raises at once (it would otherwise stall the run for cooldown_s)."""
+    from language import scheduler
+
+    seen: list[str] = []
+    seen_forbid = {"on": False}
+
+    class Watched(scheduler.PoolModel):
+        def __setattr__(self, name, value):
+            if name == "cool_until" and value > 0:
+                seen.append(self.label)
+                if seen_forbid["on"]:
+                    raise AssertionError(f"{self.label} was put in a cooldown")
+            super().__setattr__(name, value)
+
+    monkeypatch.setattr(scheduler, "PoolModel", Watched)
+    return seen, seen_forbid
+
+
+def _set_requests(config_dir, **requests):
+    models = yaml.safe_load((config_dir / "models.yaml").read_text())
+    models["requests"].update(requests)
+    models["rotation"].update(cooldown_s=60)   # the shipped cooldown: a model put in it stalls its items
+    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+
+
+def _another_answer(model, messages, options):
+    """Another machine's answer for the same model (the default one would be a duplicate)."""
+    from loopback import deterministic_answer
+
+    return deterministic_answer(model + " elsewhere", messages, options)
+
+
+@pytest.mark.parametrize("second_endpoint", [False, True])
+def test_three_503s_cool_the_endpoint_not_its_model(tmp_path, config_dir, cooled, second_endpoint):
+    seen, forbid = cooled
+    forbid["on"] = True
+    _set_requests(config_dir, max_attempts=5)
+    from loopback import FaultPlan, Rule
+
+    with LoopbackServer(models=("alpha",), faults=FaultPlan([Rule("503", times=3)])) as busy, \
+            LoopbackServer(models=("alpha",), answer=_another_answer) as other:
+        endpoints = ["--endpoint", f"ollama={busy.url}"] + (["--endpoint", f"ollama={other.url}"] if second_endpoint
+                                                             else [])
+        code = _generate(tmp_path, config_dir, *endpoints, "--models", "alpha", "--count", "4")
+        busy_calls = [c.outcome for c in busy.calls_for("/api/chat")]
+        other_calls = [c.outcome for c in other.calls_for("/api/chat")]
+    assert code == 0 and not seen
+    assert busy_calls.count("503") == 3 and busy_calls.count("ok") == 4
+    assert other_calls == (["ok"] * 4 if second_endpoint else [])   # the same model on another server
+    assert {r[0] for r in _results(tmp_path)} == {"accepted"} and len(_results(tmp_path)) == (8 if second_endpoint
+                                                                                              else 4)
+
+
+def test_a_model_error_still_cools_the_model(tmp_path, config_dir, cooled):
+    seen, _ = cooled
+    _set_requests(config_dir, max_attempts=2)
+    # the server refuses every chat with a 401 (a proxy's answer; not retryable): the model's error
+    with LoopbackServer(models=("alpha",), api_key="sk-elsewhere") as server:
+        code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models", "alpha",
+                         "--count", "3", "--concurrency", "1")
+    assert code == EXIT_PARTIAL
+    assert seen == ["ollama-0/alpha"]   # after failures_before_cooldown (3) model errors in a row
