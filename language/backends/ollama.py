@@ -93,8 +93,7 @@ class OllamaBackend(Backend):
         except httpx.TimeoutException:
             raise BackendError(f"{where} (timeout)", retryable=True) from None
         except httpx.ConnectError as exc:
-            raise BackendError(f"{where} (connection failed: {self.redact(str(exc)) or 'refused'})",
-                               retryable=True) from None
+            raise BackendError(f"{where} ({self.redact(_connect_problem(exc))})", retryable=True) from None
         except httpx.TransportError as exc:
             raise BackendError(f"{where} (connection lost: {self.redact(str(exc))})", retryable=True) from None
         if response.status_code in RETRYABLE_STATUS:
@@ -145,3 +144,16 @@ def _model_names(endpoint: str, response: httpx.Response) -> list[str]:
         raise LanguageError(f"no Ollama server at {endpoint} (not Ollama: GET /api/tags did not answer "
                             "with a model list)")
     return [str(m.get("name") or m.get("model")) for m in models if m.get("name") or m.get("model")]
+
+
+def _connect_problem(exc: httpx.ConnectError) -> str:
+    """"connection refused" when nothing listens at the address (httpx's async message, "All connection
+    attempts failed", hides it among its causes), else "connection failed: <httpx's message>"."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # a short chain: httpx -> httpcore -> OSError -> the socket's error
+        if cause is None:
+            break
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    return f"connection failed: {exc or 'no detail'}"
