@@ -32,9 +32,14 @@ class OllamaBackend(Backend):
         self._listed: dict[str, dict[str, str]] = {}   # endpoint -> {canonical name: name as listed}
         self._asking: dict[str, asyncio.Lock] = {}      # endpoint -> held while its /api/tags is asked
 
+    @property
+    def stream(self) -> bool:
+        """NDJSON chunks (Ollama's default), or one JSON object per answer (--no-stream)."""
+        return self.spec.stream
+
     async def generate(self, client: httpx.AsyncClient, endpoint: str, request: Request) -> Reply:
         await self.check_model(client, endpoint, request.model)
-        body = {"model": request.model, "stream": self.spec.stream,
+        body = {"model": request.model, "stream": self.stream,
                 "messages": [{"role": "system", "content": request.system},
                              {"role": "user", "content": request.prompt}],
                 "options": {"seed": request.seed, "temperature": request.temperature,
@@ -43,7 +48,7 @@ class OllamaBackend(Backend):
         if self.spec.keep_alive:
             body["keep_alive"] = self.spec.keep_alive
         url = f"{endpoint}/api/chat"
-        if not self.spec.stream:  # one JSON object (--no-stream)
+        if not self.stream:
             return _reply(await self.post_json(client, url, body, model=request.model), "", request)
         parts: list[str] = []
         with self.transport_errors(cut="stream cut"):
