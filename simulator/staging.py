@@ -27,6 +27,7 @@ import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numba
 import numpy as np
 import orjson
 import polars as pl
@@ -221,9 +222,11 @@ class Staging:
         if self._logs is not None and events is None:
             raise ValueError("write_block: a run with logs needs the block's events")
         light = dataclasses.replace(traces, base=None)  # the staging needs values and labels only
-        self._pending = self._writer.submit(self._write_block, index, light, config, events)
+        # numba's thread count is per thread: the writer's log kernels use the caller's (--workers)
+        self._pending = self._writer.submit(self._write_block, index, light, config, events, numba.get_num_threads())
 
-    def _write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None) -> None:
+    def _write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None,
+                     threads: int) -> None:
         if self._logs is None:
             self._write("traces", index, traces_table(traces, config))
             self._write("labels", index, labels_table(traces))
@@ -231,6 +234,7 @@ class Staging:
         table = traces_table(traces, config, with_labels=True)
         self._write("traces", index, table.select(pl.exclude("^label_.*$")))
         self._write("labels", index, labels_table(traces))
+        numba.set_num_threads(threads)
         self._write_logs(index, table, events)
 
     def _write_logs(self, index: int, traces: pl.DataFrame, events: pl.DataFrame) -> None:
