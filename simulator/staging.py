@@ -389,14 +389,12 @@ class StagedRun:
                   .select("_point", *keys, pl.col("host").cast(pl.Int32), pl.col("step").cast(pl.Int32).alias("at"))
                   .with_columns(pl.int_ranges(pl.col("at") - before, pl.col("at") + after + 1, dtype=pl.Int32)
                                 .alias("step"))
-                  .explode("step"))
-        scan = self.scan("logs")
-        if wanted.is_empty():
-            lines = scan.head(0).collect()
-        else:
-            lines = (scan.filter(pl.col("host").is_in(wanted["host"].unique().implode())
-                                 & pl.col("step").is_between(wanted["step"].min(), wanted["step"].max()))
-                     .collect())
+                  .explode("step").filter(pl.col("step") >= 0))
+        # the (host, step) pairs as one key: the reader tests it on those two columns first and reads the
+        # other columns of the matching rows only
+        key = pl.col("host").cast(pl.Int64) * (1 << 32) + pl.col("step")
+        pairs = wanted.select(key.unique())["host"]
+        lines = self.scan("logs").filter(key.is_in(pairs.implode())).collect()
         window = (lines.join(wanted, on=["host", "step"], how="inner", maintain_order="left")
                   .sort("_point", maintain_order=True).drop("_point"))
         return window.with_columns(render_lines(window).alias("line"))
