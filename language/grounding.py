@@ -101,7 +101,7 @@ def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
     metrics = sample["metrics"]
     host = f"cn{int(rng.integers(1, 400)):03d}"  # drawn for every sample: the stream stays aligned
     if isinstance(sample.get("host"), int):  # staged samples know their host's index
-        host = f"cn{sample['host'] + 1:03d}"
+        host = f"cn{sample['host']:05d}"  # as its logs, cases and the dataset's samples name it
     elif isinstance(sample.get("host"), dict):  # a dataset's samples carry the host's facts
         host = sample["host"]["name"]
     window = sample.get("window")

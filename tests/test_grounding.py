@@ -202,7 +202,7 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
         sample = by_id[it.source_sample_id]
         assert it.label == (sample["kind"] or "normal")
         host, step = sample["host"], sample["step"]
-        assert f"cn{host + 1:03d}" in it.prompt
+        assert f"Host cn{host:05d}," in it.prompt or f"host=cn{host:05d} " in it.prompt or f"host cn{host:05d} " in it.prompt
         for m, v in json_samples[it.source_sample_id]["metrics"].items():  # the snapshot, as the JSON has it
             assert any(f"{m}{sep}{v}" in it.prompt for sep in (": ", "=", " | ")), (m, v)
         times, window = _window_in(it.prompt)
@@ -372,6 +372,7 @@ def test_staged_prompts_show_the_hosts_log_lines_of_the_window(logs_staging):
         assert chosen["template_id"].n_unique() == min(LOG_LINES, window["template_id"].n_unique())
         syslog = chosen.filter(pl.col("source") == "syslog")["line"]
         assert all(f" cn{host:05d} " in line for line in syslog)
+        assert f"cn{host:05d}" in header or f"host=cn{host:05d}" in it.prompt  # the host as the lines name it
         kinds.add(it.label)
     assert forms == {"Log", "Splunk"} and "normal" in kinds and len(kinds) >= 3
     again = metric_sample_items(logs_staging, 40, load_domain(), 1, 1, "x", seed=3)
