@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--logs", action="store_true",
                      help="also stage the hosts' log lines (journal, vemkd, scheduler, JVM GC) and the alerts of "
                           "data_config/alert_rules.yaml as staging/logs/ and staging/alerts/ (off by default: about "
-                          "14,000 lines and 210 KB of Parquet per host-day, about 15x the time of a run without)")
+                          "2,400 lines and 33 KB of Parquet per sample, roughly 10x the time of a run without)")
     _common(gen)
     tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV, or sharded on a cluster",
                         description="Export traces of H hosts over T steps with their labels. CSV uses the "
