@@ -47,7 +47,7 @@ MANIFEST = "manifest.json"
 REQUIRED_TABLES = ("traces", "labels", "events", "samples")
 LOG_TABLES = ("logs", "alerts")  # staged only by a run with logs (`generate --logs`)
 TABLES = REQUIRED_TABLES + LOG_TABLES
-LOG_PART_HOST_STEPS = 65_536     # host-steps per logs part (32 hosts of 7 days at 5 minutes: ~3 M lines)
+LOG_PART_HOST_STEPS = 16_384     # host-steps per logs part (8 hosts of 7 days at 5 minutes: ~0.8 M lines, ~1 GB peak)
 
 METRIC = pl.Enum(list(METRICS))
 KIND = pl.Enum(list(ANOMALY_KINDS))
