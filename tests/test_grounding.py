@@ -404,3 +404,15 @@ def test_the_excerpt_is_chosen_without_the_lines_event_ids(logs_staging, tmp_pat
 def test_a_staging_without_logs_shows_no_excerpt(metrics_json):
     items = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4)
     assert not any("Log lines of " in it.prompt or "index=os_logs" in it.prompt for it in items)
+
+
+def test_the_cli_sends_the_excerpt_to_the_model(tmp_path, config_dir, logs_staging):
+    """python -m language generate --from-metrics <staging with logs>: the prompts on the wire carry the
+    host's log lines."""
+    with LoopbackServer(models=("alpha",), answer=lambda model, messages, options: "The host looks healthy.") as server:
+        assert main(["generate", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"), "--quiet",
+                     "--endpoint", f"openai={server.url}", "--models", "alpha", "--types", "metrics_explanation",
+                     "--count", "6", "--from-metrics", str(logs_staging)]) in (0, 3)
+        prompts = [c.body["messages"][-1]["content"] for c in server.calls_for("/v1/chat")]
+    assert len(prompts) == 6
+    assert all(_excerpt_in(p)[1] for p in prompts)
