@@ -61,6 +61,7 @@ class AnomalySpec:
     severity: tuple[float, float]
     min_peak_deviation: float
     params: Any  # the kind's own frozen parameter dataclass
+    profiles: tuple[str, ...] = ()  # the host profiles it can happen on (the config's `profiles:` list)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def parse_config(data: Any, source: str = "<config>") -> SimConfig:
     simulation = _parse_simulation(v, root["simulation"])
     metrics = _parse_metrics(v, root["metrics"])
     profiles = _parse_profiles(v, root.get("profile_defaults") or {}, root["profiles"])
-    anomalies = _parse_anomalies(v, root["anomalies"])
+    anomalies = _parse_anomalies(v, root["anomalies"], tuple(p.name for p in profiles))
     canonical = orjson.dumps(
         {"simulation": dataclasses.asdict(simulation),
          "metrics": [dataclasses.asdict(m) for m in metrics],
@@ -126,6 +127,20 @@ def parse_config(data: Any, source: str = "<config>") -> SimConfig:
     )
     config_hash = hashlib.sha256(canonical).hexdigest()[:16]
     return SimConfig(source, simulation, metrics, profiles, anomalies, config_hash)
+
+
+def _kind_profiles(v: Validator, node: Any, key: str, kind: str, profile_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The host profiles an anomaly kind can happen on, in the config's profile order (none given: all)."""
+    if node is None:
+        return profile_names
+    if not isinstance(node, list) or not node:
+        v.fail(f"{key}.profiles", "expected a non-empty list of host profile names")
+    names = [v.string(name, f"{key}.profiles") for name in node]
+    for name in names:
+        if name not in profile_names:
+            v.fail(f"{key}.profiles", f"{kind} names the unknown host profile {name!r}; the profiles are "
+                                      f"{', '.join(profile_names)}")
+    return tuple(p for p in profile_names if p in names)
 
 
 def _json_default(obj):
@@ -225,7 +240,7 @@ def _parse_profiles(v: Validator, defaults_node: Any, node: Any) -> tuple[Profil
     return tuple(dataclasses.replace(p, share=p.share / total) for p in profiles)
 
 
-def _parse_anomalies(v: Validator, node: Any) -> tuple[AnomalySpec, ...]:
+def _parse_anomalies(v: Validator, node: Any, profile_names: tuple[str, ...]) -> tuple[AnomalySpec, ...]:
     d = v.mapping(node, "anomalies")
     if not d:
         v.fail("anomalies", "at least one anomaly kind is needed")
@@ -237,7 +252,7 @@ def _parse_anomalies(v: Validator, node: Any) -> tuple[AnomalySpec, ...]:
         unit = ANOMALY_KINDS[kind]
         param_fields = tuple(f.name for f in dataclasses.fields(unit.params))
         a = v.mapping(anode, key, required=("share", "duration_minutes", "severity", "min_peak_deviation"),
-                      optional=("description", *param_fields))
+                      optional=("description", "profiles", *param_fields))
         v.text(a.get("description", ""), f"{key}.description")
         duration = v.value_range(a["duration_minutes"], f"{key}.duration_minutes", 0.0, 1e6)
         if duration[0] <= 0:
@@ -253,6 +268,7 @@ def _parse_anomalies(v: Validator, node: Any) -> tuple[AnomalySpec, ...]:
             duration_minutes=duration, severity=severity,
             min_peak_deviation=v.number(a["min_peak_deviation"], f"{key}.min_peak_deviation", 0, 1e6),
             params=unit.params(**params),
+            profiles=_kind_profiles(v, a.get("profiles"), key, kind, profile_names),
         ))
     total = sum(s.share for s in specs)
     if total <= 0:

@@ -14,6 +14,7 @@ import numpy as np
 from .anomalies import ANOMALY_KINDS, EventBatch
 from .catalogue import M, N_CHANNELS
 from .config import SimConfig
+from .errors import SimulatorError
 from .population import Population, exact_counts
 
 EVENT_STREAM = 2   # SeedSequence spawn key of the event plan
@@ -63,10 +64,12 @@ def plan_events(config: SimConfig, population: Population, n_events: int, n_step
                          np.zeros(0, np.int64), np.zeros((0, N_CHANNELS)), kind_names)
     n_hosts = population.n_hosts
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(EVENT_STREAM, *stream)))
-    kind = np.repeat(np.arange(len(kind_names)), exact_counts([a.share for a in config.anomalies], n_events))
-    kind = rng.permutation(kind)
-    # spread events evenly: host counts differ by at most one
-    host = rng.permutation(n_hosts)[np.arange(n_events) % n_hosts]
+    eligible = kind_hosts(config, population)
+    shares = np.array([a.share if eligible[k].any() else 0.0 for k, a in enumerate(config.anomalies)])
+    if shares.sum() <= 0:
+        raise SimulatorError(f"{config.source}: anomalies: no anomaly kind can happen on the hosts' profiles "
+                             f"({', '.join(sorted(set(np.array(population.profile_names)[population.profile])))})")
+    kind, host = _assign_hosts(exact_counts(shares, n_events), eligible, rng)
     lo = np.array([a.duration_minutes[0] for a in config.anomalies])[kind]
     hi = np.array([a.duration_minutes[1] for a in config.anomalies])[kind]
     minutes = np.exp(np.log(lo) + rng.random(n_events) * (np.log(hi) - np.log(lo)))
@@ -92,6 +95,55 @@ def plan_events(config: SimConfig, population: Population, n_events: int, n_step
         built = ANOMALY_KINDS[name].build(batch, config.anomalies[k].params)
         profiles[rows[np.isin(owner, sel)]] = built
     return EventPlan(host, kind, start, length, severity, profile_row, profiles, kind_names)
+
+
+def kind_hosts(config: SimConfig, population: Population) -> np.ndarray:
+    """bool[kinds, hosts]: which hosts each anomaly kind can happen on (its configured profiles)."""
+    names = population.profile_names
+    allowed = np.array([[name in a.profiles for name in names] for a in config.anomalies], bool)
+    return allowed[:, population.profile] if len(names) else np.zeros((len(config.anomalies), 0), bool)
+
+
+def _assign_hosts(counts: np.ndarray, eligible: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(kind, host) of every event: each kind's events on its eligible hosts, spread so that the
+    busiest host has as few events as possible.
+
+    Kinds are placed one after another, those with the fewest eligible hosts first; each fills the
+    least loaded of its hosts up to a common level (water filling), ties broken at random.
+    """
+    load = np.zeros(eligible.shape[1], np.int64)
+    tiebreak = rng.random(eligible.shape[1])
+    kinds, hosts = [], []
+    for k in np.lexsort((np.arange(len(counts)), eligible.sum(axis=1))):
+        n = int(counts[k])
+        if n == 0:
+            continue
+        cand = np.flatnonzero(eligible[k])
+        add = _water_fill(load[cand], n, tiebreak[cand])
+        load[cand] += add
+        kinds.append(np.full(n, k, np.int64))
+        hosts.append(rng.permutation(np.repeat(cand, add)))
+    kind, host = np.concatenate(kinds), np.concatenate(hosts)
+    order = rng.permutation(len(kind))
+    return kind[order], host[order]
+
+
+def _water_fill(load: np.ndarray, n: int, tiebreak: np.ndarray) -> np.ndarray:
+    """Counts adding up to n that raise the lowest loads first: every host ends at level L-1 or L
+    (or above it if it started there), the hosts taking the last units picked by `tiebreak`."""
+    lo, hi = int(load.min()), int(load.min()) + n  # need(hi) >= n
+    while lo < hi:  # the smallest level L with need(L) = sum(max(0, L - load)) >= n
+        mid = (lo + hi) // 2
+        if np.maximum(mid - load, 0).sum() >= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    add = np.maximum(lo - 1 - load, 0)
+    rest = n - int(add.sum())
+    at_level = np.flatnonzero(load + add == lo - 1)
+    add[at_level[np.argsort(tiebreak[at_level], kind="stable")[:rest]]] += 1
+    return add
 
 
 def _place(host: np.ndarray, length: np.ndarray, n_hosts: int, n_steps: int,

@@ -168,3 +168,24 @@ def test_traces_refuses_what_the_disk_cannot_hold(tmp_path):
                            "--output", str(tmp_path / "x.parquet")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "GB on disk" in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_events_happen_only_on_the_profiles_their_kind_declares(config):
+    _, events = simulator.simulate(30, 288, config=config, seed=5, anomalies=90)
+    assert len(events) == 90
+    for kind, profile in events.select("kind", "profile").unique().rows():
+        assert profile in config.anomaly(kind).profiles, (kind, profile)
+    per_host = events.group_by("host").len()["len"]
+    assert per_host.max() - per_host.min() <= 1   # still spread evenly over the hosts
+
+
+def test_a_kind_without_eligible_hosts_gives_its_share_to_the_others(config):
+    import dataclasses
+    idle_only = tuple(dataclasses.replace(p, share=1.0 if p.name == "idle" else 0.0) for p in config.profiles)
+    cfg = dataclasses.replace(config, profiles=idle_only)
+    _, events = simulator.simulate(4, 288, config=cfg, seed=2, anomalies=20)
+    assert len(events) == 20 and set(events["profile"]) == {"idle"}
+    assert "jvm_gc_storm" not in set(events["kind"]) and "job_backlog" not in set(events["kind"])
+    gc_only = dataclasses.replace(cfg, anomalies=(dataclasses.replace(config.anomaly("jvm_gc_storm"), share=1.0),))
+    with pytest.raises(simulator.SimulatorError, match="no anomaly kind can happen on the hosts' profiles .idle."):
+        simulator.simulate(4, 288, config=gc_only, seed=2, anomalies=3)
