@@ -22,6 +22,8 @@ from datasafe.yamlcheck import Validator, read_yaml
 
 from .errors import ConfigError
 
+MAX_ANOMALY_SHARE = 0.5  # of a trace's points: above it anomalies are no longer the exception
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "data_config" / "metrics.yaml"
 MAX_CONFIG_BYTES = 1_000_000
 METRIC_SEMANTICS = ("interval_average", "gauge", "damped_average")
@@ -75,6 +77,7 @@ class SimulationSpec:
     context_steps: int = 12   # the last hour at 5 minutes: each sample's fine context
     history_hours: int = 24   # hourly means of the last day: each sample's coarse history
     hard_negative_share: float = 0.0  # share of normal samples drawn from the busiest healthy moments
+    trace_anomaly_share: float = 0.02  # share of anomalous points in `traces` (the --anomaly-share default)
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,8 @@ def _json_default(obj):
 def _parse_simulation(v: Validator, node: Any) -> SimulationSpec:
     d = v.mapping(node, "simulation",
                   required=("interval_s", "start_time", "trace_days", "samples_per_host",
-                            "anomaly_ratio", "seed"), optional=("context_steps", "history_hours", "hard_negative_share"))
+                            "anomaly_ratio", "seed"), optional=("context_steps", "history_hours", "hard_negative_share",
+                                                      "trace_anomaly_share"))
     start = d["start_time"]
     if isinstance(start, datetime):
         start_dt = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
@@ -175,6 +179,8 @@ def _parse_simulation(v: Validator, node: Any) -> SimulationSpec:
         context_steps=v.whole(d.get("context_steps", 12), "simulation.context_steps", 1, 2016),
         history_hours=v.whole(d.get("history_hours", 24), "simulation.history_hours", 0, 720),
         hard_negative_share=v.number(d.get("hard_negative_share", 0.0), "simulation.hard_negative_share", 0, 1),
+        trace_anomaly_share=v.number(d.get("trace_anomaly_share", 0.02), "simulation.trace_anomaly_share",
+                                     0, MAX_ANOMALY_SHARE),
     )
 
 

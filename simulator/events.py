@@ -13,12 +13,14 @@ import numpy as np
 
 from .anomalies import ANOMALY_KINDS, EventBatch
 from .catalogue import M, N_CHANNELS
-from .config import SimConfig
+from .config import MAX_ANOMALY_SHARE, SimConfig
 from .errors import SimulatorError
 from .population import Population, exact_counts
 
 EVENT_STREAM = 2   # SeedSequence spawn key of the event plan
 GAP_STEPS = 2      # quiet steps kept between events on one host when there is room
+MAX_EVENT_TRACE_SHARE = 0.2  # a kind whose longest event would span more of the trace is scaled down to this
+SHARE_TRIES = 12             # event counts tried when sizing a plan to an anomaly share
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,9 @@ def plan_events(config: SimConfig, population: Population, n_events: int, n_step
         raise SimulatorError(f"{config.source}: anomalies: no anomaly kind can happen on the hosts' profiles "
                              f"({', '.join(sorted(set(np.array(population.profile_names)[population.profile])))})")
     kind, host = _assign_hosts(exact_counts(shares, n_events), eligible, rng)
-    lo = np.array([a.duration_minutes[0] for a in config.anomalies])[kind]
-    hi = np.array([a.duration_minutes[1] for a in config.anomalies])[kind]
-    minutes = np.exp(np.log(lo) + rng.random(n_events) * (np.log(hi) - np.log(lo)))
-    length = np.clip(np.round(minutes * 60.0 / interval_s), 1, n_steps).astype(np.int64)
+    lo, hi = (bound[kind] for bound in duration_steps(config, interval_s, n_steps))
+    length = np.clip(np.round(np.exp(np.log(lo) + rng.random(n_events) * (np.log(hi) - np.log(lo)))),
+                     1, n_steps).astype(np.int64)
     s_lo = np.array([a.severity[0] for a in config.anomalies])[kind]
     s_hi = np.array([a.severity[1] for a in config.anomalies])[kind]
     severity = s_lo + rng.random(n_events) * (s_hi - s_lo)
@@ -95,6 +96,67 @@ def plan_events(config: SimConfig, population: Population, n_events: int, n_step
         built = ANOMALY_KINDS[name].build(batch, config.anomalies[k].params)
         profiles[rows[np.isin(owner, sel)]] = built
     return EventPlan(host, kind, start, length, severity, profile_row, profiles, kind_names)
+
+
+def duration_steps(config: SimConfig, interval_s: float, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each kind's (shortest, longest) event in steps: its configured minutes at this interval, scaled
+    down (both ends by one factor, so the log-uniform shape is kept) where the longest event would span
+    more than MAX_EVENT_TRACE_SHARE of the trace."""
+    lo = np.array([a.duration_minutes[0] for a in config.anomalies]) * 60.0 / interval_s
+    hi = np.array([a.duration_minutes[1] for a in config.anomalies]) * 60.0 / interval_s
+    scale = np.minimum(1.0, MAX_EVENT_TRACE_SHARE * n_steps / hi)
+    return lo * scale, hi * scale
+
+
+def events_for_share(config: SimConfig, population: Population, share: float, n_steps: int, seed: int,
+                     interval_s: float, stream: tuple[int, ...] = ()) -> EventPlan:
+    """The event plan whose windows cover about `share` of the hosts' points.
+
+    The points asked for are round(share x hosts x steps).  The count starts from the expected event length (each kind's log-uniform mean in steps, weighted by
+    the kinds' shares) and is refined on the plans themselves: the steps where an event perturbs its
+    host (the labelled points but for where a metric has not moved yet) are known before any host is
+    simulated.  `share` must be in [0, MAX_ANOMALY_SHARE] and ask for at least one point.
+    """
+    target = share_target(share, population.n_hosts * n_steps)
+    if target == 0:
+        return plan_events(config, population, 0, n_steps, seed, interval_s, stream)
+    lo, hi = duration_steps(config, interval_s, n_steps)
+    mean = np.where(hi > lo * (1 + 1e-9), (hi - lo) / np.log(np.maximum(hi / lo, 1 + 1e-9)), lo)
+    eligible = kind_hosts(config, population).any(axis=1)
+    weights = np.array([a.share for a in config.anomalies]) * eligible
+    expected = float(np.sum(weights * np.maximum(mean, 1.0)) / max(weights.sum(), 1e-300))
+    n = max(1, int(round(target / expected)))
+    best, tried = None, {}
+    for _ in range(SHARE_TRIES):
+        plan = plan_events(config, population, n, n_steps, seed, interval_s, stream)
+        tried[n] = perturbed_points(plan)
+        if best is None or abs(tried[n] - target) < abs(tried[best.n] - target):
+            best = plan
+        n = max(1, int(round(best.n * target / max(tried[best.n], 1.0))))
+        if n in tried:  # the estimate repeats itself: try the best count's untried neighbours
+            near = [m for m in (best.n - 1, best.n + 1) if m >= 1 and m not in tried]
+            if not near:
+                break
+            n = near[0] if tried[best.n] > target else near[-1]
+    return best
+
+
+def share_target(share: float, points: int) -> int:
+    """The anomalous points a share of `points` asks for; an error where no plan can meet it."""
+    if not 0.0 <= share <= MAX_ANOMALY_SHARE:
+        raise SimulatorError(f"--anomaly-share: must be between 0 and {MAX_ANOMALY_SHARE} (above it anomalies are "
+                             f"no longer exceptions and a host's events overlap), got {share}")
+    target = int(round(share * points))
+    if share > 0 and target == 0:
+        raise SimulatorError(f"--anomaly-share: {share} of {points:,} points (hosts x steps) is less than one "
+                             "anomalous point; ask for a larger share, a longer trace, or --anomaly-share 0")
+    return target
+
+
+def perturbed_points(plan: EventPlan) -> float:
+    """Steps of the plan's windows where some perturbation channel is non-zero (a daemon back up before
+    its window ends perturbs nothing after)."""
+    return float(np.count_nonzero(np.any(plan.profiles != 0.0, axis=1)))
 
 
 def kind_hosts(config: SimConfig, population: Population) -> np.ndarray:

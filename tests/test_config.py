@@ -120,6 +120,8 @@ STRUCTURED_CASES = [
     ("seed-negative", _set("simulation.seed", -1), "simulation.seed", "outside"),
     ("seed-too-big", _set("simulation.seed", 2**63), "simulation.seed", "outside"),
     ("seed-huge-int", _set("simulation.seed", 10**400), "simulation.seed", "outside"),
+    ("trace-share-above-half", _set("simulation.trace_anomaly_share", 0.7), "simulation.trace_anomaly_share",
+     "outside"),
     ("ratio-above-one", _set("simulation.anomaly_ratio", 1.5), "simulation.anomaly_ratio", "outside"),
     ("ratio-nan", _set("simulation.anomaly_ratio", float("nan")), "simulation.anomaly_ratio", "finite"),
     ("trace-days-inf", _set("simulation.trace_days", float("inf")), "simulation.trace_days", "finite"),
