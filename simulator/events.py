@@ -20,7 +20,8 @@ from .population import Population, exact_counts
 EVENT_STREAM = 2   # SeedSequence spawn key of the event plan
 GAP_STEPS = 2      # quiet steps kept between events on one host when there is room
 MAX_EVENT_TRACE_SHARE = 0.2  # a kind whose longest event would span more of the trace is scaled down to this
-SHARE_TRIES = 12             # event counts tried when sizing a plan to an anomaly share
+SHARE_TRIES = 12             # event counts (then duration scales) tried when sizing a plan to an anomaly share
+DURATION_ADJUST = 1.5        # durations may be scaled by 1/1.5..1.5 to meet an anomaly share with few events
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,14 @@ class EventPlan:
 
 
 def plan_events(config: SimConfig, population: Population, n_events: int, n_steps: int,
-                seed: int, interval_s: float, stream: tuple[int, ...] = ()) -> EventPlan:
+                seed: int, interval_s: float, stream: tuple[int, ...] = (),
+                duration_scale: float = 1.0) -> EventPlan:
     """Place exactly `n_events` events on the population's hosts over `n_steps` steps.
 
     `stream` extends the plan's SeedSequence spawn key, giving each time chunk of a sharded job a
-    plan of its own (the default, empty, is the plan of an unsharded run).
+    plan of its own (the default, empty, is the plan of an unsharded run).  `duration_scale`
+    multiplies every drawn duration (the same draws otherwise: the plan is the same but for lengths
+    and what follows from them).
     """
     kind_names = tuple(a.kind for a in config.anomalies)
     if n_events == 0:
@@ -73,8 +77,9 @@ def plan_events(config: SimConfig, population: Population, n_events: int, n_step
                              f"({', '.join(sorted(set(np.array(population.profile_names)[population.profile])))})")
     kind, host = _assign_hosts(exact_counts(shares, n_events), eligible, rng)
     lo, hi = (bound[kind] for bound in duration_steps(config, interval_s, n_steps))
-    length = np.clip(np.round(np.exp(np.log(lo) + rng.random(n_events) * (np.log(hi) - np.log(lo)))),
-                     1, n_steps).astype(np.int64)
+    drawn = np.exp(np.log(lo) + rng.random(n_events) * (np.log(hi) - np.log(lo)))
+    longest = np.minimum(np.maximum(np.round(hi), 1), n_steps)  # a stretch never passes the kind's longest
+    length = np.clip(np.round(duration_scale * drawn), 1, longest).astype(np.int64)
     s_lo = np.array([a.severity[0] for a in config.anomalies])[kind]
     s_hi = np.array([a.severity[1] for a in config.anomalies])[kind]
     severity = s_lo + rng.random(n_events) * (s_hi - s_lo)
@@ -138,6 +143,18 @@ def events_for_share(config: SimConfig, population: Population, share: float, n_
             if not near:
                 break
             n = near[0] if tried[best.n] > target else near[-1]
+    # a few events cover the share only roughly: the best count's durations, stretched or shrunk
+    # together by up to DURATION_ADJUST, take up the rest
+    covered, scale = tried[best.n], 1.0
+    for _ in range(SHARE_TRIES):
+        if abs(covered - target) <= 0.02 * target:
+            break
+        scale = float(np.clip(scale * target / max(covered, 1.0), 1 / DURATION_ADJUST, DURATION_ADJUST))
+        plan = plan_events(config, population, best.n, n_steps, seed, interval_s, stream, scale)
+        points = perturbed_points(plan)
+        if abs(points - target) >= abs(covered - target):
+            break
+        best, covered = plan, points
     return best
 
 
@@ -171,13 +188,15 @@ def _assign_hosts(counts: np.ndarray, eligible: np.ndarray,
     """(kind, host) of every event: each kind's events on its eligible hosts, spread so that the
     busiest host has as few events as possible.
 
-    Kinds are placed one after another, those with the fewest eligible hosts first; each fills the
-    least loaded of its hosts up to a common level (water filling), ties broken at random.
+    Kinds are placed one after another, those with the most eligible hosts first; each fills the
+    least loaded of its hosts up to a common level (water filling), ties broken at random.  So a kind
+    that can happen anywhere lands on every profile in proportion to its hosts (an idle host is not
+    left to the few kinds it allows), and a restricted kind evens out the load within its profiles.
     """
     load = np.zeros(eligible.shape[1], np.int64)
     tiebreak = rng.random(eligible.shape[1])
     kinds, hosts = [], []
-    for k in np.lexsort((np.arange(len(counts)), eligible.sum(axis=1))):
+    for k in np.lexsort((np.arange(len(counts)), -eligible.sum(axis=1))):
         n = int(counts[k])
         if n == 0:
             continue

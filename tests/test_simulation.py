@@ -176,7 +176,9 @@ def test_events_happen_only_on_the_profiles_their_kind_declares(config):
     for kind, profile in events.select("kind", "profile").unique().rows():
         assert profile in config.anomaly(kind).profiles, (kind, profile)
     per_host = events.group_by("host").len()["len"]
-    assert per_host.max() - per_host.min() <= 1   # still spread evenly over the hosts
+    assert per_host.max() <= 90 // 30 + 1   # still spread over the hosts (kinds anywhere placed first)
+    spikes = events.filter(pl.col("kind") == "cpu_spike")["profile"].value_counts()
+    assert len(spikes) == len(config.anomaly("cpu_spike").profiles)   # a kind allowed anywhere is everywhere
 
 
 def test_a_kind_without_eligible_hosts_gives_its_share_to_the_others(config):
@@ -191,9 +193,9 @@ def test_a_kind_without_eligible_hosts_gives_its_share_to_the_others(config):
         simulator.simulate(4, 288, config=gc_only, seed=2, anomalies=3)
 
 
-# the share of anomalous points asked for is met within SHARE_TOLERANCE of itself wherever the trace holds
-# a few events (at least SHARE_MIN_EVENTS): the event count is sized on the plan's window lengths, and the
-# labels cover the windows but for the edges where a metric has not yet (or no longer) moved
+# the share of anomalous points asked for is met within SHARE_TOLERANCE of itself, with few events or many:
+# the event count, then the events' durations together, are sized on the plan's perturbed steps, and the
+# labels cover those but for the edges where a metric has not yet moved (measured: within 15 %, mostly 3 %)
 SHARE_TOLERANCE = 0.2
 SHARE_CASES = [  # hosts, steps, interval_s, share
     (30, 2700, 1, 0.02), (30, 2700, 1, 0.2), (20, 4032, 300, 0.02), (20, 288, 300, 0.1),
@@ -201,10 +203,11 @@ SHARE_CASES = [  # hosts, steps, interval_s, share
 ]
 
 
+@pytest.mark.parametrize("seed", [4, 5])
 @pytest.mark.parametrize("hosts,steps,interval,share", SHARE_CASES)
-def test_the_anomaly_share_asked_is_met_at_any_interval_and_length(config, hosts, steps, interval, share):
+def test_the_anomaly_share_asked_is_met_at_any_interval_and_length(config, hosts, steps, interval, share, seed):
     from simulator.events import MAX_EVENT_TRACE_SHARE
-    traces, events = simulator.simulate(hosts, steps, config=config, seed=4, anomaly_share=share,
+    traces, events = simulator.simulate(hosts, steps, config=config, seed=seed, anomaly_share=share,
                                         interval_s=interval, with_labels=True)
     achieved = traces["is_anomaly"].mean()
     assert abs(achieved - share) <= SHARE_TOLERANCE * share, (achieved, share, len(events))
