@@ -161,9 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     re = sub.add_parser("realism", help="measure simulated hosts against real ones (NAB); table and plots",
                         description="Simulate a population of hosts for 14 days at 5 minutes and compare each "
                                     "metric's realism signature (computed by the reference's signature.py) "
-                                    "with the range real hosts of that kind show. Prints a table, writes "
-                                    "PNG plots and realism_report.json to --output-dir; exits 1 when a "
-                                    "statistic is out of the real range.")
+                                    "with the range real hosts of that kind show, by the median over hosts "
+                                    "and per host (share inside, worst host); tables memory, load, network "
+                                    "and (at 1 s) heap and GC per profile with their sources, and tracks "
+                                    "batch-job heights and memory drift. Prints the tables, writes PNG plots "
+                                    "and realism_report.json to --output-dir; exits 1 when a median is out "
+                                    "of the real range.")
     re.add_argument("--hosts", type=int, default=60, help="simulated hosts (default 60)")
     re.add_argument("--output-dir", type=Path, default=Path("training") / "realism",
                     help="where plots and realism_report.json go (default: training/realism)")
@@ -377,6 +380,8 @@ def _realism(args) -> int:
     report = {"seed": seed, "hosts": args.hosts, "reference": str(reference), "passed": result.passed,
               "checks": result.checks.to_dicts(), "anomaly_shapes": result.shapes.to_dicts(),
               "unreferenced_medians": result.unreferenced.to_dicts(),
+              "tracked": result.tracked.to_dicts(), "profiles": result.profiles.to_dicts(),
+              "profiles_1s": result.fine_profiles.to_dicts(),
               "discriminative": None if score is None else {"score": score.score, "accuracy": score.accuracy,
                                                             "n_real": score.n_real,
                                                             "n_simulated": score.n_simulated}}
