@@ -1,8 +1,11 @@
 """The event plan: exactly N anomaly events (host, kind, start, length, severity) as columns.
 
-Events on one host are placed without overlap while the trace has room (so every event is seen on
-its own); when a host is asked for more than fits, its events overlap.  Exactly N events are
-planned either way, and exactly N appear in the event table.
+Each kind's events go only to hosts of the profiles its config entry lists, spread over them.  Events
+on one host are placed without overlap while the trace has room (so every event is seen on its own);
+when a host is asked for more than fits, its events overlap.  Exactly N events are planned either
+way, and exactly N appear in the event table.  Durations are scaled down where a kind's longest event
+would span over MAX_EVENT_TRACE_SHARE of the trace; `events_for_share` picks N (and, with few events,
+a common duration scale) so that the events cover a share of the trace's points.
 """
 
 from __future__ import annotations
@@ -117,10 +120,12 @@ def events_for_share(config: SimConfig, population: Population, share: float, n_
                      interval_s: float, stream: tuple[int, ...] = ()) -> EventPlan:
     """The event plan whose windows cover about `share` of the hosts' points.
 
-    The points asked for are round(share x hosts x steps).  The count starts from the expected event length (each kind's log-uniform mean in steps, weighted by
-    the kinds' shares) and is refined on the plans themselves: the steps where an event perturbs its
-    host (the labelled points but for where a metric has not moved yet) are known before any host is
-    simulated.  `share` must be in [0, MAX_ANOMALY_SHARE] and ask for at least one point.
+    The points asked for are round(share x hosts x steps).  The count starts from the expected event
+    length (each kind's log-uniform mean in steps, weighted by the kinds' shares) and is refined on the
+    plans themselves: the steps where an event perturbs its host (the labelled points but for where a
+    metric has not moved yet) are known before any host is simulated.  Then, if a few events still miss,
+    their durations are scaled together.  `share` must be in [0, MAX_ANOMALY_SHARE] and ask for at
+    least one point.
     """
     target = share_target(share, population.n_hosts * n_steps)
     if target == 0:
