@@ -21,7 +21,7 @@ from .catalogue import N_METRICS
 from .config import SimConfig, load_config
 from .engine import Traces, run_kernel
 from .errors import SimulatorError
-from .events import plan_events
+from .events import EventPlan, events_for_share, plan_events
 from .explain import FEATURE_COLUMNS, N_VARIANTS, evidence_features, explanation_expr, visibility
 from .population import build_population, exact_counts
 from .context import ANOMALOUS_PREFIX, Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
@@ -78,8 +78,8 @@ def block_hosts(steps: int) -> int:
 
 
 def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
-                seed: int | None = None, anomalies: int | None = None, interval_s: float | None = None,
-                workers: int | None = None, with_labels: bool = True,
+                seed: int | None = None, anomalies: int | None = None, anomaly_share: float | None = None,
+                interval_s: float | None = None, workers: int | None = None, with_labels: bool = True,
                 progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Traces block by block (bounded memory at any size): (traces, events) of consecutive host ranges.
 
@@ -89,13 +89,11 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
     cfg = _resolve(config)
     _check_count("hosts", hosts, 1)
     _check_count("steps", steps, 1)
-    n_events = hosts if anomalies is None else anomalies
-    _check_count("anomalies", n_events, 0)
     seed = _checked_seed(cfg, seed)
     threads = _set_workers(workers)
     interval = trace_interval(cfg, interval_s)
     population = build_population(cfg, hosts, seed)
-    plan = plan_events(cfg, population, n_events, steps, seed, interval)
+    plan = event_plan(cfg, population, steps, seed, interval, anomalies, anomaly_share)
     profiles = np.array(population.profile_names)[population.profile]
     per_block = block_hosts(steps)
     n_blocks = -(-hosts // per_block)
@@ -113,10 +111,30 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
                 progress(b + 1, n_blocks)
 
 
+def event_plan(cfg: SimConfig, population, steps: int, seed: int, interval: float, anomalies: int | None,
+               anomaly_share: float | None, stream: tuple[int, ...] = ()) -> EventPlan:
+    """The events of a trace run: exactly `anomalies` events, or as many as cover `anomaly_share` of the
+    points (hosts x steps), or (neither given) one per host."""
+    if anomalies is not None and anomaly_share is not None:
+        raise SimulatorError("--anomalies, --anomaly-share: give one of them (a count of events or a share of "
+                             "anomalous points), not both")
+    if anomaly_share is not None:
+        if isinstance(anomaly_share, bool) or not isinstance(anomaly_share, (int, float)) \
+                or not math.isfinite(anomaly_share):
+            raise SimulatorError(f"--anomaly-share: expected a number, got {anomaly_share!r}")
+        return events_for_share(cfg, population, float(anomaly_share), steps, seed, interval, stream)
+    n_events = population.n_hosts if anomalies is None else anomalies
+    _check_count("anomalies", n_events, 0)
+    return plan_events(cfg, population, n_events, steps, seed, interval, stream)
+
+
 def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
-             seed: int | None = None, anomalies: int | None = None, interval_s: float | None = None,
-             workers: int | None = None, with_labels: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Full traces of `hosts` hosts over `steps` steps, with `anomalies` events (default: one per host).
+             seed: int | None = None, anomalies: int | None = None, anomaly_share: float | None = None,
+             interval_s: float | None = None, workers: int | None = None,
+             with_labels: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Full traces of `hosts` hosts over `steps` steps, with `anomalies` events (default: one per host), or
+    with as many events as cover about `anomaly_share` of the points (the event lengths are known before
+    the hosts run: see `events.events_for_share`).
 
     Returns (traces, events) as Polars frames; traces carry one `label_<metric>` column per metric
     (the event id, or -1) and `is_anomaly` when `with_labels`.  For traces larger than memory, use
@@ -124,7 +142,8 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
     """
     frames, events = [], []
     for df, ev in iter_traces(hosts, steps, config=config, seed=seed, anomalies=anomalies,
-                              interval_s=interval_s, workers=workers, with_labels=with_labels):
+                              anomaly_share=anomaly_share, interval_s=interval_s, workers=workers,
+                              with_labels=with_labels):
         frames.append(df)
         events.append(ev)
     return pl.concat(frames), pl.concat(events)
