@@ -21,6 +21,8 @@ class OllamaBackend(Backend):
                             "repeat_penalty": request.repeat_penalty}}
         if self.spec.keep_alive:
             body["keep_alive"] = self.spec.keep_alive
+        if request.schema is not None:  # structured outputs: Ollama constrains the answer to the schema
+            body["format"] = request.schema
         url = f"{endpoint}/api/chat"
         if not self.stream:
             return _reply(await self.post_json(client, url, body, model=request.model), "", request)
