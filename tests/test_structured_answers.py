@@ -18,6 +18,7 @@ import yaml
 
 from language.__main__ import main
 from language.backends import BACKENDS, Request
+from language.backends.base import decoding_schema
 from language.backends.gemini import response_schema
 from language.backends.openai import response_format
 from language.settings import BackendSpec
@@ -63,7 +64,8 @@ SENT = {
     "anthropic": lambda body: body["tools"][0]["input_schema"],
     "gemini": lambda body: body["generationConfig"]["responseSchema"],
 }
-EXPECTED = {"gemini": response_schema(ANSWER_SCHEMA)}
+EXPECTED = {"gemini": response_schema(ANSWER_SCHEMA), "ollama": decoding_schema(ANSWER_SCHEMA),
+            "openai": decoding_schema(ANSWER_SCHEMA), "embedded": decoding_schema(ANSWER_SCHEMA)}
 
 
 @pytest.mark.parametrize("kind", sorted(SENT))
@@ -72,6 +74,7 @@ def test_each_backend_sends_the_schema_in_its_wire_format_and_returns_the_json(k
         reply = _ask(kind, server, ANSWER_SCHEMA)
         body = server.calls_for()[-1].body
     assert SENT[kind](body) == EXPECTED.get(kind, ANSWER_SCHEMA)
+    assert SENT[kind](body)["properties"]["verdict"]["enum"] == ANSWER_SCHEMA["properties"]["verdict"]["enum"]
     answer, problem = parse_answer(reply.text)
     assert problem is None and answer == ANSWER
     assert reply.finish_reason == "stop"
@@ -114,6 +117,16 @@ def test_gemini_gets_its_schema_subset():
         response = httpx.post(f"{server.url}/v1beta/models/alpha:generateContent", json=body,
                               headers={"x-goog-api-key": "key"})
     assert backend and response.status_code == 400 and "Unknown name" in response.text
+
+
+def test_a_decoder_gets_no_anyof_of_bare_key_rules():
+    """llama.cpp's grammar converter (the embedded server, Ollama) reads an anyOf as the whole node: the
+    evidence object's "value or values" rule would make each evidence item any value at all."""
+    evidence = ANSWER_SCHEMA["properties"]["evidence"]["items"]
+    assert "anyOf" in evidence and "anyOf" not in decoding_schema(ANSWER_SCHEMA)["properties"]["evidence"]["items"]
+    assert decoding_schema(ANSWER_SCHEMA)["properties"]["evidence"]["items"]["properties"] == evidence["properties"]
+    typed = {"anyOf": [{"type": "string"}, {"type": "number"}]}
+    assert decoding_schema(typed) == typed
 
 
 def test_openai_strict_only_for_a_schema_strict_mode_accepts():
@@ -187,7 +200,7 @@ def test_a_grounded_run_rejects_broken_json_with_its_reason_and_exports_the_obje
         assert main(["generate", "--config-dir", str(config_dir), "--output-dir", str(out), "--quiet",
                      "--endpoint", f"ollama={server.url}", "--models", "alpha", "--types", "metrics_explanation",
                      "--count", "12", "--from-metrics", str(metrics), "--chat-structured"]) == 0
-        assert all(c.body["format"] == ANSWER_SCHEMA for c in server.calls_for("/api/chat"))
+        assert all(c.body["format"] == decoding_schema(ANSWER_SCHEMA) for c in server.calls_for("/api/chat"))
     db = sqlite3.connect(out / "language_staging" / "ledger.sqlite")
     rows = db.execute("SELECT source_sample_id, status, reason, response, structured FROM results").fetchall()
     db.close()

@@ -52,6 +52,20 @@ class Reply:
     tokens_estimated: bool = False   # a count was missing from the server's answer and was estimated
 
 
+def decoding_schema(schema):
+    """`schema` for a grammar-constrained decoder (llama.cpp's server and Ollama turn it into a grammar):
+    an anyOf whose alternatives only require keys (a rule on which keys appear, no type) is left out,
+    because those converters read an anyOf as the whole node (so an object with such an anyOf became
+    "any value": SmolLM2 wrote strings for evidence objects).  The caller's validation still applies it."""
+    if isinstance(schema, list):
+        return [decoding_schema(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    rule_only = isinstance(schema.get("anyOf"), list) and all(
+        isinstance(a, dict) and set(a) <= {"required"} for a in schema["anyOf"])
+    return {k: decoding_schema(v) for k, v in schema.items() if not (k == "anyOf" and rule_only)}
+
+
 def estimate_tokens(text: str) -> int:
     """A token count for text whose server did not say: one token per CHARS_PER_TOKEN characters."""
     return -(-len(text) // CHARS_PER_TOKEN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from .base import Backend, BackendError, Reply, Request, counted_reply, token_count
+from .base import Backend, BackendError, Reply, Request, counted_reply, decoding_schema, token_count
 
 
 class OllamaBackend(Backend):
@@ -22,7 +22,7 @@ class OllamaBackend(Backend):
         if self.spec.keep_alive:
             body["keep_alive"] = self.spec.keep_alive
         if request.schema is not None:  # structured outputs: Ollama constrains the answer to the schema
-            body["format"] = request.schema
+            body["format"] = decoding_schema(request.schema)
         url = f"{endpoint}/api/chat"
         if not self.stream:
             return _reply(await self.post_json(client, url, body, model=request.model), "", request)

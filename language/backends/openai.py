@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import httpx
 
-from .base import Backend, BackendError, Reply, Request, counted_reply, token_count
+from .base import Backend, BackendError, Reply, Request, counted_reply, decoding_schema, token_count
 
 
 def response_format(schema: dict, name: str) -> dict:
     """OpenAI's structured-output request: `response_format` of type json_schema (vLLM and llama.cpp's
-    server constrain decoding to it).  `strict` only for a schema OpenAI's strict mode accepts (every
-    object lists all its properties as required and forbids others): OpenAI refuses any other with a 400."""
+    server constrain decoding to it, in its decoding_schema form).  `strict` only for a schema that
+    OpenAI's strict mode accepts (every object lists all its properties as required and forbids others):
+    OpenAI refuses any other with a 400."""
+    schema = decoding_schema(schema)
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": _strict_ok(schema)}}
 
 
