@@ -224,3 +224,18 @@ def test_a_grounded_run_rejects_broken_json_with_its_reason_and_exports_the_obje
     assert main(["export", "--config-dir", str(config_dir), "--output-dir", str(out), "--quiet"]) == 0
     chat = [json.loads(line) for line in (out / "language_dataset.chat.jsonl").read_text().splitlines()]
     assert [c["messages"][-1]["content"] for c in chat] == [s["response"] for s in data["samples"]]
+
+
+def test_the_loopback_streams_a_forced_tool_as_input_json_deltas():
+    """Anthropic streams a tool_use block's input as input_json_delta pieces of partial JSON."""
+    body = {"model": "alpha", "max_tokens": 400, "stream": True, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": ANSWER_SCHEMA_NAME, "input_schema": ANSWER_SCHEMA}],
+            "tool_choice": {"type": "tool", "name": ANSWER_SCHEMA_NAME}}
+    with LoopbackServer(models=("alpha",), answer=_schema_answer) as server:
+        response = httpx.post(f"{server.url}/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"})
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    start = next(e for e in events if e["type"] == "content_block_start")["content_block"]
+    pieces = [e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta"]
+    stop = next(e for e in events if e["type"] == "message_delta")["delta"]["stop_reason"]
+    assert start["type"] == "tool_use" and start["name"] == ANSWER_SCHEMA_NAME and start["input"] == {}
+    assert len(pieces) > 1 and json.loads("".join(pieces)) == ANSWER and stop == "tool_use"
