@@ -199,11 +199,13 @@ def deterministic_answer(model: str, messages: list[dict], options: dict) -> str
 
 def schema_instance(schema: Any, text: str) -> Any:
     """A value that follows `schema` (JSON Schema, or Gemini's upper-case subset): every property, the first
-    enum value, null where allowed, `text` for free strings (cut to maxLength), the fewest array items."""
+    enum value or anyOf alternative, null where allowed, `text` for free strings (cut to maxLength), the fewest array items."""
     if not isinstance(schema, dict):
         return text
     if "enum" in schema:
         return schema["enum"][0]
+    if schema.get("anyOf"):
+        return schema_instance(schema["anyOf"][0], text)
     types = schema.get("type", "object" if "properties" in schema else "string")
     names = [str(t).lower() for t in (types if isinstance(types, list) else [types])]
     if "null" in names or schema.get("nullable"):

@@ -22,7 +22,7 @@ from language.backends.base import decoding_schema
 from language.backends.gemini import response_schema
 from language.backends.openai import response_format
 from language.settings import BackendSpec
-from language.verify import ANSWER_SCHEMA, ANSWER_SCHEMA_NAME, parse_answer
+from language.verify import ANSWER_SCHEMA, ANSWER_SCHEMA_NAME, _check, parse_answer
 
 from conftest import ROOT
 from loopback import LoopbackServer
@@ -64,7 +64,7 @@ SENT = {
     "anthropic": lambda body: body["tools"][0]["input_schema"],
     "gemini": lambda body: body["generationConfig"]["responseSchema"],
 }
-EXPECTED = {"gemini": response_schema(ANSWER_SCHEMA), "ollama": decoding_schema(ANSWER_SCHEMA),
+EXPECTED = {"gemini": response_schema(decoding_schema(ANSWER_SCHEMA)), "ollama": decoding_schema(ANSWER_SCHEMA),
             "openai": decoding_schema(ANSWER_SCHEMA), "embedded": decoding_schema(ANSWER_SCHEMA)}
 
 
@@ -103,12 +103,14 @@ def test_the_wire_details_of_each_mechanism():
 
 
 def test_gemini_gets_its_schema_subset():
-    converted = response_schema(ANSWER_SCHEMA)
+    converted = response_schema(decoding_schema(ANSWER_SCHEMA))
     text = json.dumps(converted)
     assert "additionalProperties" not in text and "$schema" not in text and '"null"' not in text
     assert converted["type"] == "OBJECT" and converted["propertyOrdering"][0] == "verdict"
     assert converted["properties"]["onset"] == {"type": "STRING", "nullable": True, "maxLength": 40}
-    assert converted["properties"]["evidence"]["items"]["required"] == ["metric"]
+    alternatives = converted["properties"]["evidence"]["items"]["anyOf"]
+    assert [a["required"] for a in alternatives] == [["metric", "value"], ["metric", "values"]]
+    assert all(a["type"] == "OBJECT" and "additionalProperties" not in a for a in alternatives)
     # the loopback refuses what Gemini refuses: the schema as is
     with LoopbackServer(models=("alpha",)) as server:
         backend = BACKENDS["gemini"](_spec("gemini"), "key")
@@ -119,14 +121,19 @@ def test_gemini_gets_its_schema_subset():
     assert backend and response.status_code == 400 and "Unknown name" in response.text
 
 
-def test_a_decoder_gets_no_anyof_of_bare_key_rules():
+def test_a_decoder_gets_the_key_rule_as_typed_alternatives():
     """llama.cpp's grammar converter (the embedded server, Ollama) reads an anyOf as the whole node: the
-    evidence object's "value or values" rule would make each evidence item any value at all."""
+    evidence object's "value or values" rule, as written, would make each evidence item any value at all."""
     evidence = ANSWER_SCHEMA["properties"]["evidence"]["items"]
-    assert "anyOf" in evidence and "anyOf" not in decoding_schema(ANSWER_SCHEMA)["properties"]["evidence"]["items"]
-    assert decoding_schema(ANSWER_SCHEMA)["properties"]["evidence"]["items"]["properties"] == evidence["properties"]
+    decoded = decoding_schema(ANSWER_SCHEMA)["properties"]["evidence"]["items"]
+    assert set(decoded) == {"anyOf"}
+    for alternative, key in zip(decoded["anyOf"], ("value", "values")):
+        assert alternative == {**{k: v for k, v in evidence.items() if k != "anyOf"}, "required": ["metric", key]}
     typed = {"anyOf": [{"type": "string"}, {"type": "number"}]}
     assert decoding_schema(typed) == typed
+    for answer in ({"metric": "cpu_usage", "value": 1.0}, {"metric": "cpu_usage"}):  # the same answers pass
+        ok = any(_check(answer, a, "") is None for a in decoded["anyOf"])
+        assert ok == (_check(answer, evidence, "") is None)
 
 
 def test_openai_strict_only_for_a_schema_strict_mode_accepts():

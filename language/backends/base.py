@@ -53,17 +53,24 @@ class Reply:
 
 
 def decoding_schema(schema):
-    """`schema` for a grammar-constrained decoder (llama.cpp's server and Ollama turn it into a grammar):
-    an anyOf whose alternatives only require keys (a rule on which keys appear, no type) is left out,
-    because those converters read an anyOf as the whole node (so an object with such an anyOf became
-    "any value": SmolLM2 wrote strings for evidence objects).  The caller's validation still applies it."""
+    """`schema` for a constrained decoder (llama.cpp's server and Ollama turn it into a grammar; Gemini
+    reads anyOf as a union of types): an anyOf whose alternatives only require keys (a rule on which
+    keys appear, with no type) becomes an anyOf of whole typed nodes, each the node itself with the
+    alternative's keys required too.  Those decoders read an anyOf as the whole node: as it was, the
+    evidence object's "value or values" rule made an evidence item any value at all."""
     if isinstance(schema, list):
         return [decoding_schema(x) for x in schema]
     if not isinstance(schema, dict):
         return schema
-    rule_only = isinstance(schema.get("anyOf"), list) and all(
-        isinstance(a, dict) and set(a) <= {"required"} for a in schema["anyOf"])
-    return {k: decoding_schema(v) for k, v in schema.items() if not (k == "anyOf" and rule_only)}
+    node = {k: decoding_schema(v) for k, v in schema.items() if k != "anyOf"}
+    options = schema.get("anyOf")
+    if options is None:
+        return node
+    if not all(isinstance(a, dict) and set(a) <= {"required"} for a in options):
+        return {**node, "anyOf": decoding_schema(options)}
+    required = list(node.get("required", ()))
+    return {"anyOf": [{**node, "required": required + [k for k in a.get("required", ()) if k not in required]}
+                      for a in options]}
 
 
 def estimate_tokens(text: str) -> int:

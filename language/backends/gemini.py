@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .base import Backend, BackendError, Reply, Request, counted_reply, token_count
+from .base import Backend, BackendError, Reply, Request, counted_reply, decoding_schema, token_count
 
 
 # the fields of Gemini's Schema object (a subset of OpenAPI 3.0's) that a JSON schema may carry over;
@@ -56,7 +56,7 @@ class GeminiBackend(Backend):
                                      "seed": request.seed}}
         if request.schema is not None:  # structured output: JSON constrained to the schema
             body["generationConfig"].update(responseMimeType="application/json",
-                                            responseSchema=response_schema(request.schema))
+                                            responseSchema=response_schema(decoding_schema(request.schema)))
         headers = {"x-goog-api-key": self._api_key} if self._api_key else {}
         data = await self.post_json(client, f"{endpoint}/v1beta/models/{request.model}:generateContent",
                                     body, headers, request.model)
