@@ -133,13 +133,14 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
 def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed: int | None = None,
                      config: SimConfig | str | Path | None = None, workers: int | None = None,
                      staging_dir: Path | None = None, context_steps: int | None = None,
-                     hard_negatives: float | None = None,
+                     hard_negatives: float | None = None, logs: bool = False,
                      progress: Callable[[int, int], None] | None = None) -> SampleSet:
     """`n_samples` labelled snapshots of simulated hosts; `round(n * ratio)` of them anomalous.
 
     Each anomalous sample comes from its own event (exactly that many events are injected); normal
     samples come from points where no metric of the host is anomalous.  With `staging_dir`, the
-    traces, labels, events and samples are staged there as Parquet.
+    traces, labels, events and samples are staged there as Parquet; with `logs` too, the hosts' log
+    lines and alerts (simulator/logs.py, alerts.py; about 14,000 lines a host-day, so opt-in).
     """
     cfg = _with_sample_options(_resolve(config), context_steps, hard_negatives)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
@@ -154,6 +155,8 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {ratio}")
     seed = _checked_seed(cfg, seed)
     threads = _set_workers(workers)  # validated before any output is touched
+    if logs and staging_dir is None:
+        raise SimulatorError("logs: staged logs need a staging_dir")
     sim = cfg.simulation
     interval = sim.interval_s
     n_steps = max(1, int(round(sim.trace_days * 86400 / interval)))
@@ -166,7 +169,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     normal_per_block = exact_counts(np.array([hi - lo for lo, hi in blocks], float), n_normal)
     staging = Staging(staging_dir) if staging_dir is not None else None
     if staging:
-        staging.begin(cfg, seed)
+        staging.begin(cfg, seed, logs=logs)
     parts, windows, event_parts = [], [], []
     with threads, (staging or nullcontext()):
         for b, (lo, hi) in enumerate(blocks):
@@ -180,7 +183,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
             windows.append(sample_windows(traces, host, step, cfg))
             event_parts.append(events)
             if staging:
-                staging.write_block(b, traces, cfg)
+                staging.write_block(b, traces, cfg, events)
             if progress:
                 progress(b + 1, len(blocks))
     events = pl.concat(event_parts)
