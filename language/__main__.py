@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "in staging, whatever run produced it)")
         p.add_argument("--only-last-run", action="store_true",
                        help="export only the items of the last generate (default: every accepted sample)")
+        p.add_argument("--chat-structured", action="store_true",
+                       help="in the chat JSONL, a structured (grounded) answer is its JSON object (default: its "
+                            "explanation text; the dataset JSON holds both)")
 
     gen = sub.add_parser("generate", help="generate the remaining work and export")
     common(gen, True)
@@ -274,7 +277,8 @@ def _write(args, ledger, domain, settings, config_hash, session_id, new_samples)
 
     n = export(ledger, domain, settings, args.output_dir, config_hash=config_hash, session_id=session_id,
                new_samples=new_samples, only_types=_only_types(args),
-               only_last_run=getattr(args, "only_last_run", False), allow_fewer=getattr(args, "allow_fewer", False))
+               only_last_run=getattr(args, "only_last_run", False), allow_fewer=getattr(args, "allow_fewer", False),
+               chat_structured=getattr(args, "chat_structured", False))
     if not args.quiet:
         print(f"wrote {args.output_dir / 'language_dataset.json'} ({n} samples) and "
               f"{args.output_dir / 'language_dataset.chat.jsonl'}")

@@ -1,5 +1,9 @@
 """Exports: training/language_dataset.json (the seed schema) and a chat-format JSONL.
 
+A structured answer (grounded prompts, JSON against verify.ANSWER_SCHEMA) is exported as its object
+(`structured`) beside its explanation text (`response`); the chat JSONL's assistant message is that
+text, or with `chat_structured` the JSON itself.
+
 Both written atomically; the previous file is kept as a timestamped backup (the last three).
 """
 
@@ -72,6 +76,12 @@ def select_samples(samples: pl.DataFrame, *, types: list[str] | None = None,
     return samples
 
 
+def _sample_row(row: dict) -> dict:
+    """A dataset sample: SAMPLE_FIELDS, and a structured answer's object when it has one."""
+    structured = row.pop("structured")
+    return {**row, "structured": orjson.loads(structured)} if structured is not None else row
+
+
 def samples_in(path: Path) -> int | None:
     """How many samples the language dataset at `path` holds; None when it is missing or damaged."""
     problem, document = check_json_dataset(path, "samples", "language dataset")
@@ -84,7 +94,7 @@ def check_language_dataset(path: Path) -> str | None:
 
 
 def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_prompt: str, *,
-                  allow_fewer: bool = False) -> list[Path]:
+                  allow_fewer: bool = False, chat_structured: bool = False) -> list[Path]:
     """Write the dataset JSON and the chat JSONL; return the backups made (if any).
 
     An export that would hold fewer samples than the intact dataset it replaces raises LanguageError
@@ -94,11 +104,12 @@ def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_pr
         raise LanguageError(f"export: {output_dir / DATASET_NAME} holds {before} samples and this export would "
                             f"hold {len(samples)}; nothing was written (--allow-fewer replaces it anyway, "
                             "keeping the old file as a backup)")
-    rows = samples.select(*SAMPLE_FIELDS).to_dicts() if len(samples) else []
+    rows = [_sample_row(r) for r in samples.select(*SAMPLE_FIELDS, "structured").to_dicts()] if len(samples) else []
     dataset = orjson.dumps({"metadata": meta, "samples": rows}, option=orjson.OPT_INDENT_2)
     chat = b"".join(orjson.dumps({
         "messages": [{"role": "system", "content": system_prompt}, {"role": "user", "content": r["prompt"]},
-                     {"role": "assistant", "content": r["response"]}],
+                     {"role": "assistant", "content": orjson.dumps(r["structured"]).decode()
+                      if chat_structured and "structured" in r else r["response"]}],
         "type": r["type"], "model": r["model"], "term": r["term"],
         **({"source_sample_id": r["source_sample_id"], "label": r["label"]} if r["source_sample_id"] else {})})
         + b"\n" for r in rows)

@@ -47,6 +47,12 @@ SOURCE_STREAM = 12  # SeedSequence spawn key of the sample choice
 WINDOW_STEPS = 12   # points before a staged sample shown with it: one hour at the default 5 minutes
 WINDOW_METRICS = 3  # metrics in the window: those the snapshot moved most against the points before it
 LOG_LINES = 8       # log lines at most in the excerpt of a staged sample's window
+# grounded answers are JSON (verify.ANSWER_SCHEMA), asked for through each backend's structured output;
+# the prompt says what each field holds, the schema constrains its form
+ANSWER_FORMAT = ("Reply with one JSON object: verdict (\"healthy\" or the anomaly kind), anomalous_metrics (the "
+                 "metrics that moved), evidence (each with metric, value or values, and time), onset (the time "
+                 "it started, or null), severity (none, low, medium, high or critical), check_first (what to "
+                 "check first) and explanation (the answer in plain words).")
 QUESTIONS = (
     "What is going on with this host, and what should be checked first?",
     "Is this host healthy? If not, name the problem, the metrics that show it and the first checks.",
@@ -85,12 +91,12 @@ def load_vocabulary(data_dir: Path | None = None) -> Vocabulary:
                       tuple(v.string(p, f"healthy[{i}]").lower() for i, p in enumerate(healthy)), related_kinds())
 
 
-def grounding_check(text: str, label: str, moved: tuple[str, ...], vocab: Vocabulary) -> str | None:
+def grounding_check(text: str | dict, label: str, moved: tuple[str, ...], vocab: Vocabulary) -> str | None:
     """None when the answer agrees with the label and the metrics that moved, else the reasons.
 
-    A structured answer (JSON) is checked against the schema, the label and `moved`; its cited
-    values need the sample's data (verify.verify_structured with the Sample)."""
-    if looks_structured(text):
+    A structured answer (JSON text, or its parsed object) is checked against the schema, the label
+    and `moved`; its cited values need the sample's data (verify.verify_structured with the Sample)."""
+    if not isinstance(text, str) or looks_structured(text):
         result = verify_structured(text, Sample(label, {}), vocab, moved=moved)
     else:
         result = verify_text(text, label, moved, vocab)
@@ -348,10 +354,11 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
         persona = domain.personalities[int(rng.integers(len(domain.personalities)))]
         prompt = (f"{_render(FORMS[int(rng.integers(len(FORMS)))], sample, rng)}\n\n"
                   f"{QUESTIONS[int(rng.integers(len(QUESTIONS)))]} Answer for {AUDIENCE_LABELS[persona.audience]}. "
-                  f"{persona.description}")
+                  f"{persona.description}\n\n{ANSWER_FORMAT}")
         prompt_id = _hash("metrics_explanation", domain.system_prompt, prompt, str(sample["id"]))[:16]
         for slot in range(slots):
             items.append(WorkItem(_hash(prompt_id, str(slot), options)[:20], prompt_id, "metrics_explanation",
                                   p_index, slot, domain.system_prompt, prompt, term=label, category="grounded",
-                                  source_sample_id=str(sample["id"]), label=label, moved=tuple(moved)))
+                                  source_sample_id=str(sample["id"]), label=label, moved=tuple(moved),
+                                  structured=True))
     return items

@@ -57,7 +57,8 @@ class WorkItem:
     category: str
     source_sample_id: str = ""   # grounded items: the metrics sample the prompt shows
     label: str = ""              # grounded items: its anomaly kind, or "normal"
-    moved: tuple[str, ...] = ()  # grounded items: the metrics the kind moves
+    moved: tuple[str, ...] = ()  # grounded items: the metrics that moved in the sample's data
+    structured: bool = False     # the answer is JSON against verify.ANSWER_SCHEMA (grounded items)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ COMMIT_EVERY = 256
 SHARD_ROWS = 500
 SAMPLE_COLUMNS = ("item_id", "prompt_id", "type", "prompt", "response", "model", "model_type", "backend",
                   "session_id", "timestamp", "generation_batch", "term", "category", "seed", "temperature",
-                  "max_tokens", "finish_reason", "prompt_tokens", "completion_tokens", "source_sample_id", "label")
+                  "max_tokens", "finish_reason", "prompt_tokens", "completion_tokens", "source_sample_id", "label",
+                  "structured")
 # columns added after the first release of the ledger: ALTER TABLE adds them to an older ledger on open
-ADDED_COLUMNS = {"results": {"source_sample_id": "TEXT", "label": "TEXT"},
+ADDED_COLUMNS = {"results": {"source_sample_id": "TEXT", "label": "TEXT", "structured": "TEXT"},
                  "attempts": {"prompt_tokens": "INTEGER", "completion_tokens": "INTEGER",
                               "tokens_estimated": "INTEGER"}}
 
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS results (
     reason TEXT, prompt TEXT NOT NULL, response TEXT, model TEXT, model_type TEXT, backend TEXT,
     session_id TEXT, timestamp TEXT, generation_batch INTEGER, term TEXT, category TEXT, seed INTEGER,
     temperature REAL, max_tokens INTEGER, finish_reason TEXT, prompt_tokens INTEGER,
-    completion_tokens INTEGER, attempts INTEGER NOT NULL, shard TEXT, source_sample_id TEXT, label TEXT);
+    completion_tokens INTEGER, attempts INTEGER NOT NULL, shard TEXT, source_sample_id TEXT, label TEXT,
+    structured TEXT);
 CREATE INDEX IF NOT EXISTS results_status ON results (status);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
@@ -89,6 +91,7 @@ class Result:
     attempts: int
     source_sample_id: str | None = None
     label: str | None = None
+    structured: str | None = None  # a structured answer as JSON (its explanation is the response)
 
 
 class Ledger:
@@ -288,7 +291,11 @@ class Ledger:
         paths = sorted(self.shard_dir.glob("part-*.parquet"))
         if not paths:
             return pl.DataFrame(schema=_SHARD_SCHEMA)
-        return pl.concat([pl.read_parquet(p) for p in paths]).unique("item_id", keep="first", maintain_order=True)
+        # a shard written before a column was added lacks it: null there
+        frames = [pl.read_parquet(p) for p in paths]
+        frames = [f.with_columns([pl.lit(None, dtype).alias(c) for c, dtype in _SHARD_SCHEMA.items() if c not in f.columns])
+                  .select(list(_SHARD_SCHEMA)) for f in frames]
+        return pl.concat(frames).unique("item_id", keep="first", maintain_order=True)
 
     def close(self) -> None:
         self.commit()
@@ -308,7 +315,7 @@ _SHARD_SCHEMA = {
     "model": pl.Utf8, "model_type": pl.Utf8, "backend": pl.Utf8, "session_id": pl.Utf8, "timestamp": pl.Utf8,
     "generation_batch": pl.Int64, "term": pl.Utf8, "category": pl.Utf8, "seed": pl.Int64,
     "temperature": pl.Float64, "max_tokens": pl.Int64, "finish_reason": pl.Utf8, "prompt_tokens": pl.Int64,
-    "completion_tokens": pl.Int64, "source_sample_id": pl.Utf8, "label": pl.Utf8,
+    "completion_tokens": pl.Int64, "source_sample_id": pl.Utf8, "label": pl.Utf8, "structured": pl.Utf8,
 }
 
 

@@ -208,9 +208,11 @@ async def run_session(ledger, work: Work, session: Session, *, advance: Callable
 
 # ---------------------------------------------------------------------------- exports
 def export(ledger, domain, settings, output_dir: Path, *, config_hash: str, session_id: str, new_samples: int,
-           only_types: list[str] | None = None, only_last_run: bool = False, allow_fewer: bool = False) -> int:
+           only_types: list[str] | None = None, only_last_run: bool = False, allow_fewer: bool = False,
+           chat_structured: bool = False) -> int:
     """Write the language dataset and its chat JSONL from the staging's accepted samples (all, or
-    those of `only_types` / the last generate's items); the number of samples written."""
+    those of `only_types` / the last generate's items); the number of samples written.
+    `chat_structured`: the chat JSONL carries a structured answer's JSON, not its explanation text."""
     from .export import grounding_table, metadata, select_samples, write_exports
     from .usage import Prices, usage_summary
 
@@ -224,7 +226,8 @@ def export(ledger, domain, settings, output_dir: Path, *, config_hash: str, sess
                     grounding=grounding_table(ledger.results_frame()),
                     usage=usage_summary(ledger.token_totals(), Prices.of_settings(settings)))
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_exports(output_dir, meta, samples, domain.system_prompt, allow_fewer=allow_fewer)
+    write_exports(output_dir, meta, samples, domain.system_prompt, allow_fewer=allow_fewer,
+                  chat_structured=chat_structured)
     return len(samples)
 
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import orjson
 
 from .backends import Backend, BackendError, Request
 from .domain import MAX_FILE_BYTES
@@ -53,6 +54,7 @@ from .items import WorkItem
 from .ledger import Ledger, Result, _now
 from .grounding import grounding_check
 from .quality import DuplicateIndex, check, clean
+from .verify import ANSWER_SCHEMA, ANSWER_SCHEMA_NAME, parse_answer
 from .settings import Settings, load_settings
 from .usage import Budget, Prices, most_tokens
 
@@ -433,7 +435,8 @@ class Runner:
             pool = self.pools[model.backend.name]
             request = Request(model.model, item.system, item.prompt, s.generation.temperature,
                               s.generation.max_tokens, s.generation.seed,
-                              {"term": item.term, "category": item.category}, s.generation.repeat_penalty)
+                              {"term": item.term, "category": item.category}, s.generation.repeat_penalty,
+                              ANSWER_SCHEMA if item.structured else None, ANSWER_SCHEMA_NAME)
             endpoint = await pool.acquire()
             started = time.monotonic()
             error, reply = None, None
@@ -477,19 +480,30 @@ class Runner:
         return self._result(item, "failed", f"{reason} (after {attempts} calls)", last_model, None, attempts)
 
     def _judge(self, item: WorkItem, model: PoolModel, reply, attempts: int) -> Result:
+        """Filters, grounding and dedup; a structured answer must first be JSON that follows the schema
+        (else it is rejected with the reason), then its explanation is the text the filters and the
+        dedup read and the export's response."""
         text = clean(reply.text)
+        answer = None
+        if item.structured:
+            answer, reason = parse_answer(text)
+            if reason is not None:
+                if reply.finish_reason == "length":  # cut JSON: the cut is the cause
+                    reason = "truncated at the token limit"
+                return self._result(item, "rejected", reason, model, reply, attempts, text)
+            text = answer["explanation"].strip()
         reason = check(text, item.prompt, reply.finish_reason, self.settings.quality.min_words)
         if reason is None and item.label and self.vocabulary is not None:
-            reason = grounding_check(text, item.label, item.moved, self.vocabulary)
+            reason = grounding_check(answer if answer is not None else text, item.label, item.moved, self.vocabulary)
         if reason is None:
             reason = self.dedup.find(text)
         if reason is not None:
-            return self._result(item, "rejected", reason, model, reply, attempts, text)
+            return self._result(item, "rejected", reason, model, reply, attempts, text, answer)
         self.dedup.add(item.item_id, text)
-        return self._result(item, "accepted", None, model, reply, attempts, text)
+        return self._result(item, "accepted", None, model, reply, attempts, text, answer)
 
     def _result(self, item: WorkItem, status: str, reason: str | None, model: PoolModel | None, reply,
-                attempts: int, text: str | None = None) -> Result:
+                attempts: int, text: str | None = None, answer: dict | None = None) -> Result:
         g = self.settings.generation
         return Result(
             item_id=item.item_id, prompt_id=item.prompt_id, type=item.sample_type, status=status, reason=reason,
@@ -500,7 +514,8 @@ class Runner:
             temperature=g.temperature, max_tokens=g.max_tokens,
             finish_reason=reply.finish_reason if reply else None,
             prompt_tokens=reply.prompt_tokens if reply else 0, completion_tokens=reply.completion_tokens if reply else 0,
-            attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None)
+            attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None,
+            structured=orjson.dumps(answer).decode() if answer is not None else None)
 
 
 def _version(path: Path) -> tuple | None:

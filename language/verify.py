@@ -113,6 +113,7 @@ def answer_schema() -> dict:
 
 
 ANSWER_SCHEMA: dict = answer_schema()
+ANSWER_SCHEMA_NAME = "grounded_answer"  # what a backend's structured-output request calls it (a tool name)
 
 
 # ------------------------------------------------------------------------------------ results

@@ -17,7 +17,15 @@ is always OpenAI-shaped (``[{"role": "system"|"user"|"assistant", "content": str
 and Gemini's ``systemInstruction`` becoming a leading system message, Gemini's ``model`` role becoming
 ``assistant``), ``model`` is the requested name without an Ollama ``:latest`` suffix, and ``options`` is
 ``{"api", "seed", "temperature", "max_tokens", "stream"}`` gathered from wherever that API puts them
-(``max_tokens`` is max_completion_tokens/max_tokens, num_predict, max_tokens, maxOutputTokens; None if unset).
+(``max_tokens`` is max_completion_tokens/max_tokens, num_predict, max_tokens, maxOutputTokens; None if unset),
+and ``schema``, the JSON schema of a structured-output request as that API carries it (None: free text):
+OpenAI ``response_format`` ``{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``, Ollama
+``format`` (a schema object, or "json"), Anthropic the ``input_schema`` of the tool ``tool_choice``
+``{"type": "tool", "name"}`` forces (the answer, which must then be a JSON object, comes back as that tool's
+``tool_use`` block, streamed as ``input_json_delta`` pieces), Gemini ``generationConfig.responseSchema`` (Gemini's
+OpenAPI subset: upper-case types, only the Schema object's fields, ``responseMimeType`` application/json;
+anything else is Gemini's 400). Each API refuses a malformed request of that kind with its own 400. With a
+schema, the default answer is a valid instance of it whose strings hold the deterministic text.
 An answer longer than the token limit (counted in words) is cut to that many words and reported as
 ``length`` / ``max_tokens`` / ``MAX_TOKENS``. Token counts are word counts (the prompt's: every message's words),
 reported where each API reports them: OpenAI ``usage.prompt_tokens``/``completion_tokens`` (streamed: in the
@@ -181,8 +189,37 @@ def _last_user(messages: list[dict]) -> str:
 
 
 def deterministic_answer(model: str, messages: list[dict], options: dict) -> str:
-    """40-90 words of plausible operations English, a function of model, last user message and seed."""
-    return _answer_for(str(model), _last_user(messages), str(options.get("seed")))
+    """40-90 words of plausible operations English, a function of model, last user message and seed; for a
+    structured request, a valid instance of its schema with that text in every free string."""
+    text = _answer_for(str(model), _last_user(messages), str(options.get("seed")))
+    if options.get("schema") is not None:
+        return json.dumps(schema_instance(options["schema"], text))
+    return text
+
+
+def schema_instance(schema: Any, text: str) -> Any:
+    """A value that follows `schema` (JSON Schema, or Gemini's upper-case subset): every property, the first
+    enum value or anyOf alternative, null where allowed, `text` for free strings (cut to maxLength), the fewest array items."""
+    if not isinstance(schema, dict):
+        return text
+    if "enum" in schema:
+        return schema["enum"][0]
+    if schema.get("anyOf"):
+        return schema_instance(schema["anyOf"][0], text)
+    types = schema.get("type", "object" if "properties" in schema else "string")
+    names = [str(t).lower() for t in (types if isinstance(types, list) else [types])]
+    if "null" in names or schema.get("nullable"):
+        return None
+    kind = names[0]
+    if kind == "object":
+        return {k: schema_instance(v, text) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [schema_instance(schema.get("items"), text) for _ in range(int(schema.get("minItems", 0)))]
+    if kind in ("number", "integer"):
+        return 1
+    if kind == "boolean":
+        return True
+    return text[:int(schema.get("maxLength", len(text)))]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -387,8 +424,34 @@ class _OpenAI:
                     for m in msgs if isinstance(m, dict)]
         stream = bool(data.get("stream", False))
         so = data.get("stream_options") or {}
-        return _Gen(model, messages, {"seed": data.get("seed"), "temperature": data.get("temperature")},
+        return _Gen(model, messages, {"seed": data.get("seed"), "temperature": data.get("temperature"),
+                                      "schema": self._schema(data.get("response_format"))},
                     stream, limit, {"include_usage": bool(isinstance(so, dict) and so.get("include_usage"))})
+
+    def _schema(self, rf) -> dict | None:
+        """The schema of a response_format; None for none or text; a json_object asks for any object."""
+        if rf is None:
+            return None
+        kind = rf.get("type") if isinstance(rf, dict) else None
+        if kind not in ("text", "json_object", "json_schema"):
+            raise _BadRequest(400, self.err(400, f"Invalid value: '{kind}'. Supported values are: 'text', "
+                                                 "'json_object', and 'json_schema'.", "invalid_request_error",
+                                            "invalid_value", "response_format.type"))
+        if kind == "text":
+            return None
+        if kind == "json_object":
+            return {"type": "object"}
+        js = rf.get("json_schema")
+        if not isinstance(js, dict) or "name" not in js:
+            raise _BadRequest(400, self.err(400, "Missing required parameter: 'response_format.json_schema.name'.",
+                                            "invalid_request_error", "missing_required_parameter",
+                                            "response_format.json_schema.name"))
+        if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", str(js["name"])):
+            raise _BadRequest(400, self.err(400, f"Invalid 'response_format.json_schema.name': string does not match "
+                                                 f"pattern. Expected a string that matches the pattern "
+                                                 f"'^[a-zA-Z0-9_-]+$'.", "invalid_request_error", "invalid_value",
+                                            "response_format.json_schema.name"))
+        return js.get("schema") if isinstance(js.get("schema"), dict) else {"type": "object"}
 
     def fault(self, status: int, gen: _Gen | None, retry_after: float | None):
         model = gen.model if gen else "model"
@@ -495,7 +558,12 @@ class _Ollama:
         limit = opts.get("num_predict")
         limit = limit if isinstance(limit, int) and limit > 0 else None
         stream = data.get("stream")
-        return _Gen(model, messages, {"seed": opts.get("seed"), "temperature": opts.get("temperature")},
+        fmt = data.get("format")
+        if fmt not in (None, "", "json") and not isinstance(fmt, dict):
+            raise _BadRequest(400, self.err(f"invalid format: {json.dumps(fmt)}"))
+        schema = {"type": "object"} if fmt == "json" else fmt or None
+        return _Gen(model, messages, {"seed": opts.get("seed"), "temperature": opts.get("temperature"),
+                                      "schema": schema},
                     True if stream is None else bool(stream), limit, {"generate": generate})
 
     def fault(self, status, gen, retry_after):
@@ -602,8 +670,42 @@ class _Anthropic:
                                                     "context, please use the top-level \"system\" parameter."))
                 messages.append({"role": m["role"], "content": _text_of(m.get("content"))})
         md = data.get("metadata")
-        return _Gen(model, messages, {"seed": None, "temperature": data.get("temperature")},
-                    bool(data.get("stream", False)), limit, {"metadata": md})
+        tool, schema = self._forced_tool(data)
+        return _Gen(model, messages, {"seed": None, "temperature": data.get("temperature"), "schema": schema},
+                    bool(data.get("stream", False)), limit, {"metadata": md, "tool": tool})
+
+    def _forced_tool(self, data: dict) -> tuple[str | None, dict | None]:
+        """(name, input_schema) of the tool that tool_choice {"type": "tool"} forces; (None, None) otherwise."""
+        tools = data.get("tools") or []
+        if not isinstance(tools, list):
+            raise _BadRequest(400, self.err("invalid_request_error", "tools: Input should be a valid list"))
+        named = {}
+        for i, t in enumerate(tools):
+            if not isinstance(t, dict) or not t.get("name"):
+                raise _BadRequest(400, self.err("invalid_request_error", f"tools.{i}.custom.name: Field required"))
+            schema = t.get("input_schema")
+            if not isinstance(schema, dict) or schema.get("type") != "object":
+                raise _BadRequest(400, self.err("invalid_request_error",
+                                                f"tools.{i}.custom.input_schema.type: Input should be 'object'"))
+            named[t["name"]] = schema
+        choice = data.get("tool_choice")
+        if not isinstance(choice, dict) or choice.get("type") != "tool":
+            return None, None
+        if choice.get("name") not in named:
+            raise _BadRequest(400, self.err("invalid_request_error",
+                                            f"Tool '{choice.get('name')}' not found in provided tools"))
+        return choice["name"], named[choice["name"]]
+
+    @staticmethod
+    def _tool_input(gen, text: str):
+        """The forced tool's input: the answer as a JSON object; None (a text block) when it is not one."""
+        if not gen.extra.get("tool"):
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def fault(self, status, gen, retry_after):
         if status == 429:
@@ -629,11 +731,18 @@ class _Anthropic:
         return req.headers.get("x-api-key")
 
     def response(self, gen, text, finish, pt, ct, rid, now):
+        value = self._tool_input(gen, text)
+        content = [{"type": "text", "text": text}] if value is None else \
+            [{"type": "tool_use", "id": f"toolu_loopback{rid}", "name": gen.extra["tool"], "input": value}]
+        if value is not None and finish == "end_turn":
+            finish = "tool_use"
         return _dumps({"id": f"msg_loopback{rid}", "type": "message", "role": "assistant", "model": gen.model,
-                       "content": [{"type": "text", "text": text}], "stop_reason": finish,
+                       "content": content, "stop_reason": finish,
                        "stop_sequence": None, "usage": {"input_tokens": pt, "output_tokens": ct}})
 
     def events(self, gen, text, finish, pt, ct, rid, now):
+        value = self._tool_input(gen, text)
+
         def ev(name: str, data: dict) -> bytes:
             return b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
 
@@ -641,11 +750,20 @@ class _Anthropic:
                    "id": f"msg_loopback{rid}", "type": "message", "role": "assistant", "model": gen.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": {"input_tokens": pt, "output_tokens": 1}}}),
-               ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                          "content_block": {"type": "text", "text": ""}}),
+               ev("content_block_start", {"type": "content_block_start", "index": 0, "content_block":
+                                          {"type": "text", "text": ""} if value is None else
+                                          {"type": "tool_use", "id": f"toolu_loopback{rid}",
+                                           "name": gen.extra["tool"], "input": {}}}),
                ev("ping", {"type": "ping"})]
-        out += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                           "delta": {"type": "text_delta", "text": f}}) for f in _fragments(text)]
+        if value is None:
+            out += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                               "delta": {"type": "text_delta", "text": f}}) for f in _fragments(text)]
+        else:
+            raw = json.dumps(value)
+            out += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                               "delta": {"type": "input_json_delta", "partial_json": raw[i:i + 16]}})
+                    for i in range(0, len(raw), 16)]
+            finish = "tool_use" if finish == "end_turn" else finish
         out += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
                 ev("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": finish, "stop_sequence": None},
@@ -691,8 +809,41 @@ class _Gemini:
         gc = data.get("generationConfig") or data.get("generation_config") or {}
         limit = gc.get("maxOutputTokens", gc.get("max_output_tokens"))
         limit = limit if isinstance(limit, int) and limit > 0 else None
-        return _Gen(model, messages, {"seed": gc.get("seed"), "temperature": gc.get("temperature")},
+        schema = gc.get("responseSchema")
+        if schema is not None:
+            if gc.get("responseMimeType") != "application/json":
+                raise _BadRequest(400, self.err(400, "GenerationConfig.response_mime_type: only supports application/json"
+                                                     " when response_schema is set.", "INVALID_ARGUMENT"))
+            problem = self._schema_problem(schema, "generation_config.response_schema")
+            if problem:
+                raise _BadRequest(400, self.err(400, problem, "INVALID_ARGUMENT"))
+        return _Gen(model, messages, {"seed": gc.get("seed"), "temperature": gc.get("temperature"), "schema": schema},
                     req.gemini_method == "streamGenerateContent", limit, {"sse": req.query.get("alt") == "sse"})
+
+    SCHEMA_FIELDS = frozenset({"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+                               "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+                               "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
+                               "maximum"})
+    TYPES = frozenset({"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"})
+
+    def _schema_problem(self, node, at: str) -> str | None:
+        """Gemini's 400 for a responseSchema that is not its Schema object (an unknown field, a bad type)."""
+        if not isinstance(node, dict):
+            return f"Invalid JSON payload received. Invalid value at '{at}': not an object."
+        for key, value in node.items():
+            if key not in self.SCHEMA_FIELDS:
+                return f'Invalid JSON payload received. Unknown name "{key}" at \'{at}\': Cannot find field.'
+            if key == "type" and value not in self.TYPES:
+                return (f"Invalid JSON payload received. Invalid value at '{at}.type' "
+                        f"(type.googleapis.com/google.ai.generativelanguage.v1beta.Type), {json.dumps(value)}")
+        subs = [(f"{at}.properties[{k}].value", v) for k, v in (node.get("properties") or {}).items()]
+        subs += [(f"{at}.items", node["items"])] if "items" in node else []
+        subs += [(f"{at}.any_of[{i}]", v) for i, v in enumerate(node.get("anyOf") or [])]
+        for where, sub in subs:
+            problem = self._schema_problem(sub, where)
+            if problem:
+                return problem
+        return None
 
     def fault(self, status, gen, retry_after):
         if status == 429:
@@ -1133,7 +1284,7 @@ class LoopbackServer:
             status, body = api.unknown_model(gen)
             return self._send(conn, req, status, api.ctype, body)
         options = {"api": api.name, "seed": gen.options.get("seed"), "temperature": gen.options.get("temperature"),
-                   "max_tokens": gen.limit, "stream": gen.stream}
+                   "max_tokens": gen.limit, "stream": gen.stream, "schema": gen.options.get("schema")}
         if not gen.messages and api.name == "ollama" and not gen.extra.get("generate"):
             text = ""   # Ollama: an empty chat just loads the model
         else:

@@ -70,28 +70,34 @@ def test_prompts_show_the_sample_and_include_normal_ones(metrics_json):
 
 
 def _truthful_and_confused(source, seed):
-    """A fake pair of models: alpha explains each sample from its data (the kind and a metric that moved;
-    when nothing moved in the data shown, it says so), beta always blames a memory leak."""
+    """A fake pair of models answering in JSON (the schema must arrive with each grounded request):
+    alpha explains each sample from its data (the kind and a metric that moved; when nothing moved in
+    the data shown, it names no metric), beta always blames a memory leak."""
     items = metric_sample_items(source, 30, load_domain(), 2, 2, load_settings().fingerprint(), seed)
     truth = {it.prompt: it for it in items}
 
     def answer(model, messages, options):
+        assert options["schema"] is not None, "a grounded request without its answer schema"
         item = truth[messages[-1]["content"]]
+        tag = f"prompt {abs(hash(item.prompt)) % 10**6}"
         if model == "beta" and item.label != "memory_leak":
-            return ("This is a memory leak: memory keeps growing on the host and will end in an out of "
-                    "memory kill unless someone restarts the service and looks at the heap dump soon enough.")
-        if item.label == "normal":
-            return ("The host looks healthy: every reading is within the usual range for this kind of server, "
-                    "so no action is needed now beyond the regular checks on the dashboard tomorrow morning "
-                    f"(prompt {abs(hash(item.prompt)) % 10**6}).")
-        phrase = VOCAB.kinds[item.label][0]
-        if not item.moved:  # the data shows nothing: no truthful answer can ground the label
-            return (f"This is a {phrase}, though none of the readings shown makes that plain; look at the "
-                    f"host's history before acting on it (prompt {abs(hash(item.prompt)) % 10**6}).")
-        metric = item.moved[0]
-        return (f"This is a {phrase}. The {metric} reading shows it clearly against the host's usual level; "
-                f"check the service logs from the start of the window, confirm the cause, and record what you "
-                f"changed in the incident ticket for prompt {abs(hash(item.prompt)) % 10**6}.")
+            body = {"verdict": "memory_leak", "anomalous_metrics": ["memory_usage"], "severity": "high",
+                    "explanation": "This is a memory leak: memory keeps growing on the host and will end in an out "
+                                   "of memory kill unless someone restarts the service and looks at the heap dump "
+                                   f"soon enough ({tag})."}
+        elif item.label == "normal":
+            body = {"verdict": "healthy", "anomalous_metrics": [], "severity": "none",
+                    "explanation": "The host looks healthy: every reading is within the usual range for this kind "
+                                   "of server, so no action is needed now beyond the regular checks on the "
+                                   f"dashboard tomorrow morning ({tag})."}
+        else:
+            phrase = VOCAB.kinds[item.label][0]
+            metrics = list(item.moved[:1])  # none when the data shows nothing: the label cannot be grounded
+            body = {"verdict": item.label, "anomalous_metrics": metrics, "severity": "high",
+                    "explanation": f"This is a {phrase}. The readings shown make it plain against the host's usual "
+                                   "level; check the service logs from the start of the window, confirm the cause, "
+                                   f"and record what you changed in the incident ticket ({tag})."}
+        return json.dumps({"evidence": [], "onset": None, "check_first": "the service logs", **body})
     return items, answer
 
 
@@ -162,8 +168,8 @@ def test_json_sourced_item_ids_do_not_change(tmp_path):
     path.write_text(json.dumps({"metadata": {}, "training_samples": samples}))
     items = metric_sample_items(path, 4, domain, 2, 2, "opts", seed=7)
     assert [it.item_id for it in items] == [
-        "d3beee4dbb732eb06b7c", "df9f24d9d49e6a078f66", "869a77b575601ab8e33d", "4d201cba1436793084c1",
-        "21b665ce59ca5458785d", "2348632e0bd97f04cc86", "593719c3c58466851421", "a6519257a7279c879164"]
+        "c32a1c78b31977da96ba", "3d4daff257dc561dc40d", "3b4ca2e4c8a34aba886b", "c6f1211b92e5f3ee3e55",
+        "5951f3c940204bda42d5", "12d97000c888c97991d1", "1b5069985848242955cb", "6378dc7333a01a6aad68"]
     assert all("Trend" not in it.prompt and "timechart" not in it.prompt and "| time |" not in it.prompt
                for it in items)
 

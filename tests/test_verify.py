@@ -237,15 +237,18 @@ def test_structured_answers_keep_a_truthful_model_and_drop_a_confused_one(tmp_pa
         if model == "beta":
             body = {"verdict": "memory_leak", "anomalous_metrics": ["memory_usage"], "evidence": [], "onset": None,
                     "severity": "high", "check_first": "a heap dump",
-                    "explanation": f"Memory keeps growing on this host: a memory leak ({tag})."}
+                    "explanation": f"Memory keeps growing on this host: a memory leak that will end in an out of "
+                                   f"memory kill unless the service is restarted and its heap examined ({tag})."}
         elif item.label == "normal":
             body = {"verdict": "healthy", "anomalous_metrics": [], "evidence": [], "onset": None, "severity": "none",
                     "check_first": "nothing beyond the routine checks",
-                    "explanation": f"Every reading sits in its usual range for this host ({tag})."}
+                    "explanation": f"Every reading sits in its usual range for this host, so nothing needs "
+                                   f"attention beyond the routine checks on the dashboard in the morning ({tag})."}
         else:
             body = {"verdict": item.label, "anomalous_metrics": list(item.moved), "evidence": [], "onset": None,
                     "severity": "high", "check_first": "the host's logs around the change",
-                    "explanation": f"The metrics that moved show the incident ({tag})."}
+                    "explanation": f"The metrics that moved show the incident plainly against the host's usual "
+                                   f"level; confirm the cause in the logs and record the change in the ticket ({tag})."}
         return json.dumps(body)
 
     with LoopbackServer(models=("alpha", "beta"), answer=answer) as server:

@@ -4,6 +4,10 @@ Failures are BackendError with a reason and whether a retry may help (timeouts, 
 cut streams, invalid JSON) and how long the server asked us to wait (Retry-After).  Messages never
 contain an API key: `redact` removes it from anything that might echo it.
 
+A Request with a `schema` asks for a JSON answer through the wire format's structured-output field
+(Ollama `format`, OpenAI `response_format`, Anthropic a forced tool, Gemini `responseSchema`); the
+Reply's text is then that JSON, which the caller parses and validates (language/verify.py).
+
 Token counts come from the server's answer; a count the server does not give is estimated at one
 token per CHARS_PER_TOKEN characters (system prompt and prompt for the input, the answer for the
 output), and the Reply says so (`tokens_estimated`).
@@ -31,8 +35,12 @@ class Request:
     temperature: float
     max_tokens: int
     seed: int
-    context: dict | None = None
-    repeat_penalty: float = 1.0  # the item's fields (term, category, ...) for the static backend
+    context: dict | None = None  # the item's fields (term, category, ...) for the static backend
+    repeat_penalty: float = 1.0
+    # a structured answer: the JSON schema the answer must follow, asked for through the backend's own
+    # structured-output mechanism (None: free text), and the name that mechanism gives it
+    schema: dict | None = None
+    schema_name: str = "answer"
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,27 @@ class Reply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tokens_estimated: bool = False   # a count was missing from the server's answer and was estimated
+
+
+def decoding_schema(schema):
+    """`schema` for a constrained decoder (llama.cpp's server and Ollama turn it into a grammar; Gemini
+    reads anyOf as a union of types): an anyOf whose alternatives only require keys (a rule on which
+    keys appear, with no type) becomes an anyOf of whole typed nodes, each the node itself with the
+    alternative's keys required too.  Those decoders read an anyOf as the whole node: as it was, the
+    evidence object's "value or values" rule made an evidence item any value at all."""
+    if isinstance(schema, list):
+        return [decoding_schema(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    node = {k: decoding_schema(v) for k, v in schema.items() if k != "anyOf"}
+    options = schema.get("anyOf")
+    if options is None:
+        return node
+    if not all(isinstance(a, dict) and set(a) <= {"required"} for a in options):
+        return {**node, "anyOf": decoding_schema(options)}
+    required = list(node.get("required", ()))
+    return {"anyOf": [{**node, "required": required + [k for k in a.get("required", ()) if k not in required]}
+                      for a in options]}
 
 
 def estimate_tokens(text: str) -> int:

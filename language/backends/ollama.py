@@ -18,8 +18,8 @@ import httpx
 import orjson
 
 from ..errors import LanguageError
-from .base import (RETRYABLE_STATUS, Backend, BackendError, Reply, Request, counted_reply, retry_after_seconds,
-                   token_count)
+from .base import (RETRYABLE_STATUS, Backend, BackendError, Reply, Request, counted_reply, decoding_schema,
+                   retry_after_seconds, token_count)
 
 MAX_NAMES_SHOWN = 20   # models named in a "not on this server" error
 
@@ -47,6 +47,8 @@ class OllamaBackend(Backend):
                             "repeat_penalty": request.repeat_penalty}}
         if self.spec.keep_alive:
             body["keep_alive"] = self.spec.keep_alive
+        if request.schema is not None:  # structured outputs: Ollama constrains the answer to the schema
+            body["format"] = decoding_schema(request.schema)
         url = f"{endpoint}/api/chat"
         if not self.stream:
             return _reply(await self.post_json(client, url, body, model=request.model), "", request)

@@ -4,7 +4,27 @@ from __future__ import annotations
 
 import httpx
 
-from .base import Backend, BackendError, Reply, Request, counted_reply, token_count
+from .base import Backend, BackendError, Reply, Request, counted_reply, decoding_schema, token_count
+
+
+def response_format(schema: dict, name: str) -> dict:
+    """OpenAI's structured-output request: `response_format` of type json_schema (vLLM and llama.cpp's
+    server constrain decoding to it, in its decoding_schema form).  `strict` only for a schema that
+    OpenAI's strict mode accepts (every object lists all its properties as required and forbids others):
+    OpenAI refuses any other with a 400."""
+    schema = decoding_schema(schema)
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": _strict_ok(schema)}}
+
+
+def _strict_ok(node) -> bool:
+    if isinstance(node, list):
+        return all(_strict_ok(x) for x in node)
+    if not isinstance(node, dict):
+        return True
+    if "properties" in node and (node.get("additionalProperties") is not False
+                                 or set(node.get("required", ())) != set(node["properties"])):
+        return False
+    return all(_strict_ok(v) for k, v in node.items() if k not in ("enum", "required"))
 
 
 class OpenAIBackend(Backend):
@@ -21,6 +41,8 @@ class OpenAIBackend(Backend):
                              {"role": "user", "content": request.prompt}]}
         if self.llama_cpp_options and request.repeat_penalty != 1.0:
             body["repeat_penalty"] = request.repeat_penalty
+        if request.schema is not None:
+            body["response_format"] = response_format(request.schema, request.schema_name)
         data = await self.post_json(client, f"{endpoint}/v1/chat/completions", body, self.headers(), request.model)
         try:
             choice = data["choices"][0]
