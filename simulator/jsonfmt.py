@@ -120,16 +120,16 @@ def write_laid_out(buf, pos, v, integer, d):
 
 @jit
 def _lay_out_window(window, s, integer, keys, key_ends, decimals):
-    """Bytes of `{"m0":[...],"m1":[...]}` for sample s of window [n, M, k]; each value's decimals
+    """Bytes of `{"m0":[...],"m1":[...]}` for sample s of window [M, n, k]; each value's decimals
     into decimals[m, j] (for `_write_window`: measured once, written once)."""
     total = 2  # braces
-    n_metrics, k = window.shape[1], window.shape[2]
+    n_metrics, k = window.shape[0], window.shape[2]
     start = 0
     for m in range(n_metrics):
         total += key_ends[m] - start + 1 + max(k - 1, 0) + (1 if m < n_metrics - 1 else 0)  # key, ], commas
         start = key_ends[m]
         for j in range(k):
-            d, size = layout(window[s, m, j], integer[m])
+            d, size = layout(window[m, s, j], integer[m])
             decimals[m, j] = d
             total += size
     return total
@@ -139,7 +139,7 @@ def _lay_out_window(window, s, integer, keys, key_ends, decimals):
 def _write_window(buf, pos, window, s, integer, keys, key_ends, decimals):
     buf[pos] = 123  # {
     pos += 1
-    n_metrics, k = window.shape[1], window.shape[2]
+    n_metrics, k = window.shape[0], window.shape[2]
     start = 0
     for m in range(n_metrics):
         n_key = key_ends[m] - start
@@ -150,7 +150,7 @@ def _write_window(buf, pos, window, s, integer, keys, key_ends, decimals):
             if j:
                 buf[pos] = 44  # ,
                 pos += 1
-            pos = write_laid_out(buf, pos, window[s, m, j], integer[m], decimals[m, j])
+            pos = write_laid_out(buf, pos, window[m, s, j], integer[m], decimals[m, j])
         buf[pos] = 93  # ]
         pos += 1
         if m < n_metrics - 1:
@@ -162,15 +162,16 @@ def _write_window(buf, pos, window, s, integer, keys, key_ends, decimals):
 
 @jit_parallel
 def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key, coarse_key):
-    """The rows of `rows` (ndjson, row i ends at row_ends[i]) each with the windows appended under
-    `fine_key` and `coarse_key` (coarse skipped when it has no columns), joined by commas.
+    """The rows of `rows` (ndjson, row i ends at row_ends[i]) each with the windows (metric-major:
+    [M, n, steps]) appended under `fine_key` and `coarse_key` (coarse skipped when it has no
+    columns), joined by commas.
     Each row's length is measured (its values' decimals kept), then each row written at its own
     offset (race-free in parallel)."""
     n = row_ends.shape[0]
     n_metrics = integer.shape[0]
     no_integers = np.zeros(n_metrics, dtype=np.bool_)
     with_coarse = coarse.shape[2] > 0
-    fine_dec = np.empty((n, n_metrics, fine.shape[2]), dtype=np.int8)
+    fine_dec = np.empty((n, n_metrics, fine.shape[2]), dtype=np.int8)  # row-major: each row's own
     coarse_dec = np.empty((n, n_metrics, coarse.shape[2]), dtype=np.int8)
     length = np.empty(n, dtype=np.int64)
     for s in prange(n):
@@ -211,12 +212,18 @@ def metric_keys(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def splice_windows(ndjson: bytes, fine: np.ndarray, coarse: np.ndarray, integer: np.ndarray,
                    names: list[str]) -> memoryview:
-    """The rows of `ndjson` with "context" (fine) and "history" (coarse) objects appended; see the module."""
+    """The rows of `ndjson` with "context" (fine [n, M, steps]) and "history" (coarse [n, M, hours])
+    objects appended; see the module. Windows that are views of metric-major arrays are not copied."""
     rows = np.frombuffer(ndjson, dtype=np.uint8)
     row_ends = np.flatnonzero(rows == 10)
     keys, key_ends = metric_keys(names)
-    out = splice_rows(rows, row_ends, np.ascontiguousarray(fine, dtype=np.float32),
-                      np.ascontiguousarray(coarse, dtype=np.float32), integer.astype(np.bool_), keys, key_ends,
+    out = splice_rows(rows, row_ends, _metric_major(fine), _metric_major(coarse), integer.astype(np.bool_), keys,
+                      key_ends,
                       np.frombuffer(b',"context":', dtype=np.uint8).copy(),
                       np.frombuffer(b',"history":', dtype=np.uint8).copy())
     return memoryview(out)
+
+
+def _metric_major(window: np.ndarray) -> np.ndarray:
+    """[n, M, k] as a C-ordered float32 [M, n, k] (a view when it is one already)."""
+    return np.ascontiguousarray(np.transpose(window, (1, 0, 2)), dtype=np.float32)

@@ -30,9 +30,10 @@ from datasafe.integrity import file_record
 
 from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS
-from .context import ANOMALOUS_PREFIX, CONTEXT_PREFIX, HISTORY_PREFIX
+from .context import CONTEXT_PREFIX, HISTORY_PREFIX
 from .config import SimConfig
 from .errors import SimulatorError
+from .export import anomalous_metrics
 from .population import exact_counts
 
 SPLITS = ("train", "validation", "test")
@@ -121,6 +122,8 @@ def labelled_samples(samples: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFram
 def training_table(labelled: pl.DataFrame) -> pl.DataFrame:
     """The JSON dataset's fields, metrics as flat columns, with split and host: the Parquet rows; then
     the evidence (host facts, ctx_<metric> and hist_<metric> lists) and the targets, flat."""
+    if f"{CONTEXT_PREFIX}{METRICS[0]}" in labelled.columns:
+        labelled = labelled.with_columns(anomalous_metrics(labelled))
     return labelled.select(
         "id", "split", "host", "timestamp", *METRICS,
         pl.col("status").cast(pl.Utf8), pl.col("kind").cast(pl.Utf8).alias("anomaly_type"),
@@ -129,15 +132,14 @@ def training_table(labelled: pl.DataFrame) -> pl.DataFrame:
 
 
 def evidence_columns(samples: pl.DataFrame) -> list[pl.Expr]:
-    """What the JSON sample carries beyond the seed's keys, as flat columns (none for older frames)."""
+    """What the JSON sample carries beyond the seed's keys, as flat columns (none for older frames);
+    `anomalous_metrics` is the column `export.anomalous_metrics` makes."""
     if f"{CONTEXT_PREFIX}{METRICS[0]}" not in samples.columns:
         return []
     lists = [pl.col(f"{prefix}{m}").arr.to_list() for prefix in (CONTEXT_PREFIX, HISTORY_PREFIX)
              for m in METRICS if f"{prefix}{m}" in samples.columns]
-    anomalous = pl.concat_list([pl.when(pl.col(ANOMALOUS_PREFIX + m)).then(pl.lit(m)) for m in METRICS]) \
-        .list.drop_nulls().alias("anomalous_metrics")
     return [pl.col("host_name"), pl.col("profile").cast(pl.Utf8), pl.col("cores"), *lists,
-            pl.col("severity"), anomalous, "minutes_since_onset", "minutes_until_end", "exhaustion_metric",
+            pl.col("severity"), "anomalous_metrics", "minutes_since_onset", "minutes_until_end", "exhaustion_metric",
             "minutes_to_exhaustion", "visible", "evidence_spreads", "hard_negative"]
 
 
