@@ -84,8 +84,8 @@ def window_arrays(samples: pl.DataFrame) -> WindowArrays | None:
     return WindowArrays(stack(CONTEXT_PREFIX), stack(HISTORY_PREFIX), integer)
 
 
-JSON_CHUNK_ROWS = 8_192   # samples encoded at a time: the JSON is never whole in memory, and the
-                          # first chunks are written (and flushed to disk) while the next are encoded
+JSON_CHUNK_ROWS = 2_048   # samples encoded at a time (about 7 MB of JSON): the JSON is never whole in
+                          # memory, and the first chunks are written and flushed while the next are encoded
 ENCODE_THREADS = 2        # Polars and the window kernel encode outside the GIL: two chunks at a time
 
 
