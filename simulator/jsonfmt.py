@@ -20,7 +20,6 @@ from ._numba import jit, jit_parallel, prange
 
 MAX_DECIMALS = 13  # a float32 has at most 9 significant digits; from 1e-4 up that is 13 decimals
 _POW10 = np.array([10.0 ** d for d in range(MAX_DECIMALS + 1)])
-_POW10_INT = np.array([10 ** d for d in range(MAX_DECIMALS + 1)], dtype=np.int64)
 
 
 @jit
