@@ -5,8 +5,9 @@
 Runs `python -m simulator --samples N --quiet --output-dir DIR` in the baseline checkout and in this
 one (each with its own source on PYTHONPATH and its own output folder), one untimed warm-up run each
 (numba's cache, the OS file cache, a previous dataset to back up), then `--repeats` timed runs of
-each, alternating. Prints each run, the median wall time of each side, their ratio (this / baseline)
-and the peak RSS of each side (the child's own, from wait4). The machine is shared: only the ratio of
+each, alternating (`--before DIR` adds a third checkout to the same rounds). Prints each run, the
+median wall and CPU time of each side, their ratios to the baseline and the peak RSS of each side
+(the child's own, from wait4). The machine is shared: only the ratio of
 one run means anything; the "others' CPU" column says how busy the rest of the machine was.
 """
 
@@ -48,12 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--baseline", type=Path, required=True, help="checkout to compare against (e.g. a worktree)")
     p.add_argument("--tree", type=Path, default=HERE, help="the checkout measured (default: this one)")
+    p.add_argument("--before", type=Path, default=None,
+                   help="also measure this checkout (e.g. the tree before a change) in the same alternation")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of each side (default 5)")
     p.add_argument("--samples", type=int, default=20000)
     p.add_argument("--work-dir", type=Path, default=None, help="where the output folders go (default: a temp dir)")
     p.add_argument("extra", nargs="*", help="more options for both runs (after --)")
     args = p.parse_args(argv)
-    sides = {"baseline": args.baseline.resolve(), "this": args.tree.resolve()}
+    sides = {"baseline": args.baseline.resolve(), **({"before": args.before.resolve()} if args.before else {}),
+             "this": args.tree.resolve()}
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="sample_job_ratio."))
     outs = {name: work / name for name in sides}
     for name, tree in sides.items():  # warm-up: numba cache, file cache, a previous dataset to back up
@@ -77,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, tree in sides.items():
         print(f"{name:<8} {tree}: median wall {med[name]:.2f} s, CPU {med_cpu[name]:.2f} s, "
               f"peak RSS {max(rss[name]) / 1e6:.0f} MB")
-    print(f"wall ratio this/baseline: {med['this'] / med['baseline']:.3f} (target <= 1.10); pairwise "
-          f"{', '.join(f'{a / b:.2f}' for a, b in zip(times['this'], times['baseline']))}")
-    print(f"CPU ratio this/baseline: {med_cpu['this'] / med_cpu['baseline']:.3f}")
+    for name in [n for n in sides if n != "baseline"]:
+        print(f"wall ratio {name}/baseline: {med[name] / med['baseline']:.3f} (target <= 1.10); pairwise "
+              f"{', '.join(f'{a / b:.2f}' for a, b in zip(times[name], times['baseline']))}; "
+              f"CPU ratio {med_cpu[name] / med_cpu['baseline']:.3f}")
     return 0
 
 
