@@ -16,13 +16,11 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import orjson
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from datasafe import atomic_path, atomic_write_bytes, recover_folder, swap_folder
@@ -35,6 +33,9 @@ from .config import SimConfig
 from .errors import SimulatorError
 from .export import anomalous_metrics
 from .population import exact_counts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("json", "parquet", "jsonl")  # json: metrics_dataset.json; the others: the folder below
@@ -182,11 +183,15 @@ def chat_table(labelled: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
 # ------------------------------------------------------------------------------ files
 def _arrow(frame: pl.DataFrame) -> pa.Table:
     """A frame as Arrow with plain (not large or view) strings: the types every reader knows."""
+    import pyarrow as pa  # here, not at import: the JSON-only sample job never loads Arrow
+
     table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
     return table.cast(pa.schema([_plain(f) for f in table.schema]))
 
 
 def _plain(field: pa.Field) -> pa.Field:
+    import pyarrow as pa
+
     t = field.type
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return field.with_type(pa.string())
@@ -233,6 +238,8 @@ def _write(frame: pl.DataFrame, path: Path, key_values: dict) -> int:
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             meta = {**(table.schema.metadata or {}), b"simulator": orjson.dumps(key_values, option=orjson.OPT_SORT_KEYS)}
+            import pyarrow.parquet as pq
+
             pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
         else:
             frame.write_ndjson(tmp)
@@ -329,6 +336,8 @@ _DTYPES = {"string": "string", "int32": "int32", "int64": "int64", "float": "flo
 
 
 def _feature(field: pa.Field) -> dict:
+    import pyarrow as pa
+
     t = field.type
     if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
         return {"name": field.name, "list": [_feature(f) for f in t.value_type]}

@@ -59,3 +59,20 @@ def test_the_json_targets_name_the_flagged_metrics(tmp_path, result):
     written = [s["targets"]["anomalous_metrics"] for s in orjson.loads(path.read_bytes())["training_samples"]]
     assert written == [[m for m in METRICS if row[ANOMALOUS_PREFIX + m]] for row in result.samples.iter_rows(named=True)]
     assert any(len(names) > 1 for names in written)  # the order is tested too
+
+
+def test_the_json_only_sample_job_never_loads_arrow(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys; from simulator.__main__ import main; "
+            f"assert main(['--samples', '300', '--quiet', '--output-dir', {str(tmp_path)!r}]) == 0; "
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'pyarrow'); "
+            "assert not loaded, loaded")
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "metrics_dataset.json").exists()
