@@ -338,7 +338,7 @@ def bench_json(args, res: dict, work_dir: Path) -> None:
 
     def encode_only():   # the same encoding, bytes dropped: what the disk write and fsync add is the rest
         full = training_frame(result.samples)
-        return sum(len(chunk) for chunk in _encoded_chunks(full, windows))
+        return sum(len(chunk) for chunk in _encoded_chunks(full, result.samples))
 
     frame = training_frame(result.samples).unnest("metrics")
     columns = {c: frame[c].to_numpy() if c in METRICS else frame[c].to_list() for c in frame.columns}

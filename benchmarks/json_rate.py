@@ -16,12 +16,18 @@ import simulator
 from simulator import export
 
 
+def _takes_windows() -> bool:
+    """Whether this checkout's `_encoded_chunks` takes the window arrays (before they were read per chunk)."""
+    import inspect
+    return "windows" in inspect.signature(export._encoded_chunks).parameters
+
+
 def main(name: str) -> None:
     result = simulator.generate_samples(20000, seed=1)
     frame = export.training_frame(result.samples)
     windows = export.window_arrays(result.samples) if hasattr(export, "window_arrays") else None
     per_sample = 18 if windows is None else 30 + windows.fine[0].size + windows.coarse[0].size
-    args = (frame,) if windows is None else (frame, windows)
+    args = (frame,) if windows is None else (frame, windows if _takes_windows() else result.samples)
     size = sum(len(c) for c in export._encoded_chunks(*args))
     best = float("inf")
     for _ in range(5):

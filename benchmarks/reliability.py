@@ -65,7 +65,7 @@ from loopback import ACTIONS, FaultPlan, LoopbackServer, Rule, deterministic_ans
 
 SIM_KILL_STEPS = ("traces-*.parquet:written", "labels-*.parquet:renamed", "events-*.parquet:written",
                   "samples-*.parquet:renamed", "manifest.json:written", "manifest.json:renamed",
-                  "metrics_dataset.*.bak.json:written", "metrics_dataset.*.bak.json:renamed",
+                  "metrics_dataset.*.bak.json:linked",
                   "metrics_dataset.json:written", "metrics_dataset.json:renamed")
 API_KEY_ENV = "RELIABILITY_API_KEY"
 

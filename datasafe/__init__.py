@@ -2,7 +2,8 @@
 
 Every dataset file is written to a temporary file in the same directory, flushed to disk and
 renamed over the target, so a reader (or a crash) sees the old file or the new one, never half of
-one.  Before a dataset is replaced, the old one is kept as a timestamped backup (the last three).
+one.  Before a dataset is replaced, the old one is kept as a timestamped backup (the last three), a
+hard link to the old file: no writer here ever writes into an existing file.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Callable, Iterator
 
 KEEP_BACKUPS = 3
 # Tests only: SIGKILL this process at the first write step matching this fnmatch pattern. The steps are
-# "<file name>:written" (the temporary file is filled, not yet renamed) and "<file name>:renamed".
+# "<file name>:written" (the temporary file is filled, not yet renamed) and "<file name>:renamed";
+# "<backup name>:linked" (a backup made as a hard link, `backup_file`).
 KILL_AT_ENV = "DATASAFE_KILL_AT"
 
 __all__ = ["atomic_path", "atomic_write_bytes", "backup_file", "list_backups", "remove_stale_temps",
@@ -78,7 +80,13 @@ def atomic_write_bytes(target: str | Path, data: bytes | Callable[[Path], None])
 
 
 def backup_file(path: str | Path, keep: int = KEEP_BACKUPS, now: datetime | None = None) -> Path | None:
-    """Copy an existing `path` to `<stem>.<UTC timestamp>.bak<suffix>` beside it; keep the newest `keep`.
+    """Keep an existing `path` as `<stem>.<UTC timestamp>.bak<suffix>` beside it; keep the newest `keep`.
+
+    The backup is a hard link to the file (no copy of its bytes; a copy where the file system has no
+    hard links). That is safe because every writer of a dataset writes a new file and renames it over
+    the old name (`atomic_path`), never into the old file: once the dataset is replaced, the backup is
+    the only name of the old bytes. Until then (an export that crashed before its rename) both names
+    are one file, and the next `backup_file` finds them the same file and makes no second backup.
 
     Only versions worth keeping take a place among the `keep`: an empty file is not backed up (and an
     empty backup is removed first), nor a file identical to the newest backup (that one is returned),
@@ -89,14 +97,26 @@ def backup_file(path: str | Path, keep: int = KEEP_BACKUPS, now: datetime | None
     for empty in (b for b in list_backups(path) if b.stat().st_size == 0):
         empty.unlink(missing_ok=True)
     existing = list_backups(path)
-    if existing and filecmp.cmp(path, existing[-1], shallow=False):
+    if existing and (os.path.samefile(path, existing[-1]) or filecmp.cmp(path, existing[-1], shallow=False)):
         return existing[-1]
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
     backup = path.with_name(f"{path.stem}.{stamp}.bak{path.suffix}")
-    atomic_write_bytes(backup, lambda tmp: shutil.copyfile(path, tmp))
+    _link_or_copy(path, backup)
     for old in list_backups(path)[:-keep] if keep > 0 else list_backups(path):
         old.unlink(missing_ok=True)
     return backup
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """`target` as a new name of `source` (a hard link, made durable by syncing the folder), or, where
+    the link cannot be made (no hard links on this file system, a name taken), as an atomic copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        atomic_write_bytes(target, lambda tmp: shutil.copyfile(source, tmp))
+        return
+    _fsync_dir(target.parent)
+    _kill_point(f"{target.name}:linked")
 
 
 def list_backups(path: str | Path) -> list[Path]:

@@ -203,11 +203,12 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
             event_parts.append(events)
             if staging:
                 staging.write_block(b, traces, cfg, events)
+            del traces  # the staging keeps what it writes; the rest goes before the next block is made
             if progress:
                 progress(b + 1, len(blocks))
     events = pl.concat(event_parts)
     session_id = _session_id(cfg, seed, n_samples, ratio)
-    samples = _finish_samples(cfg, pl.concat(parts), Windows.concat(windows), events, seed, session_id)
+    samples = _finish_samples(cfg, pl.concat(parts), windows, events, seed, session_id)
     metadata = _metadata(cfg, samples, seed, ratio, session_id)
     if staging:
         staging.finish(events, samples, {**metadata, "hosts": n_hosts, "steps_per_host": n_steps,
@@ -251,11 +252,14 @@ def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFra
     )
 
 
-def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: Windows, events: pl.DataFrame, seed: int,
+def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: list[Windows], events: pl.DataFrame, seed: int,
                     session_id: str) -> pl.DataFrame:
+    """The samples shuffled, with their windows as list columns, ids, times, targets and texts.
+
+    `windows` (the blocks', in the frame's order) is emptied: each block's arrays go once placed."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, 1 << 30)))
     order = rng.permutation(len(frame))
-    frame = frame[order].with_columns(**windows.take(order).columns(cfg))
+    frame = frame[order].with_columns(**_shuffled_windows(windows, order).columns(cfg))
     frame = frame.with_columns(**evidence_features(frame, cfg.simulation.interval_s))
     frame = frame.with_columns(**visibility(frame, ANOMALOUS_PREFIX))
     interval = cfg.simulation.interval_s
@@ -276,6 +280,25 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: Windows, event
     frame = frame.with_columns(explanation_expr([a.kind for a in cfg.anomalies], cfg.simulation.interval_s,
                                                 cfg.simulation.context_steps))
     return frame.drop(FEATURE_COLUMNS)  # what the texts were computed from: the sample carries its inputs
+
+
+def _shuffled_windows(blocks: list[Windows], order: np.ndarray) -> Windows:
+    """`Windows.concat(blocks).take(order)` in one copy, built metric-major ([M, n, steps] arrays seen
+    as [n, M, steps]), so each metric's list column is made from its own contiguous rows without
+    another copy; `blocks` is emptied as they are placed."""
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))  # where each sample of the blocks goes
+    first = blocks[0]
+    fine = np.empty((first.fine.shape[1], len(order), first.fine.shape[2]), dtype=first.fine.dtype)
+    coarse = np.empty((first.coarse.shape[1], len(order), first.coarse.shape[2]), dtype=first.coarse.dtype)
+    lo = 0
+    while blocks:
+        block = blocks.pop(0)
+        rows = position[lo:lo + len(block.fine)]
+        fine[:, rows] = block.fine.transpose(1, 0, 2)
+        coarse[:, rows] = block.coarse.transpose(1, 0, 2)
+        lo += len(block.fine)
+    return Windows(fine.transpose(1, 0, 2), coarse.transpose(1, 0, 2))
 
 
 def _session_id(cfg: SimConfig, seed: int, n_samples: int, ratio: float) -> str:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from ._numba import jit, jit_parallel, prange
 
@@ -151,14 +150,11 @@ ANOMALOUS_PREFIX = "anomalous_"  # anomalous_<metric>: does the metric carry the
 
 
 def _list_column(name: str, matrix: np.ndarray, integer: bool) -> pl.Series:
-    """A [n, k] float matrix as a fixed-size list column, NaN as null (the collector had no data):
-    the values and a validity bitmap handed to Arrow as buffers, without a copy through a mask."""
-    flat = np.ascontiguousarray(matrix).reshape(-1)
-    valid = ~np.isnan(flat)
-    data = np.where(valid, flat, 0).astype(np.int32) if integer else flat
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
-    values = pa.Array.from_buffers(pa.int32() if integer else pa.float32(), len(flat), [bitmap, pa.py_buffer(data)])
-    return pl.Series(name, pl.from_arrow(pa.FixedSizeListArray.from_arrays(values, matrix.shape[1])))
+    """A [n, k] float matrix as a fixed-size list column, NaN as null (the collector had no data);
+    Polars alone (no Arrow import on the sample job's path)."""
+    n, k = matrix.shape
+    values = pl.Series(name, np.ascontiguousarray(matrix).reshape(-1)).fill_nan(None)
+    return (values.cast(pl.Int32) if integer else values).reshape((n, k))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from ._numba import jit, jit_parallel, prange
 
 MAX_DECIMALS = 13  # a float32 has at most 9 significant digits; from 1e-4 up that is 13 decimals
 _POW10 = np.array([10.0 ** d for d in range(MAX_DECIMALS + 1)])
-_POW10_INT = np.array([10 ** d for d in range(MAX_DECIMALS + 1)], dtype=np.int64)
 
 
 @jit
@@ -47,79 +46,99 @@ def _digits(x):
     return n
 
 
+NULL = -1  # `layout`'s decimals of a missing value
+
+
 @jit
-def number_length(v, integer):
-    """Bytes `write_number` writes for `v`."""
-    if np.isnan(v):
-        return 4
-    neg = 1 if v < 0 else 0
-    a = -v if v < 0 else v
+def _scaled(a, integer, d):
+    """|v| as the whole number whose digits are written: rounded, scaled by 10^d for a float."""
+    return np.int64(np.floor(a + 0.5)) if integer else np.int64(np.floor(a * _POW10[d] + 0.5))
+
+
+@jit
+def _size(neg, digits, integer, d):
+    """Bytes of a number: sign, digits, and for a float the point and at least one decimal."""
     if integer:
-        return neg + _digits(np.int64(np.floor(a + 0.5)))
-    d = _decimals(a)
-    x = np.int64(np.floor(a * _POW10[d] + 0.5))
-    return neg + _digits(x // _POW10_INT[d]) + 1 + max(d, 1)
+        return neg + digits
+    return neg + (digits + 2 if d == 0 else max(digits, d + 1) + 1)
+
+
+@jit
+def layout(v, integer):
+    """(decimals, bytes) of `v` as `write_number` writes it: decimals NULL for a missing value, 0
+    for an integer metric (and for a float written "N.0")."""
+    if np.isnan(v):
+        return NULL, 4
+    a = abs(v)
+    d = 0 if integer else _decimals(a)
+    return d, _size(1 if v < 0 else 0, _digits(_scaled(a, integer, d)), integer, d)
 
 
 @jit
 def write_number(buf, pos, v, integer):
     """Write `v` at buf[pos:] (see the module's rules); return the position after it."""
-    if np.isnan(v):  # null
+    return write_laid_out(buf, pos, v, integer, layout(v, integer)[0])
+
+
+@jit
+def write_laid_out(buf, pos, v, integer, d):
+    """`write_number` with `v`'s decimals `d` (from `layout`) known: the digits of |v| scaled by 10^d
+    written from the right, the point inserted d digits from the end."""
+    if d == NULL:  # null
         buf[pos] = 110
         buf[pos + 1] = 117
         buf[pos + 2] = 108
         buf[pos + 3] = 108
         return pos + 4
+    neg = 0
     if v < 0:
         buf[pos] = 45  # -
-        pos += 1
-        v = -v
-    if integer:
-        return _write_int(buf, pos, np.int64(np.floor(v + 0.5)))
-    d = _decimals(v)
-    scale = _POW10_INT[d]
-    x = np.int64(np.floor(v * _POW10[d] + 0.5))
-    pos = _write_int(buf, pos, x // scale)
-    buf[pos] = 46  # .
-    pos += 1
-    if d == 0:
-        buf[pos] = 48
-        return pos + 1
-    frac = x % scale
-    for k in range(d - 1, -1, -1):
-        buf[pos + k] = 48 + frac % 10
-        frac //= 10
-    return pos + d
-
-
-@jit
-def _write_int(buf, pos, x):
-    n = _digits(x)
-    for k in range(n - 1, -1, -1):
-        buf[pos + k] = 48 + x % 10
+        neg = 1
+    x = _scaled(abs(v), integer, d)
+    end = pos + _size(neg, _digits(x), integer, d)
+    i = end - 1
+    if not integer and d == 0:
+        buf[i] = 48  # "N.0"
+        buf[i - 1] = 46
+        i -= 2
+    for _ in range(d):
+        buf[i] = 48 + x % 10
         x //= 10
-    return pos + n
+        i -= 1
+    if d:
+        buf[i] = 46  # .
+        i -= 1
+    buf[i] = 48 + x % 10  # the integer part has at least one digit
+    x //= 10
+    while x > 0:
+        i -= 1
+        buf[i] = 48 + x % 10
+        x //= 10
+    return end
 
 
 @jit
-def _window_length(window, s, integer, keys, key_ends):
-    """Bytes of `{"m0":[...],"m1":[...]}` for sample s of window [n, M, k]."""
+def _lay_out_window(window, s, integer, keys, key_ends, decimals):
+    """Bytes of `{"m0":[...],"m1":[...]}` for sample s of window [M, n, k]; each value's decimals
+    into decimals[m, j] (for `_write_window`: measured once, written once)."""
     total = 2  # braces
-    n_metrics, k = window.shape[1], window.shape[2]
+    n_metrics, k = window.shape[0], window.shape[2]
     start = 0
     for m in range(n_metrics):
         total += key_ends[m] - start + 1 + max(k - 1, 0) + (1 if m < n_metrics - 1 else 0)  # key, ], commas
         start = key_ends[m]
         for j in range(k):
-            total += number_length(window[s, m, j], integer[m])
+            d, size = layout(window[m, s, j], integer[m])
+            decimals[m, j] = d
+            total += size
     return total
 
 
 @jit
-def _write_window(buf, pos, window, s, integer, keys, key_ends):
+def _write_window(buf, pos, window, s, integer, keys, key_ends, decimals):
     buf[pos] = 123  # {
     pos += 1
-    n_metrics, k = window.shape[1], window.shape[2]
+    n_metrics, k = window.shape[0], window.shape[2]
     start = 0
     for m in range(n_metrics):
         n_key = key_ends[m] - start
@@ -130,7 +149,7 @@ def _write_window(buf, pos, window, s, integer, keys, key_ends):
             if j:
                 buf[pos] = 44  # ,
                 pos += 1
-            pos = write_number(buf, pos, window[s, m, j], integer[m])
+            pos = write_laid_out(buf, pos, window[m, s, j], integer[m], decimals[m, j])
         buf[pos] = 93  # ]
         pos += 1
         if m < n_metrics - 1:
@@ -142,18 +161,24 @@ def _write_window(buf, pos, window, s, integer, keys, key_ends):
 
 @jit_parallel
 def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key, coarse_key):
-    """The rows of `rows` (ndjson, row i ends at row_ends[i]) each with the windows appended under
-    `fine_key` and `coarse_key` (coarse skipped when it has no columns), joined by commas.
-    Each row's length is measured, then each row written at its own offset (race-free in parallel)."""
+    """The rows of `rows` (ndjson, row i ends at row_ends[i]) each with the windows (metric-major:
+    [M, n, steps]) appended under `fine_key` and `coarse_key` (coarse skipped when it has no
+    columns), joined by commas.
+    Each row's length is measured (its values' decimals kept), then each row written at its own
+    offset (race-free in parallel)."""
     n = row_ends.shape[0]
-    no_integers = np.zeros(integer.shape[0], dtype=np.bool_)
+    n_metrics = integer.shape[0]
+    no_integers = np.zeros(n_metrics, dtype=np.bool_)
     with_coarse = coarse.shape[2] > 0
+    fine_dec = np.empty((n, n_metrics, fine.shape[2]), dtype=np.int8)  # row-major: each row's own
+    coarse_dec = np.empty((n, n_metrics, coarse.shape[2]), dtype=np.int8)
     length = np.empty(n, dtype=np.int64)
     for s in prange(n):
         begin = row_ends[s - 1] + 1 if s else 0
-        size = (1 if s else 0) + row_ends[s] - begin + len(fine_key) + _window_length(fine, s, integer, keys, key_ends)
+        size = (1 if s else 0) + row_ends[s] - begin + len(fine_key) + _lay_out_window(
+            fine, s, integer, keys, key_ends, fine_dec[s])
         if with_coarse:
-            size += len(coarse_key) + _window_length(coarse, s, no_integers, keys, key_ends)
+            size += len(coarse_key) + _lay_out_window(coarse, s, no_integers, keys, key_ends, coarse_dec[s])
         length[s] = size
     offset = np.zeros(n + 1, dtype=np.int64)
     offset[1:] = np.cumsum(length)
@@ -169,11 +194,11 @@ def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key,
         pos += body
         out[pos:pos + len(fine_key)] = fine_key
         pos += len(fine_key)
-        pos = _write_window(out, pos, fine, s, integer, keys, key_ends)
+        pos = _write_window(out, pos, fine, s, integer, keys, key_ends, fine_dec[s])
         if with_coarse:
             out[pos:pos + len(coarse_key)] = coarse_key
             pos += len(coarse_key)
-            pos = _write_window(out, pos, coarse, s, no_integers, keys, key_ends)
+            pos = _write_window(out, pos, coarse, s, no_integers, keys, key_ends, coarse_dec[s])
         out[pos] = 125
     return out
 
@@ -186,12 +211,18 @@ def metric_keys(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def splice_windows(ndjson: bytes, fine: np.ndarray, coarse: np.ndarray, integer: np.ndarray,
                    names: list[str]) -> memoryview:
-    """The rows of `ndjson` with "context" (fine) and "history" (coarse) objects appended; see the module."""
+    """The rows of `ndjson` with "context" (fine [n, M, steps]) and "history" (coarse [n, M, hours])
+    objects appended; see the module. Windows that are views of metric-major arrays are not copied."""
     rows = np.frombuffer(ndjson, dtype=np.uint8)
     row_ends = np.flatnonzero(rows == 10)
     keys, key_ends = metric_keys(names)
-    out = splice_rows(rows, row_ends, np.ascontiguousarray(fine, dtype=np.float32),
-                      np.ascontiguousarray(coarse, dtype=np.float32), integer.astype(np.bool_), keys, key_ends,
+    out = splice_rows(rows, row_ends, _metric_major(fine), _metric_major(coarse), integer.astype(np.bool_), keys,
+                      key_ends,
                       np.frombuffer(b',"context":', dtype=np.uint8).copy(),
                       np.frombuffer(b',"history":', dtype=np.uint8).copy())
     return memoryview(out)
+
+
+def _metric_major(window: np.ndarray) -> np.ndarray:
+    """[n, M, k] as a C-ordered float32 [M, n, k] (a view when it is one already)."""
+    return np.ascontiguousarray(np.transpose(window, (1, 0, 2)), dtype=np.float32)

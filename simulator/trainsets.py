@@ -16,13 +16,11 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import orjson
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from datasafe import atomic_path, atomic_write_bytes, recover_folder, swap_folder
@@ -30,10 +28,14 @@ from datasafe.integrity import file_record
 
 from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS
-from .context import ANOMALOUS_PREFIX, CONTEXT_PREFIX, HISTORY_PREFIX
+from .context import CONTEXT_PREFIX, HISTORY_PREFIX
 from .config import SimConfig
 from .errors import SimulatorError
+from .export import anomalous_metrics
 from .population import exact_counts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("json", "parquet", "jsonl")  # json: metrics_dataset.json; the others: the folder below
@@ -121,6 +123,8 @@ def labelled_samples(samples: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFram
 def training_table(labelled: pl.DataFrame) -> pl.DataFrame:
     """The JSON dataset's fields, metrics as flat columns, with split and host: the Parquet rows; then
     the evidence (host facts, ctx_<metric> and hist_<metric> lists) and the targets, flat."""
+    if f"{CONTEXT_PREFIX}{METRICS[0]}" in labelled.columns:
+        labelled = labelled.with_columns(anomalous_metrics(labelled))
     return labelled.select(
         "id", "split", "host", "timestamp", *METRICS,
         pl.col("status").cast(pl.Utf8), pl.col("kind").cast(pl.Utf8).alias("anomaly_type"),
@@ -129,15 +133,14 @@ def training_table(labelled: pl.DataFrame) -> pl.DataFrame:
 
 
 def evidence_columns(samples: pl.DataFrame) -> list[pl.Expr]:
-    """What the JSON sample carries beyond the seed's keys, as flat columns (none for older frames)."""
+    """What the JSON sample carries beyond the seed's keys, as flat columns (none for older frames);
+    `anomalous_metrics` is the column `export.anomalous_metrics` makes."""
     if f"{CONTEXT_PREFIX}{METRICS[0]}" not in samples.columns:
         return []
     lists = [pl.col(f"{prefix}{m}").arr.to_list() for prefix in (CONTEXT_PREFIX, HISTORY_PREFIX)
              for m in METRICS if f"{prefix}{m}" in samples.columns]
-    anomalous = pl.concat_list([pl.when(pl.col(ANOMALOUS_PREFIX + m)).then(pl.lit(m)) for m in METRICS]) \
-        .list.drop_nulls().alias("anomalous_metrics")
     return [pl.col("host_name"), pl.col("profile").cast(pl.Utf8), pl.col("cores"), *lists,
-            pl.col("severity"), anomalous, "minutes_since_onset", "minutes_until_end", "exhaustion_metric",
+            pl.col("severity"), "anomalous_metrics", "minutes_since_onset", "minutes_until_end", "exhaustion_metric",
             "minutes_to_exhaustion", "visible", "evidence_spreads", "hard_negative"]
 
 
@@ -180,11 +183,15 @@ def chat_table(labelled: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
 # ------------------------------------------------------------------------------ files
 def _arrow(frame: pl.DataFrame) -> pa.Table:
     """A frame as Arrow with plain (not large or view) strings: the types every reader knows."""
+    import pyarrow as pa  # here, not at import: the JSON-only sample job never loads Arrow
+
     table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
     return table.cast(pa.schema([_plain(f) for f in table.schema]))
 
 
 def _plain(field: pa.Field) -> pa.Field:
+    import pyarrow as pa
+
     t = field.type
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return field.with_type(pa.string())
@@ -231,6 +238,8 @@ def _write(frame: pl.DataFrame, path: Path, key_values: dict) -> int:
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             meta = {**(table.schema.metadata or {}), b"simulator": orjson.dumps(key_values, option=orjson.OPT_SORT_KEYS)}
+            import pyarrow.parquet as pq
+
             pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
         else:
             frame.write_ndjson(tmp)
@@ -327,6 +336,8 @@ _DTYPES = {"string": "string", "int32": "int32", "int64": "int64", "float": "flo
 
 
 def _feature(field: pa.Field) -> dict:
+    import pyarrow as pa
+
     t = field.type
     if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
         return {"name": field.name, "list": [_feature(f) for f in t.value_type]}

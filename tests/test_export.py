@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import polars as pl
 import pytest
 from hypothesis import given, strategies as st
 
@@ -38,3 +39,40 @@ def test_chunked_export_is_byte_identical_to_one_encoding(tmp_path_factory, resu
     assert data == _whole(part)
     parsed = orjson.loads(data)
     assert [s["id"] for s in parsed["training_samples"]] == part.samples["id"].to_list()
+
+
+@given(st.lists(st.lists(st.booleans(), min_size=11, max_size=11), min_size=1, max_size=40))
+def test_anomalous_metrics_names_the_flagged_metrics_in_catalogue_order(flags):
+    from simulator.catalogue import METRICS
+    from simulator.context import ANOMALOUS_PREFIX
+
+    frame = pl.DataFrame({ANOMALOUS_PREFIX + m: [row[i] for row in flags] for i, m in enumerate(METRICS)})
+    assert export.anomalous_metrics(frame).to_list() == [[m for m, on in zip(METRICS, row) if on] for row in flags]
+
+
+def test_the_json_targets_name_the_flagged_metrics(tmp_path, result):
+    from simulator.catalogue import METRICS
+    from simulator.context import ANOMALOUS_PREFIX
+
+    path = tmp_path / "metrics_dataset.json"
+    export.write_metrics_dataset(path, result.metadata, result.samples)
+    written = [s["targets"]["anomalous_metrics"] for s in orjson.loads(path.read_bytes())["training_samples"]]
+    assert written == [[m for m in METRICS if row[ANOMALOUS_PREFIX + m]] for row in result.samples.iter_rows(named=True)]
+    assert any(len(names) > 1 for names in written)  # the order is tested too
+
+
+def test_the_json_only_sample_job_never_loads_arrow(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys; from simulator.__main__ import main; "
+            f"assert main(['--samples', '300', '--quiet', '--output-dir', {str(tmp_path)!r}]) == 0; "
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'pyarrow'); "
+            "assert not loaded, loaded")
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "metrics_dataset.json").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datasafe import backup_file, list_backups
+from datasafe import atomic_write_bytes, backup_file, list_backups
 from language.__main__ import main
 
 from conftest import ROOT
@@ -133,6 +133,8 @@ def test_the_summary_goes_to_stdout(tmp_path, config_dir, capsys):
 
 
 # ---------------------------------------------------------------------------- backups
+# A backup is a hard link to the file it keeps: the versions are written as every writer here writes
+# a dataset, a new file renamed over the old (`atomic_write_bytes`), never into the old file.
 def _stamp(i: int):
     from datetime import datetime, timedelta, timezone
     return datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=i)
@@ -141,14 +143,14 @@ def _stamp(i: int):
 def test_empty_or_repeated_versions_never_push_real_backups_out(tmp_path):
     target = tmp_path / "data.json"
     for i in range(3):
-        target.write_text(f"version {i}")
+        atomic_write_bytes(target, f"version {i}".encode())
         backup_file(target, now=_stamp(i))
     real = list_backups(target)
     assert [p.read_text() for p in real] == ["version 0", "version 1", "version 2"]
-    target.write_bytes(b"")
+    atomic_write_bytes(target, b"")
     for i in range(3, 6):
         assert backup_file(target, now=_stamp(i)) is None          # an empty file is not a version
-    target.write_text("version 2")
+    atomic_write_bytes(target, b"version 2")
     for i in range(6, 9):
         assert backup_file(target, now=_stamp(i)) == real[-1]      # the same bytes are kept once
     assert list_backups(target) == real
@@ -156,11 +158,11 @@ def test_empty_or_repeated_versions_never_push_real_backups_out(tmp_path):
 
 def test_an_empty_backup_left_by_an_older_version_goes_first(tmp_path):
     target = tmp_path / "data.json"
-    target.write_text("version 0")
+    atomic_write_bytes(target, b"version 0")
     backup_file(target, now=_stamp(0))
     empty = target.with_name("data.20260101T000001000000Z.bak.json")
     empty.write_bytes(b"")
     for i in (2, 3):
-        target.write_text(f"version {i}")
+        atomic_write_bytes(target, f"version {i}".encode())
         backup_file(target, now=_stamp(i))
     assert [p.read_text() for p in list_backups(target)] == ["version 0", "version 2", "version 3"]

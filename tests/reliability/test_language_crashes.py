@@ -3,7 +3,8 @@
 The generator runs as a subprocess against a loopback OpenAI server (tests/loopback.py) that its
 models.yaml names, and is killed with SIGKILL at one write step. The step is chosen with the
 DATASAFE_KILL_AT test hook of datasafe.atomic_path (off unless set): "<file>:written" is the moment its
-temporary file is filled but not renamed, "<file>:renamed" the moment after the rename. Export takes
+temporary file is filled but not renamed, "<file>:renamed" the moment after the rename, and
+"<backup>:linked" the moment a backup (a hard link to the previous file) is made. Export takes
 milliseconds, so the simulator tests' way of killing at fractions of a measured run time would
 rarely land in it; the hook lands on every step, every time.
 
@@ -49,14 +50,13 @@ SECOND = ["--types", "conversation,technical_explanation", "--count", "6"]   # 2
 CASES = [
     ("generate", "part-*.parquet:written", "old", "old"),
     ("generate", "part-*.parquet:renamed", "old", "old"),                 # shard on disk, ledger not told
-    ("generate", "language_dataset.*.bak.json:written", "old", "old"),    # backing up the previous dataset
-    ("generate", "language_dataset.*.bak.json:renamed", "old", "old"),
+    ("generate", "language_dataset.*.bak.json:linked", "old", "old"),     # backing up the previous dataset
     ("generate", "language_dataset.json:written", "old", "old"),
     ("generate", "language_dataset.json:renamed", "new", "old"),
-    ("generate", "language_dataset.chat.*.bak.jsonl:written", "new", "old"),
+    ("generate", "language_dataset.chat.*.bak.jsonl:linked", "new", "old"),
     ("generate", "language_dataset.chat.jsonl:written", "new", "old"),
     ("generate", "language_dataset.chat.jsonl:renamed", "new", "new"),   # all written, ledger not closed
-    ("export", "language_dataset.*.bak.json:written", "old", "old"),
+    ("export", "language_dataset.*.bak.json:linked", "old", "old"),
     ("export", "language_dataset.json:renamed", "new", "old"),
 ]
 QUICK = {("generate", "language_dataset.json:written")}   # the rest are marked slow
