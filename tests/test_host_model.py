@@ -15,8 +15,10 @@ import re
 import numpy as np
 import polars as pl
 import pytest
+from host_reference import simulate_host as reference_host
 
 from simulator import _kernels as K
+from simulator._rng import host_seeds
 from simulator.api import generate_samples
 from simulator.catalogue import METRICS, P
 from simulator.engine import run_kernel
@@ -160,3 +162,67 @@ def test_explanations_quote_the_past_cpu_not_the_present(spike_samples):
     differs = spikes.filter(pl.col("explanation").str.contains("It was ")).select(
         (pl.col("ctx_cpu_usage").arr.first().round(1) != pl.col("cpu_usage").round(1)).mean()).item()
     assert differs > 0.8
+
+
+# ---------------------------------------------------------------------------- the plain-Python reference
+def channels_of(plan, events, host: int, t0: int, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The perturbation inputs the kernel saw on one host: (chan [step, channel], covered [step])."""
+    chan = np.zeros((n_steps, plan.profiles.shape[1]))
+    covered = np.zeros(n_steps, bool)
+    for ev in events.filter(pl.col("host") == host).iter_rows(named=True):
+        e = ev["event_id"] - plan.first_id
+        for j in range(int(plan.length[e])):
+            i = ev["start_step"] + j - t0
+            if 0 <= i < n_steps:
+                chan[i] += plan.profiles[plan.profile_row[e] + j]
+                covered[i] = True
+    return chan, covered
+
+
+@pytest.fixture(scope="module")
+def small_run(config):
+    """Every kind on 8 hosts over 300 steps, run by the kernel."""
+    seed, hosts, steps = 21, 8, 300
+    interval = config.simulation.interval_s
+    population = build_population(config, hosts, seed)
+    plan = plan_events(config, population, 16, steps, seed, interval)
+    traces, events = run_kernel(config, population, plan, seed, steps, interval)
+    return config, population, plan, traces, events, seed
+
+
+def _reference(config, population, plan, events, seed, host, t0, n_steps, state=None):
+    chan, covered = channels_of(plan, events, host, t0, n_steps)
+    res = [m.resolution for m in config.metrics]
+    lower, upper = [m.lower for m in config.metrics], [m.upper for m in config.metrics]
+    return reference_host(int(host_seeds(seed, host, 1)[0]), population.params[host], chan, covered, res, lower,
+                         upper, t0=t0, n_steps=n_steps, dt=config.simulation.interval_s,
+                         start_epoch=config.simulation.start_epoch_s, state=state)
+
+
+def test_the_kernel_matches_the_plain_python_reference(small_run):
+    """Every metric point of every host, with and without the anomalies, as the float32 the kernel
+    stores; the end state within float64 rounding."""
+    config, population, plan, traces, events, seed = small_run
+    assert len(events) == 16 and events["kind"].n_unique() == len(config.anomalies)
+    for host in range(population.n_hosts):
+        with_anomalies, without, end_state = _reference(config, population, plan, events, seed, host, 0,
+                                                         traces.n_steps)
+        for m, name in enumerate(METRICS):
+            np.testing.assert_array_equal(traces.values[m, host], np.float32(with_anomalies[m]), err_msg=(host, name))
+            np.testing.assert_array_equal(traces.base[m, host], np.float32(without[m]), err_msg=(host, name))
+        np.testing.assert_allclose(traces.end_state[host], end_state, rtol=1e-12, atol=1e-12)
+
+
+def test_the_kernel_continues_from_a_state_as_the_reference_does(small_run):
+    """A second chunk of steps started from the first chunk's end state."""
+    config, population, plan, traces, events, seed = small_run
+    interval = config.simulation.interval_s
+    later = plan_events(config, population, 0, 200, seed, interval)
+    second, _ = run_kernel(config, population, later, seed, 200, interval, t0=traces.n_steps,
+                           state=traces.end_state)
+    for host in (0, 5):
+        _, _, state = _reference(config, population, plan, events, seed, host, 0, traces.n_steps)
+        _, without, _ = _reference(config, population, later, pl.DataFrame(schema=events.schema), seed, host,
+                                   traces.n_steps, 200, state=state)
+        for m, name in enumerate(METRICS):
+            np.testing.assert_array_equal(second.values[m, host], np.float32(without[m]), err_msg=(host, name))
