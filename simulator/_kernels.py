@@ -177,54 +177,6 @@ def damped_load(load, runnable, decay):
     return load * decay + runnable * (1.0 - decay)
 
 
-@jit
-def step_jobs(running, pending, arrivals, slots, done_frac, done_z, disk_full, stalled, daemon_down):
-    """One step of the scheduler queue on a host; returns (running, pending)."""
-    if daemon_down:
-        # vemkd gone: running jobs are lost, new submissions wait at the master
-        return 0.0, pending + arrivals
-    mean_done = running * done_frac
-    done = np.floor(mean_done + np.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * done_z + 0.5)
-    done = clip(done, 0.0, running)
-    if stalled:
-        done = 0.0
-    if disk_full:
-        done = running - np.floor(running * 0.5)  # jobs fail on write errors
-    running -= done
-    queue = pending + arrivals
-    dispatch = min(queue, max(slots - running, 0.0))
-    if disk_full:
-        dispatch = 0.0
-    return running + dispatch, queue - dispatch
-
-
-@jit
-def step_heap(heap, floor, alloc, young_at, full_at, floor_base, creep, floor_add, restart,
-              storm, young_ms, full_ms, dt, storm_u):
-    """One step of the JVM heap sawtooth; returns (heap %, floor, GC share of the interval)."""
-    if restart > 0.5:
-        # a fresh JVM after an OOM kill: small heap, nothing collected yet
-        return 4.0 + 6.0 * storm_u, floor_base, 0.0
-    floor = floor + creep
-    n_full = 0.0
-    if floor >= full_at:
-        floor = floor_base
-        n_full = 1.0
-    eff_floor = min(floor + floor_add, MAX_HEAP_FLOOR)
-    space = max(young_at - eff_floor, 0.5)
-    total = max(heap - eff_floor, 0.0) + alloc
-    n_young = np.floor(total / space)
-    heap = eff_floor + (total - n_young * space)
-    if eff_floor > full_at:
-        # live data above the full-GC threshold: full collections that reclaim little
-        n_full += n_young * (eff_floor - full_at) / max(100.0 - full_at, 1.0)
-    gc_share = (n_young * young_ms + n_full * full_ms) / (1000.0 * dt)
-    if storm > 0.0:
-        gc_share = max(gc_share, storm * (0.92 + 0.16 * storm_u))
-        heap = 95.0 + 4.9 * storm_u
-    return heap, floor, min(gc_share, 1.0)
-
-
 # ---------------------------------------------------------------------------- records of the entry point
 class TimeGrid(NamedTuple):
     """The steps [t0, t0 + n_steps) of dt seconds; step t is at start_epoch + t * dt."""
@@ -616,6 +568,9 @@ class Channels(NamedTuple):
 
 
 
+NO_CHANNELS = Channels(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0)  # the undisturbed copy's inputs
+
+
 @jit_inline
 def channels_at(chan, i):
     return Channels(chan[i, C_CPU], chan[i, C_MEM], chan[i, C_DISK], chan[i, C_NET], chan[i, C_HEAP_FLOOR],
@@ -629,11 +584,59 @@ def reported(x, m, reporting):
 
 
 @jit_inline
+def step_jobs(running, pending, arrivals, scheduler, done_z, disk_full, ch):
+    """One step of the scheduler queue on a host; returns (running, pending)."""
+    if ch.daemon_down:
+        # vemkd gone: running jobs are lost, new submissions wait at the master
+        return 0.0, pending + arrivals
+    done_frac = scheduler.done_frac
+    mean_done = running * done_frac
+    done = np.floor(mean_done + np.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * done_z + 0.5)
+    done = clip(done, 0.0, running)
+    if ch.gc_storm > 0.0:
+        done = 0.0  # the jobs' JVMs make no progress while they collect back to back
+    if disk_full:
+        done = running - np.floor(running * 0.5)  # jobs fail on write errors
+    running -= done
+    queue = pending + arrivals
+    dispatch = min(queue, max(scheduler.slots - running, 0.0))
+    if disk_full:
+        dispatch = 0.0
+    return running + dispatch, queue - dispatch
+
+
+@jit_inline
+def step_heap(heap, floor, alloc, jvm, ch, storm_u):
+    """One step of the JVM heap sawtooth (`alloc` percent allocated); returns (heap %, floor, GC share
+    of the interval)."""
+    if ch.jvm_restart > 0.5:
+        # a fresh JVM after an OOM kill: small heap, nothing collected yet
+        return 4.0 + 6.0 * storm_u, jvm.floor, 0.0
+    full_at = jvm.full_at
+    floor = floor + jvm.creep
+    n_full = 0.0
+    if floor >= full_at:
+        floor = jvm.floor
+        n_full = 1.0
+    eff_floor = min(floor + ch.heap_floor, MAX_HEAP_FLOOR)
+    space = max(jvm.young_at - eff_floor, 0.5)
+    total = max(heap - eff_floor, 0.0) + alloc
+    n_young = np.floor(total / space)
+    heap = eff_floor + (total - n_young * space)
+    if eff_floor > full_at:
+        # live data above the full-GC threshold: full collections that reclaim little
+        n_full += n_young * (eff_floor - full_at) / max(100.0 - full_at, 1.0)
+    gc_share = (n_young * jvm.young_ms + n_full * jvm.full_ms) / (1000.0 * jvm.dt)
+    if ch.gc_storm > 0.0:
+        gc_share = max(gc_share, ch.gc_storm * (0.92 + 0.16 * storm_u))
+        heap = 95.0 + 4.9 * storm_u
+    return heap, floor, min(gc_share, 1.0)
+
+
+@jit_inline
 def jvm_step(heap, floor, ch, jvm, step):
     """One step of the JVM; returns (heap %, floor, share of the interval in GC)."""
-    heap, floor, gc_share = step_heap(heap, floor, jvm.alloc * step.work, jvm.young_at, jvm.full_at, jvm.floor,
-                                      jvm.creep, ch.heap_floor, ch.jvm_restart, ch.gc_storm, jvm.young_ms,
-                                      jvm.full_ms, jvm.dt, step.u_storm)
+    heap, floor, gc_share = step_heap(heap, floor, jvm.alloc * step.work, jvm, ch, step.u_storm)
     return heap, floor, clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
 
 
@@ -667,8 +670,7 @@ def disturbed_step(d, ch, step, model, reporting, v):
     disk_full = disk >= 99.5
     sched = model.scheduler
     arrivals = poisson_from_uniform(sched.job_lambda * step.work + ch.job_flood, step.u_jobs, step.z_jobs)
-    running, pending = step_jobs(d.running, d.pending, arrivals, sched.slots, sched.done_frac, step.z_done,
-                                 disk_full, ch.gc_storm > 0.0, ch.daemon_down)
+    running, pending = step_jobs(d.running, d.pending, arrivals, sched, step.z_done, disk_full, ch)
     heap, floor, gc_share = jvm_step(d.heap, d.floor, ch, model.jvm, step)
     net_in, passed, rho, latency = link_step(model.network, step.net_in + ch.network * model.network.link, step)
     cpu = cpu_demand(step, model.cpu, running, ch, gc_share, rho)
@@ -708,7 +710,6 @@ def simulate_host(h, seed, params, grid, reporting, chan, covered, carry, traces
     else:
         background, undisturbed = start_state(seed, model)
     disturbed = undisturbed
-    no_channels = Channels(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0)
     want_base = traces.base.shape[1] == traces.values.shape[1]
     vals = np.zeros((2, N_METRICS))
     sums = np.zeros((N_METRICS, 2))
@@ -718,7 +719,7 @@ def simulate_host(h, seed, params, grid, reporting, chan, covered, carry, traces
         t = t0 + i
         background, step, read_prev = background_step(background, model, seed, t, grid.start_epoch + t * dt, dt,
                                                       read_prev)
-        undisturbed = disturbed_step(undisturbed, no_channels, step, model, reporting, vals[0])
+        undisturbed = disturbed_step(undisturbed, NO_CHANNELS, step, model, reporting, vals[0])
         if covered[i]:
             disturbed = disturbed_step(disturbed, channels_at(chan, i), step, model, reporting, vals[1])
         else:
