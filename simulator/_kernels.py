@@ -1,4 +1,4 @@
-"""The host model: numba kernels only, arrays in and arrays out.
+"""The host model: numba kernels only; arrays, and records (NamedTuples) of arrays and numbers, in and out.
 
 Per host and step, the *background* (workload regime, noise, disk growth, traffic, daemon count) is
 computed once; the few states an anomaly can disturb (job queue, JVM heap, load average) are run
@@ -567,12 +567,12 @@ class Channels(NamedTuple):
     jvm_restart: float
 
 
-
 NO_CHANNELS = Channels(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0)  # the undisturbed copy's inputs
 
 
 @jit_inline
 def channels_at(chan, i):
+    """The perturbation inputs of step i (a row of chan)."""
     return Channels(chan[i, C_CPU], chan[i, C_MEM], chan[i, C_DISK], chan[i, C_NET], chan[i, C_HEAP_FLOOR],
                     chan[i, C_GC_STORM], chan[i, C_DAEMON_DOWN] > 0.5, chan[i, C_JOB_FLOOD], chan[i, C_JVM_RESTART])
 
