@@ -1,7 +1,7 @@
 """A plain-Python reference of one simulated host: the host model written out step by step, with no
 numba and no NumPy in the loop, for tests to hold the kernel (simulator/_kernels.py) against on small
-inputs.  Slow (about 10 us a metric point) and meant to be obvious; written from the model's
-description, the draw slots and the constants are the kernel's (they define the random stream).
+inputs.  Slow and meant to be obvious, one subsystem after the other; the draw slots and the
+constants are the kernel's (they define the random stream and the model), the code is not.
 
 Per step: the background (workload, memory, disk, traffic, daemons) once; then the states an anomaly
 can disturb (job queue, JVM heap, load average) twice, without and with the perturbation channels.

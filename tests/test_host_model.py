@@ -3,7 +3,9 @@ kernel's traces with and without the anomaly, and in the explanations written fr
 
 Each test is an observable consequence a one-line breakage would remove: packet processing at a
 saturated link costs CPU (softirq), GC threads cost CPU, a GC storm stalls the jobs, and an
-explanation's earlier and usual levels are the sample's past, not its present.
+explanation's earlier and usual levels are the sample's past, not its present.  Then the kernel
+against its plain-Python reference (tests/host_reference.py), and cpu_spike's estimate of the CPU
+spread against the kernel's.
 """
 
 from __future__ import annotations
