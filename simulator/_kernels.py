@@ -1,10 +1,19 @@
-"""The host model: numba kernels only, arrays in and arrays out.
+"""The host model: numba kernels only; arrays, and records (NamedTuples) of arrays and numbers, in and out.
 
 Per host and step, the *background* (workload regime, noise, disk growth, traffic, daemon count) is
 computed once; the few states an anomaly can disturb (job queue, JVM heap, load average) are run
 twice, without and with the host's perturbation channels.  Observed metrics come from both, and a
 metric point is labelled where the two differ, so labels are exact by construction.  Outside
 anomaly windows the disturbed copy is re-synchronised to the undisturbed one (the incident is over).
+
+The parts, in the order of a step: a host's model is a few records built once from its parameter
+row (`host_model`: CPU demand, memory, disk, network, JVM, scheduler); the background advances one
+subsystem at a time (`cpu_demand_step`, `memory_step`, `disk_step`, `network_step`, `daemons_step`)
+into a `Step`; each copy of the disturbed states advances through the scheduler (`step_jobs`), the
+JVM (`jvm_step`), the link (`link_step`), the CPU they all add to (`cpu_demand`) and the load
+average, and the collector reports the result (`disturbed_step`).  The entry point, `simulate_hosts`,
+takes its inputs and outputs as records too (`TimeGrid`, `Reporting`, `EventInputs`, `ChunkState`,
+`TraceOutputs`, `EventOutputs`).  tests/host_reference.py is the same model in plain Python.
 
 Metric semantics (see DESIGN.md): CPU, GC time and network are interval averages; memory, disk,
 heap, jobs and process counts are gauges at the sampling instant; load average is Linux's damped
@@ -13,9 +22,11 @@ average of runnable tasks.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ._numba import jit, jit_parallel, prange
+from ._numba import jit, jit_inline, jit_parallel, prange
 from ._rng import host_uniform, normal, uniform
 from .catalogue import (
     C_CPU, C_DAEMON_DOWN, C_DISK, C_GC_STORM, C_HEAP_FLOOR, C_JOB_FLOOD, C_JVM_RESTART, C_MEM, C_NET,
@@ -166,334 +177,652 @@ def damped_load(load, runnable, decay):
     return load * decay + runnable * (1.0 - decay)
 
 
-@jit
-def step_jobs(running, pending, arrivals, slots, done_frac, done_z, disk_full, stalled, daemon_down):
+# ---------------------------------------------------------------------------- records of the entry point
+class TimeGrid(NamedTuple):
+    """The steps [t0, t0 + n_steps) of dt seconds; step t is at start_epoch + t * dt."""
+
+    t0: int
+    n_steps: int
+    dt: float
+    start_epoch: float
+
+
+class Reporting(NamedTuple):
+    """Per metric, as the collector reports it: the resolution and the bounds (float64[N_METRICS] each)."""
+
+    resolution: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+class EventInputs(NamedTuple):
+    """The events of the hosts, by host (ptr[h]:ptr[h + 1]), with their rows of perturbation profiles."""
+
+    ptr: np.ndarray       # int64[H + 1]
+    start: np.ndarray     # int64[E]: first step
+    length: np.ndarray    # int64[E]: steps
+    row: np.ndarray       # int64[E]: first row in profiles
+    event_id: np.ndarray  # int64[E]
+    mask: np.ndarray      # int64[E]: bit m set when the event's kind declares metric m
+    primary: np.ndarray   # int64[E]: the kind's primary metric
+    profiles: np.ndarray  # float64[rows, N_CHANNELS]
+
+
+class TraceOutputs(NamedTuple):
+    values: np.ndarray    # float32[M, H, T] with the anomalies
+    base: np.ndarray      # float32[M, H, T] without them (shape [M, 0, 0]: not kept)
+    labels: np.ndarray    # int32[M, H, T]: the event a point is labelled with, else -1
+    host_std: np.ndarray  # float64[M, H]: each metric's std on the host without anomalies
+
+
+class EventOutputs(NamedTuple):
+    peak: np.ndarray         # float64[E]: the largest deviation in host sigmas
+    peak_metric: np.ndarray  # int64[E]: where it is
+    first: np.ndarray        # int64[E]: first labelled step (-1: none)
+    last: np.ndarray         # int64[E]: last labelled step
+
+
+class ChunkState(NamedTuple):
+    """Each host's state before t0 (read with `resume`) and after its last step, float64[H, N_STATE]:
+    a trace can be computed in consecutive time chunks."""
+
+    before: np.ndarray
+    resume: bool
+    after: np.ndarray
+
+
+# ---------------------------------------------------------------------------- a host's model, by subsystem
+class CpuDemand(NamedTuple):
+    """The workload: a lognormal around the CPU level (regime shifts, slow and fast AR(1) with
+    jumps), hourly cron bursts, daily agent runs; what each job and the collector's reading add."""
+
+    level: float
+    fast_phi: float
+    fast_sigma: float
+    slow_phi: float
+    slow_sigma: float
+    jump_prob: float
+    jump_scale: float
+    shift_p: float
+    shift_sigma: float
+    has_cron: bool
+    cron_offset: float
+    cron_amplitude: float
+    agent_at: float
+    agent_daily_p: float
+    agent_off_p: float
+    agent_pct: float
+    per_job: float
+    resolution: float
+    read_scale: float
+
+
+class Memory(NamedTuple):
+    level: float
+    phi: float
+    sigma: float
+    step_p: float
+    step_sigma: float
+    creep: float
+    per_job: float
+
+
+class Disk(NamedTuple):
+    level: float
+    growth: float
+    growth_per_day: float
+    rotation_at: float
+    rotation_drop: float
+
+
+class Network(NamedTuple):
+    link: float
+    level: float
+    innovation: float
+    cpu_coupling: float
+    out_ratio: float
+    burst_p: float
+    burst_size: float
+    out_burst_size: float
+    latency_base: float
+    latency_sigma: float
+    latency_queue: float
+
+
+class Jvm(NamedTuple):
+    alloc: float       # heap percent allocated in a step at the median workload
+    young_at: float
+    full_at: float
+    floor: float
+    creep: float       # floor creep per step
+    young_ms: float
+    full_ms: float
+    dt: float
+
+
+class Scheduler(NamedTuple):
+    """Job arrivals, completions and slots; the scheduler's daemon processes."""
+
+    job_lambda: float
+    done_frac: float
+    slots: float
+    daemons: float
+    daemon_p: float
+
+
+class HostModel(NamedTuple):
+    cores: float
+    load_decay: float
+    cpu: CpuDemand
+    memory: Memory
+    disk: Disk
+    network: Network
+    jvm: Jvm
+    scheduler: Scheduler
+
+
+@jit_inline
+def host_model(seed, pr, dt):
+    """A host's model from its parameter row (P columns) and its per-host draws."""
+    steps_per_day = 86400.0 / dt
+    agent_p = pr[P_AGENT_RATE] / steps_per_day
+    cpu = CpuDemand(
+        pr[P_CPU_LEVEL], pr[P_CPU_FAST_PHI], pr[P_CPU_FAST_SIGMA], pr[P_CPU_SLOW_PHI], pr[P_CPU_SLOW_SIGMA],
+        pr[P_CPU_JUMP_PROB], pr[P_CPU_JUMP_SCALE], pr[P_CPU_SHIFTS] / steps_per_day, pr[P_CPU_SHIFT_SIGMA],
+        host_uniform(seed, H_CRON) < pr[P_CRON_PROB], np.floor(host_uniform(seed, H_CRON_MINUTE) * 12.0) * 300.0,
+        pr[P_CRON_AMP], np.floor(host_uniform(seed, H_AGENT_AT) * 86400.0 / dt) * dt,
+        min(agent_p * steps_per_day, 1.0), agent_p * AGENT_OFF_SCHEDULE, pr[P_AGENT_PCT], pr[P_JOB_CPU],
+        pr[P_CPU_RES], pr[P_CPU_JITTER] * np.sqrt(12.0))
+    memory = Memory(pr[P_MEM_LEVEL], pr[P_MEM_PHI], pr[P_MEM_SIGMA], pr[P_MEM_STEPS] / steps_per_day,
+                    pr[P_MEM_STEP_SIGMA], pr[P_MEM_CREEP] / steps_per_day, pr[P_JOB_MEM])
+    disk = Disk(pr[P_DISK_LEVEL], pr[P_DISK_GROWTH] / steps_per_day, pr[P_DISK_GROWTH],
+                np.floor(host_uniform(seed, H_ROTATION_HOUR) * 24.0) * 3600.0, pr[P_DISK_ROT])
+    burst_size = pr[P_NET_BURST_SCALE] * pr[P_NET_LEVEL]
+    network = Network(pr[P_LINK], pr[P_NET_LEVEL], pr[P_NET_SIGMA] * np.sqrt(1.0 - NET_NOISE_PHI ** 2),
+                      pr[P_NET_COUPLING], pr[P_NET_OUT], pr[P_NET_BURSTS] / steps_per_day, burst_size,
+                      pr[P_NET_OUT] * burst_size, pr[P_LAT_BASE], pr[P_LAT_SIGMA], pr[P_LAT_QUEUE])
+    jvm = Jvm(pr[P_HEAP_ALLOC] * dt, pr[P_HEAP_YOUNG], pr[P_HEAP_FULL], pr[P_HEAP_FLOOR],
+              pr[P_HEAP_CREEP] * dt / 3600.0, pr[P_GC_YOUNG_MS], pr[P_GC_FULL_MS], dt)
+    scheduler = Scheduler(pr[P_JOB_RATE] * dt / 3600.0, 1.0 - np.exp(-dt / (60.0 * pr[P_JOB_MIN])),
+                          pr[P_JOB_SLOTS], pr[P_VEMKD], pr[P_VEMKD_STEPS] / steps_per_day)
+    return HostModel(pr[P_CORES], np.exp(-dt / 60.0), cpu, memory, disk, network, jvm, scheduler)
+
+
+# ---------------------------------------------------------------------------- states
+class CpuState(NamedTuple):
+    shift: float  # log level of the current regime
+    slow: float   # slow AR(1) of the log workload
+    fast: float   # fast AR(1) of the log workload
+
+
+class MemoryState(NamedTuple):
+    noise: float  # AR(1)
+    step: float   # the level since the last step change
+    cache: float  # page cache grown since then
+
+
+class NetworkState(NamedTuple):
+    noise: float      # AR(1) of the log traffic
+    burst_in: float   # traffic of bulk transfers still under way
+    burst_out: float
+
+
+class Background(NamedTuple):
+    """The undisturbed processes a host carries from step to step."""
+
+    cpu: CpuState
+    memory: MemoryState
+    disk: float
+    network: NetworkState
+    daemon_offset: float  # child daemons above or below the host's count (-1, 0, 1)
+
+
+class Disturbed(NamedTuple):
+    """The states an anomaly can disturb; run twice, without and with the perturbation channels."""
+
+    running: float
+    pending: float
+    heap: float
+    floor: float
+    load: float
+
+
+@jit_inline
+def start_state(seed, model):
+    """A host's state before its first step: the workload at a random point of its stationary law,
+    the job queue at its equilibrium, the heap at its floor."""
+    cpu = model.cpu
+    u_a = host_uniform(seed, H_SHIFT0)
+    u_b = host_uniform(seed, H_SHIFT0 + 1)
+    shift = cpu.shift_sigma * np.sqrt(-2.0 * np.log(u_a)) * np.cos(2.0 * np.pi * u_b)
+    slow_sd = cpu.slow_sigma / np.sqrt(max(1.0 - cpu.slow_phi ** 2, 1e-6))
+    u_a = host_uniform(seed, H_SLOW0)
+    u_b = host_uniform(seed, H_SLOW0 + 1)
+    slow = slow_sd * np.sqrt(-2.0 * np.log(u_a)) * np.cos(2.0 * np.pi * u_b)
+    background = Background(CpuState(shift, slow, 0.0), MemoryState(0.0, 0.0, 0.0), model.disk.level,
+                            NetworkState(0.0, 0.0, 0.0), 0.0)
+    sched = model.scheduler
+    running = min(np.floor(sched.job_lambda / max(sched.done_frac, 1e-9)), sched.slots)
+    floor = model.jvm.floor
+    return background, Disturbed(running, 0.0, floor, floor, model.cores * cpu.level / 100.0)
+
+
+@jit_inline
+def load_state(s):
+    """(Background, Disturbed) from a state row (S_ columns)."""
+    background = Background(CpuState(s[S_SHIFT], s[S_SLOW], s[S_FAST]),
+                            MemoryState(s[S_MEM_AR], s[S_MEM_STEP], s[S_MEM_CACHE]), s[S_DISK],
+                            NetworkState(s[S_NET_AR], s[S_BURST_IN], s[S_BURST_OUT]), s[S_VEMKD])
+    return background, Disturbed(s[S_RUNNING], s[S_PENDING], s[S_HEAP], s[S_FLOOR], s[S_LOAD])
+
+
+@jit_inline
+def store_state(background, disturbed, s):
+    """Write (Background, Disturbed) into a state row (S_ columns)."""
+    s[S_SHIFT], s[S_SLOW], s[S_FAST] = background.cpu
+    s[S_MEM_AR], s[S_MEM_STEP], s[S_MEM_CACHE] = background.memory
+    s[S_DISK] = background.disk
+    s[S_NET_AR], s[S_BURST_IN], s[S_BURST_OUT] = background.network
+    s[S_VEMKD] = background.daemon_offset
+    s[S_RUNNING], s[S_PENDING], s[S_HEAP], s[S_FLOOR], s[S_LOAD] = disturbed
+
+
+# ---------------------------------------------------------------------------- the background, per subsystem
+@jit_inline
+def cpu_demand_step(state, cpu, seed, t, clock, dt):
+    """One step of the workload; returns (state, log workload, workload, background CPU %)."""
+    shift = state.shift
+    if uniform(seed, t, D_SHIFT_U) < cpu.shift_p:
+        shift = cpu.shift_sigma * normal(seed, t, D_SHIFT_N)
+    slow = cpu.slow_phi * state.slow + cpu.slow_sigma * normal(seed, t, D_SLOW_N)
+    innovation = normal(seed, t, D_FAST_N)
+    if uniform(seed, t, D_JUMP_U) < cpu.jump_prob:
+        innovation *= cpu.jump_scale
+    fast = cpu.fast_phi * state.fast + cpu.fast_sigma * innovation
+    log_work = shift + slow + fast
+    work = np.exp(log_work)  # workload relative to the host's median
+    cpu_bg = cpu.level * work
+    if cpu.has_cron and ((clock - cpu.cron_offset) % 3600.0) < dt:
+        cpu_bg += cpu.cron_amplitude * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+    # agents (backup, inventory, AV scan) wake at their daily time, and now and then in between
+    u_agent = uniform(seed, t, D_AGENT_U)
+    daily_run = ((clock - cpu.agent_at) % 86400.0) < dt
+    if u_agent < (cpu.agent_daily_p if daily_run else cpu.agent_off_p):
+        cpu_bg += cpu.agent_pct * (0.7 + 0.6 * uniform(seed, t, D_AGENT_SIZE_U))
+    return CpuState(shift, slow, fast), log_work, work, cpu_bg
+
+
+@jit_inline
+def memory_step(state, memory, seed, t):
+    """One step of used memory without jobs: AR(1) noise, level steps that drop the page cache, the
+    cache's creep; returns (state, memory %)."""
+    noise = memory.phi * state.noise + memory.sigma * normal(seed, t, D_MEM_N)
+    step = state.step
+    cache = state.cache
+    if uniform(seed, t, D_MEM_STEP_U) < memory.step_p:
+        step = 0.5 * step + memory.step_sigma * normal(seed, t, D_MEM_STEP_N)
+        cache = 0.0
+    cache += memory.creep
+    return MemoryState(noise, step, cache), memory.level + step + cache + noise
+
+
+@jit_inline
+def disk_step(used, disk, seed, t, clock, dt):
+    """One step of disk usage: random growth, the daily log rotation, an operator's clean-up."""
+    used += disk.growth * 2.0 * uniform(seed, t, D_DISK_U)
+    if ((clock - disk.rotation_at) % 86400.0) < dt:
+        used -= disk.rotation_drop * disk.growth_per_day
+    if used > 96.0:
+        used -= 25.0  # housekeeping by an operator
+    return clip(used, 0.0, 100.0)
+
+
+@jit_inline
+def network_step(state, network, seed, t, log_work):
+    """One step of the traffic a host is offered and of its base latency: persistent noise coupled to
+    the workload plus heavy-tailed bulk transfers; returns (state, in, out, latency)."""
+    noise = NET_NOISE_PHI * state.noise + network.innovation * normal(seed, t, D_NET_N)
+    net_in = network.level * np.exp(noise + network.cpu_coupling * log_work)
+    net_out = network.out_ratio * net_in * np.exp(0.15 * normal(seed, t, D_NET_OUT_N))
+    burst_in = BURST_DECAY * state.burst_in + transfer_burst(uniform(seed, t, D_BURST_IN_U), network.burst_p,
+                                                             network.burst_size)
+    burst_out = (BURST_DECAY * state.burst_out
+                 + transfer_burst(uniform(seed, t, D_BURST_OUT_U), network.burst_p, network.out_burst_size))
+    latency = network.latency_base * np.exp(network.latency_sigma * normal(seed, t, D_LAT_N))
+    return NetworkState(noise, burst_in, burst_out), net_in + burst_in, net_out + burst_out, latency
+
+
+@jit_inline
+def daemons_step(offset, scheduler, seed, t):
+    """One step of the scheduler's daemon processes; returns (offset, process count)."""
+    if uniform(seed, t, D_VEMKD_U) < scheduler.daemon_p:
+        if uniform(seed, t, D_VEMKD_DIR_U) < 0.5 - 0.2 * offset:
+            offset += 1.0
+        else:
+            offset -= 1.0
+    # child processes (pem, pim, ELIMs) come and go; vemkd and lim stay, so the count never
+    # wanders near 0 on its own: a crash (0) is always visible against it
+    offset = clip(offset, -1.0, 1.0)
+    return offset, max(scheduler.daemons + offset, 2.0)
+
+
+class Step(NamedTuple):
+    """What the disturbed states read from a step's background and random stream."""
+
+    work: float
+    cpu: float       # background CPU %
+    memory: float    # memory % without jobs
+    disk: float
+    net_in: float    # offered traffic
+    net_out: float
+    latency: float   # base latency
+    daemons: float
+    read_factor: float
+    u_jobs: float
+    z_jobs: float
+    z_done: float
+    z_gc: float
+    u_storm: float
+    u_plateau: float
+
+
+@jit_inline
+def read_jitter(seed, t, cpu):
+    """The collector's read-instant jitter of step t (uniform, std cpu_read_jitter)."""
+    return cpu.read_scale * (uniform(seed, t, D_READ_U) - 0.5)
+
+
+@jit_inline
+def background_step(background, model, seed, t, clock, dt, read_prev):
+    """Advance the background one step; returns (background, Step, this step's read jitter).
+
+    The collector reads the CPU time counters at jittered instants and divides by the nominal
+    interval: the reported average is scaled by 1 + (jitter now - jitter at the previous read), an
+    MA(1) with lag-1 autocorrelation -0.5 (a pure function of t, so chunks need no state)."""
+    cpu_state, log_work, work, cpu_bg = cpu_demand_step(background.cpu, model.cpu, seed, t, clock, dt)
+    mem_state, memory = memory_step(background.memory, model.memory, seed, t)
+    disk = disk_step(background.disk, model.disk, seed, t, clock, dt)
+    net_state, net_in, net_out, latency = network_step(background.network, model.network, seed, t, log_work)
+    offset, daemons = daemons_step(background.daemon_offset, model.scheduler, seed, t)
+    read_now = read_jitter(seed, t, model.cpu)
+    step = Step(work, cpu_bg, memory, disk, net_in, net_out, latency, daemons,
+                max(1.0 + read_now - read_prev, 0.0), uniform(seed, t, D_JOB_U), normal(seed, t, D_JOB_N),
+                normal(seed, t, D_DONE_N), normal(seed, t, D_GC_N), uniform(seed, t, D_STORM_U),
+                uniform(seed, t, D_PLATEAU_U))
+    return Background(cpu_state, mem_state, disk, net_state, offset), step, read_now
+
+
+# ---------------------------------------------------------------------------- the disturbed part
+class Channels(NamedTuple):
+    """One step's perturbation inputs (catalogue.CHANNELS); all zero for the undisturbed copy."""
+
+    cpu: float
+    memory: float
+    disk: float
+    network: float
+    heap_floor: float
+    gc_storm: float
+    daemon_down: bool
+    job_flood: float
+    jvm_restart: float
+
+
+NO_CHANNELS = Channels(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0)  # the undisturbed copy's inputs
+
+
+@jit_inline
+def channels_at(chan, i):
+    """The perturbation inputs of step i (a row of chan)."""
+    return Channels(chan[i, C_CPU], chan[i, C_MEM], chan[i, C_DISK], chan[i, C_NET], chan[i, C_HEAP_FLOOR],
+                    chan[i, C_GC_STORM], chan[i, C_DAEMON_DOWN] > 0.5, chan[i, C_JOB_FLOOD], chan[i, C_JVM_RESTART])
+
+
+@jit_inline
+def reported(x, m, reporting):
+    """Metric m as the collector reports it: clipped to its bounds, rounded to its resolution."""
+    return quantize(clip(x, reporting.lower[m], reporting.upper[m]), reporting.resolution[m])
+
+
+@jit_inline
+def step_jobs(running, pending, arrivals, scheduler, done_z, disk_full, ch):
     """One step of the scheduler queue on a host; returns (running, pending)."""
-    if daemon_down:
+    if ch.daemon_down:
         # vemkd gone: running jobs are lost, new submissions wait at the master
         return 0.0, pending + arrivals
+    done_frac = scheduler.done_frac
     mean_done = running * done_frac
     done = np.floor(mean_done + np.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * done_z + 0.5)
     done = clip(done, 0.0, running)
-    if stalled:
-        done = 0.0
+    if ch.gc_storm > 0.0:
+        done = 0.0  # the jobs' JVMs make no progress while they collect back to back
     if disk_full:
         done = running - np.floor(running * 0.5)  # jobs fail on write errors
     running -= done
     queue = pending + arrivals
-    dispatch = min(queue, max(slots - running, 0.0))
+    dispatch = min(queue, max(scheduler.slots - running, 0.0))
     if disk_full:
         dispatch = 0.0
     return running + dispatch, queue - dispatch
 
 
-@jit
-def step_heap(heap, floor, alloc, young_at, full_at, floor_base, creep, floor_add, restart,
-              storm, young_ms, full_ms, dt, storm_u):
-    """One step of the JVM heap sawtooth; returns (heap %, floor, GC share of the interval)."""
-    if restart > 0.5:
+@jit_inline
+def step_heap(heap, floor, alloc, jvm, ch, storm_u):
+    """One step of the JVM heap sawtooth (`alloc` percent allocated); returns (heap %, floor, GC share
+    of the interval)."""
+    if ch.jvm_restart > 0.5:
         # a fresh JVM after an OOM kill: small heap, nothing collected yet
-        return 4.0 + 6.0 * storm_u, floor_base, 0.0
-    floor = floor + creep
+        return 4.0 + 6.0 * storm_u, jvm.floor, 0.0
+    full_at = jvm.full_at
+    floor = floor + jvm.creep
     n_full = 0.0
     if floor >= full_at:
-        floor = floor_base
+        floor = jvm.floor
         n_full = 1.0
-    eff_floor = min(floor + floor_add, MAX_HEAP_FLOOR)
-    space = max(young_at - eff_floor, 0.5)
+    eff_floor = min(floor + ch.heap_floor, MAX_HEAP_FLOOR)
+    space = max(jvm.young_at - eff_floor, 0.5)
     total = max(heap - eff_floor, 0.0) + alloc
     n_young = np.floor(total / space)
     heap = eff_floor + (total - n_young * space)
     if eff_floor > full_at:
         # live data above the full-GC threshold: full collections that reclaim little
         n_full += n_young * (eff_floor - full_at) / max(100.0 - full_at, 1.0)
-    gc_share = (n_young * young_ms + n_full * full_ms) / (1000.0 * dt)
-    if storm > 0.0:
-        gc_share = max(gc_share, storm * (0.92 + 0.16 * storm_u))
+    gc_share = (n_young * jvm.young_ms + n_full * jvm.full_ms) / (1000.0 * jvm.dt)
+    if ch.gc_storm > 0.0:
+        gc_share = max(gc_share, ch.gc_storm * (0.92 + 0.16 * storm_u))
         heap = 95.0 + 4.9 * storm_u
     return heap, floor, min(gc_share, 1.0)
 
 
-@jit
-def simulate_host(h, seed, params, t0, n_steps, dt, start_epoch, chan, covered,
-                  res, lower, upper, out, base, want_base, sums, delta, state_in, resume, state_out):
-    """Fill out[:, h, :] (with anomalies) and base[:, h, :] (without) for one host.
+@jit_inline
+def jvm_step(heap, floor, ch, jvm, step):
+    """One step of the JVM; returns (heap %, floor, share of the interval in GC)."""
+    heap, floor, gc_share = step_heap(heap, floor, jvm.alloc * step.work, jvm, ch, step.u_storm)
+    return heap, floor, clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
 
-    With `resume`, the host continues from `state_in` (the state after step t0 - 1 of an earlier
-    chunk) instead of its start state; its state after the last step goes to `state_out`.
-    """
-    pr = params
-    cores = pr[P_CORES]
-    decay = np.exp(-dt / 60.0)
-    steps_per_day = 86400.0 / dt
-    # background state
-    has_cron = host_uniform(seed, H_CRON) < pr[P_CRON_PROB]
-    cron_offset = np.floor(host_uniform(seed, H_CRON_MINUTE) * 12.0) * 300.0
-    rotation_at = np.floor(host_uniform(seed, H_ROTATION_HOUR) * 24.0) * 3600.0
-    agent_at = np.floor(host_uniform(seed, H_AGENT_AT) * 86400.0 / dt) * dt  # the agent's daily run
-    u_a = host_uniform(seed, H_SHIFT0)
-    u_b = host_uniform(seed, H_SHIFT0 + 1)
-    shift = pr[P_CPU_SHIFT_SIGMA] * np.sqrt(-2.0 * np.log(u_a)) * np.cos(2.0 * np.pi * u_b)
-    slow_sd = pr[P_CPU_SLOW_SIGMA] / np.sqrt(max(1.0 - pr[P_CPU_SLOW_PHI] ** 2, 1e-6))
-    u_a = host_uniform(seed, H_SLOW0)
-    u_b = host_uniform(seed, H_SLOW0 + 1)
-    slow = slow_sd * np.sqrt(-2.0 * np.log(u_a)) * np.cos(2.0 * np.pi * u_b)
-    fast = 0.0
-    mem_ar = 0.0
-    mem_step = 0.0
-    mem_cache = 0.0
-    disk = pr[P_DISK_LEVEL]
-    net_ar = 0.0
-    net_innovation = pr[P_NET_SIGMA] * np.sqrt(1.0 - NET_NOISE_PHI ** 2)
-    burst_in = 0.0
-    burst_out = 0.0
-    agent_p = pr[P_AGENT_RATE] / steps_per_day
-    burst_p = pr[P_NET_BURSTS] / steps_per_day
-    burst_size = pr[P_NET_BURST_SCALE] * pr[P_NET_LEVEL]
-    vemkd_offset = 0.0
-    shift_p = pr[P_CPU_SHIFTS] / steps_per_day
-    mem_step_p = pr[P_MEM_STEPS] / steps_per_day
-    vemkd_p = pr[P_VEMKD_STEPS] / steps_per_day
-    creep_mem = pr[P_MEM_CREEP] / steps_per_day
-    growth = pr[P_DISK_GROWTH] / steps_per_day
-    heap_creep = pr[P_HEAP_CREEP] * dt / 3600.0
-    done_frac = 1.0 - np.exp(-dt / (60.0 * pr[P_JOB_MIN]))
-    job_lambda = pr[P_JOB_RATE] * dt / 3600.0
-    slots = pr[P_JOB_SLOTS]
-    link = pr[P_LINK]
-    # disturbed states: index 0 = without anomalies, 1 = with
-    running = np.zeros(2)
-    pending = np.zeros(2)
-    heap = np.full(2, pr[P_HEAP_FLOOR])
-    floor = np.full(2, pr[P_HEAP_FLOOR])
-    load = np.full(2, cores * pr[P_CPU_LEVEL] / 100.0)
-    # equilibrium start for the job queue
-    running[:] = min(np.floor(job_lambda / max(done_frac, 1e-9)), slots)
-    if resume:
-        shift, slow, fast = state_in[S_SHIFT], state_in[S_SLOW], state_in[S_FAST]
-        mem_ar, mem_step, mem_cache = state_in[S_MEM_AR], state_in[S_MEM_STEP], state_in[S_MEM_CACHE]
-        disk, net_ar, vemkd_offset = state_in[S_DISK], state_in[S_NET_AR], state_in[S_VEMKD]
-        burst_in, burst_out = state_in[S_BURST_IN], state_in[S_BURST_OUT]
-        running[:] = state_in[S_RUNNING]
-        pending[:] = state_in[S_PENDING]
-        heap[:] = state_in[S_HEAP]
-        floor[:] = state_in[S_FLOOR]
-        load[:] = state_in[S_LOAD]
+
+@jit_inline
+def link_step(network, offered, step):
+    """The link: throughput capped at its plateau (94-98 % of the link), M/M/1 queueing delay, and
+    buffer overflow beyond capacity; returns (in, share passed, utilisation rho, latency)."""
+    rho = offered / network.link
+    capacity = network.link * (0.94 + 0.04 * step.u_plateau)
+    net_in = min(offered, capacity)
+    passed = net_in / offered if offered > 0.0 else 1.0
+    rho_q = min(rho, 0.985)
+    latency = step.latency + network.latency_queue * rho_q / (1.0 - rho_q)
+    if rho > 1.0:
+        latency += network.latency_queue * 60.0 * (rho - 1.0)  # overflowing buffers
+    return net_in, passed, rho, latency
+
+
+@jit_inline
+def cpu_demand(step, cpu, running, ch, gc_share, rho):
+    """The host's CPU demand, percent: background, jobs, the anomaly's own demand, the GC threads and
+    packet processing (softirq), which grows once the link is 80 % busy."""
+    return (step.cpu + running * cpu.per_job + ch.cpu + gc_share * GC_CPU_PCT
+            + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
+
+
+@jit_inline
+def disturbed_step(d, ch, step, model, reporting, v):
+    """Advance one copy of the disturbed states; write its observed metrics to v (N_METRICS)."""
+    disk = reported(step.disk + ch.disk, M_DISK, reporting)
+    disk_full = disk >= 99.5
+    sched = model.scheduler
+    arrivals = poisson_from_uniform(sched.job_lambda * step.work + ch.job_flood, step.u_jobs, step.z_jobs)
+    running, pending = step_jobs(d.running, d.pending, arrivals, sched, step.z_done, disk_full, ch)
+    heap, floor, gc_share = jvm_step(d.heap, d.floor, ch, model.jvm, step)
+    net_in, passed, rho, latency = link_step(model.network, step.net_in + ch.network * model.network.link, step)
+    cpu = cpu_demand(step, model.cpu, running, ch, gc_share, rho)
+    runnable = model.cores * max(cpu, 0.0) / 100.0  # demand beyond capacity waits in the run queue
+    if disk_full:
+        runnable += model.cores * IO_BLOCKED_PER_CORE
+    load = damped_load(d.load, runnable, model.load_decay)
+    # the collector
+    v[M_CPU] = quantize(clip(cpu * step.read_factor, reporting.lower[M_CPU], reporting.upper[M_CPU]),
+                        model.cpu.resolution)
+    v[M_MEM] = reported(step.memory + running * model.memory.per_job + ch.memory, M_MEM, reporting)
+    v[M_DISK] = disk
+    v[M_LOAD] = reported(load, M_LOAD, reporting)
+    v[M_HEAP] = reported(heap, M_HEAP, reporting)
+    v[M_GC] = reported(100.0 * gc_share, M_GC, reporting)
+    v[M_JOBS] = running
+    v[M_VEMKD] = 0.0 if ch.daemon_down else step.daemons
+    v[M_NET_IN] = reported(net_in, M_NET_IN, reporting)
+    v[M_NET_OUT] = reported(step.net_out * passed, M_NET_OUT, reporting)
+    v[M_LAT] = reported(latency, M_LAT, reporting)
+    return Disturbed(running, pending, heap, floor, load)
+
+
+# ---------------------------------------------------------------------------- one host
+@jit
+def simulate_host(h, seed, params, grid, reporting, chan, covered, carry, traces, delta):
+    """Fill traces.values[:, h, :] (with anomalies), traces.base[:, h, :] (without, if kept) and
+    traces.host_std[:, h] (each metric's std without anomalies) for one host, and delta [M, T] with
+    the difference the anomalies make (as float32) at covered steps.
+
+    With carry.resume, the host continues from carry.before[h] (its state after step t0 - 1 of an
+    earlier chunk) instead of its start state; its state after the last step goes to carry.after[h]."""
+    dt = grid.dt
+    model = host_model(seed, params, dt)
+    if carry.resume:
+        background, undisturbed = load_state(carry.before[h])
+    else:
+        background, undisturbed = start_state(seed, model)
+    disturbed = undisturbed
+    want_base = traces.base.shape[1] == traces.values.shape[1]
     vals = np.zeros((2, N_METRICS))
-    # the collector reads the CPU time counters at jittered instants and divides by the nominal
-    # interval: the reported average is scaled by 1 + (jitter now - jitter at the previous read),
-    # an MA(1) with lag-1 autocorrelation -0.5 (a pure function of t, so chunks need no state).
-    # The jitter is uniform with std cpu_read_jitter (one hash a step, no log or cosine).
-    read_scale = pr[P_CPU_JITTER] * np.sqrt(12.0)
-    read_prev = read_scale * (uniform(seed, t0 - 1, D_READ_U) - 0.5) if t0 > 0 else 0.0
-    for i in range(n_steps):
+    sums = np.zeros((N_METRICS, 2))
+    t0 = grid.t0
+    read_prev = read_jitter(seed, t0 - 1, model.cpu) if t0 > 0 else 0.0
+    for i in range(grid.n_steps):
         t = t0 + i
-        clock = start_epoch + t * dt
-        # ---------------------------------------------------------------- background
-        if uniform(seed, t, D_SHIFT_U) < shift_p:
-            shift = pr[P_CPU_SHIFT_SIGMA] * normal(seed, t, D_SHIFT_N)
-        slow = pr[P_CPU_SLOW_PHI] * slow + pr[P_CPU_SLOW_SIGMA] * normal(seed, t, D_SLOW_N)
-        innovation = normal(seed, t, D_FAST_N)
-        if uniform(seed, t, D_JUMP_U) < pr[P_CPU_JUMP_PROB]:
-            innovation *= pr[P_CPU_JUMP_SCALE]
-        fast = pr[P_CPU_FAST_PHI] * fast + pr[P_CPU_FAST_SIGMA] * innovation
-        log_work = shift + slow + fast
-        work = np.exp(log_work)  # workload relative to the host's median
-        cpu_bg = pr[P_CPU_LEVEL] * work
-        if has_cron and ((clock - cron_offset) % 3600.0) < dt:
-            cpu_bg += pr[P_CRON_AMP] * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
-        # agents (backup, inventory, AV scan) wake at their daily time, and now and then in between
-        u_agent = uniform(seed, t, D_AGENT_U)
-        daily_run = ((clock - agent_at) % 86400.0) < dt
-        if u_agent < (min(agent_p * steps_per_day, 1.0) if daily_run else agent_p * AGENT_OFF_SCHEDULE):
-            cpu_bg += pr[P_AGENT_PCT] * (0.7 + 0.6 * uniform(seed, t, D_AGENT_SIZE_U))
-        mem_ar = pr[P_MEM_PHI] * mem_ar + pr[P_MEM_SIGMA] * normal(seed, t, D_MEM_N)
-        if uniform(seed, t, D_MEM_STEP_U) < mem_step_p:
-            mem_step = 0.5 * mem_step + pr[P_MEM_STEP_SIGMA] * normal(seed, t, D_MEM_STEP_N)
-            mem_cache = 0.0
-        mem_cache += creep_mem
-        mem_bg = pr[P_MEM_LEVEL] + mem_step + mem_cache + mem_ar
-        disk += growth * 2.0 * uniform(seed, t, D_DISK_U)
-        if ((clock - rotation_at) % 86400.0) < dt:
-            disk -= pr[P_DISK_ROT] * pr[P_DISK_GROWTH]
-        if disk > 96.0:
-            disk -= 25.0  # housekeeping by an operator
-        disk = clip(disk, 0.0, 100.0)
-        net_ar = NET_NOISE_PHI * net_ar + net_innovation * normal(seed, t, D_NET_N)
-        net_in_bg = pr[P_NET_LEVEL] * np.exp(net_ar + pr[P_NET_COUPLING] * log_work)
-        net_out_bg = pr[P_NET_OUT] * net_in_bg * np.exp(0.15 * normal(seed, t, D_NET_OUT_N))
-        burst_in = BURST_DECAY * burst_in + transfer_burst(uniform(seed, t, D_BURST_IN_U), burst_p, burst_size)
-        burst_out = (BURST_DECAY * burst_out
-                     + transfer_burst(uniform(seed, t, D_BURST_OUT_U), burst_p, pr[P_NET_OUT] * burst_size))
-        net_in_bg += burst_in
-        net_out_bg += burst_out
-        lat_bg = pr[P_LAT_BASE] * np.exp(pr[P_LAT_SIGMA] * normal(seed, t, D_LAT_N))
-        if uniform(seed, t, D_VEMKD_U) < vemkd_p:
-            if uniform(seed, t, D_VEMKD_DIR_U) < 0.5 - 0.2 * vemkd_offset:
-                vemkd_offset += 1.0
-            else:
-                vemkd_offset -= 1.0
-        # child processes (pem, pim, ELIMs) come and go; vemkd and lim stay, so the count never
-        # wanders near 0 on its own: a crash (0) is always visible against it
-        vemkd_offset = clip(vemkd_offset, -1.0, 1.0)
-        vemkd_bg = max(pr[P_VEMKD] + vemkd_offset, 2.0)
-        u_jobs = uniform(seed, t, D_JOB_U)
-        z_jobs = normal(seed, t, D_JOB_N)
-        z_done = normal(seed, t, D_DONE_N)
-        z_gc = normal(seed, t, D_GC_N)
-        u_storm = uniform(seed, t, D_STORM_U)
-        u_plateau = uniform(seed, t, D_PLATEAU_U)
-        alloc = pr[P_HEAP_ALLOC] * dt * work
-        read_now = read_scale * (uniform(seed, t, D_READ_U) - 0.5)
-        read_factor = max(1.0 + read_now - read_prev, 0.0)
-        read_prev = read_now
-        # ------------------------------------------------------- disturbed, twice
-        n_copies = 2 if covered[i] else 1
-        for c in range(n_copies):
-            ch_cpu = chan[i, C_CPU] if c == 1 else 0.0
-            ch_mem = chan[i, C_MEM] if c == 1 else 0.0
-            ch_disk = chan[i, C_DISK] if c == 1 else 0.0
-            ch_net = chan[i, C_NET] if c == 1 else 0.0
-            ch_floor = chan[i, C_HEAP_FLOOR] if c == 1 else 0.0
-            ch_storm = chan[i, C_GC_STORM] if c == 1 else 0.0
-            ch_down = chan[i, C_DAEMON_DOWN] > 0.5 if c == 1 else False
-            ch_flood = chan[i, C_JOB_FLOOD] if c == 1 else 0.0
-            ch_restart = chan[i, C_JVM_RESTART] if c == 1 else 0.0
-            disk_v = quantize(clip(disk + ch_disk, lower[M_DISK], upper[M_DISK]), res[M_DISK])
-            disk_full = disk_v >= 99.5
-            arrivals = poisson_from_uniform(job_lambda * work + ch_flood, u_jobs, z_jobs)
-            running[c], pending[c] = step_jobs(running[c], pending[c], arrivals, slots, done_frac,
-                                               z_done, disk_full, ch_storm > 0.0, ch_down)
-            heap[c], floor[c], gc_share = step_heap(
-                heap[c], floor[c], alloc, pr[P_HEAP_YOUNG], pr[P_HEAP_FULL], pr[P_HEAP_FLOOR],
-                heap_creep, ch_floor, ch_restart, ch_storm, pr[P_GC_YOUNG_MS], pr[P_GC_FULL_MS],
-                dt, u_storm)
-            gc_share = clip(gc_share * (1.0 + 0.1 * z_gc), 0.0, 1.0)
-            offered = net_in_bg + ch_net * link
-            rho = offered / link
-            capacity = link * (0.94 + 0.04 * u_plateau)
-            net_in = min(offered, capacity)
-            net_out = net_out_bg * (net_in / offered if offered > 0.0 else 1.0)
-            rho_q = min(rho, 0.985)
-            latency = lat_bg + pr[P_LAT_QUEUE] * rho_q / (1.0 - rho_q)
-            if rho > 1.0:
-                latency += pr[P_LAT_QUEUE] * 60.0 * (rho - 1.0)  # overflowing buffers
-            cpu = (cpu_bg + running[c] * pr[P_JOB_CPU] + ch_cpu + gc_share * GC_CPU_PCT
-                   + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
-            runnable = cores * max(cpu, 0.0) / 100.0  # demand beyond capacity waits in the run queue
-            cpu = clip(cpu * read_factor, lower[M_CPU], upper[M_CPU])
-            if disk_full:
-                runnable += cores * IO_BLOCKED_PER_CORE
-            load[c] = damped_load(load[c], runnable, decay)
-            v = vals[c]
-            v[M_CPU] = quantize(cpu, pr[P_CPU_RES])
-            v[M_MEM] = quantize(clip(mem_bg + running[c] * pr[P_JOB_MEM] + ch_mem, lower[M_MEM],
-                                     upper[M_MEM]), res[M_MEM])
-            v[M_DISK] = disk_v
-            v[M_LOAD] = quantize(clip(load[c], lower[M_LOAD], upper[M_LOAD]), res[M_LOAD])
-            v[M_HEAP] = quantize(clip(heap[c], lower[M_HEAP], upper[M_HEAP]), res[M_HEAP])
-            v[M_GC] = quantize(clip(100.0 * gc_share, lower[M_GC], upper[M_GC]), res[M_GC])
-            v[M_JOBS] = running[c]
-            v[M_VEMKD] = 0.0 if ch_down else vemkd_bg
-            v[M_NET_IN] = quantize(clip(net_in, lower[M_NET_IN], upper[M_NET_IN]), res[M_NET_IN])
-            v[M_NET_OUT] = quantize(clip(net_out, lower[M_NET_OUT], upper[M_NET_OUT]), res[M_NET_OUT])
-            v[M_LAT] = quantize(clip(latency, lower[M_LAT], upper[M_LAT]), res[M_LAT])
-        if not covered[i]:
-            # no incident in progress: the disturbed copy follows the undisturbed one again
-            running[1] = running[0]
-            pending[1] = pending[0]
-            heap[1] = heap[0]
-            floor[1] = floor[0]
-            load[1] = load[0]
+        background, step, read_prev = background_step(background, model, seed, t, grid.start_epoch + t * dt, dt,
+                                                      read_prev)
+        undisturbed = disturbed_step(undisturbed, NO_CHANNELS, step, model, reporting, vals[0])
+        if covered[i]:
+            disturbed = disturbed_step(disturbed, channels_at(chan, i), step, model, reporting, vals[1])
+        else:
+            disturbed = undisturbed  # no incident in progress: the disturbed copy follows the undisturbed one
         src = 1 if covered[i] else 0
         for m in range(N_METRICS):
             x = vals[0, m]
-            out[m, h, i] = vals[src, m]
+            traces.values[m, h, i] = vals[src, m]
             sums[m, 0] += x
             sums[m, 1] += x * x
             if want_base:
-                base[m, h, i] = x
+                traces.base[m, h, i] = x
             if covered[i]:
                 delta[m, i] = np.float64(np.float32(vals[1, m])) - np.float64(np.float32(x))
-    state_out[S_SHIFT], state_out[S_SLOW], state_out[S_FAST] = shift, slow, fast
-    state_out[S_MEM_AR], state_out[S_MEM_STEP], state_out[S_MEM_CACHE] = mem_ar, mem_step, mem_cache
-    state_out[S_DISK], state_out[S_NET_AR], state_out[S_VEMKD] = disk, net_ar, vemkd_offset
-    state_out[S_BURST_IN], state_out[S_BURST_OUT] = burst_in, burst_out
-    state_out[S_RUNNING], state_out[S_PENDING] = running[0], pending[0]
-    state_out[S_HEAP], state_out[S_FLOOR], state_out[S_LOAD] = heap[0], floor[0], load[0]
+    for m in range(N_METRICS):
+        mean = sums[m, 0] / grid.n_steps
+        traces.host_std[m, h] = np.sqrt(max(sums[m, 1] / grid.n_steps - mean * mean, 0.0))
+    store_state(background, undisturbed, carry.after[h])
+
+
+# ---------------------------------------------------------------------------- the entry point
+@jit
+def host_channels(ev, h, grid):
+    """The perturbation inputs of host h's events at each step: (chan [T, N_CHANNELS], covered [T],
+    the latest-started event covering each step [T] or -1)."""
+    n_steps = grid.n_steps
+    chan = np.zeros((n_steps, N_CHANNELS))
+    covered = np.zeros(n_steps, dtype=np.bool_)
+    latest = np.full(n_steps, -1, dtype=np.int64)
+    for e in range(ev.ptr[h], ev.ptr[h + 1]):
+        s = ev.start[e] - grid.t0
+        for j in range(ev.length[e]):
+            i = s + j
+            if 0 <= i < n_steps:
+                for c in range(N_CHANNELS):
+                    chan[i, c] += ev.profiles[ev.row[e] + j, c]
+                covered[i] = True
+                latest[i] = e
+    return chan, covered, latest
+
+
+@jit
+def label_points(ev, h, grid, covered, latest, delta, labels):
+    """Label host h's differing points: with the latest-started event that declares the metric, else
+    with the latest-started event covering the step."""
+    n_steps = grid.n_steps
+    for m in range(N_METRICS):
+        for i in range(n_steps):
+            labels[m, h, i] = -1
+    for e in range(ev.ptr[h], ev.ptr[h + 1]):
+        s = ev.start[e] - grid.t0
+        for j in range(ev.length[e]):
+            i = s + j
+            if 0 <= i < n_steps:
+                for m in range(N_METRICS):
+                    if delta[m, i] != 0.0 and (ev.mask[e] >> m) & 1:
+                        labels[m, h, i] = ev.event_id[e]
+    for i in range(n_steps):
+        if covered[i]:
+            for m in range(N_METRICS):
+                if delta[m, i] != 0.0 and labels[m, h, i] < 0:
+                    labels[m, h, i] = ev.event_id[latest[i]]
+
+
+@jit
+def measure_events(ev, h, grid, delta, traces, out):
+    """Per event of host h: its labelled extent, and its largest deviation in host sigmas over the
+    metrics it moved."""
+    for e in range(ev.ptr[h], ev.ptr[h + 1]):
+        s = ev.start[e] - grid.t0
+        first = -1
+        last = -1
+        peak = 0.0
+        peak_metric = ev.primary[e]
+        for j in range(ev.length[e]):
+            i = s + j
+            if 0 <= i < grid.n_steps:
+                for m in range(N_METRICS):
+                    if traces.labels[m, h, i] == ev.event_id[e]:
+                        if first < 0:
+                            first = grid.t0 + i
+                        last = grid.t0 + i
+                        sd = traces.host_std[m, h]
+                        dev = abs(delta[m, i]) / sd if sd > 0.0 else np.inf
+                        # the primary metric wins ties, then the first metric in catalogue order
+                        if dev > peak or (dev == peak and m == ev.primary[e]):
+                            peak = dev
+                            peak_metric = m
+        out.peak[e] = peak
+        out.peak_metric[e] = peak_metric
+        out.first[e] = first
+        out.last[e] = last
 
 
 @jit_parallel
-def simulate_hosts(seeds, params, t0, n_steps, dt, start_epoch, res, lower, upper,
-                   ev_ptr, ev_start, ev_len, ev_row, ev_id, ev_mask, ev_primary, profiles,
-                   state_in, resume, out, base, labels, host_std, ev_peak, ev_peak_metric, ev_first, ev_last,
-                   state_out):
-    """Simulate hosts in parallel; each thread writes only its own hosts' slabs.
-
-    state_in / state_out: float64[H, N_STATE], each host's state before t0 (read with `resume`)
-    and after its last step, so that a trace can be computed in consecutive time chunks.
-    """
-    n_hosts = seeds.shape[0]
-    want_base = base.shape[1] == n_hosts
-    for h in prange(n_hosts):
-        chan = np.zeros((n_steps, N_CHANNELS))
-        covered = np.zeros(n_steps, dtype=np.bool_)
-        latest = np.full(n_steps, -1, dtype=np.int64)
-        for e in range(ev_ptr[h], ev_ptr[h + 1]):
-            s = ev_start[e] - t0
-            for j in range(ev_len[e]):
-                i = s + j
-                if 0 <= i < n_steps:
-                    for c in range(N_CHANNELS):
-                        chan[i, c] += profiles[ev_row[e] + j, c]
-                    covered[i] = True
-                    latest[i] = e
-        sums = np.zeros((N_METRICS, 2))
+def simulate_hosts(seeds, params, grid, reporting, events, carry, traces, event_out):
+    """Simulate hosts in parallel (seeds: uint64[H], params: float64[H, N_PARAMS]); each thread
+    writes only its own hosts' slabs of traces (TraceOutputs), event_out (EventOutputs, for the
+    hosts' events) and carry.after."""
+    n_steps = grid.n_steps
+    for h in prange(seeds.shape[0]):
+        chan, covered, latest = host_channels(events, h, grid)
         delta = np.zeros((N_METRICS, n_steps))
-        simulate_host(np.int64(h), seeds[h], params[h], t0, n_steps, dt, start_epoch, chan, covered,
-                      res, lower, upper, out, base, want_base, sums, delta, state_in[h], resume, state_out[h])
-        for m in range(N_METRICS):
-            mean = sums[m, 0] / n_steps
-            host_std[m, h] = np.sqrt(max(sums[m, 1] / n_steps - mean * mean, 0.0))
-            for i in range(n_steps):
-                labels[m, h, i] = -1
-        # attribute differing points: to the latest-started event that declares the metric,
-        # else to the latest-started event covering the step
-        for e in range(ev_ptr[h], ev_ptr[h + 1]):
-            s = ev_start[e] - t0
-            for j in range(ev_len[e]):
-                i = s + j
-                if 0 <= i < n_steps:
-                    for m in range(N_METRICS):
-                        if delta[m, i] != 0.0 and (ev_mask[e] >> m) & 1:
-                            labels[m, h, i] = ev_id[e]
-        for i in range(n_steps):
-            if covered[i]:
-                for m in range(N_METRICS):
-                    if delta[m, i] != 0.0 and labels[m, h, i] < 0:
-                        labels[m, h, i] = ev_id[latest[i]]
-        # per event: labelled extent, and its largest deviation in host sigmas over the metrics it moved
-        for e in range(ev_ptr[h], ev_ptr[h + 1]):
-            s = ev_start[e] - t0
-            first = -1
-            last = -1
-            peak = 0.0
-            peak_metric = ev_primary[e]
-            for j in range(ev_len[e]):
-                i = s + j
-                if 0 <= i < n_steps:
-                    for m in range(N_METRICS):
-                        if labels[m, h, i] == ev_id[e]:
-                            if first < 0:
-                                first = t0 + i
-                            last = t0 + i
-                            sd = host_std[m, h]
-                            dev = abs(delta[m, i]) / sd if sd > 0.0 else np.inf
-                            # the primary metric wins ties, then the first metric in catalogue order
-                            if dev > peak or (dev == peak and m == ev_primary[e]):
-                                peak = dev
-                                peak_metric = m
-            ev_peak[e] = peak
-            ev_peak_metric[e] = peak_metric
-            ev_first[e] = first
-            ev_last[e] = last
+        simulate_host(np.int64(h), seeds[h], params[h], grid, reporting, chan, covered, carry, traces, delta)
+        label_points(events, h, grid, covered, latest, delta, traces.labels)
+        measure_events(events, h, grid, delta, traces, event_out)

@@ -25,3 +25,7 @@ def jit_typed(signature: str):
 
 jit_parallel = numba.njit(parallel=True, **KERNEL_FLAGS)
 prange = numba.prange
+
+# the host model's step functions: inlined into their caller at numba IR level, so that splitting the
+# host loop into small functions passing typed records (NamedTuples) costs no calls or copies
+jit_inline = numba.njit(inline="always", **KERNEL_FLAGS)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ._kernels import N_STATE, simulate_hosts
+from ._kernels import (
+    N_STATE, ChunkState, EventInputs, EventOutputs, Reporting, TimeGrid, TraceOutputs, simulate_hosts,
+)
 from ._rng import host_seeds
 from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS, N_METRICS
@@ -104,10 +106,10 @@ class _KernelCall:
         self.plan, self.population, self.seed, self.t0 = plan, population, seed, t0
         self.state, self.resume = state, resume
         self.n_steps, self.interval_s, self.ptr_all, self.keep_base = n_steps, float(interval_s), ptr_all, keep_base
-        self.start_epoch = float(config.simulation.start_epoch_s)
-        self.res = np.array([m.resolution for m in config.metrics])
-        self.lower = np.array([m.lower for m in config.metrics])
-        self.upper = np.array([m.upper for m in config.metrics])
+        self.grid = TimeGrid(int(t0), int(n_steps), float(interval_s), float(config.simulation.start_epoch_s))
+        self.reporting = Reporting(np.array([m.resolution for m in config.metrics], dtype=np.float64),
+                                   np.array([m.lower for m in config.metrics], dtype=np.float64),
+                                   np.array([m.upper for m in config.metrics], dtype=np.float64))
         self.masks, self.primary = plan.affected_masks(), plan.primary_metrics()
 
     def __call__(self, a, b, block_starts, block_e_lo, out, block_lo):
@@ -127,14 +129,11 @@ class _KernelCall:
         sub_state = end_state if whole else np.empty((n, N_STATE))
         ev_out = (peak, peak_metric, first, last) if whole else tuple(np.empty(e_b - e_a, x.dtype)
                                                                        for x in (peak, peak_metric, first, last))
-        simulate_hosts(
-            host_seeds(self.seed, a, n), self.population.params[a:b], self.t0, self.n_steps, self.interval_s,
-            self.start_epoch, self.res, self.lower, self.upper,
-            ptr, block_starts[e], plan.length[ev], plan.profile_row[ev] - row0,
-            plan.first_id + np.arange(e_a, e_b, dtype=np.int64), self.masks[ev], self.primary[ev],
-            plan.profiles[row0:row0 + int(plan.length[ev].sum())], self.state[h], self.resume,
-            *sub, *ev_out, sub_state,
-        )
+        events = EventInputs(ptr, block_starts[e], plan.length[ev], plan.profile_row[ev] - row0,
+                             plan.first_id + np.arange(e_a, e_b, dtype=np.int64), self.masks[ev], self.primary[ev],
+                             plan.profiles[row0:row0 + int(plan.length[ev].sum())])
+        simulate_hosts(host_seeds(self.seed, a, n), self.population.params[a:b], self.grid, self.reporting, events,
+                       ChunkState(self.state[h], self.resume, sub_state), TraceOutputs(*sub), EventOutputs(*ev_out))
         if not whole:
             values[:, h], labels[:, h], host_std[:, h], end_state[h] = sub[0], sub[2], sub[3], sub_state
             if self.keep_base:

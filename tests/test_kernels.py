@@ -83,8 +83,9 @@ def ref_heap_substeps(heap, floor_level, alloc, young_at, n_sub=20000):
 @given(st.floats(20, 40), st.floats(0, 400), st.floats(60, 90))
 def test_heap_sawtooth_matches_substepped_reference(floor_level, alloc, young_at):
     heap0 = floor_level + 5.0
-    heap, floor_out, gc = K.step_heap(heap0, floor_level, alloc, young_at, 99.0, floor_level, 0.0, 0.0,
-                                      0.0, 0.0, 50.0, 1000.0, 300.0, 0.5)
+    jvm = K.Jvm(alloc=0.0, young_at=young_at, full_at=99.0, floor=floor_level, creep=0.0, young_ms=50.0,
+                full_ms=1000.0, dt=300.0)
+    heap, floor_out, gc = K.step_heap(heap0, floor_level, alloc, jvm, K.NO_CHANNELS, 0.5)
     ref_heap, ref_n = ref_heap_substeps(heap0, floor_level, alloc, young_at)
     assert heap == pytest.approx(ref_heap, abs=0.05)
     assert gc == pytest.approx(ref_n * 50.0 / 300000.0, abs=50.0 / 300000.0 + 1e-12)
@@ -92,14 +93,16 @@ def test_heap_sawtooth_matches_substepped_reference(floor_level, alloc, young_at
 
 
 def test_heap_storm_pins_heap_and_gc():
-    heap, _, gc = K.step_heap(50.0, 30.0, 100.0, 80.0, 70.0, 30.0, 0.0, 0.0, 0.0, 0.6, 50.0, 1000.0, 300.0, 0.5)
+    jvm = K.Jvm(alloc=0.0, young_at=80.0, full_at=70.0, floor=30.0, creep=0.0, young_ms=50.0, full_ms=1000.0, dt=300.0)
+    heap, _, gc = K.step_heap(50.0, 30.0, 100.0, jvm, K.NO_CHANNELS._replace(gc_storm=0.6), 0.5)
     assert heap >= 95.0 and gc >= 0.55
 
 
 def test_jobs_queue_respects_slots_and_daemon_down():
-    running, pending = K.step_jobs(5.0, 0.0, 100.0, 16.0, 0.2, 0.0, False, False, False)
+    scheduler = K.Scheduler(job_lambda=0.0, done_frac=0.2, slots=16.0, daemons=0.0, daemon_p=0.0)
+    running, pending = K.step_jobs(5.0, 0.0, 100.0, scheduler, 0.0, False, K.NO_CHANNELS)
     assert running == 16.0 and pending > 0
-    running, pending = K.step_jobs(5.0, 2.0, 3.0, 16.0, 0.2, 0.0, False, False, True)
+    running, pending = K.step_jobs(5.0, 2.0, 3.0, scheduler, 0.0, False, K.NO_CHANNELS._replace(daemon_down=True))
     assert running == 0.0 and pending == 5.0
 
 
