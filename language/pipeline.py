@@ -106,15 +106,17 @@ class Work:
     targets: dict[str, int]
     seed: int
     from_metrics: Path | None   # the simulator output grounded prompts come from
+    normal_share: float         # share of normal samples among the grounded prompts
     items: list
     vocabulary: object | None   # grounding.Vocabulary, for grounded prompts
     backends: list
 
 
 def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, from_metrics: Path | None,
-              config_dir: Path | None, ledger=None) -> Work:
+              config_dir: Path | None, ledger=None, normal_share: float | None = None) -> Work:
     """The run's work, all checked; `ledger` is the staging's for retry-failed (the last generate's
-    targets, seed and --from-metrics are read from it), else None."""
+    targets, seed, --from-metrics and --normal-share are read from it), else None; `normal_share`
+    (None: models.yaml's grounding.normal_share) is the share of normal samples among grounded prompts."""
     from .backends import build_backend
     from .items import build_items
 
@@ -124,6 +126,10 @@ def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, fr
             raise LanguageError(f"retry-failed: no earlier generate in {ledger.dir}")
         seed = int(ledger.get_meta("seed") or seed)
         from_metrics = Path(ledger.get_meta("from_metrics")) if ledger.get_meta("from_metrics") else None
+        normal_share = float(ledger.get_meta("normal_share") or settings.grounding.normal_share)
+    normal_share = settings.grounding.normal_share if normal_share is None else normal_share
+    if not 0.0 <= normal_share <= 1.0:
+        raise LanguageError(f"--normal-share: must be between 0 and 1, got {normal_share}")
     targets = dict(targets)
     backends = [build_backend(s) for s in specs]
     n_models = sum(len(s.models) for s in specs)
@@ -134,9 +140,9 @@ def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, fr
         from .grounding import load_vocabulary, metric_sample_items
         vocabulary = load_vocabulary(config_dir)
         items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
-                                     n_models, settings.fingerprint(), seed)
+                                     n_models, settings.fingerprint(), seed, normal_share=normal_share)
         targets["metrics_explanation"] = grounded_count
-    return Work(targets, seed, from_metrics, items, vocabulary, backends)
+    return Work(targets, seed, from_metrics, normal_share, items, vocabulary, backends)
 
 
 @dataclass
@@ -162,6 +168,7 @@ def open_session(ledger, domain, settings, work: Work, *, retry: bool) -> Sessio
     ledger.set_meta("seed", str(work.seed))
     if work.from_metrics:
         ledger.set_meta("from_metrics", str(work.from_metrics))
+        ledger.set_meta("normal_share", repr(work.normal_share))
     identity = config_hash(domain, settings)
     previous = ledger.get_meta("config_hash")
     ledger.set_meta("config_hash", identity)

@@ -69,6 +69,11 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class Grounding:
+    normal_share: float = 0.5     # share of normal samples among grounded prompts (the rest: evenly per kind)
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str
     backends: tuple[BackendSpec, ...]
@@ -79,6 +84,7 @@ class Settings:
     quality: Quality = field(default=Quality(20, 0.9))
     path: str | None = field(default=None, compare=False)  # the file read, re-read for endpoint changes mid-run
     currency: str = "USD"         # the currency of the backends' prices (a label; nothing is converted)
+    grounding: Grounding = field(default=Grounding())
 
     def enabled(self) -> tuple[BackendSpec, ...]:
         return tuple(b for b in self.backends if b.enabled)
@@ -95,7 +101,7 @@ def load_settings(path: Path | None = None) -> Settings:
     data = read_yaml(path, source, ConfigError, MAX_FILE_BYTES)
     v = Validator(source, ConfigError)
     root = v.mapping(data, "", required=("backends", "rotation", "requests", "generation", "targets"),
-                     optional=("quality", "currency"))
+                     optional=("quality", "currency", "grounding"))
     backends_node = v.mapping(root["backends"], "backends")
     if not backends_node:
         v.fail("backends", "expected at least one backend")
@@ -108,6 +114,7 @@ def load_settings(path: Path | None = None) -> Settings:
                   optional=("repeat_penalty",))
     t = v.mapping(root["targets"], "targets", optional=SAMPLE_TYPES)
     qual = v.mapping(root.get("quality") or {}, "quality", optional=("min_words", "near_duplicate_jaccard"))
+    grounding = v.mapping(root.get("grounding") or {}, "grounding", optional=("normal_share",))
     return Settings(
         source=source, backends=backends,
         rotation=Rotation(v.whole(r["swap_interval"], "rotation.swap_interval", 1, 10**9),
@@ -127,6 +134,7 @@ def load_settings(path: Path | None = None) -> Settings:
                         v.number(qual.get("near_duplicate_jaccard", 0.9), "quality.near_duplicate_jaccard", 0, 1)),
         path=str(path),
         currency=v.string(root.get("currency", "USD"), "currency"),
+        grounding=Grounding(v.number(grounding.get("normal_share", 0.5), "grounding.normal_share", 0, 1)),
     )
 
 
