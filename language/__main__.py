@@ -266,6 +266,7 @@ def _print_session(session, work, specs, retry: bool) -> None:
     pool = ", ".join(f"{s.name}/{m}" for s in specs for m in s.models)
     n, todo = len(work.items), len(session.todo)
     print(f"{n} items ({n - todo} already finished, {todo} to do) on {pool}", file=sys.stderr)
+    print(f"free-text gates: {session.dedup.free_text.describe()}", file=sys.stderr)
 
 
 def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):

@@ -110,6 +110,7 @@ class Work:
     items: list
     vocabulary: object | None   # grounding.Vocabulary, for grounded prompts
     backends: list
+    free_text: object = None    # quality.FreeTextGates of the run (None: built by open_session)
 
 
 def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, from_metrics: Path | None,
@@ -142,7 +143,8 @@ def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, fr
         items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
                                      n_models, settings.fingerprint(), seed, normal_share=normal_share)
         targets["metrics_explanation"] = grounded_count
-    return Work(targets, seed, from_metrics, normal_share, items, vocabulary, backends)
+    return Work(targets, seed, from_metrics, normal_share, items, vocabulary, backends,
+                free_text_gates(settings, domain))
 
 
 @dataclass
@@ -179,10 +181,28 @@ def open_session(ledger, domain, settings, work: Work, *, retry: bool) -> Sessio
     ledger.set_meta("generation_batches", str(batch))
     ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in work.items)))
     session_id = f"{stamp()}-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]}"
-    dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard)
+    dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard,
+                           free_text=work.free_text if work.free_text is not None else free_text_gates(settings, domain))
     for item_id, text in ledger.accepted_texts():  # every accepted answer is exported, so none may repeat
         dedup.add(item_id, text)
+    semantic = dedup.free_text.semantic
+    if semantic is not None:  # the accepted free-text answers, embedded in batches
+        accepted = ledger.accepted_free_texts()
+        if accepted:
+            semantic.add_many([i for i, _ in accepted], semantic.gate.embed([t for _, t in accepted]))
+    ledger.set_meta("free_text_gates", dedup.free_text.describe())
     return Session(settings, identity, previous, session_id, batch, todo, dedup, retried)
+
+
+def free_text_gates(settings, domain=None):
+    """The free-text gates of a run: length, the relevance gate models.yaml's quality.relevance picks
+    (language/relevance.py), and semantic duplicates with the embedding gate."""
+    from .quality import FreeTextGates
+    from .relevance import build_gate
+
+    q = settings.quality
+    relevance = build_gate(q.relevance, q.relevance_min_similarity, domain)
+    return FreeTextGates(q.length_tolerance, relevance, relevance.semantic_index(q.semantic_duplicate_cosine))
 
 
 async def run_session(ledger, work: Work, session: Session, *, advance: Callable[[], None] | None = None,
