@@ -48,11 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use this backend of models.yaml (repeatable; default: the enabled ones)")
         p.add_argument("--endpoint", action="append", default=[], metavar="TYPE=URL",
                        help="an ad-hoc server, e.g. ollama=http://127.0.0.1:11434 or openai=http://host:8000 "
-                            "(repeatable; with --models; replaces the YAML backends unless --backend is given)")
+                            "(repeatable; with --models; replaces the YAML backends unless --backend is given; it takes "
+                            "the keep_alive models.yaml gives a backend of its type)")
         p.add_argument("--models", default=None, help="comma-separated model names for --endpoint servers")
         p.add_argument("--api-key-env", default=None,
                        help="environment variable holding the API key for --endpoint servers")
         p.add_argument("--concurrency", type=int, default=None, help="requests in flight per endpoint")
+        p.add_argument("--no-stream", action="store_true",
+                       help="ask Ollama servers for each answer as one JSON object instead of a stream of chunks "
+                            "(the other backends always get one answer at once)")
         p.add_argument("--no-export", action="store_true", help="stage only; do not write the dataset files")
         p.add_argument("--max-cost", type=float, default=None, metavar="AMOUNT",
                        help="budget of this run (not of earlier ones; `status` shows what the staging used) in "
@@ -191,7 +195,7 @@ def _backend_specs(args, settings):
     from .pipeline import backend_specs
 
     return backend_specs(settings, names=args.backend, endpoints=args.endpoint, models=args.models,
-                         api_key_env=args.api_key_env, concurrency=args.concurrency)
+                         api_key_env=args.api_key_env, concurrency=args.concurrency, stream=not args.no_stream)
 
 
 # ---------------------------------------------------------------------------- commands

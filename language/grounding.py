@@ -15,7 +15,11 @@ The samples come from the simulator's JSON dataset (the snapshot only) or from i
 recent window, the WINDOW_STEPS points before the sample read from the traces parts with one
 filtered scan and a join, for the WINDOW_METRICS metrics the snapshot moved most against that
 window (chosen from the data, the same way for normal and anomalous samples, so the choice of
-columns does not give the label away).
+columns does not give the label away). When the run staged its logs (`python -m simulator generate
+--logs`), the prompt also shows an excerpt of the host's log lines over that window, read through the
+staging reader (`StagedRun.log_windows`): at most LOG_LINES lines, chosen the same way for every sample
+(the latest line of each template first, the most severe, then the rarest in the window; never by the
+lines' event ids), shown in time order.
 
 The samples are chosen balanced over the labels (`balanced_rows`): by default half normal (the
 `normal_share`), the rest spread evenly over the anomaly kinds present; a label with too few
@@ -47,6 +51,7 @@ SOURCE_STREAM = 12  # SeedSequence spawn key of the sample choice
 WINDOW_STEPS = 12   # points before a staged sample shown with it: one hour at the default 5 minutes
 WINDOW_METRICS = 3  # metrics in the window: those the snapshot moved most against the points before it
 NORMAL_SHARE = 0.5  # default share of normal samples among the grounded prompts
+LOG_LINES = 8       # log lines at most in the excerpt of a staged sample's window
 QUESTIONS = (
     "What is going on with this host, and what should be checked first?",
     "Is this host healthy? If not, name the problem, the metrics that show it and the first checks.",
@@ -101,7 +106,7 @@ def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
     metrics = sample["metrics"]
     host = f"cn{int(rng.integers(1, 400)):03d}"  # drawn for every sample: the stream stays aligned
     if isinstance(sample.get("host"), int):  # staged samples know their host's index
-        host = f"cn{sample['host'] + 1:03d}"
+        host = f"cn{sample['host']:05d}"  # as its logs, cases and the dataset's samples name it
     elif isinstance(sample.get("host"), dict):  # a dataset's samples carry the host's facts
         host = sample["host"]["name"]
     window = sample.get("window")
@@ -116,7 +121,7 @@ def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
                                 for j, t in enumerate(window["time"]))
             text += (f"\n\n{_window_title(window, minutes)}, oldest first; the last row is the sample above:\n\n"
                      f"| time | {' | '.join(names)} |\n|---|{'---|' * len(names)}\n{series}")
-        return text
+        return text + _log_excerpt(sample, host)
     if form == "splunk":
         fields = " ".join(f"{m}={v}" for m, v in metrics.items())
         text = (f"Splunk search: index=os_metrics host={host} earliest=-{minutes}m | stats latest(*) by host\n"
@@ -130,7 +135,7 @@ def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
             text += (f"\n\nSplunk search: index=os_metrics host={host} earliest=-{window['span_min']:g}m "
                      f"| timechart span={minutes}m " + " ".join(f"latest({m}) AS {m}" for m in names)
                      + f"\n{table}")
-        return text
+        return text + _log_excerpt(sample, host, splunk=True)
     worst = max(metrics, key=lambda m: float(metrics[m]) if m.endswith(("usage", "time")) else 0.0)
     lines = "\n".join(f"  {m}: {v}{UNIT_SUFFIX.get(m, '')}" for m, v in metrics.items())
     text = (f"[ALERT] monitoring: host {host} at {sample['timestamp']}: review {worst} "
@@ -139,7 +144,20 @@ def _render(form: str, sample: dict, rng: np.random.Generator) -> str:
         trend = "\n".join(f"  {m}{' (' + UNIT_SUFFIX.get(m, '').strip() + ')' if UNIT_SUFFIX.get(m, '') else ''}: {', '.join(vs)}"
                            for m, vs in window["metrics"].items())
         text += f"\n{_window_title(window, minutes)}, oldest first, ending at the current reading:\n{trend}"
-    return text
+    return text + _log_excerpt(sample, host)
+
+
+def _log_excerpt(sample: dict, host: str, splunk: bool = False) -> str:
+    """The sample's log excerpt (staged runs with logs) as the prompt shows it; empty without one."""
+    logs = sample.get("logs")
+    if not logs:
+        return ""
+    lines = "\n".join(logs["lines"])
+    if splunk:
+        return (f"\n\nSplunk search: index=os_logs host={host} earliest=-{logs['span_min']:g}m "
+                f"| dedup template | sort -severity | head {len(logs['lines'])} | sort _time\n{lines}")
+    return (f"\n\nLog lines of {host} over the same {logs['span_min']:g} minutes ({len(logs['lines'])} of "
+            f"{logs['total']:,}; the most severe and least frequent kinds, in time order):\n{lines}")
 
 
 def _window_title(window: dict, minutes: str) -> str:
@@ -243,13 +261,43 @@ class StagedSamples:
                   .join(picked, on="row").sort("p_index"))
         snapshot = chosen.select("p_index", *[pl.col(m).cast(pl.Utf8) for m in self.metrics])
         windows = self._windows(chosen, steps) if steps > 0 else {}
+        excerpts = self._log_excerpts(chosen, steps) if steps > 0 and self.run.has_logs else {}
         out = []
         for row, values in zip(chosen.select("p_index", *self.SAMPLE_COLUMNS).iter_rows(named=True),
                                snapshot.drop("p_index").iter_rows(named=True)):
             out.append({"id": row["id"], "timestamp": row["timestamp"], "status": row["status"],
                         "anomaly_type": row["kind"], "host": int(row["host"]), "metrics": values,
-                        "interval_min": self.interval_min, "window": windows.get(row["p_index"])})
+                        "interval_min": self.interval_min, "window": windows.get(row["p_index"]),
+                        "logs": excerpts.get(row["p_index"])})
         return out
+
+    def _log_excerpts(self, chosen: pl.DataFrame, steps: int) -> dict[int, dict]:
+        """Per p_index with log lines in its window (the `steps` steps before the sample and its own): at most
+        LOG_LINES of them, as their files hold them, in time order, and the window's line count. The lines
+        are ranked from what they show, alike for every sample: the latest line of each template before a
+        second one of any, then the most severe, then the template's rarest in the window, then the latest."""
+        from simulator.staging import StagingError
+
+        try:
+            lines = self.run.log_windows(chosen.select("p_index", "host", "step"), before=steps)
+        except StagingError as exc:
+            raise LanguageError(f"--from-metrics: {exc}") from None
+        if lines.is_empty():
+            return {}
+        order = pl.int_range(pl.len())
+        picked = (lines.select("p_index", "template_id", "line", pl.col("severity").to_physical().alias("severity"))
+                  .with_columns(order.alias("order"))
+                  .with_columns(pl.len().over("p_index").alias("total"),
+                                pl.len().over("p_index", "template_id").alias("seen"),
+                                order.reverse().over("p_index", "template_id").alias("nth"))
+                  .sort(["p_index", "nth", "severity", "seen", "order"], descending=[False, False, True, False, True])
+                  .group_by("p_index", maintain_order=True).head(LOG_LINES)
+                  .sort("p_index", "order")
+                  .group_by("p_index", maintain_order=True).agg(pl.col("line"), pl.col("total").first()))
+        at = dict(zip(chosen["p_index"].to_list(), chosen["step"].to_list()))
+        return {row["p_index"]: {"lines": row["line"], "total": row["total"],
+                                 "span_min": (min(at[row["p_index"]], steps) + 1) * self.interval_min}
+                for row in picked.iter_rows(named=True)}
 
     def _windows(self, chosen: pl.DataFrame, steps: int) -> dict[int, dict]:
         """Per p_index: the times and the chosen metrics' values over the window, the sample's step last."""

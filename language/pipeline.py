@@ -63,9 +63,10 @@ def choose_targets(settings, *, types: str | None, count: int | None) -> dict[st
 
 
 def backend_specs(settings, *, names: list[str], endpoints: list[str], models: str | None,
-                  api_key_env: str | None, concurrency: int | None) -> list:
+                  api_key_env: str | None, concurrency: int | None, stream: bool = True) -> list:
     """The backends of a run: those `names` picks from models.yaml, ad-hoc `endpoints` (TYPE=URL)
-    serving `models`, else the enabled ones; `concurrency` overrides every backend's."""
+    serving `models`, else the enabled ones; `concurrency` overrides every backend's; `stream=False`
+    asks every backend for the whole answer at once (only Ollama streams otherwise)."""
     from .backends import BACKENDS
     from .settings import BackendSpec
 
@@ -86,16 +87,23 @@ def backend_specs(settings, *, names: list[str], endpoints: list[str], models: s
                 raise LanguageError(f"--endpoint: {entry!r} is not TYPE=URL with TYPE one of {', '.join(remote)}")
             specs.append(BackendSpec(name=f"{kind}-{i}", type=kind, enabled=True, models=tuple(model_names),
                                      endpoints=(url.rstrip("/"),), api_key_env=api_key_env,
-                                     concurrency=concurrency or 4))
+                                     concurrency=concurrency or 4, keep_alive=_keep_alive(settings, kind)))
     if not specs:
         specs = list(settings.enabled())
     if concurrency is not None:
         if concurrency < 1:
             raise LanguageError(f"--concurrency: must be at least 1, got {concurrency}")
         specs = [dataclasses.replace(s, concurrency=concurrency) for s in specs]
+    if not stream:
+        specs = [dataclasses.replace(s, stream=False) for s in specs]
     if not specs:
         raise LanguageError(f"no backend enabled in {settings.source}; enable one or pass --endpoint TYPE=URL")
     return specs
+
+
+def _keep_alive(settings, kind: str) -> str | None:
+    """An ad-hoc server's keep_alive: the first one models.yaml gives a backend of its type (enabled or not)."""
+    return next((b.keep_alive for b in settings.backends if b.type == kind and b.keep_alive), None)
 
 
 # ---------------------------------------------------------------------------- a run

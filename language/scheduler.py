@@ -3,8 +3,10 @@
 - Rotation: prompt p's slot k goes to pool[(p // swap_interval + k) % len(pool)], so each prompt is
   asked of distinct models, the active model changes every swap_interval prompts, and a rerun sends
   an item to the same model.  A model that is missing (404) leaves the pool; one that fails
-  `failures_before_cooldown` times in a row cools down; its items fall back to the next model the
-  prompt has not used yet.
+  `failures_before_cooldown` times in a row with a model error (a non-retryable one, such as a 400)
+  cools down; its items fall back to the next model the prompt has not used yet.  An endpoint's faults
+  (connection errors, timeouts, 429, 5xx, cut streams) never count against the model: they set the
+  endpoint aside (below).
 - Endpoints: at most `concurrency` requests in flight per endpoint.  An item takes, among its
   backend's endpoints with a free slot, the one expected to answer first: never-measured endpoints
   first (so a new one is measured at once), then the lowest running average (EWMA) of successful
@@ -459,14 +461,16 @@ class Runner:
             if error.model_missing:
                 model.missing = True
                 continue
-            if error.retryable and any(e is not endpoint for e in pool.up()):
-                continue  # that endpoint's trouble: straight to another one of the backend
-            model.failures += 1
-            if model.failures >= s.rotation.failures_before_cooldown:
-                model.cool_until = time.monotonic() + s.rotation.cooldown_s
-                model.failures = 0
-            if not error.retryable:
+            if not error.retryable:  # the model's error (a request it refuses): it counts against the model
+                model.failures += 1
+                if model.failures >= s.rotation.failures_before_cooldown:
+                    model.cool_until = time.monotonic() + s.rotation.cooldown_s
+                    model.failures = 0
                 break
+            # the endpoint's fault (connection, timeout, 429, 5xx, cut stream): release() set the endpoint
+            # aside; the model is not to blame, and its other endpoints (or other backends) go on serving it
+            if any(e is not endpoint for e in pool.up()):
+                continue  # straight to another endpoint of the backend
             if attempts < s.requests.max_attempts:
                 backoff = min(s.requests.backoff_max_s, s.requests.backoff_base_s * 2 ** (attempts - 1)) * random.random()
                 await asyncio.sleep(error.retry_after if error.retry_after is not None else backoff)

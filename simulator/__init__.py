@@ -5,7 +5,8 @@ Public API:
   simulate(hosts, steps, ...) -> (traces, events): full labelled traces as Polars frames
   iter_traces(hosts, steps, ...) -> the same (traces, events) block by block, in bounded memory
   open_staging(folder)      -> StagedRun: a staging folder checked against its manifest; its tables
-                               (traces, labels, events, samples) as Polars frames, windows of traces
+                               (traces, labels, events, samples; logs, alerts with --logs) as Polars
+                               frames, windows of traces, a host's log lines in a step window
   load_config(path)         -> SimConfig: the validated metrics config
 
 The names are imported on first use, so `python -m simulator --help` and the error paths of the

@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--splits", default=None, metavar="TRAIN/VALIDATION/TEST",
                      help="shares of hosts in the train/validation/test splits of --format parquet/jsonl "
                           "(default 80/10/10); no host is in two splits")
+    gen.add_argument("--logs", action="store_true",
+                     help="also stage the hosts' log lines (journal, vemkd, scheduler, JVM GC) and the alerts of "
+                          "data_config/alert_rules.yaml as staging/logs/ and staging/alerts/ (off by default: about "
+                          "2,400 lines and 33 KB of Parquet per sample, roughly 10x the time of a run without)")
     _common(gen)
     tr = sub.add_parser("traces", help="export full labelled traces as Parquet or CSV, or sharded on a cluster",
                         description="Export traces of H hosts over T steps with their labels. CSV uses the "
@@ -128,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "host ranges x time chunks, one Parquet part each, plus events parts and "
                                     "manifest.json; the bytes are the same on any engine and worker count.")
     _trace_shape(tr)
+    tr.add_argument("--anomaly-share", type=float, default=None, metavar="S",
+                    help="share of anomalous points (hosts x steps), 0..0.5: event counts and durations are "
+                         "sized to the trace at any interval and length (default: simulation.trace_anomaly_share, "
+                         "0.02; not with --anomalies)")
     tr.add_argument("--output", type=Path, required=True,
                     help="output file (.parquet or .csv) or directory without suffix (sharded Parquet parts)")
     tr.add_argument("--engine", choices=("local", "dask"), default=None,
@@ -157,9 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     re = sub.add_parser("realism", help="measure simulated hosts against real ones (NAB); table and plots",
                         description="Simulate a population of hosts for 14 days at 5 minutes and compare each "
                                     "metric's realism signature (computed by the reference's signature.py) "
-                                    "with the range real hosts of that kind show. Prints a table, writes "
-                                    "PNG plots and realism_report.json to --output-dir; exits 1 when a "
-                                    "statistic is out of the real range.")
+                                    "with the range real hosts of that kind show, by the median over hosts "
+                                    "and per host (share inside, worst host); tables memory, load, network "
+                                    "and (at 1 s) heap and GC per profile with their sources, and tracks "
+                                    "batch-job heights and memory drift. Prints the tables, writes PNG plots "
+                                    "and realism_report.json to --output-dir; exits 1 when a median is out "
+                                    "of the real range.")
     re.add_argument("--hosts", type=int, default=60, help="simulated hosts (default 60)")
     re.add_argument("--output-dir", type=Path, default=Path("training") / "realism",
                     help="where plots and realism_report.json go (default: training/realism)")
@@ -303,7 +314,7 @@ def _generate(args) -> int:
         result = generate_samples(args.samples, anomaly_ratio=args.anomaly_ratio, seed=args.seed,
                                   config=config, workers=args.workers, staging_dir=out_dir,
                                   context_steps=args.context_steps, hard_negatives=args.hard_negatives,
-                                  progress=progress)
+                                  logs=args.logs, progress=progress)
     target = out_dir / DATASET_NAME
     backup = write_metrics_dataset(target, result.metadata, result.samples) if "json" in formats else None
     folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats=formats,
@@ -315,11 +326,25 @@ def _generate(args) -> int:
         print(f"wrote {wrote}: {result.metadata['total_samples']} samples, {stats['normal_samples']} normal, "
               f"{stats['anomaly_samples']} anomalous ({kinds}) in {time.perf_counter() - started:.2f} s"
               + (f"; previous dataset kept as {backup.name}" if backup else ""))
+        if args.logs:
+            _print_staged_logs(out_dir / "staging")
         if folder is not None:
             print(f"{folder.path}/ ({', '.join(folder.formats)}, chat JSONL, README.md): "
                   + ", ".join(f"{s} {v['samples']} samples of {v['hosts']} host{'s' * (v['hosts'] != 1)}"
                             for s, v in folder.splits.items()))
     return 0
+
+
+def _print_staged_logs(staging: Path) -> None:
+    """The log lines and alerts per rule a run with --logs staged (from its manifest)."""
+    import orjson
+
+    manifest = orjson.loads((staging / "manifest.json").read_bytes())
+    tables = manifest["tables"]
+    print(f"{staging}/logs/: {tables['logs']['rows']:,} log lines; {staging}/alerts/: {tables['alerts']['rows']:,} "
+          "alerts; per rule:")
+    for rule, counts in manifest["alerts_per_rule"].items():
+        print(f"  {rule}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def _cases(args) -> int:
@@ -373,6 +398,8 @@ def _realism(args) -> int:
     report = {"seed": seed, "hosts": args.hosts, "reference": str(reference), "passed": result.passed,
               "checks": result.checks.to_dicts(), "anomaly_shapes": result.shapes.to_dicts(),
               "unreferenced_medians": result.unreferenced.to_dicts(),
+              "tracked": result.tracked.to_dicts(), "profiles": result.profiles.to_dicts(),
+              "profiles_1s": result.fine_profiles.to_dicts(),
               "discriminative": None if score is None else {"score": score.score, "accuracy": score.accuracy,
                                                             "n_real": score.n_real,
                                                             "n_simulated": score.n_simulated}}
@@ -448,24 +475,43 @@ def _traces(args) -> int:
     from .config import load_config
 
     config = load_config(args.config)
+    share = _anomaly_share(args, config)
     with _progress(args.quiet, "simulating hosts") as progress:
         written = write_trace_file(args.output, args.hosts, args.steps, config=config,
                                    seed=_checked_seed(config, args.seed), anomalies=args.anomalies,
-                                   interval_s=args.interval_s, workers=args.workers, progress=progress)
+                                   anomaly_share=share, interval_s=args.interval_s, workers=args.workers,
+                                   progress=progress)
     if not args.quiet:
         print(f"wrote {written.path} ({written.rows} rows) and {written.events_path} ({written.events} events)")
+        print(_share_text(written.anomaly_share, share))
     return 0
+
+
+def _anomaly_share(args, config) -> float | None:
+    """The share of anomalous points asked for: --anomaly-share, else the config's unless --anomalies is given."""
+    if args.anomaly_share is not None and args.anomalies is not None:
+        raise SimulatorError("--anomalies, --anomaly-share: give one of them (a count of events or a share of "
+                             "anomalous points), not both")
+    if args.anomalies is not None:
+        return None
+    return config.simulation.trace_anomaly_share if args.anomaly_share is None else args.anomaly_share
+
+
+def _share_text(achieved: float, asked: float | None) -> str:
+    wanted = "" if asked is None else f" (asked: {asked:.2%})"
+    return f"anomalous points: {achieved:.2%}{wanted}"
 
 
 def _sharded_traces(args) -> int:
     from .api import _checked_seed
     from .config import load_config
-    from .scaleout import run_job
+    from .scaleout import anomalous_share, run_job
     from .shards import make_job
 
     config = load_config(args.config)
     job = make_job(config, args.hosts, args.steps, _checked_seed(config, args.seed), anomalies=args.anomalies,
-                   interval_s=args.interval_s, shard_hosts=args.shard_hosts, shard_steps=args.shard_steps)
+                   anomaly_share=_anomaly_share(args, config), interval_s=args.interval_s,
+                   shard_hosts=args.shard_hosts, shard_steps=args.shard_steps)
     started = time.perf_counter()
     with _progress(args.quiet, f"host ranges ({args.engine or 'local'})") as progress:
         manifest = run_job(job, args.output, engine=args.engine or "local", scheduler=args.scheduler,
@@ -475,6 +521,7 @@ def _sharded_traces(args) -> int:
         print(f"wrote {args.output}/: {manifest['values']:,} values in {len(manifest['files'])} files "
               f"({job.n_ranges} host ranges x {job.n_chunks} time chunks), {manifest['events']} events, "
               f"{took:.1f} s ({manifest['values'] / took / 1e6:.1f} M values/s)")
+        print(_share_text(anomalous_share(args.output), job.anomaly_share))
     return 0
 
 

@@ -21,7 +21,7 @@ from .catalogue import N_METRICS
 from .config import SimConfig, load_config
 from .engine import Traces, run_kernel
 from .errors import SimulatorError
-from .events import plan_events
+from .events import EventPlan, events_for_share, plan_events
 from .explain import FEATURE_COLUMNS, N_VARIANTS, evidence_features, explanation_expr, visibility
 from .population import build_population, exact_counts
 from .context import ANOMALOUS_PREFIX, Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
@@ -78,8 +78,8 @@ def block_hosts(steps: int) -> int:
 
 
 def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
-                seed: int | None = None, anomalies: int | None = None, interval_s: float | None = None,
-                workers: int | None = None, with_labels: bool = True,
+                seed: int | None = None, anomalies: int | None = None, anomaly_share: float | None = None,
+                interval_s: float | None = None, workers: int | None = None, with_labels: bool = True,
                 progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Traces block by block (bounded memory at any size): (traces, events) of consecutive host ranges.
 
@@ -89,13 +89,11 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
     cfg = _resolve(config)
     _check_count("hosts", hosts, 1)
     _check_count("steps", steps, 1)
-    n_events = hosts if anomalies is None else anomalies
-    _check_count("anomalies", n_events, 0)
     seed = _checked_seed(cfg, seed)
     threads = _set_workers(workers)
     interval = trace_interval(cfg, interval_s)
     population = build_population(cfg, hosts, seed)
-    plan = plan_events(cfg, population, n_events, steps, seed, interval)
+    plan = event_plan(cfg, population, steps, seed, interval, anomalies, anomaly_share)
     profiles = np.array(population.profile_names)[population.profile]
     per_block = block_hosts(steps)
     n_blocks = -(-hosts // per_block)
@@ -113,10 +111,30 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
                 progress(b + 1, n_blocks)
 
 
+def event_plan(cfg: SimConfig, population, steps: int, seed: int, interval: float, anomalies: int | None,
+               anomaly_share: float | None, stream: tuple[int, ...] = ()) -> EventPlan:
+    """The events of a trace run: exactly `anomalies` events, or as many as cover `anomaly_share` of the
+    points (hosts x steps), or (neither given) one per host."""
+    if anomalies is not None and anomaly_share is not None:
+        raise SimulatorError("--anomalies, --anomaly-share: give one of them (a count of events or a share of "
+                             "anomalous points), not both")
+    if anomaly_share is not None:
+        if isinstance(anomaly_share, bool) or not isinstance(anomaly_share, (int, float)) \
+                or not math.isfinite(anomaly_share):
+            raise SimulatorError(f"--anomaly-share: expected a number, got {anomaly_share!r}")
+        return events_for_share(cfg, population, float(anomaly_share), steps, seed, interval, stream)
+    n_events = population.n_hosts if anomalies is None else anomalies
+    _check_count("anomalies", n_events, 0)
+    return plan_events(cfg, population, n_events, steps, seed, interval, stream)
+
+
 def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
-             seed: int | None = None, anomalies: int | None = None, interval_s: float | None = None,
-             workers: int | None = None, with_labels: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Full traces of `hosts` hosts over `steps` steps, with `anomalies` events (default: one per host).
+             seed: int | None = None, anomalies: int | None = None, anomaly_share: float | None = None,
+             interval_s: float | None = None, workers: int | None = None,
+             with_labels: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Full traces of `hosts` hosts over `steps` steps, with `anomalies` events (default: one per host), or
+    with as many events as cover about `anomaly_share` of the points (the event lengths are known before
+    the hosts run: see `events.events_for_share`).
 
     Returns (traces, events) as Polars frames; traces carry one `label_<metric>` column per metric
     (the event id, or -1) and `is_anomaly` when `with_labels`.  For traces larger than memory, use
@@ -124,7 +142,8 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
     """
     frames, events = [], []
     for df, ev in iter_traces(hosts, steps, config=config, seed=seed, anomalies=anomalies,
-                              interval_s=interval_s, workers=workers, with_labels=with_labels):
+                              anomaly_share=anomaly_share, interval_s=interval_s, workers=workers,
+                              with_labels=with_labels):
         frames.append(df)
         events.append(ev)
     return pl.concat(frames), pl.concat(events)
@@ -133,13 +152,14 @@ def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = 
 def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed: int | None = None,
                      config: SimConfig | str | Path | None = None, workers: int | None = None,
                      staging_dir: Path | None = None, context_steps: int | None = None,
-                     hard_negatives: float | None = None,
+                     hard_negatives: float | None = None, logs: bool = False,
                      progress: Callable[[int, int], None] | None = None) -> SampleSet:
     """`n_samples` labelled snapshots of simulated hosts; `round(n * ratio)` of them anomalous.
 
     Each anomalous sample comes from its own event (exactly that many events are injected); normal
     samples come from points where no metric of the host is anomalous.  With `staging_dir`, the
-    traces, labels, events and samples are staged there as Parquet.
+    traces, labels, events and samples are staged there as Parquet; with `logs` too, the hosts' log
+    lines and alerts (simulator/logs.py, alerts.py; about 14,000 lines a host-day, so opt-in).
     """
     cfg = _with_sample_options(_resolve(config), context_steps, hard_negatives)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
@@ -154,6 +174,8 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {ratio}")
     seed = _checked_seed(cfg, seed)
     threads = _set_workers(workers)  # validated before any output is touched
+    if logs and staging_dir is None:
+        raise SimulatorError("logs: staged logs need a staging_dir")
     sim = cfg.simulation
     interval = sim.interval_s
     n_steps = max(1, int(round(sim.trace_days * 86400 / interval)))
@@ -166,7 +188,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     normal_per_block = exact_counts(np.array([hi - lo for lo, hi in blocks], float), n_normal)
     staging = Staging(staging_dir) if staging_dir is not None else None
     if staging:
-        staging.begin(cfg, seed)
+        staging.begin(cfg, seed, logs=logs)
     parts, windows, event_parts = [], [], []
     with threads, (staging or nullcontext()):
         for b, (lo, hi) in enumerate(blocks):
@@ -180,7 +202,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
             windows.append(sample_windows(traces, host, step, cfg))
             event_parts.append(events)
             if staging:
-                staging.write_block(b, traces, cfg)
+                staging.write_block(b, traces, cfg, events)
             if progress:
                 progress(b + 1, len(blocks))
     events = pl.concat(event_parts)

@@ -22,6 +22,8 @@ from datasafe.yamlcheck import Validator, read_yaml
 
 from .errors import ConfigError
 
+MAX_ANOMALY_SHARE = 0.5  # of a trace's points: above it anomalies are no longer the exception
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "data_config" / "metrics.yaml"
 MAX_CONFIG_BYTES = 1_000_000
 METRIC_SEMANTICS = ("interval_average", "gauge", "damped_average")
@@ -61,6 +63,7 @@ class AnomalySpec:
     severity: tuple[float, float]
     min_peak_deviation: float
     params: Any  # the kind's own frozen parameter dataclass
+    profiles: tuple[str, ...] = ()  # the host profiles it can happen on (the config's `profiles:` list)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class SimulationSpec:
     context_steps: int = 12   # the last hour at 5 minutes: each sample's fine context
     history_hours: int = 24   # hourly means of the last day: each sample's coarse history
     hard_negative_share: float = 0.0  # share of normal samples drawn from the busiest healthy moments
+    trace_anomaly_share: float = 0.02  # share of anomalous points in `traces` (the --anomaly-share default)
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def parse_config(data: Any, source: str = "<config>") -> SimConfig:
     simulation = _parse_simulation(v, root["simulation"])
     metrics = _parse_metrics(v, root["metrics"])
     profiles = _parse_profiles(v, root.get("profile_defaults") or {}, root["profiles"])
-    anomalies = _parse_anomalies(v, root["anomalies"])
+    anomalies = _parse_anomalies(v, root["anomalies"], tuple(p.name for p in profiles))
     canonical = orjson.dumps(
         {"simulation": dataclasses.asdict(simulation),
          "metrics": [dataclasses.asdict(m) for m in metrics],
@@ -128,6 +132,20 @@ def parse_config(data: Any, source: str = "<config>") -> SimConfig:
     return SimConfig(source, simulation, metrics, profiles, anomalies, config_hash)
 
 
+def _kind_profiles(v: Validator, node: Any, key: str, kind: str, profile_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The host profiles an anomaly kind can happen on, in the config's profile order (none given: all)."""
+    if node is None:
+        return profile_names
+    if not isinstance(node, list) or not node:
+        v.fail(f"{key}.profiles", "expected a non-empty list of host profile names")
+    names = [v.string(name, f"{key}.profiles") for name in node]
+    for name in names:
+        if name not in profile_names:
+            v.fail(f"{key}.profiles", f"{kind} names the unknown host profile {name!r}; the profiles are "
+                                      f"{', '.join(profile_names)}")
+    return tuple(p for p in profile_names if p in names)
+
+
 def _json_default(obj):
     if isinstance(obj, float) and math.isinf(obj):
         return "inf"
@@ -137,7 +155,8 @@ def _json_default(obj):
 def _parse_simulation(v: Validator, node: Any) -> SimulationSpec:
     d = v.mapping(node, "simulation",
                   required=("interval_s", "start_time", "trace_days", "samples_per_host",
-                            "anomaly_ratio", "seed"), optional=("context_steps", "history_hours", "hard_negative_share"))
+                            "anomaly_ratio", "seed"), optional=("context_steps", "history_hours", "hard_negative_share",
+                                                      "trace_anomaly_share"))
     start = d["start_time"]
     if isinstance(start, datetime):
         start_dt = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
@@ -160,6 +179,8 @@ def _parse_simulation(v: Validator, node: Any) -> SimulationSpec:
         context_steps=v.whole(d.get("context_steps", 12), "simulation.context_steps", 1, 2016),
         history_hours=v.whole(d.get("history_hours", 24), "simulation.history_hours", 0, 720),
         hard_negative_share=v.number(d.get("hard_negative_share", 0.0), "simulation.hard_negative_share", 0, 1),
+        trace_anomaly_share=v.number(d.get("trace_anomaly_share", 0.02), "simulation.trace_anomaly_share",
+                                     0, MAX_ANOMALY_SHARE),
     )
 
 
@@ -225,7 +246,7 @@ def _parse_profiles(v: Validator, defaults_node: Any, node: Any) -> tuple[Profil
     return tuple(dataclasses.replace(p, share=p.share / total) for p in profiles)
 
 
-def _parse_anomalies(v: Validator, node: Any) -> tuple[AnomalySpec, ...]:
+def _parse_anomalies(v: Validator, node: Any, profile_names: tuple[str, ...]) -> tuple[AnomalySpec, ...]:
     d = v.mapping(node, "anomalies")
     if not d:
         v.fail("anomalies", "at least one anomaly kind is needed")
@@ -237,7 +258,7 @@ def _parse_anomalies(v: Validator, node: Any) -> tuple[AnomalySpec, ...]:
         unit = ANOMALY_KINDS[kind]
         param_fields = tuple(f.name for f in dataclasses.fields(unit.params))
         a = v.mapping(anode, key, required=("share", "duration_minutes", "severity", "min_peak_deviation"),
-                      optional=("description", *param_fields))
+                      optional=("description", "profiles", *param_fields))
         v.text(a.get("description", ""), f"{key}.description")
         duration = v.value_range(a["duration_minutes"], f"{key}.duration_minutes", 0.0, 1e6)
         if duration[0] <= 0:
@@ -253,6 +274,7 @@ def _parse_anomalies(v: Validator, node: Any) -> tuple[AnomalySpec, ...]:
             duration_minutes=duration, severity=severity,
             min_peak_deviation=v.number(a["min_peak_deviation"], f"{key}.min_peak_deviation", 0, 1e6),
             params=unit.params(**params),
+            profiles=_kind_profiles(v, a.get("profiles"), key, kind, profile_names),
         ))
     total = sum(s.share for s in specs)
     if total <= 0:

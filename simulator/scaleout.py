@@ -228,3 +228,11 @@ def open_traces(folder: str | Path, *, verify: bool = True) -> ShardedTraces:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise SimulatorError(f"{folder}: {problems[0]}{more}; rerun python -m simulator traces")
     return ShardedTraces(folder, orjson.loads((folder / MANIFEST).read_bytes()))
+
+
+def anomalous_share(output: Path) -> float:
+    """The share of rows of a published sharded output where some metric is anomalous."""
+    parts = sorted(Path(output).glob("part-*.parquet"))
+    if not parts:
+        return 0.0
+    return float(pl.scan_parquet(parts).select(pl.col("is_anomaly").mean()).collect().item())

@@ -36,7 +36,7 @@ from .catalogue import N_METRICS
 from .config import SimConfig
 from .engine import run_kernel
 from .errors import SimulatorError
-from .events import EventPlan, plan_events
+from .events import EventPlan, events_for_share, plan_events, share_target
 from .population import Population, build_population, exact_counts
 from .staging import COMPRESSION, events_table, file_metadata, traces_table
 
@@ -53,10 +53,11 @@ class TraceJob:
     hosts: int
     steps: int
     seed: int
-    anomalies: int
+    anomalies: int | None   # events in all, cut over the chunks by their lengths; or None:
     interval_s: float
     shard_hosts: int
     shard_steps: int
+    anomaly_share: float | None = None  # each chunk has as many events as cover this share of its points
 
     @property
     def n_ranges(self) -> int:
@@ -94,7 +95,8 @@ class TraceJob:
     def describe(self) -> dict:
         """The job as plain values (for the manifest and to recognise a job when resuming)."""
         return {"config_hash": self.config.config_hash, "hosts": self.hosts, "steps": self.steps,
-                "seed": self.seed, "anomalies": self.anomalies, "interval_s": self.interval_s,
+                "seed": self.seed, "anomalies": self.anomalies, "anomaly_share": self.anomaly_share,
+                "interval_s": self.interval_s,
                 "shard_hosts": self.shard_hosts, "shard_steps": self.shard_steps,
                 "host_ranges": self.n_ranges, "time_chunks": self.n_chunks}
 
@@ -105,13 +107,19 @@ class TraceJob:
 
 
 def make_job(config: SimConfig, hosts: int, steps: int, seed: int, *, anomalies: int | None = None,
-             interval_s: float | None = None, shard_hosts: int | None = None,
+             anomaly_share: float | None = None, interval_s: float | None = None, shard_hosts: int | None = None,
              shard_steps: int | None = None) -> TraceJob:
-    """Validate a job and fill in the default cut (parts of at most BLOCK_BYTES in memory)."""
+    """Validate a job and fill in the default cut (parts of at most BLOCK_BYTES in memory).
+
+    Events: `anomalies` in all, or `anomaly_share` of each chunk's points, or (neither) one per host."""
     for name, value, low in (("hosts", hosts, 1), ("steps", steps, 1)):
         _check_int(name, value, low)
-    anomalies = hosts if anomalies is None else anomalies
-    _check_int("anomalies", anomalies, 0)
+    if anomaly_share is None:
+        anomalies = hosts if anomalies is None else anomalies
+        _check_int("anomalies", anomalies, 0)
+    elif anomalies is not None:
+        raise SimulatorError("--anomalies, --anomaly-share: give one of them (a count of events or a share of "
+                             "anomalous points), not both")
     interval = trace_interval(config, interval_s)
     shard_steps = min(steps, DEFAULT_SHARD_STEPS) if shard_steps is None else shard_steps
     _check_int("shard-steps", shard_steps, 1)
@@ -122,7 +130,11 @@ def make_job(config: SimConfig, hosts: int, steps: int, seed: int, *, anomalies:
         raise SimulatorError(f"--shard-hosts/--shard-steps: a part of {shard_hosts} hosts x {shard_steps} steps "
                              f"needs about {shard_hosts * shard_steps * BYTES_PER_HOST_STEP / 1e9:.1f} GB of "
                              "memory; use smaller shards")
-    return TraceJob(config, hosts, steps, seed, anomalies, interval, min(shard_hosts, hosts), shard_steps)
+    job = TraceJob(config, hosts, steps, seed, anomalies, interval, min(shard_hosts, hosts), shard_steps,
+                   None if anomaly_share is None else float(anomaly_share))
+    if anomaly_share is not None:  # a share the shortest chunk cannot hold stops here, before any output
+        share_target(job.anomaly_share, hosts * min(hi - lo for lo, hi in map(job.chunk, range(job.n_chunks))))
+    return job
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -176,11 +188,19 @@ def chunk_plan(job: TraceJob, k: int) -> EventPlan:
     """Chunk k's events, at absolute steps, with ids after those of chunks 0..k-1."""
     population, plans = _population_and_plans(job)
     if k not in plans:
-        counts = job.events_per_chunk()
         lo, hi = job.chunk(k)
         stream = (k,) if job.n_chunks > 1 else ()
-        plan = plan_events(job.config, population, int(counts[k]), hi - lo, job.seed, job.interval_s, stream)
-        plans[k] = dataclasses.replace(plan, start=plan.start + lo, first_id=int(counts[:k].sum()))
+        if job.anomaly_share is None:
+            counts = job.events_per_chunk()
+            plan = plan_events(job.config, population, int(counts[k]), hi - lo, job.seed, job.interval_s, stream)
+            first_id = int(counts[:k].sum())
+        else:
+            for j in range(k):  # earlier chunks first, in order (their counts number this chunk's events)
+                chunk_plan(job, j)
+            plan = events_for_share(job.config, population, job.anomaly_share, hi - lo, job.seed, job.interval_s,
+                                    stream)
+            first_id = sum(plans[j].n for j in range(k))
+        plans[k] = dataclasses.replace(plan, start=plan.start + lo, first_id=first_id)
     return plans[k]
 
 

@@ -5,15 +5,19 @@ Layout (a finished run replaces the whole directory; see `Staging`):
   labels/labels-00000.parquet ...    host, step, metric, event_id: one row per anomalous metric point
   events/events-00000.parquet        the event table
   samples/samples-00000.parquet      the training samples, flat columns
+  logs/logs-00000.parquet ...        with `logs`: the hosts' log lines (simulator/logs.py) and the step
+                                     whose interval holds each line; host ranges of LOG_PART_HOST_STEPS
+  alerts/alerts-00000.parquet ...    with `logs`: the alerts of the rules (simulator/alerts.py), per block
   manifest.json                      what the run was (config hash, seed, counts), its tables and files
 
 Each table has one schema in all its parts (`traces_table`, `labels_table`, `events_table`,
-`samples_table` below): host and step int32, event ids int64, timestamps UTC datetimes, categorical
+`samples_table`, `logs_table`, `alerts_table` below): host and step int32, event ids int64, timestamps UTC datetimes, categorical
 columns (metric, kind, status, profile) enums, `affected_metrics` a list of metrics, `kind` and
 `event_id` null together (normal samples). Every
 file carries the run's seed, config hash, interval and metric units in its Parquet key-value
 metadata (`file_metadata`). `open_staging` is the reader: it checks the manifest and returns the
-tables as Polars frames.
+tables as Polars frames, the traces around points (`windows`) and the log lines of a host in a step
+window (`logs`, `log_windows`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numba
 import numpy as np
 import orjson
 import polars as pl
@@ -39,11 +44,15 @@ from .errors import SimulatorError
 COMPRESSION = "zstd"
 STAGING_FORMAT = "simulator-staging/2"  # manifest "format": one folder per table
 MANIFEST = "manifest.json"
-TABLES = ("traces", "labels", "events", "samples")
+REQUIRED_TABLES = ("traces", "labels", "events", "samples")
+LOG_TABLES = ("logs", "alerts")  # staged only by a run with logs (`generate --logs`)
+TABLES = REQUIRED_TABLES + LOG_TABLES
+LOG_PART_HOST_STEPS = 16_384     # host-steps per logs part (8 hosts of 7 days at 5 minutes: ~0.8 M lines, ~1 GB peak)
 
 METRIC = pl.Enum(list(METRICS))
 KIND = pl.Enum(list(ANOMALY_KINDS))
 STATUS = pl.Enum(["normal", "anomaly"])
+OUTCOME = pl.Enum(["true_alert", "false_alarm"])
 STEP_COLUMNS = ("step", "start_step", "end_step", "labelled_first_step", "labelled_last_step")
 SAMPLE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the samples' timestamp text in the training JSON
 CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%:z"   # timestamps in CSV exports: ISO 8601 with the zone (+00:00)
@@ -128,6 +137,35 @@ def labels_table(traces: Traces) -> pl.DataFrame:
     ])
 
 
+def logs_table(logs: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
+    """The log lines of `simulate_logs` in their published schema: `step` after `host`, the step of
+    `traces` (the frame the lines were simulated from) whose interval (t - interval, t] holds the line."""
+    t0 = int(traces["step"][0])
+    ts = traces["timestamp"].head(2).dt.epoch("ms")
+    step0_ms = int(ts[0])
+    dt_ms = int(ts[1] - ts[0])
+    after = logs["timestamp"].dt.epoch("ms") - step0_ms
+    step = (t0 - (-after // dt_ms)).cast(pl.Int32).alias("step")  # t0 + ceil(after / dt)
+    return logs.insert_column(1, step)
+
+
+def alerts_table(alerts: pl.DataFrame, rules: list[str]) -> pl.DataFrame:
+    """The alerts of `evaluate_alerts` in their published schema: rule, severity, outcome and kind as
+    enums (`rules` the rule names in their file's order), steps int32, `kind` and `event_id` null together
+    (a false alarm)."""
+    from .alerts import ALERT_SEVERITIES
+
+    return alerts.with_columns(
+        pl.col("rule").cast(pl.Enum(rules)),
+        pl.col("severity").cast(pl.Enum(list(ALERT_SEVERITIES))),
+        pl.col("host").cast(pl.Int32),
+        pl.col("fired_step", "resolved_step").cast(pl.Int32),
+        pl.col("outcome").cast(OUTCOME),
+        pl.col("event_id").cast(pl.Int64),
+        pl.col("kind").cast(KIND),
+    )
+
+
 def recover_staging(output_dir: Path) -> bool:
     """Finish a swap a crash interrupted: `staging/` gone but `staging.old/` whole: put it back."""
     return recover_folder(output_dir / "staging", complete=lambda retired: (retired / MANIFEST).exists())
@@ -139,6 +177,11 @@ class Staging:
     Until a run finishes, the previous run's staging stays whole, so a crash costs nothing done.
     A block's files are written by a background thread while the caller simulates the next block
     (Parquet encoding releases the GIL); at most one block waits, so memory stays bounded.
+
+    With `logs`, the same thread also simulates each block's log lines (`simulate_logs`, from the
+    block's traces and events and the run's seed) in host ranges of LOG_PART_HOST_STEPS host-steps,
+    one `logs` part each, and evaluates the alert rules over them (one `alerts` part per block); the
+    alert counts per rule are added up for the manifest (`alert_summary`).
     """
 
     def __init__(self, output_dir: Path):
@@ -149,26 +192,82 @@ class Staging:
         self._rows: dict[str, int] = {}
         self.config: SimConfig | None = None
         self.seed = 0
+        self._logs = None   # (templates, alert rules) of a run with logs
+        self._log_parts = 0
+        self._alert_counts: dict[str, dict[str, int]] = {}
         recover_staging(Path(output_dir))
 
-    def begin(self, config: SimConfig, seed: int) -> None:
-        """Start a run of `config` and `seed` (both recorded in every file's metadata)."""
+    def begin(self, config: SimConfig, seed: int, logs: bool = False) -> None:
+        """Start a run of `config` and `seed` (both recorded in every file's metadata); with `logs`, the
+        run also stages its log lines and alerts (templates and rules are read and checked first)."""
+        self._logs = None
+        if logs:
+            from .alerts import load_alert_rules
+            from .logs import load_log_templates
+
+            templates = load_log_templates()
+            self._logs = (templates, load_alert_rules(templates=templates))
         if self.dir.exists():
             shutil.rmtree(self.dir)  # leftovers of an interrupted run
-        for table in TABLES:
+        for table in REQUIRED_TABLES + (LOG_TABLES if logs else ()):
             (self.dir / table).mkdir(parents=True)
         self.config, self.seed, self._rows = config, seed, {}
+        self._log_parts, self._alert_counts = 0, {}
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="staging")
 
-    def write_block(self, index: int, traces: Traces, config: SimConfig) -> None:
-        """Queue block `index` for writing (after the previous block's files are written)."""
+    def write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None = None) -> None:
+        """Queue block `index` for writing (after the previous block's files are written); a run with
+        logs needs the block's `events`."""
         self._wait()
+        if self._logs is not None and events is None:
+            raise ValueError("write_block: a run with logs needs the block's events")
         light = dataclasses.replace(traces, base=None)  # the staging needs values and labels only
-        self._pending = self._writer.submit(self._write_block, index, light, config)
+        # numba's thread count is per thread: the writer's log kernels use the caller's (--workers)
+        self._pending = self._writer.submit(self._write_block, index, light, config, events, numba.get_num_threads())
 
-    def _write_block(self, index: int, traces: Traces, config: SimConfig) -> None:
-        self._write("traces", index, traces_table(traces, config))
+    def _write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None,
+                     threads: int) -> None:
+        if self._logs is None:
+            self._write("traces", index, traces_table(traces, config))
+            self._write("labels", index, labels_table(traces))
+            return
+        table = traces_table(traces, config, with_labels=True)
+        self._write("traces", index, table.select(pl.exclude("^label_.*$")))
         self._write("labels", index, labels_table(traces))
+        numba.set_num_threads(threads)
+        self._write_logs(index, table, events)
+
+    def _write_logs(self, index: int, traces: pl.DataFrame, events: pl.DataFrame) -> None:
+        """The block's log lines, in host ranges, and its alerts."""
+        from .alerts import evaluate_alerts
+        from .logs import simulate_logs
+
+        templates, rules = self._logs
+        hosts = traces["host"].unique(maintain_order=True)
+        n_steps = len(traces) // len(hosts)
+        per_part = max(1, LOG_PART_HOST_STEPS // n_steps)
+        alerts = []
+        for lo in range(0, len(hosts), per_part):
+            part = traces.filter(pl.col("host").is_between(hosts[lo], hosts[min(lo + per_part, len(hosts)) - 1]))
+            logs = simulate_logs(part, events, seed=self.seed, templates=templates,
+                                 interval_s=self.config.simulation.interval_s)
+            self._write("logs", self._log_parts, logs_table(logs, part))
+            self._log_parts += 1
+            result = evaluate_alerts(part, logs, events, rules=rules, templates=templates,
+                                     interval_s=self.config.simulation.interval_s)
+            alerts.append(result.alerts)
+            for row in result.summary.iter_rows(named=True):
+                counts = self._alert_counts.setdefault(row["rule"], {"form": row["form"]})
+                for key, value in row.items():
+                    if key not in ("rule", "form"):
+                        counts[key] = counts.get(key, 0) + value
+        self._write("alerts", index, alerts_table(pl.concat(alerts), [r.name for r in rules.rules]))
+
+    @property
+    def alert_summary(self) -> dict[str, dict]:
+        """Per rule (in the rules' order) of a run with logs: alerts, true alerts, false alarms, incidents of
+        the kinds it detects, detected, missed; counted over every block written so far."""
+        return dict(self._alert_counts)
 
     def _write(self, table: str, index: int, frame: pl.DataFrame) -> None:
         name = part_name(table, index)
@@ -202,10 +301,13 @@ class Staging:
         self._write("events", 0, events_table(events, self.config))
         self._write("samples", 0, samples_table(samples, self.config))
         files = {name: {**file_record(self.dir / name), "rows": rows} for name, rows in sorted(self._rows.items())}
+        written = REQUIRED_TABLES + (LOG_TABLES if self._logs is not None else ())
         tables = {t: {"parts": sum(n.startswith(t + "/") for n in files),
-                      "rows": sum(r["rows"] for n, r in files.items() if n.startswith(t + "/"))} for t in TABLES}
+                      "rows": sum(r["rows"] for n, r in files.items() if n.startswith(t + "/"))} for t in written}
+        extra = {"alerts_per_rule": self.alert_summary} if self._logs is not None else {}
         atomic_write_bytes(self.dir / MANIFEST, orjson.dumps(
-            {"format": STAGING_FORMAT, **manifest, "tables": tables, "files": files}, option=orjson.OPT_INDENT_2))
+            {"format": STAGING_FORMAT, **manifest, **extra, "tables": tables, "files": files},
+            option=orjson.OPT_INDENT_2))
         swap_folder(self.dir, self.final, step="staging")
 
 
@@ -220,7 +322,7 @@ class StagedRun:
 
     `scan("traces")` is a LazyFrame over the table's parts (filters prune row groups: hosts and steps
     are sorted within each part); `read` collects it; `window` and `windows` pick the traces around
-    points."""
+    points; `logs` and `log_windows` the log lines of a host in a step window (a run with logs)."""
 
     folder: Path
     manifest: dict
@@ -243,6 +345,11 @@ class StagedRun:
             raise ValueError(f"unknown staging table {table!r}; the tables are {', '.join(TABLES)}")
         return [self.folder / n for n in sorted(self.manifest["files"]) if n.startswith(table + "/")]
 
+    @property
+    def has_logs(self) -> bool:
+        """Whether the run staged its log lines and alerts (`generate --logs`)."""
+        return all(t in self.manifest.get("tables", {}) for t in LOG_TABLES)
+
     def scan(self, table: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.files(table))
 
@@ -260,6 +367,37 @@ class StagedRun:
 
         Raises StagingError when the traces lack a point of a window (traces and samples disagree)."""
         return trace_windows(self.scan("traces"), self.steps_per_host, points, before, after, self.folder)
+
+    def logs(self, host: int, start: int, end: int) -> pl.DataFrame:
+        """The log lines of `host` whose step lies in [start, end], in file order, with `line`: the line as
+        its file holds it (the source's header, then the message)."""
+        if end < start:
+            raise ValueError(f"logs: end step {end} before start step {start}")
+        return self.log_windows(pl.DataFrame({"host": [host], "step": [end]}), before=end - start).drop("at")
+
+    def log_windows(self, points: pl.DataFrame, before: int, after: int = 0) -> pl.DataFrame:
+        """For each point (a frame with `host`, `step` and any key columns of the caller's), the log lines
+        of its host whose step lies from `before` steps before to `after` steps after it, with `at` = the
+        point's step and `line` (as `logs`); in the points' order, then file order (host, time). One
+        filtered scan and a join, whatever the count. Raises StagingError for a run staged without logs."""
+        from .logs import render_lines
+
+        if not self.has_logs:
+            raise StagingError(f"{self.folder}: this run staged no logs; rerun python -m simulator generate --logs")
+        keys = [c for c in points.columns if c not in ("host", "step")]
+        wanted = (points.with_row_index("_point")
+                  .select("_point", *keys, pl.col("host").cast(pl.Int32), pl.col("step").cast(pl.Int32).alias("at"))
+                  .with_columns(pl.int_ranges(pl.col("at") - before, pl.col("at") + after + 1, dtype=pl.Int32)
+                                .alias("step"))
+                  .explode("step").filter(pl.col("step") >= 0))
+        # the (host, step) pairs as one key: the reader tests it on those two columns first and reads the
+        # other columns of the matching rows only
+        key = pl.col("host").cast(pl.Int64) * (1 << 32) + pl.col("step")
+        pairs = wanted.select(key.unique())["host"]
+        lines = self.scan("logs").filter(key.is_in(pairs.implode())).collect()
+        window = (lines.join(wanted, on=["host", "step"], how="inner", maintain_order="left")
+                  .sort("_point", maintain_order=True).drop("_point"))
+        return window.with_columns(render_lines(window).alias("line"))
 
 
 def trace_windows(traces: pl.LazyFrame, steps_per_host: int, points: pl.DataFrame, before: int, after: int,
@@ -321,7 +459,7 @@ def open_staging(folder: str | Path, *, verify: bool = True) -> StagedRun:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise StagingError(f"{folder / problems[0]}{more}; {rebuild}")
     run = StagedRun(folder, manifest)
-    absent = [t for t in TABLES if not run.files(t)]
+    absent = [t for t in REQUIRED_TABLES + (LOG_TABLES if run.has_logs else ()) if not run.files(t)]
     if absent:
         raise StagingError(f"{folder / MANIFEST}: lists no {absent[0]}/ parts; {rebuild}")
     return run

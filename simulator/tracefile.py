@@ -32,6 +32,11 @@ class TraceFile:
     events_path: Path
     rows: int
     events: int
+    anomalous_rows: int = 0  # rows where some metric is anomalous (is_anomaly)
+
+    @property
+    def anomaly_share(self) -> float:
+        return self.anomalous_rows / max(self.rows, 1)
 
 
 def events_path(output: Path) -> Path:
@@ -61,8 +66,8 @@ def detector_rows(traces: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_trace_file(output: Path, hosts: int, steps: int, *, config: SimConfig, seed: int,
-                     anomalies: int | None = None, interval_s: float | None = None, workers: int | None = None,
-                     progress=None) -> TraceFile:
+                     anomalies: int | None = None, anomaly_share: float | None = None,
+                     interval_s: float | None = None, workers: int | None = None, progress=None) -> TraceFile:
     """Simulate `hosts` x `steps` and write them to `output` (.parquet or .csv) with the events beside it."""
     from .api import iter_traces, trace_interval
 
@@ -71,10 +76,11 @@ def write_trace_file(output: Path, hosts: int, steps: int, *, config: SimConfig,
     if suffix not in SUFFIXES:
         raise ValueError(f"{output}: a trace file ends in .parquet or .csv")
     interval = trace_interval(config, interval_s)
-    rows, all_events = 0, []
+    rows, anomalous, all_events = 0, [0], []
     with atomic_path(output) as tmp:
-        blocks = iter_traces(hosts, steps, config=config, seed=seed, anomalies=anomalies, interval_s=interval_s,
-                             workers=workers, progress=progress)
+        blocks = _counting(iter_traces(hosts, steps, config=config, seed=seed, anomalies=anomalies,
+                                       anomaly_share=anomaly_share, interval_s=interval_s, workers=workers,
+                                       progress=progress), anomalous)
         if suffix == ".csv":
             with open(tmp, "wb") as f:
                 for i, (df, ev) in enumerate(blocks):
@@ -90,7 +96,14 @@ def write_trace_file(output: Path, hosts: int, steps: int, *, config: SimConfig,
             events_csv(events).write_csv(tmp, datetime_format=CSV_TIME_FORMAT)
         else:
             events.write_parquet(tmp, metadata=file_metadata(config, seed, "events", interval))
-    return TraceFile(output, beside, rows, len(events))
+    return TraceFile(output, beside, rows, len(events), anomalous[0])
+
+
+def _counting(blocks, anomalous: list[int]):
+    """The blocks, passed on; anomalous[0] counts their anomalous rows."""
+    for df, ev in blocks:
+        anomalous[0] += int(df["is_anomaly"].sum())
+        yield df, ev
 
 
 def _write_parquet_blocks(path: Path, blocks, metadata: dict[str, str], all_events: list) -> int:

@@ -409,7 +409,8 @@ def test_traces_csv_layout(tmp_path, config):
             if config.metric(name).integer:
                 assert re.fullmatch(r"-?\d+", cell), (name, cell)
     events = pl.read_csv(tmp_path / "x.events.csv", try_parse_dates=True)
-    assert len(events) == 3  # default: one event per host
+    assert len(events) >= 1  # default: events covering simulation.trace_anomaly_share of the points
+    assert abs(flags.count("1") / len(flags) - config.simulation.trace_anomaly_share) <= 0.01
     assert events.schema["start"] == pl.Datetime("us", "UTC")  # the zone is written, as in the traces
 
 
@@ -423,6 +424,16 @@ def test_traces_parquet(tmp_path):
     assert len(pl.read_parquet(tmp_path / "x.events.parquet")) == 5
 
 
+def test_traces_reports_the_anomaly_share_it_reached(tmp_path):
+    target = tmp_path / "x.parquet"
+    code, out, _ = run(["traces", "--hosts", 10, "--steps", 2700, "--interval-s", 1, "--anomaly-share", 0.1,
+                        "--output", target])
+    assert code == 0
+    share = pl.read_parquet(target)["is_anomaly"].mean()
+    assert f"anomalous points: {share:.2%} (asked: 10.00%)" in out
+    assert abs(share - 0.1) <= 0.02
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--output", "{tmp}/x.txt"], "--output"),
     (["--output", "{tmp}/x.json"], "--output"),
@@ -431,7 +442,12 @@ def test_traces_parquet(tmp_path):
     (["--output", "{tmp}/x.csv", "--interval-s", "0"], "--interval-s"),
     (["--output", "{tmp}/x.csv", "--workers", "0"], "--workers"),
     (["--output", "{tmp}/x.csv", "--config", "{tmp}/none.yaml"], "none.yaml: file not found"),
-], ids=["txt-suffix", "json-suffix", "hosts-zero", "steps-negative", "interval-zero", "workers-zero", "config"])
+    (["--output", "{tmp}/x.csv", "--anomaly-share", "0.7"], "--anomaly-share: must be between 0 and 0.5"),
+    (["--output", "{tmp}/x.csv", "--steps", "10", "--anomaly-share", "0.01"], "less than one anomalous point"),
+    (["--output", "{tmp}/x.csv", "--anomaly-share", "0.1", "--anomalies", "3"], "--anomalies, --anomaly-share"),
+    (["--output", "{tmp}/sharded", "--anomaly-share", "0.9"], "--anomaly-share: must be between"),
+], ids=["txt-suffix", "json-suffix", "hosts-zero", "steps-negative", "interval-zero", "workers-zero", "config",
+        "share-too-high", "share-below-one-point", "share-and-count", "sharded-share-too-high"])
 def test_traces_bad_input(tmp_path, argv, needle):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     base = {"--hosts": "3", "--steps": "300"}

@@ -120,6 +120,8 @@ STRUCTURED_CASES = [
     ("seed-negative", _set("simulation.seed", -1), "simulation.seed", "outside"),
     ("seed-too-big", _set("simulation.seed", 2**63), "simulation.seed", "outside"),
     ("seed-huge-int", _set("simulation.seed", 10**400), "simulation.seed", "outside"),
+    ("trace-share-above-half", _set("simulation.trace_anomaly_share", 0.7), "simulation.trace_anomaly_share",
+     "outside"),
     ("ratio-above-one", _set("simulation.anomaly_ratio", 1.5), "simulation.anomaly_ratio", "outside"),
     ("ratio-nan", _set("simulation.anomaly_ratio", float("nan")), "simulation.anomaly_ratio", "finite"),
     ("trace-days-inf", _set("simulation.trace_days", float("inf")), "simulation.trace_days", "finite"),
@@ -162,6 +164,12 @@ STRUCTURED_CASES = [
     ("anomaly-missing-key", _delete("anomalies.job_backlog.severity"), "anomalies.job_backlog.severity",
      "missing"),
     ("non-string-key", lambda d: d["profiles"]["web_api"].__setitem__(7, 2), "profiles.web_api.7", "keys must be strings"),
+    ("anomaly-unknown-profile", _set("anomalies.jvm_gc_storm.profiles", ["web_api", "mainframe"]),
+     "anomalies.jvm_gc_storm.profiles", "jvm_gc_storm names the unknown host profile 'mainframe'"),
+    ("anomaly-profiles-not-a-list", _set("anomalies.job_backlog.profiles", "batch_compute"),
+     "anomalies.job_backlog.profiles", "expected a non-empty list"),
+    ("anomaly-profiles-empty", _set("anomalies.job_backlog.profiles", []),
+     "anomalies.job_backlog.profiles", "expected a non-empty list"),
     ("anomaly-description-number", _set("anomalies.job_backlog.description", 3),
      "anomalies.job_backlog.description", "expected text"),
 ]
@@ -355,3 +363,15 @@ def test_every_kind_module_is_registered_without_an_import_list():
     modules = {p.stem for p in pathlib.Path(package.__file__).parent.glob("*.py")} - {"__init__", "base"}
     assert {ANOMALY_KINDS[k].build.__module__.rsplit(".", 1)[1] for k in ANOMALY_KINDS} == modules
     assert list(ANOMALY_KINDS) == sorted(ANOMALY_KINDS)  # name order: the staging's kind enum is stable
+
+
+def test_each_kind_declares_the_profiles_it_can_happen_on(config, config_dict, write_config):
+    names = tuple(p.name for p in config.profiles)
+    assert config.anomaly("jvm_gc_storm").profiles == ("web_api", "jvm_app_server")
+    assert config.anomaly("job_backlog").profiles == ("batch_compute",)
+    assert "idle" not in config.anomaly("memory_leak").profiles
+    del config_dict["anomalies"]["cpu_spike"]["profiles"]   # not given: every profile
+    config_dict["anomalies"]["daemon_crash"]["profiles"] = ["database", "idle"]   # kept in the profiles' order
+    loaded = load_config(write_config(yaml.safe_dump(config_dict, sort_keys=False)))
+    assert loaded.anomaly("cpu_spike").profiles == names
+    assert loaded.anomaly("daemon_crash").profiles == ("idle", "database")

@@ -202,7 +202,7 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
         sample = by_id[it.source_sample_id]
         assert it.label == (sample["kind"] or "normal")
         host, step = sample["host"], sample["step"]
-        assert f"cn{host + 1:03d}" in it.prompt
+        assert f"Host cn{host:05d}," in it.prompt or f"host=cn{host:05d} " in it.prompt or f"host cn{host:05d} " in it.prompt
         for m, v in json_samples[it.source_sample_id]["metrics"].items():  # the snapshot, as the JSON has it
             assert any(f"{m}{sep}{v}" in it.prompt for sep in (": ", "=", " | ")), (m, v)
         times, window = _window_in(it.prompt)
@@ -411,3 +411,90 @@ def test_normal_share_comes_from_the_option_or_models_yaml(tmp_path, config_dir,
                  "--from-metrics", str(path), "--normal-share", "-0.1", "--quiet"]) == 2
     assert "--normal-share: must be between 0 and 1" in capsys.readouterr().err
     assert not (tmp_path / "out" / "language_staging").exists()
+# ------------------------------------------------------------------ log excerpts from a staging with logs
+@pytest.fixture(scope="module")
+def logs_staging(tmp_path_factory):
+    out = tmp_path_factory.mktemp("with-logs")
+    assert simulator_main(["--samples", "300", "--output-dir", str(out), "--quiet", "--seed", "5", "--logs"]) == 0
+    return out / "staging"
+
+
+def _excerpt_in(prompt: str) -> tuple[str, list[str]]:
+    """(the header, the log lines) of the excerpt a prompt shows, in any of the three forms."""
+    lines = prompt.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(("Log lines of ", "Splunk search: index=os_logs")))
+    return lines[i], list(itertools.takewhile(lambda line: line.strip(), lines[i + 1:]))
+
+
+def test_staged_prompts_show_the_hosts_log_lines_of_the_window(logs_staging):
+    from simulator.logs import render_lines
+
+    from language.grounding import LOG_LINES
+
+    items = metric_sample_items(logs_staging, 40, load_domain(), 1, 1, "x", seed=3)
+    samples = {r["id"]: r for r in pl.read_parquet(logs_staging / "samples" / "*.parquet").iter_rows(named=True)}
+    logs = pl.read_parquet(logs_staging / "logs" / "*.parquet")  # read whole: the reference
+    logs = logs.with_columns(render_lines(logs).alias("line"))
+    forms, kinds = set(), set()
+    for it in items:
+        sample = samples[it.source_sample_id]
+        host, step = sample["host"], sample["step"]
+        header, shown = _excerpt_in(it.prompt)
+        forms.add(header.split()[0])
+        window = logs.filter((pl.col("host") == host) & pl.col("step").is_between(step - WINDOW_STEPS, step))
+        assert len(shown) == min(LOG_LINES, len(window)) and len(shown) > 0
+        assert "Splunk" in header or f"{len(shown)} of {len(window):,};" in header
+        # the lines are lines of this host's window, in their file order
+        position = {line: k for k, line in enumerate(window["line"].to_list())}
+        assert all(line in position for line in shown), (it.source_sample_id, shown)
+        assert [position[line] for line in shown] == sorted(position[line] for line in shown)
+        chosen = window.filter(pl.col("line").is_in(shown))
+        # the most severe line of the window is among them, and as many kinds of line as fit
+        assert chosen["severity"].to_physical().max() == window["severity"].to_physical().max()
+        assert chosen["template_id"].n_unique() == min(LOG_LINES, window["template_id"].n_unique())
+        syslog = chosen.filter(pl.col("source") == "syslog")["line"]
+        assert all(f" cn{host:05d} " in line for line in syslog)
+        assert f"cn{host:05d}" in header or f"host=cn{host:05d}" in it.prompt  # the host as the lines name it
+        kinds.add(it.label)
+    assert forms == {"Log", "Splunk"} and "normal" in kinds and len(kinds) >= 3
+    again = metric_sample_items(logs_staging, 40, load_domain(), 1, 1, "x", seed=3)
+    assert [it.prompt for it in again] == [it.prompt for it in items]
+
+
+def test_the_excerpt_is_chosen_without_the_lines_event_ids(logs_staging, tmp_path):
+    """The same staging with every line's event id cleared gives the same prompts: the choice of lines
+    cannot give the label away."""
+    from datasafe.integrity import file_record
+
+    staging = tmp_path / "staging"
+    shutil.copytree(logs_staging, staging)
+    manifest = json.loads((staging / "manifest.json").read_text())
+    labelled = 0
+    for part in sorted((staging / "logs").glob("*.parquet")):
+        frame = pl.read_parquet(part)
+        labelled += frame["event_id"].is_not_null().sum()
+        frame.with_columns(pl.lit(None, pl.Int64).alias("event_id")).write_parquet(part)
+        manifest["files"][f"logs/{part.name}"] = {**file_record(part), "rows": len(frame)}
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    assert labelled > 0
+    items = metric_sample_items(logs_staging, 30, load_domain(), 1, 1, "x", seed=9)
+    cleared = metric_sample_items(staging, 30, load_domain(), 1, 1, "x", seed=9)
+    assert any(it.label != "normal" for it in items)
+    assert [it.prompt for it in cleared] == [it.prompt for it in items]
+
+
+def test_a_staging_without_logs_shows_no_excerpt(metrics_json):
+    items = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4)
+    assert not any("Log lines of " in it.prompt or "index=os_logs" in it.prompt for it in items)
+
+
+def test_the_cli_sends_the_excerpt_to_the_model(tmp_path, config_dir, logs_staging):
+    """python -m language generate --from-metrics <staging with logs>: the prompts on the wire carry the
+    host's log lines."""
+    with LoopbackServer(models=("alpha",), answer=lambda model, messages, options: "The host looks healthy.") as server:
+        assert main(["generate", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"), "--quiet",
+                     "--endpoint", f"openai={server.url}", "--models", "alpha", "--types", "metrics_explanation",
+                     "--count", "6", "--from-metrics", str(logs_staging)]) in (0, 3)
+        prompts = [c.body["messages"][-1]["content"] for c in server.calls_for("/v1/chat")]
+    assert len(prompts) == 6
+    assert all(_excerpt_in(p)[1] for p in prompts)

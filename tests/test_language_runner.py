@@ -64,7 +64,7 @@ def test_generate_asks_two_distinct_models_per_prompt_and_exports(tmp_path, conf
     with LoopbackServer(models=("alpha", "beta")) as server:
         code = _generate(tmp_path, config_dir, "--endpoint", f"{api}={server.url}", "--models", "alpha,beta",
                          "--types", "conversation,technical_explanation", "--count", "5")
-        calls = server.calls_for()
+        calls = server.calls_for({"openai": "/v1/chat", "ollama": "/api/chat"}[api])
     assert code == 0
     data = _dataset(tmp_path)
     samples = data["samples"]
@@ -109,7 +109,7 @@ def test_faults_are_retried_within_budget_and_every_failure_is_recorded(tmp_path
     with LoopbackServer(models=("alpha", "beta"), faults=faults) as server:
         code = _generate(tmp_path, config_dir, "--endpoint", f"ollama={server.url}", "--models", "alpha,beta",
                          "--types", "error_troubleshooting", "--count", "8", "--concurrency", "2")
-        calls = server.calls_for()
+        calls = server.calls_for("/api/chat")   # generation calls (the model list is asked once besides)
     rows = _ledger(tmp_path)
     assert len(rows) == 16
     assert all(attempts <= 8 for *_, attempts in rows)

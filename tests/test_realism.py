@@ -64,6 +64,59 @@ def test_idle_hosts_look_idle(default_run):
     assert idle["kurt_diff"].median() > 30                   # real idle: about 100
 
 
+def test_each_check_is_judged_per_host_with_its_worst_host(default_run):
+    import numpy as np
+    for row in default_run.checks.iter_rows(named=True):
+        sim = default_run.host_stats.filter(pl.col("metric") == row["metric"])
+        if row["hosts"] != "all":
+            sim = sim.filter((pl.col("profile") == "idle") == (row["hosts"] == "idle"))
+        sim = sim.filter(pl.col(row["statistic"]).is_not_nan())
+        values = sim[row["statistic"]].to_numpy()
+        lo, hi = row["real_min"], row["real_max"]
+        assert row["share_in_range"] == pytest.approx(np.mean((values >= lo) & (values <= hi)))
+        outside = np.maximum(np.maximum(lo - values, values - hi), 0) / (hi - lo)
+        assert row["worst_outside"] == pytest.approx(outside.max())
+        worst = sim.filter(pl.col("host") == row["worst_host"])
+        assert worst[row["statistic"]].item() == pytest.approx(row["worst_value"])
+        assert worst["profile"].item() == row["worst_profile"]
+        assert (row["worst_outside"] == 0) == (row["share_in_range"] == 1)
+
+
+def test_tracked_rows_measure_batch_jobs_and_memory_drift(default_run):
+    import numpy as np
+    from simulator.catalogue import M
+    from simulator.realism.profiles import DAY_STEPS, is_real_batch_host, job_height_spread
+    rows = {r["row"]: r for r in default_run.tracked.iter_rows(named=True)}
+    batch = rows["batch job height IQR (CPU > 20 %)"]
+    real = sorted(job_height_spread(t.v) for t in default_run.real_traces if is_real_batch_host(t))
+    assert len(real) == 2 and real[0] > 10   # NAB fe7f93 and 77c1ca: jobs of 42.8-59.6 % and 58.8-93.6 %
+    assert (batch["real_min"], batch["real_max"]) == pytest.approx((real[0], real[-1]))
+    assert batch["worst_profile"] == "batch_compute"
+    cpu = default_run.traces.base[M["cpu_usage"], batch["worst_host"]].astype(float)
+    jobs = cpu[cpu > 20]
+    assert batch["worst_value"] == pytest.approx(np.percentile(jobs, 75) - np.percentile(jobs, 25))
+    drift = rows["memory drift, last - first day"]
+    mem = default_run.traces.base[M["memory_usage"]].astype(float)
+    each = np.median(mem[:, -DAY_STEPS:], axis=1) - np.median(mem[:, :DAY_STEPS], axis=1)
+    assert drift["sim_median"] == pytest.approx(np.median(each))
+    assert drift["worst_value"] == pytest.approx(each[np.argmax(np.abs(each))])
+    assert drift["share_in_range"] == pytest.approx(np.mean(np.abs(each) <= 5))
+
+
+def test_beyond_cpu_tables_cover_every_profile_with_a_source(default_run, config):
+    names = {p.name for p in config.profiles}
+    for table, metrics in ((default_run.profiles, {"memory_usage", "load_average", "network_in_mbps",
+                                                   "network_out_mbps"}),
+                           (default_run.fine_profiles, {"java_heap_usage", "java_gc_time"})):
+        assert set(table.select("metric", "profile").iter_rows()) == {(m, p) for m in metrics for p in names}
+        assert table["source"].str.len_chars().min() > 10
+    heap = {r["profile"]: r for r in default_run.fine_profiles.filter(pl.col("metric") == "java_heap_usage")
+            .iter_rows(named=True)}
+    for quiet in ("idle", "database"):   # no busy JVM there (data_config/metrics.yaml), a busy one here
+        for busy in ("web_api", "jvm_app_server"):
+            assert heap[quiet]["p90"] < heap[busy]["p50"], (quiet, busy)
+
+
 def test_cpu_spikes_are_short_and_peak_like_nab(default_run):
     shapes = {r["statistic"]: r for r in default_run.shapes.iter_rows(named=True)}
     assert 1 <= shapes["length_points"]["sim_median"] <= 7
@@ -92,11 +145,14 @@ def test_realism_command_prints_the_table_writes_plots_and_passes_on_defaults(tm
     proc = _run("realism", "--output-dir", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "cpu_usage" in proc.stdout and "real range" in proc.stdout and " OUT" not in proc.stdout
-    for name in ("profiles.png", "real_vs_simulated.png", "statistics.png"):
+    assert "per host (hosts inside the real range" in proc.stdout and "batch job height IQR" in proc.stdout
+    for name in ("profiles.png", "real_vs_simulated.png", "statistics.png", "beyond_cpu.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
     report = json.loads((out / "realism_report.json").read_text())
     assert report["passed"] is True and len(report["checks"]) >= 25
+    assert {r["row"] for r in report["tracked"]} >= {"batch job height IQR (CPU > 20 %)"}
+    assert {r["metric"] for r in report["profiles_1s"]} == {"java_heap_usage", "java_gc_time"}
 
 
 def test_realism_command_fails_when_a_statistic_is_out_of_range(tmp_path, config_dict, write_config):

@@ -19,7 +19,7 @@ from simulator.events import plan_events
 from simulator.population import build_population
 from simulator import scaleout, shards
 from simulator.errors import SimulatorError
-from simulator.scaleout import MANIFEST, check_sharded, open_traces, run_job
+from simulator.scaleout import MANIFEST, anomalous_share, check_sharded, open_traces, run_job
 from simulator.shards import make_job, run_host_range
 from simulator.staging import events_table
 
@@ -86,6 +86,24 @@ def test_chunked_job_is_continuous_and_labels_its_events(tmp_path):
         assert hit.any(), f"event {ev['event_id']} has no labelled point inside its window"
         assert rows["is_anomaly"].to_numpy()[hit].all()
     assert not check_sharded(tmp_path / "out")
+
+
+def test_sharded_job_sizes_each_chunks_events_to_the_anomaly_share(tmp_path):
+    one = make_job(CONFIG, 8, 600, 2, anomaly_share=0.05, shard_hosts=3, interval_s=10)
+    run_job(one, tmp_path / "one")
+    traces, events = simulate(8, 600, seed=2, anomaly_share=0.05, interval_s=10)
+    assert _parts(tmp_path / "one").equals(traces)   # one chunk: the unsharded run
+    assert _events(tmp_path / "one").equals(events_table(events.sort("event_id"), CONFIG))
+    job = make_job(CONFIG, 8, 2400, 2, anomaly_share=0.05, shard_hosts=3, shard_steps=600, interval_s=10)
+    manifest = run_job(job, tmp_path / "out")
+    events, parts = _events(tmp_path / "out"), _parts(tmp_path / "out")
+    assert events["event_id"].to_list() == list(range(manifest["events"]))
+    chunk = events["start_step"] // 600
+    assert ((events["end_step"] - 1) // 600 == chunk).all() and chunk.n_unique() == 4
+    assert abs(parts["is_anomaly"].mean() - 0.05) <= 0.01
+    assert anomalous_share(tmp_path / "out") == parts["is_anomaly"].mean()
+    with pytest.raises(SimulatorError, match="--anomalies, --anomaly-share"):
+        make_job(CONFIG, 8, 600, 2, anomalies=3, anomaly_share=0.05)
 
 
 def test_local_output_does_not_depend_on_threads(tmp_path):

@@ -168,3 +168,68 @@ def test_traces_refuses_what_the_disk_cannot_hold(tmp_path):
                            "--output", str(tmp_path / "x.parquet")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "GB on disk" in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_events_happen_only_on_the_profiles_their_kind_declares(config):
+    _, events = simulator.simulate(30, 288, config=config, seed=5, anomalies=90)
+    assert len(events) == 90
+    for kind, profile in events.select("kind", "profile").unique().rows():
+        assert profile in config.anomaly(kind).profiles, (kind, profile)
+    per_host = events.group_by("host").len()["len"]
+    assert per_host.max() <= 90 // 30 + 1   # still spread over the hosts (kinds anywhere placed first)
+    spikes = events.filter(pl.col("kind") == "cpu_spike")["profile"].value_counts()
+    assert len(spikes) == len(config.anomaly("cpu_spike").profiles)   # a kind allowed anywhere is everywhere
+
+
+def test_a_kind_without_eligible_hosts_gives_its_share_to_the_others(config):
+    import dataclasses
+    idle_only = tuple(dataclasses.replace(p, share=1.0 if p.name == "idle" else 0.0) for p in config.profiles)
+    cfg = dataclasses.replace(config, profiles=idle_only)
+    _, events = simulator.simulate(4, 288, config=cfg, seed=2, anomalies=20)
+    assert len(events) == 20 and set(events["profile"]) == {"idle"}
+    assert "jvm_gc_storm" not in set(events["kind"]) and "job_backlog" not in set(events["kind"])
+    gc_only = dataclasses.replace(cfg, anomalies=(dataclasses.replace(config.anomaly("jvm_gc_storm"), share=1.0),))
+    with pytest.raises(simulator.SimulatorError, match="no anomaly kind can happen on the hosts' profiles .idle."):
+        simulator.simulate(4, 288, config=gc_only, seed=2, anomalies=3)
+
+
+# the share of anomalous points asked for is met within SHARE_TOLERANCE of itself, with few events or many:
+# the event count, then the events' durations together, are sized on the plan's perturbed steps, and the
+# labels cover those but for the edges where a metric has not yet moved (measured: within 15 %, mostly 3 %)
+SHARE_TOLERANCE = 0.2
+SHARE_CASES = [  # hosts, steps, interval_s, share
+    (30, 2700, 1, 0.02), (30, 2700, 1, 0.2), (20, 4032, 300, 0.02), (20, 288, 300, 0.1),
+    (10, 8640, 60, 0.05), (6, 20160, 30, 0.01),
+]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+@pytest.mark.parametrize("hosts,steps,interval,share", SHARE_CASES)
+def test_the_anomaly_share_asked_is_met_at_any_interval_and_length(config, hosts, steps, interval, share, seed):
+    from simulator.events import MAX_EVENT_TRACE_SHARE
+    traces, events = simulator.simulate(hosts, steps, config=config, seed=seed, anomaly_share=share,
+                                        interval_s=interval, with_labels=True)
+    achieved = traces["is_anomaly"].mean()
+    assert abs(achieved - share) <= SHARE_TOLERANCE * share, (achieved, share, len(events))
+    length = events["end_step"] - events["start_step"]
+    assert length.max() <= max(1, round(MAX_EVENT_TRACE_SHARE * steps))   # events sized to the trace
+    whole = traces.group_by("host").agg(pl.col("is_anomaly").all())["is_anomaly"]
+    assert not whole.any()
+    labelled = set()
+    for metric in METRICS:   # labels stay exact: every event labelled, every label an event's
+        labelled |= set(traces.filter(pl.col(f"label_{metric}") >= 0)[f"label_{metric}"].unique().to_list())
+    assert labelled == set(events["event_id"].to_list())
+
+
+def test_the_anomaly_share_is_deterministic_and_refused_where_it_cannot_be_met(config):
+    a = simulator.simulate(8, 600, config=config, seed=9, anomaly_share=0.05, interval_s=10)
+    b = simulator.simulate(8, 600, config=config, seed=9, anomaly_share=0.05, interval_s=10, workers=1)
+    assert a[0].equals(b[0]) and a[1].equals(b[1])
+    for share, message in ((0.6, "must be between 0 and 0.5"), (-0.1, "must be between 0 and 0.5"),
+                           (0.01, "less than one anomalous point"), (float("nan"), "expected a number")):
+        with pytest.raises(simulator.SimulatorError, match=f"--anomaly-share: .*{message}"):
+            simulator.simulate(2, 20, config=config, seed=1, anomaly_share=share)
+    with pytest.raises(simulator.SimulatorError, match="--anomalies, --anomaly-share: give one"):
+        simulator.simulate(2, 20, config=config, seed=1, anomalies=1, anomaly_share=0.1)
+    _, none = simulator.simulate(2, 20, config=config, seed=1, anomaly_share=0.0)
+    assert len(none) == 0

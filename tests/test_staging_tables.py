@@ -17,7 +17,8 @@ from simulator.__main__ import main
 from simulator.config import load_config
 from simulator.scaleout import run_job
 from simulator.shards import make_job
-from simulator.staging import KIND, METRIC, STATUS, TABLES, StagingError, open_staging
+from simulator.staging import (KIND, LOG_TABLES, METRIC, REQUIRED_TABLES, STATUS, TABLES, StagingError,
+                               open_staging)
 
 CONFIG = load_config(None)
 UTC = pl.Datetime("us", "UTC")
@@ -30,11 +31,11 @@ SHARED = {"host": pl.Int32, "step": pl.Int32, "event_id": pl.Int64, "timestamp":
 
 @pytest.fixture(scope="module")
 def staging(tmp_path_factory) -> Path:
-    """A run of three blocks (two hosts a block), so traces and labels have several parts."""
+    """A run with logs of three blocks (two hosts a block), so traces, labels, logs and alerts have several parts."""
     out = tmp_path_factory.mktemp("tables") / "training"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(simulator.api, "BLOCK_HOSTS", 2)
-        assert main(["--samples", "300", "--seed", "8", "--output-dir", str(out), "--quiet"]) == 0
+        assert main(["--samples", "300", "--seed", "8", "--output-dir", str(out), "--quiet", "--logs"]) == 0
     return out / "staging"
 
 
@@ -48,6 +49,7 @@ def test_each_table_is_a_folder_of_numbered_parts_and_the_manifest_lists_them(st
     assert sorted(p.name for p in staging.iterdir()) == sorted([*TABLES, "manifest.json"])
     assert [p.name for p in parts(staging, "traces")] == [f"traces-0000{i}.parquet" for i in range(3)]
     assert len(parts(staging, "labels")) == 3 and len(parts(staging, "events")) == len(parts(staging, "samples")) == 1
+    assert len(parts(staging, "logs")) == len(parts(staging, "alerts")) == 3
     for table in TABLES:
         listed = sorted(n for n in manifest["files"] if n.startswith(table + "/"))
         assert listed == [p.relative_to(staging).as_posix() for p in parts(staging, table)]
@@ -180,6 +182,107 @@ def test_an_old_flat_staging_is_named_as_such_and_replaced_by_the_next_run(tmp_p
     assert not list(staging.glob("*.parquet"))
     assert main(["status", "--output-dir", str(out)]) == 0
     assert "come from the same run" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------- logs and alerts
+def traces_with_labels(staging: Path) -> pl.DataFrame:
+    """The run's traces with a label_<metric> column per metric, rebuilt from the traces and labels tables:
+    the frame `simulate` returns, from which `simulate_logs` works."""
+    traces = pl.read_parquet(staging / "traces" / "*.parquet")
+    labels = (pl.read_parquet(staging / "labels" / "*.parquet")
+              .with_columns(pl.format("label_{}", pl.col("metric").cast(pl.Utf8)).alias("metric"))
+              .pivot("metric", index=["host", "step"], values="event_id"))
+    names = [f"label_{m.name}" for m in CONFIG.metrics]
+    return (traces.join(labels, on=["host", "step"], how="left")
+            .with_columns(*[(pl.col(c) if c in labels.columns else pl.lit(None)).fill_null(-1).cast(pl.Int64).alias(c)
+                            for c in names])
+            .sort("host", "step"))
+
+
+@pytest.fixture(scope="module")
+def simulated_logs(staging):
+    """What simulator.logs and simulator.alerts produce for the staged run's traces and events, as a reference."""
+    from simulator.alerts import evaluate_alerts
+    from simulator.logs import simulate_logs
+
+    traces = traces_with_labels(staging)
+    events = pl.read_parquet(staging / "events" / "*.parquet").with_columns(pl.col("kind").cast(pl.Utf8))
+    logs = simulate_logs(traces, events, seed=8)
+    return traces, logs, evaluate_alerts(traces, logs, events)
+
+
+def test_staged_logs_are_what_simulate_logs_gives_for_the_staged_traces(staging, simulated_logs):
+    traces, logs, alerts = simulated_logs
+    staged = pl.read_parquet(staging / "logs" / "*.parquet")
+    assert len(staged) > 100_000 and staged.columns == ["host", "step", *logs.columns[1:]]
+    assert staged.drop("step").equals(logs)
+    assert staged["event_id"].is_not_null().any()
+    # each line's step is the trace point whose interval (t - interval, t] holds it
+    points = staged.join(traces.select("host", "step", pl.col("timestamp").alias("t")), on=["host", "step"])
+    interval = pl.duration(seconds=CONFIG.simulation.interval_s)
+    assert len(points) == len(staged)
+    assert points.select(((pl.col("timestamp") <= pl.col("t")) & (pl.col("timestamp") > pl.col("t") - interval))
+                         .all()).item()
+    staged_alerts = pl.read_parquet(staging / "alerts" / "*.parquet")
+    assert len(staged_alerts) > 10 and staged_alerts.columns == alerts.alerts.columns
+    assert staged_alerts.cast({c: alerts.alerts.schema[c] for c in staged_alerts.columns}).equals(alerts.alerts)
+    assert (staged_alerts["kind"].is_null() == (staged_alerts["outcome"] == "false_alarm")).all()
+    manifest = json.loads((staging / "manifest.json").read_bytes())
+    assert manifest["alerts_per_rule"] == {r.pop("rule"): r for r in alerts.summary.iter_rows(named=True)}
+
+
+def test_the_reader_returns_a_hosts_log_lines_in_a_step_window(staging):
+    from simulator.logs import render_lines
+
+    run = open_staging(staging)
+    staged = pl.read_parquet(staging / "logs" / "*.parquet")  # read whole: the reference
+    assert run.has_logs
+    for host, start, end in [(3, 500, 503), (0, 0, 2), (5, 2010, 2015), (2, 777, 777)]:
+        got = run.logs(host, start, end)
+        expected = staged.filter((pl.col("host") == host) & pl.col("step").is_between(start, end))
+        assert len(expected) > 0 and got.drop("line").equals(expected), (host, start, end)
+        assert got["line"].equals(render_lines(expected).alias("line"))
+    assert f"cn{3:05d}" in " ".join(run.logs(3, 0, 287)["line"].to_list())  # syslog lines name the host
+    points = pl.DataFrame({"key": ["a", "b", "c"], "host": [4, 1, 4], "step": [300, 20, 301]})
+    both = run.log_windows(points, before=2, after=1)
+    for key, host, step in points.iter_rows():
+        mine = both.filter(pl.col("key") == key)
+        expected = staged.filter((pl.col("host") == host) & pl.col("step").is_between(step - 2, step + 1))
+        assert (mine["at"] == step).all() and mine.drop("key", "at", "line").equals(expected), key
+    assert both["key"].to_list() == sorted(both["key"].to_list())  # the points' order
+    with pytest.raises(ValueError, match="end step 4 before start step 5"):
+        run.logs(1, 5, 4)
+
+
+def test_a_run_without_logs_stages_none_and_the_reader_says_so(tmp_path):
+    out = tmp_path / "training"
+    assert main(["--samples", "100", "--seed", "8", "--output-dir", str(out), "--quiet"]) == 0
+    run = open_staging(out / "staging")
+    assert not run.has_logs and not (out / "staging" / "logs").exists()
+    assert "alerts_per_rule" not in run.manifest and set(run.manifest["tables"]) == set(REQUIRED_TABLES)
+    with pytest.raises(StagingError, match="staged no logs; rerun python -m simulator generate --logs"):
+        run.logs(0, 0, 3)
+
+
+def test_staged_logs_and_alerts_do_not_depend_on_workers_blocks_or_parts(staging, tmp_path):
+    """The same run with one worker thread gives the same bytes; cut into other blocks and log parts, the
+    same tables."""
+    import simulator.staging
+
+    one = tmp_path / "one"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(simulator.api, "BLOCK_HOSTS", 2)
+        assert main(["--samples", "300", "--seed", "8", "--output-dir", str(one), "--quiet", "--logs",
+                     "--workers", "1"]) == 0
+    for table in LOG_TABLES:
+        assert [p.read_bytes() for p in parts(one / "staging", table)] == [p.read_bytes() for p in parts(staging, table)]
+    other = tmp_path / "other"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(simulator.staging, "LOG_PART_HOST_STEPS", 2016)  # one host a logs part
+        assert main(["--samples", "300", "--seed", "8", "--output-dir", str(other), "--quiet", "--logs"]) == 0
+    assert len(parts(other / "staging", "logs")) == 6 and len(parts(other / "staging", "alerts")) == 1
+    for table in LOG_TABLES:
+        assert pl.read_parquet(other / "staging" / table).equals(pl.read_parquet(staging / table))
 
 
 # ------------------------------------------------------------------------------ traces exports

@@ -12,6 +12,7 @@ import polars as pl
 
 from datasafe import atomic_path
 from ..catalogue import M
+from .profiles import FINE_INTERVAL_S, FINE_METRICS, PROFILE_METRICS as TABLED_METRICS
 from .report import CHECKS, STEPS, RealismResult
 
 DAYS_SHOWN = 3
@@ -26,12 +27,12 @@ def _pyplot():
 
 
 def write_plots(result: RealismResult, output_dir: Path, interval_s: float) -> list[Path]:
-    """Write the three PNGs into output_dir (atomically each); return their paths."""
+    """Write the PNGs into output_dir (atomically each); return their paths."""
     output_dir.mkdir(parents=True, exist_ok=True)
     plt = _pyplot()
     written = []
     for name, draw in (("profiles.png", _profiles), ("real_vs_simulated.png", _real_vs_simulated),
-                       ("statistics.png", _statistics)):
+                       ("statistics.png", _statistics), ("beyond_cpu.png", _beyond_cpu)):
         fig = draw(plt, result, interval_s)
         path = output_dir / name
         with atomic_path(path) as tmp:
@@ -168,5 +169,44 @@ def _statistics(plt, result: RealismResult, interval_s: float):
                 ax.set_ylabel(f"{check.metric}\n({check.hosts} hosts)", fontsize=7)
     fig.suptitle("Signature statistics: simulated hosts (histogram) against real hosts (black lines, "
                  "grey = real range)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+FINE_SECONDS_SHOWN = 600  # ten minutes of the one-second run
+
+
+def _beyond_cpu(plt, result: RealismResult, interval_s: float):
+    """One host per profile without anomalies: memory, load and network over 14 days at 5 minutes,
+    heap and GC time over ten minutes at one second; each column titled with its source."""
+    profiles = result.population.profile_names
+    per_host = np.array(profiles)[result.population.profile]
+    columns = [(m, s, False) for m, s in TABLED_METRICS.items()]
+    if result.fine_traces is not None:
+        columns += [(m, s, True) for m, s in FINE_METRICS.items()]
+    fig, axes = plt.subplots(len(profiles), len(columns), figsize=(3.4 * len(columns), 2.0 * len(profiles)),
+                             squeeze=False)
+    for row, profile in enumerate(profiles):
+        hosts = np.flatnonzero(per_host == profile)
+        for col, (metric, source, fine) in enumerate(columns):
+            ax = axes[row, col]
+            ax.tick_params(labelsize=6)
+            if not len(hosts):
+                ax.axis("off")
+                continue
+            if fine:
+                y = result.fine_traces.values[M[metric], hosts[0], :FINE_SECONDS_SHOWN]
+                x, unit = np.arange(len(y)) * FINE_INTERVAL_S / 60.0, "minutes (1 s)"
+            else:
+                y = result.traces.base[M[metric], hosts[0]]
+                x, unit = np.arange(len(y)) * interval_s / 86400.0, "days (5 min)"
+            ax.plot(x, y, lw=0.5, color="tab:blue")
+            if row == 0:
+                ax.set_title(f"{metric}\n{source.split(';')[0]}", fontsize=7)
+            if col == 0:
+                ax.set_ylabel(f"{profile}\nhost {hosts[0]}", fontsize=7)
+            if row == len(profiles) - 1:
+                ax.set_xlabel(unit, fontsize=7)
+    fig.suptitle("Beyond CPU per profile, without anomalies (sources in the realism table)", fontsize=10)
     fig.tight_layout()
     return fig

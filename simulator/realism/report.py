@@ -2,8 +2,12 @@
 
 A check compares one statistic of one metric, over a group of simulated hosts, with the range
 [min, max] over the real traces of the same kind; it is *in* when the simulated median over the
-group lies inside that range.  Normal behaviour is measured on each host's trace without anomalies
-(the kernel computes it alongside); anomaly shapes on the labelled events.
+group lies inside that range (the exit status).  Each check is also judged per host: the share of
+hosts inside the range and the worst host (furthest outside, in widths of the real range).  Normal
+behaviour is measured on each host's trace without anomalies (the kernel computes it alongside);
+anomaly shapes on the labelled events.  Memory, load, network and (at one second) heap and GC are
+tabled per profile with their sources, and the rows of issue 18 (batch-job heights, drift of normal
+memory) are reported beside the checks, not yet in the exit status (profiles.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ..config import SimConfig
 from ..engine import Traces, run_kernel
 from ..events import plan_events
 from ..population import Population, build_population
+from .profiles import fine_run, profile_table, tracked_rows
 from .reference import RealTrace, load_real_traces, load_signature_module, signature_of
 
 STEPS = 4032  # 14 days at 5 minutes, as the NAB files
@@ -68,6 +73,10 @@ class RealismResult:
     events: pl.DataFrame
     population: Population
     real_traces: list[RealTrace]
+    profiles: pl.DataFrame | None = None      # memory, load, network per profile (profiles.profile_table)
+    fine_profiles: pl.DataFrame | None = None  # heap and GC per profile at one second
+    fine_traces: Traces | None = None          # the one-second run they come from
+    tracked: pl.DataFrame | None = None        # batch-job height spread, drift of normal memory
 
     @property
     def passed(self) -> bool:
@@ -101,13 +110,15 @@ def run_realism(config: SimConfig, hosts: int, seed: int, reference_dir: Path,
     real_stats = pl.DataFrame([{"file": r.name, "group": r.group, "idle": r.idle,
                                 **{s: float(r.signature.get(s, np.nan)) for s in STATISTICS}}
                                for r in real_traces])
+    fine_profiles, fine_traces = fine_run(config, population, seed)
     return RealismResult(
         checks=_checks(host_stats, real_traces),
         shapes=_shapes(traces, events, real_traces),
         unreferenced=host_stats.filter(pl.col("metric").is_in(UNREFERENCED))
         .group_by("metric", maintain_order=True).agg(pl.col(s).median() for s in STATISTICS),
         host_stats=host_stats, real_stats=real_stats, traces=traces, events=events,
-        population=population, real_traces=real_traces)
+        population=population, real_traces=real_traces, profiles=profile_table(traces, population),
+        fine_profiles=fine_profiles, fine_traces=fine_traces, tracked=tracked_rows(traces, population, real_traces))
 
 
 def _checks(host_stats: pl.DataFrame, real_traces: list[RealTrace]) -> pl.DataFrame:
@@ -128,8 +139,19 @@ def _checks(host_stats: pl.DataFrame, real_traces: list[RealTrace]) -> pl.DataFr
                          "sim_median": median, "sim_min": float(values.min()), "sim_max": float(values.max()),
                          "real_min": lo, "real_max": hi, "n_sim": len(values), "n_real": len(real_values),
                          "share_in_range": float(((values >= lo) & (values <= hi)).mean()),
+                         **_worst_host(sim.filter(pl.col(stat).is_not_nan() & pl.col(stat).is_not_null()),
+                                       stat, lo, hi),
                          "within": lo <= median <= hi})
     return pl.DataFrame(rows)
+
+
+def _worst_host(sim: pl.DataFrame, stat: str, lo: float, hi: float) -> dict:
+    """The host furthest outside [lo, hi], with how far in widths of the range (0: every host inside)."""
+    values = sim[stat].to_numpy()
+    outside = np.maximum(np.maximum(lo - values, values - hi), 0.0) / max(hi - lo, 1e-12)
+    w = int(np.argmax(outside))
+    return {"worst_host": int(sim["host"][w]), "worst_profile": sim["profile"][w],
+            "worst_value": float(values[w]), "worst_outside": float(outside[w])}
 
 
 def _shapes(traces: Traces, events: pl.DataFrame, real_traces: list[RealTrace]) -> pl.DataFrame:
@@ -184,9 +206,54 @@ def format_report(result: RealismResult) -> str:
     lines.append(f"{'metric':<21} " + " ".join(f"{s:>14}" for s in stats))
     for r in result.unreferenced.iter_rows(named=True):
         lines.append(f"{r['metric']:<21} " + " ".join(f"{r[s]:>14.3g}" for s in stats))
+    lines += _per_host_lines(result) + _tracked_lines(result) + _profile_lines(result)
     n_out = int((~result.checks["within"]).sum() + (~result.shapes["within"]).sum())
     n_all = len(result.checks) + len(result.shapes)
     lines.append("")
     lines.append(f"{n_all - n_out} of {n_all} statistics inside the real range"
                  + ("" if n_out == 0 else f"; {n_out} OUT"))
     return "\n".join(lines)
+
+
+def _per_host_lines(result: RealismResult) -> list[str]:
+    """Each check judged per host: the share of hosts inside the real range and the worst host."""
+    lines = ["", "per host (hosts inside the real range; the worst host, its value and how far outside in "
+                 "widths of the real range):",
+             f"{'metric':<17} {'hosts':<6} {'statistic':<17} {'hosts inside':<14} worst host"]
+    for r in result.checks.iter_rows(named=True):
+        inside = f"{round(r['share_in_range'] * r['n_sim'])}/{r['n_sim']} {r['share_in_range']:.0%}"
+        worst = ("none outside" if r["worst_outside"] == 0 else
+                 f"host {r['worst_host']} ({r['worst_profile']}) {r['worst_value']:.3g}, "
+                 f"{r['worst_outside']:.2g} widths outside")
+        lines.append(f"{r['metric']:<17} {r['hosts']:<6} {r['statistic']:<17} {inside:<14} {worst}")
+    return lines
+
+
+def _tracked_lines(result: RealismResult) -> list[str]:
+    if result.tracked is None or not len(result.tracked):
+        return []
+    lines = ["", "tracked rows of issue 18 (reported, not in the exit status): simulated median [min..max], "
+                 "hosts inside, worst host",
+             f"{'row':<36} {'simulated':<26} {'reference':<34} {'inside':<8} {'worst host':<28} median inside"]
+    for r in result.tracked.iter_rows(named=True):
+        sim = f"{r['sim_median']:.3g} [{r['sim_min']:.3g}..{r['sim_max']:.3g}]"
+        worst = f"host {r['worst_host']} ({r['worst_profile']}) {r['worst_value']:.3g}"
+        lines.append(f"{r['row']:<36} {sim:<26} {r['reference']:<34} {r['share_in_range']:<8.0%} {worst:<28} "
+                     f"{'yes' if r['within'] else 'no'}")
+    return lines
+
+
+def _profile_lines(result: RealismResult) -> list[str]:
+    lines = []
+    for title, table in (("per profile, 14 days at 5 minutes without anomalies (median over the profile's hosts)",
+                          result.profiles),
+                         ("per profile, 45 minutes at 1 second without anomalies", result.fine_profiles)):
+        if table is None or not len(table):
+            continue
+        lines += ["", f"{title}:",
+                  f"{'metric':<17} {'profile':<15} {'p10':>9} {'p50':>9} {'p90':>9} {'acf1':>7} "
+                  f"{'repeats':>8} {'zeros':>6}  source"]
+        for r in table.iter_rows(named=True):
+            lines.append(f"{r['metric']:<17} {r['profile']:<15} {r['p10']:>9.3g} {r['p50']:>9.3g} {r['p90']:>9.3g} "
+                         f"{r['acf1']:>7.2f} {r['frac_zero_diff']:>8.1%} {r['frac_zero']:>6.0%}  {r['source']}")
+    return lines
