@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--from-metrics", type=Path, default=None, metavar="METRICS_JSON",
                      help="build metrics_explanation prompts from the samples of a simulator dataset (e.g. "
                           "training/metrics_dataset.json) and keep only answers that agree with their labels")
+    gen.add_argument("--normal-share", type=float, default=None, metavar="SHARE",
+                     help="share of normal samples among the --from-metrics prompts, 0 to 1; the rest is spread "
+                          "evenly over the anomaly kinds present (default: grounding.normal_share of models.yaml, 0.5)")
     selection(gen)
     retry = sub.add_parser("retry-failed", help="forget failed items and generate them again")
     common(retry, True)
@@ -222,7 +225,7 @@ def _generate(args) -> int:
         targets = {} if retry else pipeline.choose_targets(settings, types=args.types, count=args.count)
         work = pipeline.plan_work(domain, settings, specs, targets=targets, seed=seed,
                                   from_metrics=getattr(args, "from_metrics", None), config_dir=args.config_dir,
-                                  ledger=ledger)
+                                  ledger=ledger, normal_share=getattr(args, "normal_share", None))
     except BaseException:
         if ledger is not None:
             ledger.close()
@@ -270,6 +273,7 @@ def _print_session(session, work, specs, retry: bool) -> None:
     pool = ", ".join(f"{s.name}/{m}" for s in specs for m in s.models)
     n, todo = len(work.items), len(session.todo)
     print(f"{n} items ({n - todo} already finished, {todo} to do) on {pool}", file=sys.stderr)
+    print(f"free-text gates: {session.dedup.free_text.describe()}", file=sys.stderr)
 
 
 def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):

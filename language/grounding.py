@@ -20,6 +20,10 @@ columns does not give the label away). When the run staged its logs (`python -m 
 staging reader (`StagedRun.log_windows`): at most LOG_LINES lines, chosen the same way for every sample
 (the latest line of each template first, the most severe, then the rarest in the window; never by the
 lines' event ids), shown in time order.
+
+The samples are chosen balanced over the labels (`balanced_rows`): by default half normal (the
+`normal_share`), the rest spread evenly over the anomaly kinds present; a label with too few
+samples leaves its share to the others.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ FORMS = ("table", "splunk", "alert")
 SOURCE_STREAM = 12  # SeedSequence spawn key of the sample choice
 WINDOW_STEPS = 12   # points before a staged sample shown with it: one hour at the default 5 minutes
 WINDOW_METRICS = 3  # metrics in the window: those the snapshot moved most against the points before it
+NORMAL_SHARE = 0.5  # default share of normal samples among the grounded prompts
 LOG_LINES = 8       # log lines at most in the excerpt of a staged sample's window
 # grounded answers are JSON (verify.ANSWER_SCHEMA), asked for through each backend's structured output;
 # the prompt says what each field holds, the schema constrains its form
@@ -242,6 +247,14 @@ class StagedSamples:
         self.metrics = [m for m in self.run.metrics if m in schema]
         self.n = self.run.scan("samples").select(pl.len()).collect().item()
 
+    def labels(self) -> pl.Series:
+        """Every sample's label (its kind, or "normal"), in row order."""
+        frame = self.run.scan("samples").select(
+            pl.when(pl.col("status").cast(pl.Utf8) == "anomaly")
+            .then(pl.col("kind").cast(pl.Utf8).fill_null("normal")).otherwise(pl.lit("normal")).alias("label")
+        ).collect()
+        return frame["label"]
+
     def take(self, order: np.ndarray, steps: int = WINDOW_STEPS) -> list[dict]:
         """The samples at rows `order` (in that order), each with its host's window of `steps` points."""
         from simulator.staging import SAMPLE_TIME_FORMAT
@@ -331,25 +344,75 @@ class StagedSamples:
                                 f"{differs['id'][0]} (host {differs['host'][0]}, step {differs['step'][0]})")
 
 
+def label_quotas(available: np.ndarray, normal: int, count: int, normal_share: float,
+                 kind_order: np.ndarray) -> np.ndarray:
+    """How many samples of each label to take: round(count * normal_share) normal ones (label `normal`),
+    the rest spread evenly over the other labels that have samples (the remainder one each, in
+    `kind_order`); a label with fewer samples than its share leaves the difference to the others
+    (first to the anomaly kinds, then to normal). Never more than `available` per label."""
+    quota = np.zeros(len(available), np.int64)
+    count = min(int(count), int(available.sum()))
+    quota[normal] = min(int(available[normal]), int(round(count * normal_share)))
+    kinds = [int(k) for k in kind_order if k != normal and available[k] > 0]
+    left = count - quota[normal]
+    while left > 0 and kinds:
+        each, extra = divmod(left, len(kinds))
+        for j, k in enumerate(kinds):  # a few labels, not samples: a loop over kinds
+            quota[k] += min(each + (j < extra), available[k] - quota[k])
+        left = count - int(quota.sum())
+        kinds = [k for k in kinds if quota[k] < available[k]]
+    quota[normal] += min(left, int(available[normal] - quota[normal]))
+    return quota
+
+
+def balanced_rows(codes: np.ndarray, normal: int, count: int, normal_share: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Rows of `count` samples whose label codes are `codes` (normal = `normal`), balanced per
+    label_quotas: in the order of one random permutation, the first rows of each label up to its quota
+    (so the same seed picks the same rows, and a larger count keeps nearly all of a smaller one's)."""
+    codes = np.asarray(codes, np.int64)
+    n_labels = int(max(codes.max(initial=-1), normal)) + 1
+    perm = rng.permutation(len(codes))
+    permuted = codes[perm]
+    available = np.bincount(codes, minlength=n_labels)
+    _, first_seen = np.unique(permuted, return_index=True)
+    kind_order = permuted[np.sort(first_seen)]  # labels by first appearance in the permutation
+    quota = label_quotas(available, normal, count, normal_share, kind_order)
+    by_label = np.argsort(permuted, kind="stable")  # positions grouped per label, in permutation order
+    starts = np.concatenate(([0], np.cumsum(available)[:-1]))
+    rank = np.empty(len(codes), np.int64)
+    rank[by_label] = np.arange(len(codes)) - np.repeat(starts, available)
+    return perm[rank < quota[permuted]]
+
+
+def _label_codes(labels: pl.Series) -> tuple[np.ndarray, int]:
+    """(a code per sample, the code of "normal") for sample labels (a kind or "normal")."""
+    names = sorted(set(labels.unique().to_list()) | {"normal"})
+    codes = labels.replace_strict(names, list(range(len(names))), return_dtype=pl.Int64).to_numpy()
+    return codes, names.index("normal")
+
+
 def metric_sample_items(path: Path, count: int, domain: DomainContent, models_per_prompt: int, n_models: int,
-                        options: str, seed: int, window_steps: int = WINDOW_STEPS) -> list[WorkItem]:
-    """`count` metrics_explanation items from the samples in `path`, anomalies and normal ones alike.
+                        options: str, seed: int, window_steps: int = WINDOW_STEPS,
+                        normal_share: float = NORMAL_SHARE) -> list[WorkItem]:
+    """`count` metrics_explanation items from the samples in `path`, balanced over the labels
+    (`normal_share` normal, the rest evenly over the anomaly kinds present; see balanced_rows).
 
     `path` is a metrics dataset JSON (prompts show the snapshot) or a staging folder (prompts also
     show the `window_steps` points before the snapshot)."""
-    from simulator.anomalies import ANOMALY_KINDS
-
     folder = staging_folder(path)
     staged = StagedSamples(folder) if folder is not None else None
     samples = read_metric_samples(path) if staged is None else None
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SOURCE_STREAM,)))
-    order = rng.permutation(len(samples) if staged is None else staged.n)[:count]
+    labels = pl.Series([_label(s) for s in samples], dtype=pl.Utf8) if staged is None else staged.labels()
+    codes, normal = _label_codes(labels)
+    order = balanced_rows(codes, normal, count, normal_share, rng)
     chosen = [with_context_window(samples[i], window_steps) for i in order.tolist()] if staged is None \
         else staged.take(order, window_steps)
     slots = max(1, min(models_per_prompt, n_models))
     items = []
     for p_index, sample in enumerate(chosen):
-        label = (sample.get("anomaly_type") or "normal") if sample["status"] == "anomaly" else "normal"
+        label = _label(sample)
         moved = moved_metrics(sample_from_dict(sample, label))  # measured on this sample's data
         persona = domain.personalities[int(rng.integers(len(domain.personalities)))]
         prompt = (f"{_render(FORMS[int(rng.integers(len(FORMS)))], sample, rng)}\n\n"
@@ -362,3 +425,8 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
                                   source_sample_id=str(sample["id"]), label=label, moved=tuple(moved),
                                   structured=True))
     return items
+
+
+def _label(sample: dict) -> str:
+    """A sample's label: its anomaly kind, or "normal"."""
+    return (sample.get("anomaly_type") or "normal") if sample["status"] == "anomaly" else "normal"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .domain import AUDIENCES, SAMPLE_TYPES, DomainContent
+from .quality import token_limit
 from .settings import Settings
 
 ITEM_STREAM = 11  # SeedSequence spawn key of prompt sampling
@@ -59,6 +60,11 @@ class WorkItem:
     label: str = ""              # grounded items: its anomaly kind, or "normal"
     moved: tuple[str, ...] = ()  # grounded items: the metrics that moved in the sample's data
     structured: bool = False     # the answer is JSON against verify.ANSWER_SCHEMA (grounded items)
+    max_tokens: int = 0          # the answer's token limit (from its requested length); 0: generation.max_tokens
+
+    def token_limit(self, default: int) -> int:
+        """The max_tokens of this item's calls: its own, else `default` (models.yaml generation.max_tokens)."""
+        return self.max_tokens or default
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ def build_items(domain: DomainContent, settings: Settings, targets: dict[str, in
     """The items for `targets` prompts per type, each asked of min(models_per_prompt, n_models) slots."""
     slots = max(1, min(settings.rotation.models_per_prompt, n_models))
     options = settings.fingerprint()
+    q = settings.quality
     items: list[WorkItem] = []
     for t_index, sample_type in enumerate(SAMPLE_TYPES):
         n = targets.get(sample_type, 0)
@@ -137,7 +144,8 @@ def build_items(domain: DomainContent, settings: Settings, targets: dict[str, in
                 items.append(WorkItem(
                     item_id=_hash(prompt_id, str(slot), options)[:20], prompt_id=prompt_id,
                     sample_type=sample_type, prompt_index=p_index, slot=slot, system=domain.system_prompt,
-                    prompt=prompt, term=fields.get("term", ""), category=fields.get("_category", "")))
+                    prompt=prompt, term=fields.get("term", ""), category=fields.get("_category", ""),
+                    max_tokens=token_limit(prompt, q.length_tolerance, q.tokens_per_word, settings.generation.max_tokens)))
     return items
 
 

@@ -262,6 +262,12 @@ class Ledger:
         self._write_rows()
         return self.db.execute("SELECT item_id, response FROM results WHERE status = 'accepted'").fetchall()
 
+    def accepted_free_texts(self) -> list[tuple[str, str]]:
+        """(item_id, response) of the accepted answers that are free text (not grounded: no label)."""
+        self._write_rows()
+        return self.db.execute("SELECT item_id, response FROM results WHERE status = 'accepted' "
+                               "AND label IS NULL").fetchall()
+
     def results_frame(self) -> pl.DataFrame:
         self.commit()
         cur = self.db.execute("SELECT * FROM results ORDER BY rowid")

@@ -114,15 +114,18 @@ class Work:
     targets: dict[str, int]
     seed: int
     from_metrics: Path | None   # the simulator output grounded prompts come from
+    normal_share: float         # share of normal samples among the grounded prompts
     items: list
     vocabulary: object | None   # grounding.Vocabulary, for grounded prompts
     backends: list
+    free_text: object = None    # quality.FreeTextGates of the run (None: built by open_session)
 
 
 def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, from_metrics: Path | None,
-              config_dir: Path | None, ledger=None) -> Work:
+              config_dir: Path | None, ledger=None, normal_share: float | None = None) -> Work:
     """The run's work, all checked; `ledger` is the staging's for retry-failed (the last generate's
-    targets, seed and --from-metrics are read from it), else None."""
+    targets, seed, --from-metrics and --normal-share are read from it), else None; `normal_share`
+    (None: models.yaml's grounding.normal_share) is the share of normal samples among grounded prompts."""
     from .backends import build_backend
     from .items import build_items
 
@@ -132,6 +135,10 @@ def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, fr
             raise LanguageError(f"retry-failed: no earlier generate in {ledger.dir}")
         seed = int(ledger.get_meta("seed") or seed)
         from_metrics = Path(ledger.get_meta("from_metrics")) if ledger.get_meta("from_metrics") else None
+        normal_share = float(ledger.get_meta("normal_share") or settings.grounding.normal_share)
+    normal_share = settings.grounding.normal_share if normal_share is None else normal_share
+    if not 0.0 <= normal_share <= 1.0:
+        raise LanguageError(f"--normal-share: must be between 0 and 1, got {normal_share}")
     targets = dict(targets)
     backends = [build_backend(s) for s in specs]
     n_models = sum(len(s.models) for s in specs)
@@ -142,9 +149,10 @@ def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, fr
         from .grounding import load_vocabulary, metric_sample_items
         vocabulary = load_vocabulary(config_dir)
         items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
-                                     n_models, settings.fingerprint(), seed)
+                                     n_models, settings.fingerprint(), seed, normal_share=normal_share)
         targets["metrics_explanation"] = grounded_count
-    return Work(targets, seed, from_metrics, items, vocabulary, backends)
+    return Work(targets, seed, from_metrics, normal_share, items, vocabulary, backends,
+                free_text_gates(settings, domain))
 
 
 @dataclass
@@ -170,6 +178,7 @@ def open_session(ledger, domain, settings, work: Work, *, retry: bool) -> Sessio
     ledger.set_meta("seed", str(work.seed))
     if work.from_metrics:
         ledger.set_meta("from_metrics", str(work.from_metrics))
+        ledger.set_meta("normal_share", repr(work.normal_share))
     identity = config_hash(domain, settings)
     previous = ledger.get_meta("config_hash")
     ledger.set_meta("config_hash", identity)
@@ -180,10 +189,28 @@ def open_session(ledger, domain, settings, work: Work, *, retry: bool) -> Sessio
     ledger.set_meta("generation_batches", str(batch))
     ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in work.items)))
     session_id = f"{stamp()}-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]}"
-    dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard)
+    dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard,
+                           free_text=work.free_text if work.free_text is not None else free_text_gates(settings, domain))
     for item_id, text in ledger.accepted_texts():  # every accepted answer is exported, so none may repeat
         dedup.add(item_id, text)
+    semantic = dedup.free_text.semantic
+    if semantic is not None:  # the accepted free-text answers, embedded in batches
+        accepted = ledger.accepted_free_texts()
+        if accepted:
+            semantic.add_many([i for i, _ in accepted], semantic.gate.embed([t for _, t in accepted]))
+    ledger.set_meta("free_text_gates", dedup.free_text.describe())
     return Session(settings, identity, previous, session_id, batch, todo, dedup, retried)
+
+
+def free_text_gates(settings, domain=None):
+    """The free-text gates of a run: length, the relevance gate models.yaml's quality.relevance picks
+    (language/relevance.py), and semantic duplicates with the embedding gate."""
+    from .quality import FreeTextGates
+    from .relevance import build_gate
+
+    q = settings.quality
+    relevance = build_gate(q.relevance, q.relevance_min_similarity, domain)
+    return FreeTextGates(q.length_tolerance, relevance, relevance.semantic_index(q.semantic_duplicate_cosine))
 
 
 async def run_session(ledger, work: Work, session: Session, *, advance: Callable[[], None] | None = None,

@@ -4,11 +4,20 @@ Order: strip reasoning blocks; reject empty, template-token leaks, truncated (th
 the token limit), too short, refusing, looping on itself, prompt-echoing; then exact duplicates (normalized text) and
 near duplicates (word 3-gram Jaccard at or above the threshold, found through MinHash LSH buckets
 and confirmed exactly).
+
+Free-text answers (every type but the grounded metrics explanations) pass two more gates before the
+duplicates: the length their prompt asks for ("120-220 words", "under 250 words"; `requested_length`)
+within `length_tolerance` of its bounds, and relevance to their term and prompt (language/relevance.py);
+each rejection's reason starts with the gate's name ("length: ...", "relevance (lexical): ...").
+A prompt that asks for at most N words gets max_tokens = N x (1 + length_tolerance) x tokens_per_word
+(`token_limit`; an answer cut there would be too long anyway), at most generation.max_tokens, which
+prompts that ask no length (grounded ones) get.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,6 +36,9 @@ try:  # possessive (Python 3.11+): the same words, since giving back letters or 
     WORD = re.compile(r"[a-z0-9]++(?:['._-][a-z0-9]++)*+")
 except re.error:  # Python 3.10
     WORD = re.compile(WORD_PATTERN)
+# a requested length: "120-220 words", "120–220 words", "under 250 words", "at most 200 words"
+LENGTH_REQUEST = re.compile(r"\b(?:(\d+)\s*(?:-|–|to)\s*|(?:under|at most|up to|no more than)\s+)(\d+)\s+words\b",
+                            re.I)
 MAX_REPEATED_SHARE = 0.3  # share of word 4-grams that repeat an earlier one: degenerate looping text
 N_PERM = 32
 BANDS = 8  # 8 bands x 4 rows: pairs with Jaccard 0.9 collide in some band with probability ~1
@@ -90,6 +102,42 @@ def check(text: str, prompt: str, finish_reason: str, min_words: int) -> str | N
     if _echoes(text, prompt):
         return "echoes the prompt"
     return None
+
+
+def requested_length(prompt: str) -> tuple[int, int] | None:
+    """(least, most) words the prompt asks for (least 0 for "under N words"), or None when it asks none;
+    the last request counts (templates end with it; a filled-in description may hold numbers of words)."""
+    m = None
+    for m in LENGTH_REQUEST.finditer(prompt):
+        pass
+    if m is None:
+        return None
+    low, high = int(m.group(1) or 0), int(m.group(2))
+    return (low, high) if low <= high else (high, low)
+
+
+def token_limit(prompt: str, tolerance: float, tokens_per_word: float, ceiling: int) -> int:
+    """max_tokens for a prompt: the most words it accepts (its upper bound plus the tolerance) in tokens,
+    at most `ceiling` (generation.max_tokens), which is also the limit of a prompt that asks no length."""
+    asked = requested_length(prompt)
+    if asked is None:
+        return ceiling
+    return min(ceiling, math.ceil(asked[1] * (1 + tolerance) * tokens_per_word))
+
+
+def length_check(text: str, prompt: str, tolerance: float) -> str | None:
+    """None when the answer's word count is within the prompt's requested range widened by `tolerance`
+    (a share of each bound), or when the prompt asks for no length; else the "length: ..." reason."""
+    asked = requested_length(prompt)
+    if asked is None:
+        return None
+    low, high = asked
+    least, most = math.floor(low * (1 - tolerance)), math.ceil(high * (1 + tolerance))
+    n = len(words(text))
+    if least <= n <= most:
+        return None
+    return (f"length: {n} words, the prompt asks for {low}-{high} (accepted {least}-{most}, "
+            f"tolerance {100 * tolerance:g} %)")
 
 
 def repetition(text: str) -> float:
@@ -187,13 +235,51 @@ def _crc_table() -> np.ndarray:
 
 
 @dataclass
+class FreeTextGates:
+    """The gates of a free-text answer: its requested length (`length_check`), then its relevance to
+    its term and prompt (a gate of language/relevance.py; None: no relevance gate), and, after the
+    MinHash duplicates, its semantic duplicates (relevance.SemanticIndex; None without the embedding gate)."""
+
+    tolerance: float = 0.25
+    relevance: object | None = None
+    semantic: object | None = None
+    passed: str | None = None   # the last answer that passed `check`: only such answers join `semantic`
+
+    def check(self, text: str, item) -> str | None:
+        """None when the answer to `item` (a WorkItem) passes, else the reason."""
+        self.passed = None
+        reason = length_check(text, item.prompt, self.tolerance)
+        if reason is None and self.relevance is not None:
+            reason = self.relevance.check(text, item.term, item.prompt)
+        if reason is None:
+            self.passed = text
+        return reason
+
+    def describe(self) -> str:
+        """Which gates are active, for the run's header."""
+        relevance = self.relevance.describe() if self.relevance is not None else "none"
+        return f"length (tolerance {100 * self.tolerance:g} %), relevance: {relevance}"
+
+
+@dataclass
 class DuplicateIndex:
-    """Accepted answers so far: exact (normalized) hashes and MinHash LSH buckets of 3-gram sets."""
+    """Accepted answers so far: exact (normalized) hashes and MinHash LSH buckets of 3-gram sets; the
+    free-text gates (`check_free_text`) ride along, since the runner asks this index of every answer."""
 
     threshold: float = 0.9
     exact: dict[str, str] = field(default_factory=dict)
     buckets: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
     sets: dict[str, frozenset] = field(default_factory=dict)
+    free_text: FreeTextGates | None = None   # None: no free-text gates (pipeline.free_text_gates builds a run's)
+
+    def check_free_text(self, text: str, item) -> str | None:
+        """The free-text gates (length, relevance) for the answer to `item`: None or the reason."""
+        return None if self.free_text is None else self.free_text.check(text, item)
+
+    def _semantic(self, text: str):
+        """The semantic index when `text` is the free-text answer the gates just passed, else None."""
+        gates = self.free_text
+        return gates.semantic if gates is not None and gates.passed == text else None
 
     def find(self, text: str) -> str | None:
         """The reason `text` is a duplicate of an accepted answer, or None."""
@@ -208,9 +294,15 @@ class DuplicateIndex:
                 common = len(sh & o)  # |union| = |sh| + |o| - |common|, without building the union
                 if common / max(n + len(o) - common, 1) >= self.threshold:
                     return f"near duplicate of {other}"
-        return None
+        semantic = self._semantic(text)
+        return semantic.find(text) if semantic is not None else None
 
     def add(self, item_id: str, text: str) -> None:
+        """An accepted answer: into the exact and MinHash indexes, and into the semantic one when it is the
+        free-text answer the gates just passed."""
+        semantic = self._semantic(text)
+        if semantic is not None:
+            semantic.add(item_id, text)
         self.exact.setdefault(_normalized_hash(text), item_id)
         sh = shingles(text)
         self.sets[item_id] = sh

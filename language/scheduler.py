@@ -398,7 +398,7 @@ class Runner:
         could cross it (the run then issues no more calls)."""
         if self.budget is None:
             return 0, 0.0
-        prompt_tokens, completion_tokens = most_tokens(item.system, item.prompt, self.settings.generation.max_tokens)
+        prompt_tokens, completion_tokens = most_tokens(item.system, item.prompt, item.token_limit(self.settings.generation.max_tokens))
         tokens = prompt_tokens + completion_tokens
         cost = self.prices.cost(model.backend.name, model.model, prompt_tokens, completion_tokens)
         return (tokens, cost) if self.budget.hold(tokens, cost) else None
@@ -434,7 +434,7 @@ class Runner:
             attempts += 1
             pool = self.pools[model.backend.name]
             request = Request(model.model, item.system, item.prompt, s.generation.temperature,
-                              s.generation.max_tokens, s.generation.seed,
+                              item.token_limit(s.generation.max_tokens), s.generation.seed,
                               {"term": item.term, "category": item.category}, s.generation.repeat_penalty,
                               ANSWER_SCHEMA if item.structured else None, ANSWER_SCHEMA_NAME)
             endpoint = await pool.acquire()
@@ -495,6 +495,8 @@ class Runner:
         reason = check(text, item.prompt, reply.finish_reason, self.settings.quality.min_words)
         if reason is None and item.label and self.vocabulary is not None:
             reason = grounding_check(answer if answer is not None else text, item.label, item.moved, self.vocabulary)
+        if reason is None and not item.label:  # free text: length and relevance (language/quality.py)
+            reason = self.dedup.check_free_text(text, item)
         if reason is None:
             reason = self.dedup.find(text)
         if reason is not None:
@@ -511,7 +513,7 @@ class Runner:
             model_type=model.backend.type if model else None, backend=model.backend.name if model else None,
             session_id=self.session_id, timestamp=_now(),
             generation_batch=self.batch, term=item.term, category=item.category, seed=g.seed,
-            temperature=g.temperature, max_tokens=g.max_tokens,
+            temperature=g.temperature, max_tokens=item.token_limit(g.max_tokens),
             finish_reason=reply.finish_reason if reply else None,
             prompt_tokens=reply.prompt_tokens if reply else 0, completion_tokens=reply.completion_tokens if reply else 0,
             attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None,

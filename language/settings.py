@@ -20,6 +20,7 @@ from .domain import DATA_DIR, MAX_FILE_BYTES, SAMPLE_TYPES
 from .errors import ConfigError
 
 MODELS_FILE = "models.yaml"
+RELEVANCE_GATES = ("auto", "embedding", "lexical")  # language/relevance.py
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,16 @@ class Generation:
 class Quality:
     min_words: int
     near_duplicate_jaccard: float
+    length_tolerance: float = 0.25      # an answer may miss the requested word range by this share of its bounds
+    tokens_per_word: float = 1.5        # max_tokens of a prompt asking for at most N words: N x (1 + tolerance) x this
+    relevance: str = "auto"             # free-text relevance gate: auto (embedding when installed), embedding, lexical
+    relevance_min_similarity: float = 0.3   # embedding gate: least cosine of answer and term + prompt
+    semantic_duplicate_cosine: float = 0.95  # embedding gate: an answer this close to an accepted one is a duplicate
+
+
+@dataclass(frozen=True)
+class Grounding:
+    normal_share: float = 0.5     # share of normal samples among grounded prompts (the rest: evenly per kind)
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class Settings:
     quality: Quality = field(default=Quality(20, 0.9))
     path: str | None = field(default=None, compare=False)  # the file read, re-read for endpoint changes mid-run
     currency: str = "USD"         # the currency of the backends' prices (a label; nothing is converted)
+    grounding: Grounding = field(default=Grounding())
 
     def enabled(self) -> tuple[BackendSpec, ...]:
         return tuple(b for b in self.backends if b.enabled)
@@ -96,7 +108,7 @@ def load_settings(path: Path | None = None) -> Settings:
     data = read_yaml(path, source, ConfigError, MAX_FILE_BYTES)
     v = Validator(source, ConfigError)
     root = v.mapping(data, "", required=("backends", "rotation", "requests", "generation", "targets"),
-                     optional=("quality", "currency"))
+                     optional=("quality", "currency", "grounding"))
     backends_node = v.mapping(root["backends"], "backends")
     if not backends_node:
         v.fail("backends", "expected at least one backend")
@@ -108,7 +120,13 @@ def load_settings(path: Path | None = None) -> Settings:
     g = v.mapping(root["generation"], "generation", required=("temperature", "max_tokens", "seed"),
                   optional=("repeat_penalty",))
     t = v.mapping(root["targets"], "targets", optional=SAMPLE_TYPES)
-    qual = v.mapping(root.get("quality") or {}, "quality", optional=("min_words", "near_duplicate_jaccard"))
+    qual = v.mapping(root.get("quality") or {}, "quality", optional=(
+        "min_words", "near_duplicate_jaccard", "length_tolerance", "tokens_per_word", "relevance",
+        "relevance_min_similarity", "semantic_duplicate_cosine"))
+    relevance = v.string(qual.get("relevance", "auto"), "quality.relevance")
+    if relevance not in RELEVANCE_GATES:
+        v.fail("quality.relevance", f"{relevance!r} is not one of {', '.join(RELEVANCE_GATES)}")
+    grounding = v.mapping(root.get("grounding") or {}, "grounding", optional=("normal_share",))
     return Settings(
         source=source, backends=backends,
         rotation=Rotation(v.whole(r["swap_interval"], "rotation.swap_interval", 1, 10**9),
@@ -125,9 +143,16 @@ def load_settings(path: Path | None = None) -> Settings:
                               v.number(g.get("repeat_penalty", 1.0), "generation.repeat_penalty", 0.5, 3.0)),
         targets={k: v.whole(n, f"targets.{k}", 0, 10**8) for k, n in t.items()},
         quality=Quality(v.whole(qual.get("min_words", 20), "quality.min_words", 0, 100000),
-                        v.number(qual.get("near_duplicate_jaccard", 0.9), "quality.near_duplicate_jaccard", 0, 1)),
+                        v.number(qual.get("near_duplicate_jaccard", 0.9), "quality.near_duplicate_jaccard", 0, 1),
+                        v.number(qual.get("length_tolerance", 0.25), "quality.length_tolerance", 0, 10),
+                        v.number(qual.get("tokens_per_word", 1.5), "quality.tokens_per_word", 0.5, 10),
+                        relevance,
+                        v.number(qual.get("relevance_min_similarity", 0.3), "quality.relevance_min_similarity", -1, 1),
+                        v.number(qual.get("semantic_duplicate_cosine", 0.95), "quality.semantic_duplicate_cosine",
+                                 -1, 1)),
         path=str(path),
         currency=v.string(root.get("currency", "USD"), "currency"),
+        grounding=Grounding(v.number(grounding.get("normal_share", 0.5), "grounding.normal_share", 0, 1)),
     )
 
 

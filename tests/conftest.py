@@ -34,3 +34,14 @@ def write_config(tmp_path):
         path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
         return path
     return write
+
+
+@pytest.fixture(autouse=True)
+def _lexical_relevance_unless_asked(request, monkeypatch):
+    """Runs in the tests (and their subprocesses) pick the lexical relevance gate whether or not the
+    relevance extra is installed, so they behave the same on every machine; tests of the embedding gate
+    build it themselves (and tests marked `embedding_gate` let "auto" find it)."""
+    if request.node.get_closest_marker("embedding_gate") is None:
+        from language.relevance import NO_EMBEDDING_ENV
+
+        monkeypatch.setenv(NO_EMBEDDING_ENV, "1")

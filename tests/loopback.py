@@ -70,6 +70,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote
 
+from language.quality import requested_length
+
 try:  # a project dependency; the stdlib is the fallback
     import orjson
 
@@ -189,7 +191,9 @@ def _last_user(messages: list[dict]) -> str:
 
 
 def deterministic_answer(model: str, messages: list[dict], options: dict) -> str:
-    """40-90 words of plausible operations English, a function of model, last user message and seed; for a
+    """Plausible operations English, a function of model, last user message and seed: 40-90 words, or,
+    when the message asks for a length ("120-220 words"), that many, opened by the message's own words
+    (so the answer names its term, as the relevance gate of language/relevance.py asks); for a
     structured request, a valid instance of its schema with that text in every free string."""
     text = _answer_for(str(model), _last_user(messages), str(options.get("seed")))
     if options.get("schema") is not None:
@@ -222,6 +226,14 @@ def schema_instance(schema: Any, text: str) -> Any:
     return text[:int(schema.get("maxLength", len(text)))]
 
 
+def _topic(prompt: str) -> str:
+    """A sentence of the prompt's distinct words (but the commonest short ones), in order: the answer's opening."""
+    common = {"a", "an", "the", "of", "in", "on", "at", "to", "for", "and", "or", "by", "with", "is", "are", "it"}
+    words = dict.fromkeys(w for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]", prompt)
+                          if w.lower() not in common)
+    return "Notes on " + ", ".join(words) + "."
+
+
 @functools.lru_cache(maxsize=4096)
 def _answer_for(model: str, prompt: str, seed: str) -> str:
     ints = _hash_ints(hashlib.sha256(f"{model}\x00{prompt}\x00{seed}".encode()).digest())
@@ -232,9 +244,15 @@ def _answer_for(model: str, prompt: str, seed: str) -> str:
     def pick(seq):
         return seq[next(ints) % len(seq)]
 
-    target = 40 + below(41)
-    sentences: list[str] = []
-    words = 0
+    asked = requested_length(prompt)
+    if asked is None:
+        target, most = 40 + below(41), 90
+        sentences: list[str] = []
+    else:
+        low, most = max(asked[0], 40), max(asked[1], 40)
+        target = min(low + below(most - low + 1), most - 20)  # room for the last sentence below `most`
+        sentences = [_topic(prompt)]
+    words = sum(t.count(" ") + 1 for t in sentences)
     while words < target:
         t = pick(_TEMPLATES)
         m = pick(_METRICS)
@@ -248,7 +266,7 @@ def _answer_for(model: str, prompt: str, seed: str) -> str:
             a=a, a2=_ACTIONS[(_ACTIONS.index(a) + 1 + below(len(_ACTIONS) - 1)) % len(_ACTIONS)],
             cl=pick(_CLUSTERS))
         n = text.count(" ") + 1
-        if words + n > 90:   # too long to fit: draw another sentence (short ones have <= 16 words)
+        if words + n > most:   # too long to fit: draw another sentence (short ones have <= 16 words)
             continue
         sentences.append(text)
         words += n

@@ -13,7 +13,7 @@ import yaml
 
 from language.__main__ import main
 from language.domain import DomainContent, Persona, Style, load_domain
-from language.errors import LanguageError
+from language.errors import ConfigError, LanguageError
 from language.grounding import WINDOW_STEPS, grounding_check, load_vocabulary, metric_sample_items
 from language.settings import load_settings
 from simulator.__main__ import main as simulator_main
@@ -335,6 +335,88 @@ def test_traces_that_disagree_with_the_samples_are_refused(tmp_path, metrics_jso
         metric_sample_items(staging, 5, load_domain(), 1, 1, "x", seed=3)
 
 
+# ------------------------------------------------------------------ balanced choice of samples
+def _labelled_samples(tmp_path, counts: dict[str, int]):
+    """A metrics JSON with `counts` samples per label (a kind or "normal")."""
+    samples = []
+    for label, n in counts.items():
+        for _ in range(n):
+            i = len(samples)
+            samples.append({"id": f"s-{i}", "timestamp": f"2026-01-05T{i % 24:02d}:{i % 60:02d}:00Z",
+                            "status": "normal" if label == "normal" else "anomaly",
+                            "anomaly_type": None if label == "normal" else label,
+                            "metrics": {"cpu_usage": 10.5 + i % 50, "memory_usage": 40.0, "load_average": 1.25}})
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"metadata": {}, "training_samples": samples}))
+    return path
+
+
+@pytest.mark.parametrize("share, count, expected", [
+    (0.5, 60, {"normal": 30, "cpu_spike": 10, "memory_leak": 10, "disk_full": 10}),
+    (0.5, 61, {"normal": 30, "cpu_spike": 10, "memory_leak": 10, "disk_full": 10}),  # + 1 kind: rounding
+    (0.25, 60, {"normal": 15, "cpu_spike": 18, "memory_leak": 17, "disk_full": 10}),  # disk_full has 10 only
+    (0.0, 30, {"normal": 0, "cpu_spike": 10, "memory_leak": 10, "disk_full": 10}),
+    (1.0, 30, {"normal": 30, "cpu_spike": 0, "memory_leak": 0, "disk_full": 0}),
+    (0.5, 200, {"normal": 140, "cpu_spike": 30, "memory_leak": 20, "disk_full": 10}),  # kinds run out: normal
+])
+def test_grounded_samples_are_balanced_over_the_kinds_and_normal(tmp_path, share, count, expected):
+    path = _labelled_samples(tmp_path, {"normal": 240, "cpu_spike": 30, "memory_leak": 20, "disk_full": 10})
+    items = metric_sample_items(path, count, load_domain(), 1, 1, "x", seed=5, normal_share=share)
+    got = {label: 0 for label in expected}
+    for it in items:
+        got[it.label] += 1
+    assert len(items) == min(count, 300) and len({it.source_sample_id for it in items}) == len(items)
+    if count == 61:  # the odd one goes to one kind, whichever the seed puts first
+        extra = [k for k in expected if k != "normal" and got[k] == expected[k] + 1]
+        assert len(extra) == 1
+        got[extra[0]] -= 1
+    if share == 0.25:  # which kind gets the odd sample is the seed's choice
+        assert sorted((got["cpu_spike"], got["memory_leak"])) == [17, 18]
+        got["cpu_spike"], got["memory_leak"] = 18, 17
+    assert got == expected
+
+
+def test_balanced_choice_is_deterministic_for_a_seed(tmp_path):
+    path = _labelled_samples(tmp_path, {"normal": 240, "cpu_spike": 30, "memory_leak": 20, "disk_full": 10})
+    domain = load_domain()
+    ids = [it.source_sample_id for it in metric_sample_items(path, 40, domain, 1, 1, "x", seed=5)]
+    assert ids == [it.source_sample_id for it in metric_sample_items(path, 40, domain, 1, 1, "x", seed=5)]
+    assert ids != [it.source_sample_id for it in metric_sample_items(path, 40, domain, 1, 1, "x", seed=6)]
+    larger = {it.source_sample_id for it in metric_sample_items(path, 80, domain, 1, 1, "x", seed=5)}
+    assert set(ids) <= larger  # raising the count keeps the earlier prompts' samples
+
+
+def test_normal_share_comes_from_the_option_or_models_yaml(tmp_path, config_dir, capsys):
+    from language import pipeline
+    from language.settings import load_settings as load
+
+    path = _labelled_samples(tmp_path, {"normal": 50, "cpu_spike": 50})
+    settings = load(config_dir / "models.yaml")
+    assert settings.grounding.normal_share == 0.5
+
+    def normal_items(**kwargs):
+        work = pipeline.plan_work(load_domain(), settings, list(settings.enabled()),
+                                  targets={"metrics_explanation": 20}, seed=1, from_metrics=path,
+                                  config_dir=config_dir, **kwargs)
+        return sum(it.label == "normal" for it in work.items) // len({it.slot for it in work.items})
+
+    assert normal_items() == 10
+    assert normal_items(normal_share=0.2) == 4
+    models = yaml.safe_load((config_dir / "models.yaml").read_text())
+    models["grounding"] = {"normal_share": 0.8}
+    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+    settings = load(config_dir / "models.yaml")
+    assert normal_items() == 16
+    models["grounding"] = {"normal_share": 1.5}
+    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+    with pytest.raises(ConfigError, match=r"grounding\.normal_share"):
+        load(config_dir / "models.yaml")
+    models["grounding"] = {"normal_share": 0.5}
+    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+    assert main(["generate", "--output-dir", str(tmp_path / "out"), "--config-dir", str(config_dir),
+                 "--from-metrics", str(path), "--normal-share", "-0.1", "--quiet"]) == 2
+    assert "--normal-share: must be between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "language_staging").exists()
 # ------------------------------------------------------------------ log excerpts from a staging with logs
 @pytest.fixture(scope="module")
 def logs_staging(tmp_path_factory):

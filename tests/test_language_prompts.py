@@ -279,7 +279,8 @@ def test_unsound_templates_and_entries_are_refused_at_load(data_dir, name, chang
 
 # ------------------------------------------------------------------ ids follow the rendered prompt
 def test_item_ids_are_a_hash_of_the_rendered_prompt():
-    """Ids computed before the rendering moved into PromptSpace: an unchanged prompt keeps its id."""
+    """Ids computed before the rendering moved into PromptSpace: an unchanged prompt keeps its id (the pins
+    changed once since, with the settings' fingerprint: the free-text gates and max_tokens 600, issue 16)."""
     templates = {t: () for t in SAMPLE_TYPES} | {
         "technical_explanation": ("Explain {term} ({category}): {description}", "What is {term}?"),
         "english_pattern": ("Explain {term}. {pattern_instruction} Model: '{pattern_example}'.",)}
@@ -291,8 +292,8 @@ def test_item_ids_are_a_hash_of_the_rendered_prompt():
     settings = load_settings()
     items = build_items(domain, settings, {"technical_explanation": 3, "english_pattern": 2}, n_models=2, seed=7)
     assert [(it.item_id, it.prompt) for it in items if it.slot == 0] == [
-        ("58bb374717f20b917c56", "What is systemd?"),
-        ("2ae319a6abd8ec8cece8", "Explain systemd (Red Hat Linux): The init system."),
-        ("a0a2a411cc1f2e1229c9", "Explain vmstat (Red Hat Linux): Reports memory."),
-        ("06f1ea006bac58b131df", "Explain systemd. Use plain words. Model: 'It stopped.'."),
-        ("da15686ce12bf5f270d8", "Explain vmstat. Hedge. Model: 'It appears to.'.")]
+        ("93e8b866f9c10098ee4f", "What is systemd?"),
+        ("dc31c4277ff6dd7d68e1", "Explain systemd (Red Hat Linux): The init system."),
+        ("6141293f036504524bc9", "Explain vmstat (Red Hat Linux): Reports memory."),
+        ("829de85c9fa41880847b", "Explain systemd. Use plain words. Model: 'It stopped.'."),
+        ("0393d45c1cabb2af7f58", "Explain vmstat. Hedge. Model: 'It appears to.'.")]

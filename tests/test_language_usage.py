@@ -18,6 +18,7 @@ from language.domain import load_domain
 from language.errors import ConfigError
 from language.ledger import Ledger
 from language.settings import load_settings
+from language.quality import token_limit
 from language.usage import most_tokens
 
 from conftest import ROOT
@@ -169,12 +170,14 @@ def test_a_token_budget_issues_a_call_only_while_its_most_fits(tmp_path, config_
         made = len(server.calls_for("/v1/chat"))
     assert code == EXIT_BUDGET
     system = load_domain(config_dir).system_prompt
-    max_tokens = load_settings(config_dir / "models.yaml").generation.max_tokens
+    settings = load_settings(config_dir / "models.yaml")
+    q = settings.quality
     calls = _attempts(tmp_path)
     assert 0 < len(calls) == made < 20
     used = 0
     for c in calls:  # one call at a time: each was issued only while the used tokens and its most fit
-        assert used + sum(most_tokens(system, c["prompt"], max_tokens)) <= budget
+        limit = token_limit(c["prompt"], q.length_tolerance, q.tokens_per_word, settings.generation.max_tokens)
+        assert used + sum(most_tokens(system, c["prompt"], limit)) <= budget
         used += c["prompt_tokens"] + c["completion_tokens"]
     assert used <= budget
     # and the run stopped because the next item's call could cross the budget
