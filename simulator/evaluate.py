@@ -6,7 +6,9 @@ HistGradientBoostingClassifier) predicts each sample's class (normal or one anom
 - *snapshot* features: the sample's 11 metric values, all a JSON sample shows today;
 - *context* features: the snapshot plus what a monitoring system holds at that instant for the same
   host: the last hour at the native interval and the hourly means of the last 24 hours of every
-  metric, summarised (level, spread, slope, the value against the host's own trailing median), and
+  metric, summarised (level, spread, slope, the value against the host's own trailing median; the
+  shape: age of the current excursion, distance from the hour's peak and trough, share of rising
+  steps, slope and change of the last 3 and 6 hours), and
   the host's static facts (profile, cores).  The history is cut from the host's traces at and before
   the sample's step; the counterfactual `base_*` values and the event table are never features.
 
