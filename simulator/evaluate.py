@@ -6,7 +6,9 @@ HistGradientBoostingClassifier) predicts each sample's class (normal or one anom
 - *snapshot* features: the sample's 11 metric values, all a JSON sample shows today;
 - *context* features: the snapshot plus what a monitoring system holds at that instant for the same
   host: the last hour at the native interval and the hourly means of the last 24 hours of every
-  metric, summarised (level, spread, slope, the value against the host's own trailing median), and
+  metric, summarised (level, spread, slope, the value against the host's own trailing median; the
+  shape: age of the current excursion, distance from the hour's peak and trough, share of rising
+  steps, slope and change of the last 3 and 6 hours), and
   the host's static facts (profile, cores).  The history is cut from the host's traces at and before
   the sample's step; the counterfactual `base_*` values and the event table are never features.
 
@@ -187,6 +189,40 @@ def window_summary(snapshot: np.ndarray, fine: np.ndarray, coarse: np.ndarray,
         }
 
 
+RECENT_HOURS = (3, 6)  # the spans of hourly means whose slope and change tell a recent trend from the day's
+
+
+def _trailing_run(window: np.ndarray, reference: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """How many of the last points of `window` (the snapshot last) are further from `reference` than half
+    the snapshot's distance, on the snapshot's side: the age of the current excursion, in points."""
+    distance = now - reference
+    off = (window - reference[..., None]) * np.sign(distance)[..., None] > 0.5 * np.abs(distance)[..., None]
+    return np.cumprod(off[..., ::-1], axis=-1).sum(-1).astype(np.float64)
+
+
+def shape_summary(snapshot: np.ndarray, fine: np.ndarray, coarse: np.ndarray) -> dict[str, np.ndarray]:
+    """Features of the shape of each metric's recent history, each float64[n, M]: how long the current
+    excursion from the day's median has lasted (points of the hour, hours of the day), how far the
+    snapshot is below the hour's peak and above its trough (a spike drains, a level shift holds), how
+    steadily the hour climbs (share of rising steps), and the slope and change of the last few hourly
+    means (a trend hours old, which the day's slope dilutes)."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        day_median = _nanquantiles(coarse, (0.5,))[0]
+        steps = np.diff(fine, axis=-1)
+        out = {
+            "run_points": _trailing_run(fine, day_median, snapshot),
+            "run_hours": _trailing_run(coarse, day_median, coarse[..., -1]),
+            "below_peak": np.nanmax(fine, -1) - snapshot,
+            "above_trough": snapshot - np.nanmin(fine, -1),
+            "rising_share": (steps > 0).sum(-1) / np.maximum(np.isfinite(steps).sum(-1), 1),
+        }
+        for h in RECENT_HOURS:
+            out[f"slope_{h}h"] = _slope(coarse[..., -h:])
+            out[f"change_{h}h"] = coarse[..., -1] - coarse[..., -h]
+        return out
+
+
 @dataclass(frozen=True)
 class Features:
     X: np.ndarray                  # float64[n, features]
@@ -211,7 +247,7 @@ def context_features(data: EvalData) -> Features:
     fine, coarse = context_windows(data.values, samples["host"].to_numpy(), samples["step"].to_numpy(),
                                    fine_steps=per_hour, steps_per_hour=per_hour)
     resolution = np.array([m.resolution for m in data.config.metrics])
-    summary = window_summary(snap.X, fine, coarse, resolution)
+    summary = window_summary(snap.X, fine, coarse, resolution) | shape_summary(snap.X, fine, coarse)
     names = list(snap.names) + [f"{m}:{k}" for k in summary for m in METRICS]
     profiles = [p.name for p in data.config.profiles]
     profile = samples["profile"].replace_strict(profiles, list(range(len(profiles))), return_dtype=pl.Int64)

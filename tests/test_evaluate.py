@@ -186,3 +186,22 @@ def test_an_explicit_reference_without_nab_is_a_one_line_error(tmp_path):
     code, out, err = run(["evaluate", "--samples", 100, "--reference", tmp_path, "--output-dir", tmp_path])
     assert code == 2 and "--reference" in err and err.count("\n") == 1
     assert not (tmp_path / REPORT_NAME).exists()
+
+
+def test_shape_summary_dates_an_excursion_and_tells_a_drain_from_a_hold():
+    """A level shift 4 points old is 4 points old; a spike past its peak is below it; a steady climb
+    rises at every step; the last hours' change sees a rise the day's median hides."""
+    from simulator.evaluate import shape_summary
+
+    day = np.full(24, 10.0)
+    day[-3:] = [12.0, 14.0, 16.0]
+    hold = np.array([10.0] * 8 + [50.0] * 4)
+    drain = np.array([10.0, 60.0] + [10.0] * 6 + [60.0, 60.0, 40.0, 30.0])  # an older burst does not count
+    climb = np.linspace(10.0, 16.0, 12)
+    fine = np.stack([hold, drain, climb])[:, None, :]
+    coarse = np.stack([np.full(24, 10.0), np.full(24, 10.0), day])[:, None, :]
+    f = shape_summary(fine[..., -1], fine, coarse)
+    assert f["run_points"][:, 0].tolist() == [4.0, 4.0, 6.0]
+    assert f["below_peak"][:, 0].tolist() == [0.0, 30.0, 0.0]
+    assert f["rising_share"][2, 0] == 1.0 and f["rising_share"][0, 0] == 1 / 11
+    assert f["change_3h"][2, 0] == 4.0 and f["run_hours"][2, 0] == 2.0  # 14 and 16 are past half of 16 - 10
