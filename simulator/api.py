@@ -25,7 +25,7 @@ from .events import EventPlan, events_for_share, plan_events
 from .explain import FEATURE_COLUMNS, N_VARIANTS, evidence_features, explanation_expr, visibility
 from .population import build_population, exact_counts
 from .context import ANOMALOUS_PREFIX, Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
-from .samples import SAMPLE_STREAM, gather, select_points
+from .samples import SAMPLE_STREAM, gather, sample_steps, select_points
 from .staging import Staging, traces_table
 
 BLOCK_HOSTS = 256           # hosts simulated together: bounds memory at any size
@@ -196,7 +196,8 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
                                         host_range=(lo, hi), keep_base=True)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, b)))
             host, step, event, hard = select_points(traces, events, int(normal_per_block[b]), rng,
-                                                    cfg.simulation.hard_negative_share)
+                                                    cfg.simulation.hard_negative_share,
+                                                    skip_steps=sample_steps(cfg, interval))
             parts.append(_sample_block(cfg, traces, population, events, host, step, event, b)
                          .with_columns(hard_negative=pl.Series(hard)))
             windows.append(sample_windows(traces, host, step, cfg))

@@ -64,6 +64,7 @@ class AnomalySpec:
     min_peak_deviation: float
     params: Any  # the kind's own frozen parameter dataclass
     profiles: tuple[str, ...] = ()  # the host profiles it can happen on (the config's `profiles:` list)
+    sample_after_minutes: float = 0.0  # its samples are taken at least this long after its start
 
 
 @dataclass(frozen=True)
@@ -258,12 +259,15 @@ def _parse_anomalies(v: Validator, node: Any, profile_names: tuple[str, ...]) ->
         unit = ANOMALY_KINDS[kind]
         param_fields = tuple(f.name for f in dataclasses.fields(unit.params))
         a = v.mapping(anode, key, required=("share", "duration_minutes", "severity", "min_peak_deviation"),
-                      optional=("description", "profiles", *param_fields))
+                      optional=("description", "profiles", "sample_after_minutes", *param_fields))
         v.text(a.get("description", ""), f"{key}.description")
         duration = v.value_range(a["duration_minutes"], f"{key}.duration_minutes", 0.0, 1e6)
         if duration[0] <= 0:
             v.fail(f"{key}.duration_minutes", "must be positive")
         severity = v.value_range(a["severity"], f"{key}.severity", 0.0, 1.0)
+        sample_after = v.number(a.get("sample_after_minutes", 0), f"{key}.sample_after_minutes", 0, 1e6)
+        if sample_after >= duration[1]:
+            v.fail(f"{key}.sample_after_minutes", f"must be below the longest duration ({duration[1]:g})")
         params = {}
         for f in dataclasses.fields(unit.params):
             if f.name in a:
@@ -275,6 +279,7 @@ def _parse_anomalies(v: Validator, node: Any, profile_names: tuple[str, ...]) ->
             min_peak_deviation=v.number(a["min_peak_deviation"], f"{key}.min_peak_deviation", 0, 1e6),
             params=unit.params(**params),
             profiles=_kind_profiles(v, a.get("profiles"), key, kind, profile_names),
+            sample_after_minutes=sample_after,
         ))
     total = sum(s.share for s in specs)
     if total <= 0:

@@ -14,30 +14,35 @@ SAMPLE_STREAM = 3  # SeedSequence spawn key of sample selection
 
 
 @jit
-def pick_event_points(labels, ev_host, ev_start, ev_len, ev_id, ev_primary, u, t0):
-    """Per event, a step where its primary metric carries its label (else any metric does); -1 if none."""
+def pick_event_points(labels, ev_host, ev_start, ev_len, ev_id, ev_primary, ev_skip, u, t0):
+    """Per event, a step where its primary metric carries its label (else any metric does), drawn
+    among those at least ev_skip[e] steps after its start (among all of them where none is); -1 if
+    none."""
     n_ev = ev_host.shape[0]
     n_steps = labels.shape[2]
     out = np.full(n_ev, -1, dtype=np.int64)
     for e in range(n_ev):
         h = ev_host[e]
-        for pass_ in range(2):
-            count = 0
-            for j in range(ev_len[e]):
-                i = ev_start[e] - t0 + j
-                if 0 <= i < n_steps and _hit(labels, h, i, ev_id[e], ev_primary[e], pass_):
-                    count += 1
-            if count == 0:
-                continue
-            pick = int(u[e] * count)
-            for j in range(ev_len[e]):
-                i = ev_start[e] - t0 + j
-                if 0 <= i < n_steps and _hit(labels, h, i, ev_id[e], ev_primary[e], pass_):
-                    if pick == 0:
-                        out[e] = t0 + i
-                        break
-                    pick -= 1
-            break
+        for skip in (ev_skip[e], 0):
+            for pass_ in range(2):
+                count = 0
+                for j in range(skip, ev_len[e]):
+                    i = ev_start[e] - t0 + j
+                    if 0 <= i < n_steps and _hit(labels, h, i, ev_id[e], ev_primary[e], pass_):
+                        count += 1
+                if count == 0:
+                    continue
+                pick = int(u[e] * count)
+                for j in range(skip, ev_len[e]):
+                    i = ev_start[e] - t0 + j
+                    if 0 <= i < n_steps and _hit(labels, h, i, ev_id[e], ev_primary[e], pass_):
+                        if pick == 0:
+                            out[e] = t0 + i
+                            break
+                        pick -= 1
+                break
+            if out[e] >= 0:
+                break
     return out
 
 
@@ -65,16 +70,22 @@ def normal_mask(labels):
 
 
 def select_points(traces: Traces, events: pl.DataFrame, n_normal: int, rng: np.random.Generator,
-                  hard_share: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(host, step, event_id or -1, hard negative?) of every sample: events first, then normal points,
-    `round(hard_share * n_normal)` of them among each host's busiest healthy moments (`hard_negatives`)."""
+                  hard_share: float = 0.0, *, skip_steps: dict[str, int] | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(host, step, event_id or -1, hard negative?) of every sample: events first, each taken at
+    least `skip_steps[kind]` steps after its start where it lasts that long (`sample_steps`), then
+    normal points, `round(hard_share * n_normal)` of them among each host's busiest healthy moments
+    (`hard_negatives`)."""
+    skip = skip_steps or {}
+    ev_skip = events["kind"].replace_strict(list(skip), list(skip.values()), default=0,
+                                            return_dtype=pl.Int64).to_numpy()
     ev_host = events["host"].to_numpy() - traces.first_host
     ev_step = pick_event_points(
         traces.labels, ev_host.astype(np.int64), events["start_step"].to_numpy(),
         (events["end_step"] - events["start_step"]).to_numpy(), events["event_id"].to_numpy(),
         events["primary_metric"].replace_strict(list(METRICS), list(range(N_METRICS)),
                                                 return_dtype=pl.Int64).to_numpy(),
-        rng.random(len(events)), traces.t0)
+        ev_skip, rng.random(len(events)), traces.t0)
     invisible = events.filter(pl.Series(ev_step < 0))
     if len(invisible):
         raise RuntimeError(f"{len(invisible)} events left no trace (first: {invisible.row(0, named=True)})")
@@ -90,6 +101,13 @@ def select_points(traces: Traces, events: pl.DataFrame, n_normal: int, rng: np.r
     event = np.concatenate([events["event_id"].to_numpy(), np.full(n_normal, -1, np.int64)])
     is_hard = np.concatenate([np.zeros(len(ev_host) + len(chosen), bool), np.ones(len(hard), bool)])
     return host, step, event, is_hard
+
+
+def sample_steps(config, interval_s: float) -> dict[str, int]:
+    """Steps after an event's start before its sample may be taken, per kind (the config's
+    `sample_after_minutes`: where the anomaly becomes visible in what the sample carries)."""
+    return {a.kind: int(np.ceil(a.sample_after_minutes * 60.0 / interval_s - 1e-9))
+            for a in config.anomalies if a.sample_after_minutes > 0}
 
 
 HARD_POOL = 0.05  # hard negatives are drawn from this top share of a block's healthy points

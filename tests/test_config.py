@@ -170,6 +170,8 @@ STRUCTURED_CASES = [
      "anomalies.job_backlog.profiles", "expected a non-empty list"),
     ("anomaly-profiles-empty", _set("anomalies.job_backlog.profiles", []),
      "anomalies.job_backlog.profiles", "expected a non-empty list"),
+    ("anomaly-sample-after-too-late", _set("anomalies.memory_leak.sample_after_minutes", 720),
+     "anomalies.memory_leak.sample_after_minutes", "must be below the longest duration (720)"),
     ("anomaly-description-number", _set("anomalies.job_backlog.description", 3),
      "anomalies.job_backlog.description", "expected text"),
 ]

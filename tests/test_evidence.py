@@ -79,6 +79,9 @@ def test_targets_agree_with_the_event_table(sampled, config):
     assert (anomalies["minutes_since_onset"] == (anomalies["step"] - anomalies["ev_start"]) * interval_min).all()
     assert (anomalies["minutes_until_end"] == (anomalies["ev_end"] - anomalies["step"]) * interval_min).all()
     assert (anomalies["minutes_since_onset"] >= 0).all() and (anomalies["minutes_until_end"] > 0).all()
+    for a in config.anomalies:  # every kind's events outlast its sample_after_minutes in the shipped config
+        assert (anomalies.filter(pl.col("kind") == a.kind)["minutes_since_onset"] >= a.sample_after_minutes).all()
+    assert any(a.sample_after_minutes > 0 for a in config.anomalies)
     normal = s.filter(pl.col("kind").is_null())
     assert normal["minutes_since_onset"].null_count() == len(normal)
     flagged = anomalies.select([pl.col(f"anomalous_{m}") for m in METRICS]).to_numpy()

@@ -113,9 +113,14 @@ def test_pick_event_points_and_normal_mask_match_numpy():
     labels[2, 0, 12:20] = 0
     labels[1, 1, 30:33] = 1
     picks = pick_event_points(labels, np.array([0, 1]), np.array([10, 30]), np.array([10, 5]),
-                              np.array([0, 1]), np.array([0, 0]), rng.random(2), 0)
+                              np.array([0, 1]), np.array([0, 0]), np.array([0, 0]), rng.random(2), 0)
     assert 10 <= picks[0] < 15           # primary metric 0 carries event 0 there
     assert 30 <= picks[1] < 33           # event 1 only on metric 1: falls back to any metric
+    u = np.linspace(0.0, 0.999, 50)
+    late = [pick_event_points(labels, np.array([0, 1]), np.array([10, 30]), np.array([10, 5]), np.array([0, 1]),
+                              np.array([0, 0]), np.array([3, 9]), np.array([x, x]), 0) for x in u]
+    assert {int(p[0]) for p in late} == {13, 14}      # primary metric's steps at least 3 after the start
+    assert {int(p[1]) for p in late} == {30, 31, 32}  # no step 9 after the start: any labelled step
     assert np.array_equal(normal_mask(labels), ~(labels >= 0).any(axis=0))
 
 
