@@ -46,7 +46,11 @@ COARSE_HOURS = 24     # hourly means of the last day
 FOLDS = 5
 EVAL_STREAM = 11      # SeedSequence spawn key of the host folds
 REPORT_NAME = "learnability_report.json"
-NOT_AVAILABLE = "not available yet: the samples carry no onset or time-to-exhaustion targets (issue 15, item 3)"
+# regression targets scored by `target_errors`: (report key, sample column, which samples carry it)
+REGRESSION_TARGETS = (
+    ("onset_error", "minutes_since_onset", "anomaly samples"),
+    ("time_to_exhaustion_error", "minutes_to_exhaustion", "samples whose resource fills before the event ends"),
+)
 
 # targets of issue 15: (report key, description, threshold); a figure passes when it is >= threshold
 LEARNABILITY_TARGETS = (
@@ -342,6 +346,49 @@ def learnability(data: EvalData, n_folds: int = FOLDS, threads: int | None = Non
     return out
 
 
+def reference_regressor(features: Features, seed: int):
+    """The reference learner's regression twin (same trees, squared error)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(max_iter=100, max_leaf_nodes=15, learning_rate=0.1, max_bins=63,
+                                         categorical_features=features.categorical, early_stopping=False,
+                                         random_state=seed)
+
+
+def regression_figures(features: Features, target: np.ndarray, folds, seed: int) -> dict:
+    """Out-of-fold absolute errors (minutes) of the regressor on the rows where `target` is known,
+    against the baseline that says the training fold's median for every sample."""
+    known = np.isfinite(target)
+    err, base = [], []
+    for train, test in folds:
+        train, test = train[known[train]], test[known[test]]
+        if len(train) < 2 or len(test) == 0:
+            continue
+        model = reference_regressor(features, seed).fit(features.X[train], target[train])
+        err.append(np.abs(model.predict(features.X[test]) - target[test]))
+        base.append(np.abs(np.median(target[train]) - target[test]))
+    if not err:
+        return {"n": 0, "mae_minutes": None, "median_ae_minutes": None, "baseline_mae_minutes": None}
+    err, base = np.concatenate(err), np.concatenate(base)
+    return {"n": int(len(err)), "mae_minutes": float(err.mean()), "median_ae_minutes": float(np.median(err)),
+            "baseline_mae_minutes": float(base.mean())}
+
+
+def target_errors(data: EvalData, threads: int | None = None) -> dict:
+    """Onset and time-to-exhaustion errors of the regressor given the context features, host-split
+    as the classifier (the targets are the samples' own `minutes_since_onset` and
+    `minutes_to_exhaustion`)."""
+    _sklearn()
+    from threadpoolctl import threadpool_limits
+
+    features = context_features(data)
+    folds = host_folds(data.samples["host"].to_numpy(), FOLDS, data.seed)
+    with threadpool_limits(limits=threads):
+        return {key: {**regression_figures(features, data.samples[column].cast(pl.Float64).fill_null(np.nan)
+                                           .to_numpy(), folds, data.seed), "over": over}
+                for key, column, over in REGRESSION_TARGETS}
+
+
 def check_targets(figures: dict[str, float], targets) -> list[dict]:
     """One row per target: the figure, the threshold, PASS or FAIL (FAIL when the figure is missing)."""
     rows = []
@@ -504,6 +551,7 @@ def evaluate(n_samples: int, *, seed: int | None = None, config: SimConfig | str
     _sklearn()
     data = simulate_dataset(n_samples, seed=seed, config=config, workers=workers)
     figures = learnability(data, threads=workers)
+    errors = target_errors(data, threads=workers)
     ctx, snap = figures["context"], figures["snapshot"]
     summary = {"macro_recall_context": ctx["macro_recall"], "min_kind_recall_context": ctx["min_kind_recall"],
                "anomaly_vs_normal_context": ctx["anomaly_vs_normal"]}
@@ -518,7 +566,7 @@ def evaluate(n_samples: int, *, seed: int | None = None, config: SimConfig | str
         "n_features": {"snapshot": snap["n_features"], "context": ctx["n_features"]},
         "split": f"{FOLDS} folds by host; every sample predicted by the fold that held its host out",
         "targets": check_targets(summary, LEARNABILITY_TARGETS),
-        "onset_error": NOT_AVAILABLE, "time_to_exhaustion_error": NOT_AVAILABLE,
+        **errors,
         "transfer": None,
     }
     if reference_dir is not None:
@@ -552,14 +600,21 @@ def format_report(report: dict) -> str:
               f"lowest kind recall: snapshot {_f(report['min_kind_recall']['snapshot'])}, "
               f"context {_f(report['min_kind_recall']['context'])}",
               f"anomaly vs normal balanced accuracy: snapshot {_f(ba['snapshot'])}, context {_f(ba['context'])}",
-              f"onset error: {report['onset_error']}",
-              f"time-to-exhaustion error: {report['time_to_exhaustion_error']}"]
+              *(_error_line(name, report[key]) for key, name in
+                (("onset_error", "onset"), ("time_to_exhaustion_error", "time to exhaustion")))]
     for name in ("snapshot", "context"):
         lines += ["", f"confusion matrix ({name}; rows true, columns predicted):"]
         lines += _confusion_lines(report["confusion"]["classes"], report["confusion"][name])
     lines += ["", "targets:"] + [_target_line(r) for r in report["targets"]]
     lines += [""] + _transfer_lines(report["transfer"])
     return "\n".join(lines)
+
+
+def _error_line(name: str, e: dict) -> str:
+    if not e["n"]:
+        return f"{name} error: no {e['over']} in this run"
+    return (f"{name} error (context, {e['n']} {e['over']}): mean {e['mae_minutes']:.1f} min, median "
+            f"{e['median_ae_minutes']:.1f} min; saying the median for every sample: {e['baseline_mae_minutes']:.1f} min")
 
 
 def _confusion_lines(classes: list[str], cm: list[list[int]]) -> list[str]:

@@ -157,7 +157,25 @@ def test_report_has_its_figures_and_targets(small_report):
     assert {r["name"] for r in report["targets"]} == {"macro_recall_context", "min_kind_recall_context",
                                                       "anomaly_vs_normal_context"}
     assert stdout.count("PASS") + stdout.count("FAIL") >= 3
-    assert "not available yet" in report["onset_error"]
+    onset = report["onset_error"]
+    assert onset["n"] == SMALL_SAMPLES - cm[classes.index("normal")].sum()  # every anomaly sample, once
+    assert onset["mae_minutes"] < onset["baseline_mae_minutes"]  # the context shows how old an event is
+    assert "onset error (context" in stdout
+
+
+def test_regression_errors_are_out_of_fold_on_known_targets_only():
+    pytest.importorskip("sklearn")
+    from simulator.evaluate import Features, host_folds, regression_figures
+
+    rng = np.random.default_rng(3)
+    n = 600
+    host = np.repeat(np.arange(60), 10)
+    target = rng.uniform(0, 300, n)
+    X = np.stack([target + rng.normal(0, 5, n), rng.normal(size=n)], axis=1)
+    target[::4] = np.nan  # not every sample carries the target
+    fig = regression_figures(Features(X, ["a", "b"], np.zeros(2, bool)), target, host_folds(host, 5, 0), 0)
+    assert fig["n"] == np.isfinite(target).sum()
+    assert fig["mae_minutes"] < 20 < fig["baseline_mae_minutes"]  # uniform on 0..300: baseline about 75
 
 
 @pytest.mark.slow
