@@ -9,6 +9,7 @@ an answer that says "maybe" is vague (correct 2), any other is good.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -36,9 +37,14 @@ def _answer_in(prompt: str) -> str:
     return prompt.split("\nAnswer:\n", 1)[1].split("\n\nScore the answer", 1)[0]
 
 
+def _group(prompt: str) -> int:
+    """A third of the questions (by their text) get a good answer (0), one a vague one (1), one a short one
+    that the filters reject (2)."""
+    return hashlib.sha256(prompt.encode()).digest()[0] % 3
+
+
 def _vague(prompt: str) -> bool:
-    """Every other question (by its text) gets a vague answer."""
-    return sum(map(ord, prompt)) % 2 == 1
+    return _group(prompt) == 1
 
 
 def answer(model, messages, options):
@@ -50,8 +56,10 @@ def answer(model, messages, options):
             return "I think this answer is fine."
         return json.dumps(VAGUE if "maybe" in text.lower() else GOOD)
     text = deterministic_answer(model, messages, options)
-    if _vague(prompt):
+    if _group(prompt) == 1:
         text = text.replace(". ", ". Maybe ", 1)
+    if _group(prompt) == 2:
+        text = "Maybe the disk."
     return text
 
 
@@ -92,9 +100,11 @@ def test_the_judge_rejects_low_scores_with_the_reason_and_exports_the_others_wit
         _generate(tmp_path, config_dir, server.url)
         judge_calls = [c for c in server.calls if c.model == "judge"]
     rows = _ledger_rows(tmp_path)
-    vague = [r for r in rows if _vague(r[0])]
-    good = [r for r in rows if not _vague(r[0])]
-    assert len(rows) == COUNT and vague and good
+    vague = [r for r in rows if _group(r[0]) == 1]
+    good = [r for r in rows if _group(r[0]) == 0]
+    short = [r for r in rows if _group(r[0]) == 2]
+    assert len(rows) == COUNT and vague and good and short
+    assert all(r[1] == "rejected" and not r[2].startswith("judge") and r[4] is None for r in short)  # never judged
     assert all("Maybe" in r[3] for r in vague)                 # the filters let the vague answers through ...
     assert all(r[1] == "rejected" and r[2] == "judge: correct=2 relevant=4 specific=3" for r in vague)  # ... the judge not
     assert all(json.loads(r[4]) == {"model": "judge_server/judge", "scores": VAGUE} for r in vague)
@@ -106,7 +116,8 @@ def test_the_judge_rejects_low_scores_with_the_reason_and_exports_the_others_wit
     assert all(s["judge"] == {"model": "judge_server/judge", "scores": GOOD} for s in samples)
 
     # one judge call per answer the filters accepted, carrying the rubric schema in OpenAI's field
-    assert sorted(_answer_in(c.body["messages"][-1]["content"]) for c in judge_calls) == sorted(r[3] for r in rows)
+    assert sorted(_answer_in(c.body["messages"][-1]["content"]) for c in judge_calls) == \
+        sorted(r[3] for r in vague + good)
     for call in judge_calls:
         assert call.body["response_format"] == {"type": "json_schema", "json_schema": {
             "name": "judgement", "schema": decoding_schema(rubric_schema(RUBRIC)), "strict": True}}
@@ -120,9 +131,11 @@ def test_without_a_judge_nothing_changes(tmp_path):
         assert not [c for c in server.calls if c.model == "judge"]
         assert len(server.calls_for("/v1/chat")) == COUNT
     rows = _ledger_rows(tmp_path)
-    assert len(rows) == COUNT and all(r[1] == "accepted" and r[4] is None for r in rows)
+    kept = [r for r in rows if _group(r[0]) != 2]
+    assert len(rows) == COUNT and all(r[1] == "accepted" and r[4] is None for r in kept)
+    assert any(_vague(r[0]) for r in kept)   # what the judge would reject stays
     samples = _samples(tmp_path)
-    assert len(samples) == COUNT and all("judge" not in s for s in samples)
+    assert len(samples) == len(kept) and all("judge" not in s for s in samples)
 
 
 def flaky_answer(model, messages, options):
@@ -154,8 +167,8 @@ def test_a_judge_server_that_is_down_is_recorded_and_the_answers_kept(tmp_path):
     with LoopbackServer(models=("alpha",), answer=answer) as server:
         config_dir = _config(tmp_path, {"backend": "judge_server"}, "http://127.0.0.1:9")  # nothing listens there
         _generate(tmp_path, config_dir, server.url)
-    rows = _ledger_rows(tmp_path)
-    assert len(rows) == COUNT and all(r[1] == "accepted" for r in rows)
+    rows = [r for r in _ledger_rows(tmp_path) if _group(r[0]) != 2]   # the others the filters reject
+    assert rows and all(r[1] == "accepted" for r in rows)
     assert all(json.loads(r[4])["error"].startswith("connection failed") for r in rows)
 
 
