@@ -87,12 +87,13 @@ class JudgeModel:
         self._next = 0   # round robin over the backend's endpoints
 
     async def score(self, client: httpx.AsyncClient, question: str, answer: str,
-                    label: str | None = None) -> dict:
-        """The judgement of one answer: {"model", "scores"} or {"model", "error"} (never raises a
-        BackendError: retryable failures are retried within max_attempts, then recorded)."""
+                    label: str | None = None) -> tuple[dict, int, int]:
+        """The judgement of one answer, {"model", "scores"} or {"model", "error"}, and the prompt and
+        completion tokens its calls used (never raises a BackendError: retryable failures are retried
+        within max_attempts, then recorded)."""
         request = Request(self.config.model, SYSTEM, judge_prompt(question, answer, self.config.rubric, label),
                           0.0, self.config.max_tokens, self.seed, None, 1.0, self.schema, SCHEMA_NAME)
-        reason = "no call made"
+        reason, prompt_tokens, completion_tokens = "no call made", 0, 0
         for attempt in range(1, self.max_attempts + 1):
             endpoints = self.backend.endpoints
             endpoint = endpoints[self._next % len(endpoints)]
@@ -107,15 +108,17 @@ class JudgeModel:
             except httpx.HTTPError as exc:
                 reason = f"HTTP error: {self.backend.redact(str(exc))[:200]}"
             else:
+                prompt_tokens += reply.prompt_tokens
+                completion_tokens += reply.completion_tokens
                 scores, problem = parse_scores(reply.text.strip(), self.config.rubric)
                 if scores is not None:
-                    return {"model": self.label, "scores": scores}
+                    return {"model": self.label, "scores": scores}, prompt_tokens, completion_tokens
                 reason = f"invalid judgement: {problem}"
                 break   # the model's answer, not the endpoint's fault: asking again at temperature 0 repeats it
             if attempt < self.max_attempts:
                 base, most = self.backoff
                 await asyncio.sleep(min(most, base * 2 ** (attempt - 1)) * random.random())
-        return {"model": self.label, "error": reason}
+        return {"model": self.label, "error": reason}, prompt_tokens, completion_tokens
 
     def verdict(self, judgement: dict) -> str | None:
         """None when the judged answer stays accepted, else the rejection's reason."""

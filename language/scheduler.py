@@ -410,10 +410,19 @@ class Runner:
             raise
 
     async def _score(self, result: Result) -> None:
-        """An accepted answer's scores from the judge model: recorded with them, or rejected by them."""
-        judgement = await self.judge_model.score(self._client, result.prompt, result.structured or result.response,
-                                                 result.label)
-        reason = self.judge_model.verdict(judgement)
+        """An accepted answer's scores from the judge model: recorded with them, or rejected by them.  The
+        judge's tokens and cost count in the run's totals and budget (after the call: the budget may be
+        crossed by the judge calls in flight)."""
+        judge = self.judge_model
+        judgement, prompt_tokens, completion_tokens = await judge.score(
+            self._client, result.prompt, result.structured or result.response, result.label)
+        cost = self.prices.cost(judge.backend.name, judge.config.model, prompt_tokens, completion_tokens)
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        self.stats.cost += cost
+        if self.budget is not None:
+            self.budget.settle(0, 0.0, prompt_tokens + completion_tokens, cost)
+        reason = judge.verdict(judgement)
         self.stats.judge_failures += "error" in judgement
         changes = {"status": "rejected", "reason": reason} if reason is not None else {}
         self._record(dataclasses.replace(result, judge=orjson.dumps(judgement).decode(), **changes))

@@ -9,6 +9,7 @@ an answer that says "maybe" is vague (correct 2), any other is good.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -237,3 +238,35 @@ def test_an_older_ledger_gets_the_judge_column_on_open(tmp_path):
         assert ledger.samples()["judge"].to_list() == [None]
     finally:
         ledger.close()
+
+
+def test_the_judge_calls_count_in_the_runs_tokens_and_cost(tmp_path):
+    """The run's totals are the answers' calls (the ledger's attempts) plus the judge's: a judgement is 6
+    words, so 6 completion tokens in the loopback, priced as models.yaml prices the judge's model."""
+    from language import pipeline
+    from language.domain import load_domain
+
+    with LoopbackServer(models=("alpha", "judge"), answer=answer) as server:
+        config_dir = _config(tmp_path, {"backend": "judge_server"}, server.url)
+        models = yaml.safe_load((config_dir / "models.yaml").read_text())
+        models["backends"]["judge_server"]["prices"] = {"judge": {"input": 0.0, "output": 1_000_000.0}}
+        (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+        domain, settings = load_domain(config_dir), load_settings(config_dir / "models.yaml")
+        specs = pipeline.backend_specs(settings, names=[], endpoints=[f"openai={server.url}"], models="alpha",
+                                       api_key_env=None, concurrency=2)
+        targets = pipeline.choose_targets(settings, types="technical_explanation", count=COUNT)
+        ledger = Ledger(tmp_path / "out" / pipeline.STAGING_NAME)
+        try:
+            work = pipeline.plan_work(domain, settings, specs, targets=targets, seed=5, from_metrics=None,
+                                      config_dir=config_dir)
+            session = pipeline.open_session(ledger, domain, settings, work, retry=False)
+            stats = asyncio.run(pipeline.run_session(ledger, work, session))
+            attempts = ledger.attempts_frame()
+            judged = ledger.results_frame()["judge"].drop_nulls().len()
+        finally:
+            ledger.close()
+        judge_calls = [c for c in server.calls if c.model == "judge"]
+    assert judged == len(judge_calls) > 0
+    assert stats.completion_tokens == attempts["completion_tokens"].sum() + 6 * judged
+    assert stats.prompt_tokens > attempts["prompt_tokens"].sum()
+    assert stats.cost == pytest.approx(6 * judged)   # 1e6 per million output tokens: 1 per token
