@@ -298,7 +298,7 @@ class Runner:
             await backend.start()
         r = self.settings.requests
         self.judge_model = JudgeModel(config, backend, r.max_attempts, r.backoff_base_s, r.backoff_max_s,
-                                 self.settings.generation.seed)
+                                      self.settings.generation.seed)
         return started
 
     def _add_workers(self, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
