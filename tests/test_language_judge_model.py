@@ -107,7 +107,8 @@ def test_the_judge_rejects_low_scores_with_the_reason_and_exports_the_others_wit
     assert len(rows) == COUNT and vague and good and short
     assert all(r[1] == "rejected" and not r[2].startswith("judge") and r[4] is None for r in short)  # never judged
     assert all("Maybe" in r[3] for r in vague)                 # the filters let the vague answers through ...
-    assert all(r[1] == "rejected" and r[2] == "judge: correct=2 relevant=4 specific=3" for r in vague)  # ... the judge not
+    # ... the judge does not
+    assert all(r[1] == "rejected" and r[2] == "judge: correct=2 relevant=4 specific=3" for r in vague)
     assert all(json.loads(r[4]) == {"model": "judge_server/judge", "scores": VAGUE} for r in vague)
     assert all(r[1] == "accepted" and r[2] is None for r in good)
     assert all(json.loads(r[4]) == {"model": "judge_server/judge", "scores": GOOD} for r in good)
