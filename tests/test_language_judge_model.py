@@ -64,13 +64,13 @@ def answer(model, messages, options):
     return text
 
 
-def _config(tmp_path, judge: dict | None, judge_url: str | None = None):
+def _config(tmp_path, judge: dict | None, judge_url: str | None = None, judge_type: str = "openai"):
     d = tmp_path / "config"
     shutil.copytree(ROOT / "data_config", d)
     models = yaml.safe_load((d / "models.yaml").read_text())
     models["requests"].update(timeout_s=5, backoff_base_s=0.01, backoff_max_s=0.05)
     if judge_url is not None:
-        models["backends"]["judge_server"] = {"type": "openai", "enabled": False, "endpoints": [judge_url],
+        models["backends"]["judge_server"] = {"type": judge_type, "enabled": False, "endpoints": [judge_url],
                                               "models": ["judge"], "concurrency": 2}
     if judge is not None:
         models["judge"] = judge
@@ -95,11 +95,13 @@ def _samples(tmp_path) -> list[dict]:
     return json.loads((tmp_path / "out" / "language_dataset.json").read_text())["samples"]
 
 
-def test_the_judge_rejects_low_scores_with_the_reason_and_exports_the_others_with_theirs(tmp_path):
+@pytest.mark.parametrize("judge_type", ["openai", "ollama"])
+def test_the_judge_rejects_low_scores_with_the_reason_and_exports_the_others_with_theirs(tmp_path, judge_type):
     with LoopbackServer(models=("alpha", "judge"), answer=answer) as server:
-        config_dir = _config(tmp_path, {"backend": "judge_server", "model": "judge", "threshold": 3}, server.url)
+        config_dir = _config(tmp_path, {"backend": "judge_server", "model": "judge", "threshold": 3}, server.url,
+                             judge_type)
         _generate(tmp_path, config_dir, server.url)
-        judge_calls = [c for c in server.calls if c.model == "judge"]
+        judge_calls = [c for c in server.calls if c.model == "judge" and c.path != "/api/tags"]
     rows = _ledger_rows(tmp_path)
     vague = [r for r in rows if _group(r[0]) == 1]
     good = [r for r in rows if _group(r[0]) == 0]
@@ -121,9 +123,13 @@ def test_the_judge_rejects_low_scores_with_the_reason_and_exports_the_others_wit
     assert sorted(_answer_in(c.body["messages"][-1]["content"]) for c in judge_calls) == \
         sorted(r[3] for r in vague + good)
     for call in judge_calls:
-        assert call.body["response_format"] == {"type": "json_schema", "json_schema": {
-            "name": "judgement", "schema": decoding_schema(rubric_schema(RUBRIC)), "strict": True}}
-        assert call.body["temperature"] == 0.0
+        if judge_type == "openai":
+            assert call.body["response_format"] == {"type": "json_schema", "json_schema": {
+                "name": "judgement", "schema": decoding_schema(rubric_schema(RUBRIC)), "strict": True}}
+            assert call.body["temperature"] == 0.0
+        else:
+            assert call.body["format"] == decoding_schema(rubric_schema(RUBRIC))
+            assert call.body["options"]["temperature"] == 0.0
 
 
 def test_without_a_judge_nothing_changes(tmp_path):
