@@ -247,6 +247,9 @@ def _generate(args) -> int:
             reasons = "; ".join(f"{k} {v}" for k, v in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:5])
             print(f"accepted {stats.accepted}, rejected {stats.rejected}, failed {stats.failed} "
                   f"({stats.calls} server calls)" + (f"; reasons: {reasons}" if reasons else ""))
+            if stats.judge_failures:
+                print(f"the judge model could not score {stats.judge_failures} answers (why: the ledger's judge "
+                      "column); they are kept unjudged unless judge.required is set")
         if not args.no_export:
             _write(args, ledger, domain, session.settings, session.config_hash, session.session_id, stats.accepted)
     finally:

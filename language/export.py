@@ -2,7 +2,8 @@
 
 A structured answer (grounded prompts, JSON against verify.ANSWER_SCHEMA) is exported as its object
 (`structured`) beside its explanation text (`response`); the chat JSONL's assistant message is that
-text, or with `chat_structured` the JSON itself.
+text, or with `chat_structured` the JSON itself.  A judged answer (language/judge.py) carries the
+judge's object (`judge`: its model and scores, or why it failed).
 
 Both written atomically; the previous file is kept as a timestamped backup (the last three).
 """
@@ -27,6 +28,7 @@ OWNED_FILES = (DATASET_NAME, CHAT_NAME, "language_dataset.*.bak.json", "language
                "language_dataset.*.damaged.json")
 SAMPLE_FIELDS = ("type", "prompt", "response", "model", "model_type", "session_id", "timestamp",
                  "generation_batch", "term", "category", "source_sample_id", "label")
+JSON_FIELDS = ("structured", "judge")   # JSON text in the ledger, objects in the dataset (left out when null)
 
 
 def metadata(samples: pl.DataFrame, *, generated_at: str, session_id: str, config_hash: str,
@@ -77,9 +79,12 @@ def select_samples(samples: pl.DataFrame, *, types: list[str] | None = None,
 
 
 def _sample_row(row: dict) -> dict:
-    """A dataset sample: SAMPLE_FIELDS, and a structured answer's object when it has one."""
-    structured = row.pop("structured")
-    return {**row, "structured": orjson.loads(structured)} if structured is not None else row
+    """A dataset sample: SAMPLE_FIELDS, and a structured answer's object and the judge's when it has them."""
+    for key in JSON_FIELDS:
+        value = row.pop(key)
+        if value is not None:
+            row[key] = orjson.loads(value)
+    return row
 
 
 def samples_in(path: Path) -> int | None:
@@ -104,7 +109,7 @@ def write_exports(output_dir: Path, meta: dict, samples: pl.DataFrame, system_pr
         raise LanguageError(f"export: {output_dir / DATASET_NAME} holds {before} samples and this export would "
                             f"hold {len(samples)}; nothing was written (--allow-fewer replaces it anyway, "
                             "keeping the old file as a backup)")
-    rows = [_sample_row(r) for r in samples.select(*SAMPLE_FIELDS, "structured").to_dicts()] if len(samples) else []
+    rows = [_sample_row(r) for r in samples.select(*SAMPLE_FIELDS, *JSON_FIELDS).to_dicts()] if len(samples) else []
     dataset = orjson.dumps({"metadata": meta, "samples": rows}, option=orjson.OPT_INDENT_2)
     chat = b"".join(orjson.dumps({
         "messages": [{"role": "system", "content": system_prompt}, {"role": "user", "content": r["prompt"]},

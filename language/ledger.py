@@ -29,9 +29,10 @@ SHARD_ROWS = 500
 SAMPLE_COLUMNS = ("item_id", "prompt_id", "type", "prompt", "response", "model", "model_type", "backend",
                   "session_id", "timestamp", "generation_batch", "term", "category", "seed", "temperature",
                   "max_tokens", "finish_reason", "prompt_tokens", "completion_tokens", "source_sample_id", "label",
-                  "structured")
+                  "structured", "judge")
 # columns added after the first release of the ledger: ALTER TABLE adds them to an older ledger on open
-ADDED_COLUMNS = {"results": {"source_sample_id": "TEXT", "label": "TEXT", "structured": "TEXT"},
+ADDED_COLUMNS = {"results": {"source_sample_id": "TEXT", "label": "TEXT", "structured": "TEXT",
+                             "judge": "TEXT"},
                  "attempts": {"prompt_tokens": "INTEGER", "completion_tokens": "INTEGER",
                               "tokens_estimated": "INTEGER"}}
 
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS results (
     session_id TEXT, timestamp TEXT, generation_batch INTEGER, term TEXT, category TEXT, seed INTEGER,
     temperature REAL, max_tokens INTEGER, finish_reason TEXT, prompt_tokens INTEGER,
     completion_tokens INTEGER, attempts INTEGER NOT NULL, shard TEXT, source_sample_id TEXT, label TEXT,
-    structured TEXT);
+    structured TEXT, judge TEXT);
 CREATE INDEX IF NOT EXISTS results_status ON results (status);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
@@ -92,6 +93,7 @@ class Result:
     source_sample_id: str | None = None
     label: str | None = None
     structured: str | None = None  # a structured answer as JSON (its explanation is the response)
+    judge: str | None = None       # the judge's scores (or its failure) as JSON (language/judge.py); None: not judged
 
 
 class Ledger:
@@ -322,6 +324,7 @@ _SHARD_SCHEMA = {
     "generation_batch": pl.Int64, "term": pl.Utf8, "category": pl.Utf8, "seed": pl.Int64,
     "temperature": pl.Float64, "max_tokens": pl.Int64, "finish_reason": pl.Utf8, "prompt_tokens": pl.Int64,
     "completion_tokens": pl.Int64, "source_sample_id": pl.Utf8, "label": pl.Utf8, "structured": pl.Utf8,
+    "judge": pl.Utf8,
 }
 
 

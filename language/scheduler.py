@@ -30,12 +30,15 @@
 - Results: answers (and failures) wait in arrival order and are judged (filters, dedup) and recorded in
   batches, every JUDGE_EVERY outcomes or JUDGE_EVERY_S after the oldest, which keeps that CPU work
   cache-warm; an item is finished only once its result is committed to the ledger, so a crash asks the
-  waiting ones again.
+  waiting ones again.  With a judge model configured (models.yaml `judge:`, language/judge.py), an
+  answer the filters accepted is recorded once the judge has scored it (so judged answers are recorded
+  in the order their scores arrive); without one, no judge request is made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -47,12 +50,13 @@ from pathlib import Path
 import httpx
 import orjson
 
-from .backends import Backend, BackendError, Request
+from .backends import Backend, BackendError, Request, build_backend
 from .domain import MAX_FILE_BYTES
 from .errors import ConfigError
 from .items import WorkItem
 from .ledger import Ledger, Result, _now
 from .grounding import grounding_check
+from .judge import JudgeModel
 from .quality import DuplicateIndex, check, clean
 from .verify import ANSWER_SCHEMA, ANSWER_SCHEMA_NAME, parse_answer
 from .settings import Settings, load_settings
@@ -211,6 +215,7 @@ class RunStats:
     completion_tokens: int = 0
     cost: float = 0.0
     stopped: str | None = None    # why the budget stopped the run, if it did
+    judge_failures: int = 0       # accepted answers the judge model failed to score (kept unjudged unless required)
 
 
 class Runner:
@@ -233,6 +238,9 @@ class Runner:
         self._waiting: list[Result | tuple] = []
         self._judge_timer: asyncio.TimerHandle | None = None
         self._judge_error: BaseException | None = None   # raised by a timer's judging: run() re-raises it
+        self.judge_model: JudgeModel | None = None     # the optional judge model (built in run() when configured)
+        self._scoring: set[asyncio.Task] = set()  # accepted answers waiting for the judge model's scores
+        self._client: httpx.AsyncClient | None = None
 
     async def run(self, items: list[WorkItem]) -> RunStats:
         if not self.pool:
@@ -244,28 +252,54 @@ class Runner:
         # the per-endpoint slots bound the connections; the pool must not (endpoints may join mid-run)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         timeout = httpx.Timeout(self.settings.requests.timeout_s)
+        judge_backend = await self._start_judge()
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            self._client = client
             self._add_workers(client, queue)
             watcher = asyncio.create_task(self._reload(client, queue)) if self.settings.path else None
             try:
                 while not all(t.done() for t in self._workers):  # a reload may have added workers meanwhile
                     await asyncio.gather(*self._workers)
+                self._judge_all()
+                while self._scoring:   # the judge model's scores of the last answers
+                    await asyncio.gather(*self._scoring)
             except asyncio.CancelledError:
                 if self._judge_error is None:
                     raise
             finally:
-                for t in [*self._workers, *([watcher] if watcher else [])]:
-                    t.cancel()
+                for t in [*self._workers, *self._scoring, *([watcher] if watcher else [])]:
+                    t.cancel()   # an answer still waiting for its scores is not recorded: a rerun asks again
                 for p in self.pools.values():
                     p.close()
                 if self._judge_error is None:
                     self._judge_all()   # what still waits (also when interrupted)
+                    for t in self._scoring:
+                        t.cancel()
                 self.stats.stopped = self.budget.stopped if self.budget else None
                 self.ledger.set_meta("budget_stop", self.stats.stopped or "")
                 self.ledger.commit()
+                if judge_backend is not None:
+                    await judge_backend.close()
         if self._judge_error is not None:
             raise self._judge_error
         return self.stats
+
+    async def _start_judge(self) -> Backend | None:
+        """Build the judge model models.yaml configures (None: no judge); the backend it returns is one
+        this runner started and must close (None when the judge uses a backend of the run)."""
+        config = self.settings.judge
+        if config is None:
+            return None
+        backend = next((b for b in self.backends if b.name == config.backend), None)
+        started = None
+        if backend is None:
+            spec = next(b for b in self.settings.backends if b.name == config.backend)
+            backend = started = build_backend(spec)
+            await backend.start()
+        r = self.settings.requests
+        self.judge_model = JudgeModel(config, backend, r.max_attempts, r.backoff_base_s, r.backoff_max_s,
+                                      self.settings.generation.seed)
+        return started
 
     def _add_workers(self, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
         """One worker per endpoint slot of every backend, at most one per queued item (and at least one)."""
@@ -364,10 +398,42 @@ class Runner:
         waiting, self._waiting = self._waiting, []
         try:
             for outcome in waiting:
-                self._record(outcome if isinstance(outcome, Result) else self._judge(*outcome))
+                result = outcome if isinstance(outcome, Result) else self._judge(*outcome)
+                if result.status == "accepted" and self.judge_model is not None:
+                    task = asyncio.ensure_future(self._score(result))
+                    self._scoring.add(task)
+                    task.add_done_callback(self._scored)
+                else:
+                    self._record(result)
         except BaseException as exc:
             self._judge_error = exc
             raise
+
+    async def _score(self, result: Result) -> None:
+        """An accepted answer's scores from the judge model: recorded with them, or rejected by them.  The
+        judge's tokens and cost count in the run's totals and budget (after the call: the budget may be
+        crossed by the judge calls in flight)."""
+        judge = self.judge_model
+        judgement, prompt_tokens, completion_tokens = await judge.score(
+            self._client, result.prompt, result.structured or result.response, result.label)
+        cost = self.prices.cost(judge.backend.name, judge.config.model, prompt_tokens, completion_tokens)
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        self.stats.cost += cost
+        if self.budget is not None:
+            self.budget.settle(0, 0.0, prompt_tokens + completion_tokens, cost)
+        reason = judge.verdict(judgement)
+        self.stats.judge_failures += "error" in judgement
+        changes = {"status": "rejected", "reason": reason} if reason is not None else {}
+        self._record(dataclasses.replace(result, judge=orjson.dumps(judgement).decode(), **changes))
+
+    def _scored(self, task: asyncio.Task) -> None:
+        """A scoring task is over; an error in it (a bug) stops the workers and run() raises it."""
+        self._scoring.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._judge_error is None:
+            self._judge_error = task.exception()
+            for t in self._workers:
+                t.cancel()
 
     def _choose(self, item: WorkItem) -> PoolModel | None:
         """The item's model: its rotation slot; while that one cools down, a model no other slot of the

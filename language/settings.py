@@ -81,6 +81,20 @@ class Grounding:
 
 
 @dataclass(frozen=True)
+class Judge:
+    """An optional judge (language/judge.py): a model of one of the backends scores every answer the
+    filters accepted on each rubric criterion (1-5); an answer with a score below `threshold` is rejected.
+    A judge that fails (an error, invalid JSON) leaves the answer accepted and unjudged, unless `required`."""
+
+    backend: str                  # a backends entry (enabled or not: a judge-only server may be off for answers)
+    model: str
+    threshold: int = 3
+    rubric: tuple[str, ...] = ("correct", "relevant", "specific")
+    required: bool = False
+    max_tokens: int = 200
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str
     backends: tuple[BackendSpec, ...]
@@ -92,6 +106,7 @@ class Settings:
     path: str | None = field(default=None, compare=False)  # the file read, re-read for endpoint changes mid-run
     currency: str = "USD"         # the currency of the backends' prices (a label; nothing is converted)
     grounding: Grounding = field(default=Grounding())
+    judge: Judge | None = None    # None: answers are not judged (no judge requests at all)
 
     def enabled(self) -> tuple[BackendSpec, ...]:
         return tuple(b for b in self.backends if b.enabled)
@@ -108,7 +123,7 @@ def load_settings(path: Path | None = None) -> Settings:
     data = read_yaml(path, source, ConfigError, MAX_FILE_BYTES)
     v = Validator(source, ConfigError)
     root = v.mapping(data, "", required=("backends", "rotation", "requests", "generation", "targets"),
-                     optional=("quality", "currency", "grounding"))
+                     optional=("quality", "currency", "grounding", "judge"))
     backends_node = v.mapping(root["backends"], "backends")
     if not backends_node:
         v.fail("backends", "expected at least one backend")
@@ -153,7 +168,31 @@ def load_settings(path: Path | None = None) -> Settings:
         path=str(path),
         currency=v.string(root.get("currency", "USD"), "currency"),
         grounding=Grounding(v.number(grounding.get("normal_share", 0.5), "grounding.normal_share", 0, 1)),
+        judge=_judge(v, root.get("judge"), backends),
     )
+
+
+def _judge(v: Validator, node: Any, backends: tuple[BackendSpec, ...]) -> Judge | None:
+    """`judge: {backend, model, threshold, rubric, required, max_tokens}`; absent or null: no judge."""
+    if node is None:
+        return None
+    j = v.mapping(node, "judge", required=("backend",),
+                  optional=("model", "threshold", "rubric", "required", "max_tokens"))
+    name = v.string(j["backend"], "judge.backend")
+    spec = next((b for b in backends if b.name == name), None)
+    if spec is None:
+        v.fail("judge.backend", f"{name!r} is not one of the backends ({', '.join(b.name for b in backends)})")
+    model = v.string(j.get("model", spec.models[0]), "judge.model")
+    rubric = j.get("rubric", list(Judge.rubric))
+    if not isinstance(rubric, list) or not rubric:
+        v.fail("judge.rubric", "expected a non-empty list of criteria (e.g. [correct, relevant, specific])")
+    criteria = tuple(v.string(c, f"judge.rubric[{i}]") for i, c in enumerate(rubric))
+    for i, c in enumerate(criteria):
+        if not c.replace("_", "").isalnum() or c in criteria[:i]:
+            v.fail(f"judge.rubric[{i}]", f"{c!r} must be a distinct name of letters, digits and _")
+    return Judge(backend=name, model=model, threshold=v.whole(j.get("threshold", 3), "judge.threshold", 1, 5),
+                 rubric=criteria, required=v.boolean(j.get("required", False), "judge.required"),
+                 max_tokens=v.whole(j.get("max_tokens", 200), "judge.max_tokens", 16, 100_000))
 
 
 def _backend(v: Validator, name: str, node: Any) -> BackendSpec:

@@ -1,0 +1,128 @@
+"""The optional judge: a model (of any backend) scores each answer the filters accepted on a rubric.
+
+The judge is asked through the backend's structured-output mechanism (Request.schema: Ollama `format`,
+OpenAI `response_format`, Anthropic a forced tool, Gemini `responseSchema`) for one score per rubric
+criterion, a whole number from 1 (poor) to 5 (excellent).  An answer whose lowest score is below the
+threshold is rejected ("judge: correct=2 relevant=4 specific=3").  A judge that fails (an error after
+its retries, or a reply that is not the JSON the schema asks for) is recorded with the answer, which
+stays accepted and unjudged, unless the configuration says `required: true` (then it is rejected).
+
+What the ledger and the export keep for a judged answer (`judge`, JSON): {"model": "backend/model",
+"scores": {criterion: score}} or {"model": ..., "error": "why the judge failed"}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import httpx
+import orjson
+
+from .backends import Backend, BackendError, Request
+
+SCORES = (1, 2, 3, 4, 5)
+SCHEMA_NAME = "judgement"
+SYSTEM = ("You grade answers written for a dataset that trains an assistant for IT operations. "
+          "Score strictly; reply with the JSON object asked for and nothing else.")
+CRITERIA = {   # what each of the usual criteria asks; another criterion is asked by its name
+    "correct": "is it factually right (and, for a monitoring sample, true to the sample's state)?",
+    "relevant": "does it answer the question that was asked?",
+    "specific": "does it give concrete details (names, numbers, steps) rather than generalities?",
+}
+
+
+def rubric_schema(rubric: tuple[str, ...]) -> dict:
+    """The JSON schema of a judgement: every criterion a whole score 1-5, no other key."""
+    return {"type": "object", "properties": {c: {"type": "integer", "enum": list(SCORES)} for c in rubric},
+            "required": list(rubric), "additionalProperties": False}
+
+
+def judge_prompt(question: str, answer: str, rubric: tuple[str, ...], label: str | None = None) -> str:
+    """The judge's prompt: the question, the answer (and a grounded sample's true state) and the rubric."""
+    truth = f"The monitoring sample's true state (its label): {label}.\n\n" if label else ""
+    criteria = "\n".join(f"- {c}: {CRITERIA.get(c, c.replace('_', ' ') + '?')}" for c in rubric)
+    return (f"Question:\n{question}\n\n{truth}Answer:\n{answer}\n\n"
+            f"Score the answer on each criterion from 1 (poor) to 5 (excellent):\n{criteria}\n"
+            f"Reply with a JSON object with the keys {', '.join(rubric)}, each a whole number from 1 to 5.")
+
+
+def parse_scores(text: str, rubric: tuple[str, ...]) -> tuple[dict | None, str | None]:
+    """(scores, None) for a reply that is the judgement JSON, else (None, why it is not)."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None, f"not JSON: {text[:60]!r}"
+    if not isinstance(data, dict):
+        return None, "not a JSON object"
+    missing = [c for c in rubric if c not in data]
+    if missing:
+        return None, f"no score for {', '.join(missing)}"
+    bad = [c for c in rubric if type(data[c]) is not int or data[c] not in SCORES]
+    if bad:
+        return None, f"{bad[0]}: {data[bad[0]]!r} is not a whole number from 1 to 5"
+    return {c: data[c] for c in rubric}, None
+
+
+def below(scores: dict, threshold: int) -> bool:
+    """Whether a judgement rejects its answer: some criterion scored under the threshold."""
+    return min(scores.values()) < threshold
+
+
+def describe(scores: dict) -> str:
+    return " ".join(f"{c}={s}" for c, s in scores.items())
+
+
+class JudgeModel:
+    """Scores answers with one model of one backend, at most `concurrency` calls per endpoint at once."""
+
+    def __init__(self, config, backend: Backend, max_attempts: int, backoff_base_s: float, backoff_max_s: float,
+                 seed: int):
+        self.config, self.backend = config, backend
+        self.label = f"{backend.name}/{config.model}"
+        self.max_attempts, self.backoff = max_attempts, (backoff_base_s, backoff_max_s)
+        self.seed = seed
+        self.schema = rubric_schema(config.rubric)
+        self._slots = asyncio.Semaphore(max(1, backend.spec.concurrency * max(1, len(backend.endpoints))))
+        self._next = 0   # round robin over the backend's endpoints
+
+    async def score(self, client: httpx.AsyncClient, question: str, answer: str,
+                    label: str | None = None) -> tuple[dict, int, int]:
+        """The judgement of one answer, {"model", "scores"} or {"model", "error"}, and the prompt and
+        completion tokens its calls used (never raises a BackendError: retryable failures are retried
+        within max_attempts, then recorded)."""
+        request = Request(self.config.model, SYSTEM, judge_prompt(question, answer, self.config.rubric, label),
+                          0.0, self.config.max_tokens, self.seed, None, 1.0, self.schema, SCHEMA_NAME)
+        reason, prompt_tokens, completion_tokens = "no call made", 0, 0
+        for attempt in range(1, self.max_attempts + 1):
+            endpoints = self.backend.endpoints
+            endpoint = endpoints[self._next % len(endpoints)]
+            self._next += 1
+            try:
+                async with self._slots:
+                    reply = await self.backend.generate(client, endpoint, request)
+            except BackendError as exc:
+                reason = exc.reason
+                if not exc.retryable:
+                    break
+            except httpx.HTTPError as exc:
+                reason = f"HTTP error: {self.backend.redact(str(exc))[:200]}"
+            else:
+                prompt_tokens += reply.prompt_tokens
+                completion_tokens += reply.completion_tokens
+                scores, problem = parse_scores(reply.text.strip(), self.config.rubric)
+                if scores is not None:
+                    return {"model": self.label, "scores": scores}, prompt_tokens, completion_tokens
+                reason = f"invalid judgement: {problem}"
+                break   # the model's answer, not the endpoint's fault: asking again at temperature 0 repeats it
+            if attempt < self.max_attempts:
+                base, most = self.backoff
+                await asyncio.sleep(min(most, base * 2 ** (attempt - 1)) * random.random())
+        return {"model": self.label, "error": reason}, prompt_tokens, completion_tokens
+
+    def verdict(self, judgement: dict) -> str | None:
+        """None when the judged answer stays accepted, else the rejection's reason."""
+        scores = judgement.get("scores")
+        if scores is None:
+            return f"judge failed: {judgement['error']}" if self.config.required else None
+        return f"judge: {describe(scores)}" if below(scores, self.config.threshold) else None
