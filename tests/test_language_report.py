@@ -153,8 +153,10 @@ def test_export_metadata_carries_the_same_figures(staged):
 def test_relevance_and_judge_columns_are_read_when_present(staged):
     """A ledger with the relevance and judge columns (as the gates that write them add them)."""
     db = sqlite3.connect(staged / STAGING_NAME / "ledger.sqlite")
-    db.execute("ALTER TABLE results ADD COLUMN relevance REAL")
-    db.execute("ALTER TABLE results ADD COLUMN judge TEXT")
+    have = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+    for column, kind in (("relevance", "REAL"), ("judge", "TEXT")):
+        if column not in have:   # a ledger without the gate that writes it
+            db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
     db.executemany("UPDATE results SET relevance = ?, judge = ? WHERE item_id = ?", [
         (0.5, json.dumps({"model": "j/judge", "scores": {"correct": 5, "relevant": 4}}), "c1"),
         (0.7, json.dumps({"model": "j/judge", "scores": {"correct": 2, "relevant": 3}}), "c2"),
