@@ -1,4 +1,4 @@
-"""Command line: `python -m language generate|status|retry-failed|export|reset`."""
+"""Command line: `python -m language generate|status|report|retry-failed|export|restore|reset`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datasafe.errors import configure_logging
 from .errors import LanguageError, UserError, one_line
 from .pipeline import STAGING_NAME, stamp
 
-COMMANDS = ("generate", "status", "retry-failed", "export", "reset", "restore")
+COMMANDS = ("generate", "status", "report", "retry-failed", "export", "reset", "restore")
 EXIT_PARTIAL = 3  # the run finished but some items failed; their reasons are in the ledger
 EXIT_BUDGET = 4   # --max-cost or --max-tokens-total stopped the run; generate again to finish the rest
 
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(retry, True)
     selection(retry)
     common(sub.add_parser("status", help="completion per type, failures, model distribution"), False)
+    common(sub.add_parser("report", help="answer quality per type and model: rejections by reason, distinct-2, "
+                                         "near duplicates, length, verifier agreement, relevance, judge scores"),
+           False)
     export = sub.add_parser("export", help="write the dataset JSON and chat JSONL from every accepted sample "
                                            "in staging")
     common(export, False)
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_selection(args)
         if args.command in ("generate", "retry-failed"):
             return _generate(args)
-        return {"status": _status, "export": _export, "reset": _reset, "restore": _restore}[args.command](args)
+        return {"status": _status, "report": _report, "export": _export, "reset": _reset, "restore": _restore}[args.command](args)
     except UserError as exc:
         print(f"python -m language: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
@@ -324,6 +327,48 @@ def _status(args) -> int:
               "from the ledger)")
     intact = _check_exports(args.output_dir) and not report.damaged_shards
     return 0 if intact else 1
+
+
+def _report(args) -> int:
+    import polars as pl
+
+    from .pipeline import quality_report
+
+    report = quality_report(args.output_dir)
+    if report is None:
+        print(f"no staging at {_staging(args)}: nothing generated yet")
+        return 0
+    print(f"staging {report.staging}: answer quality per type and model (model (all): every model's answers)")
+    if not report.figures:
+        print("  no answers yet")
+        return 0
+    rows = [(t, m, f) for t, models in report.figures.items() for m, f in models.items()]
+    print(_text_table(pl.DataFrame([_quality_row(t, m, f) for t, m, f in rows], orient="row",
+                                   schema=list(QUALITY_COLUMNS), infer_schema_length=None)))
+    reasons = [(t, m, r, n) for t, m, f in rows for r, n in f["rejected_by_reason"].items()]
+    print("\nrejections by reason:")
+    print(_text_table(pl.DataFrame(reasons, orient="row", schema=["type", "model", "reason", "rejected"]))
+          if reasons else "  none")
+    return 0
+
+
+QUALITY_COLUMNS = ("type", "model", "answers", "accepted", "rejected", "failed", "distinct-2", "near-dup",
+                   "words p10/median/p90", "verifier", "relevance", "judge")
+
+
+def _quality_row(sample_type: str, model: str, f: dict) -> tuple:
+    """One line of the report: the figures of quality_figures, "-" where there are none."""
+    words, verifier, judge = f["words"], f["verifier"], f["judge"]
+    return (sample_type, model, f["answers"], f["accepted"], f["rejected"], f["failed"], _share(f["distinct_2"]),
+            _share(f["near_duplicate_rate"]),
+            None if words is None else f"{words['p10']:g}/{words['median']:g}/{words['p90']:g}",
+            None if verifier is None else f"{verifier['accepted']}/{verifier['judged']} ({_share(verifier['rate'])})",
+            None if f["relevance"] is None else f"{f['relevance']['mean']:.3f}",
+            None if judge is None else " ".join(f"{c}={v:.2f}" for c, v in judge["mean"].items()))
+
+
+def _share(rate: float | None) -> str | None:
+    return None if rate is None else f"{rate:.3f}"
 
 
 def _text_table(frame) -> str:

@@ -33,7 +33,7 @@ JSON_FIELDS = ("structured", "judge")   # JSON text in the ledger, objects in th
 
 def metadata(samples: pl.DataFrame, *, generated_at: str, session_id: str, config_hash: str,
              new_samples: int, model_pool: list[str], swap_interval: int, questions_processed: int,
-             grounding: dict | None = None, usage: dict | None = None) -> dict:
+             grounding: dict | None = None, usage: dict | None = None, quality: dict | None = None) -> dict:
     types = dict(zip(*samples.group_by("type").len().sort("type").to_dict(as_series=False).values())) \
         if len(samples) else {}
     models = dict(zip(*samples.group_by("model").len().sort("model").to_dict(as_series=False).values())) \
@@ -51,6 +51,7 @@ def metadata(samples: pl.DataFrame, *, generated_at: str, session_id: str, confi
                           "swap_interval": swap_interval, "questions_processed": questions_processed},
         "grounding_agreement": grounding or {},
         "usage": usage or {},   # tokens and cost per model and in total (language/usage.py)
+        "quality": quality or {},   # per type and model, as `python -m language report` (pipeline.quality_figures)
     }
 
 

@@ -10,7 +10,9 @@ and the tests all call.
   accepted answer;
 - `run_session`: the items asked of the backends (started and closed around the run);
 - `export`: every accepted sample in staging (or a selection) written as the language dataset;
-- `status_report`: what a staging folder holds (per type, per model, rejections, tokens, damage).
+- `status_report`: what a staging folder holds (per type, per model, rejections, tokens, damage);
+- `quality_report`: how good its answers are (per type and model: reasons, distinct-2, near duplicates,
+  length, verifier agreement, relevance, judge scores), the export's `quality` metadata.
 """
 
 from __future__ import annotations
@@ -243,15 +245,17 @@ def export(ledger, domain, settings, output_dir: Path, *, config_hash: str, sess
     from .export import grounding_table, metadata, select_samples, write_exports
     from .usage import Prices, usage_summary
 
-    samples = select_samples(ledger.samples(), types=only_types,
-                             items=last_run_items(ledger) if only_last_run else None)
+    items = last_run_items(ledger) if only_last_run else None
+    samples = select_samples(ledger.samples(), types=only_types, items=items)
+    results = ledger.results_frame()
     pool = sorted({m for m in samples["model"].to_list()}) if len(samples) else []
     meta = metadata(samples, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     session_id=session_id, config_hash=config_hash, new_samples=new_samples, model_pool=pool,
                     swap_interval=settings.rotation.swap_interval,
                     questions_processed=len(ledger.finished_ids()),
-                    grounding=grounding_table(ledger.results_frame()),
-                    usage=usage_summary(ledger.token_totals(), Prices.of_settings(settings)))
+                    grounding=grounding_table(results),
+                    usage=usage_summary(ledger.token_totals(), Prices.of_settings(settings)),
+                    quality=quality_figures(select_samples(results, types=only_types, items=items)))
     output_dir.mkdir(parents=True, exist_ok=True)
     write_exports(output_dir, meta, samples, domain.system_prompt, allow_fewer=allow_fewer,
                   chat_structured=chat_structured)
@@ -307,6 +311,144 @@ def status_report(output_dir: Path, models_yaml: Path | None) -> StatusReport | 
                             len(current), left, ledger.damaged_shards())
     finally:
         ledger.close()
+
+
+# ---------------------------------------------------------------------------- the quality report
+ALL_MODELS = "(all)"    # the model of a type's row over every model's answers
+# rejections of a near duplicate of an accepted answer: MinHash word 3-grams, embedding cosine
+NEAR_DUPLICATE_KINDS = ("near duplicate", "semantic duplicate")
+# rejections by a gate after the verifier (language/scheduler.py Runner._judge, then the judge model):
+# a grounded answer rejected so had passed the verifier
+AFTER_VERIFIER_KINDS = ("exact duplicate", "near duplicate", "semantic duplicate", "judge")
+
+
+@dataclass
+class QualityReport:
+    """The quality of a staging's answers, per type and model (`quality_figures`)."""
+
+    staging: Path
+    figures: dict    # type -> model -> figures (ALL_MODELS: the type's answers of every model)
+
+
+def quality_report(output_dir: Path) -> QualityReport | None:
+    """The quality figures of `output_dir`'s staging (None when there is none)."""
+    from .ledger import Ledger
+
+    staging = output_dir / STAGING_NAME
+    if not (staging / "ledger.sqlite").exists():
+        return None
+    ledger = Ledger(staging)
+    try:
+        return QualityReport(staging, quality_figures(ledger.results_frame()))
+    finally:
+        ledger.close()
+
+
+def quality_figures(results) -> dict:
+    """Per type and model (and per type over every model, ALL_MODELS), from the ledger's results:
+
+    - answers (accepted or rejected: the server answered), accepted, rejected, failed, and the
+      rejections by reason kind (quality.reason_kind), most frequent first;
+    - distinct_2: distinct word bigrams over all word bigrams of the accepted answers (words as the
+      quality filters read them, bigrams within an answer);
+    - near_duplicate_rate: rejections as a near or semantic duplicate over the answers;
+    - words: median, p10 and p90 of the accepted answers' lengths in words (linear interpolation);
+    - verifier: for grounded answers (with a label) that reached the verifier, how many it accepted
+      (accepted ones, and those rejected by a later gate) of those it judged (those and its own
+      "grounding: ..." rejections); None for a free-text type;
+    - relevance: mean of the ledger's `relevance` column over the answers that have one; judge: the
+      mean of each rubric score in the `judge` column (JSON, language/judge.py) over the answers it
+      scored; None where the ledger has no such column or value.
+    Rates are rounded to 4 decimals."""
+    import polars as pl
+
+    from .quality import REASON_KIND_PATTERN, WORD_PATTERN
+
+    if not len(results):
+        return {}
+    keys = ["type", "model"]
+    status, kind = pl.col("status"), pl.col("kind")
+    answered, accepted = status.is_in(["accepted", "rejected"]), status == "accepted"
+    # a column with no value yet is read from SQLite as of type null
+    rows = results.with_columns(pl.col("model", "reason", "response", "label").cast(pl.Utf8))
+    rows = rows.with_columns(
+        pl.col("model").fill_null("-"),
+        kind=pl.col("reason").str.extract(REASON_KIND_PATTERN, 1),
+        words=pl.col("response").fill_null("").str.to_lowercase().str.extract_all(WORD_PATTERN))
+    rows = pl.concat([rows, rows.with_columns(model=pl.lit(ALL_MODELS))])
+    grounded = pl.col("label").is_not_null() & answered
+    verifier_passed = grounded & (accepted | kind.is_in(AFTER_VERIFIER_KINDS))
+    verifier_rejected = grounded & pl.col("reason").str.starts_with("grounding:")
+    length = pl.col("words").list.len().filter(accepted)
+    bigrams = pl.col("words").list.eval(pl.concat_str(pl.element(), pl.element().shift(-1), separator=" "))
+    figures = rows.group_by(keys).agg(
+        answers=answered.sum(), accepted=accepted.sum(), rejected=(status == "rejected").sum(),
+        failed=(status == "failed").sum(), near_duplicates=(answered & kind.is_in(NEAR_DUPLICATE_KINDS)).sum(),
+        verifier_judged=(verifier_passed | verifier_rejected).sum(), verifier_accepted=verifier_passed.sum(),
+        words_median=length.median(), words_p10=length.quantile(0.1, "linear"),
+        words_p90=length.quantile(0.9, "linear"),
+        bigrams=bigrams.filter(accepted).explode().drop_nulls().len(),
+        distinct_bigrams=bigrams.filter(accepted).explode().drop_nulls().n_unique())
+    reasons: dict = {}
+    for t, m, r, n in rows.filter(status == "rejected").group_by(*keys, "kind").len() \
+            .sort("len", "kind", descending=[True, False]).iter_rows():
+        reasons.setdefault((t, m), {})[r] = n
+    relevance = _relevance_means(rows, keys)
+    judge = _judge_means(rows, keys)
+    out: dict = {}
+    for f in figures.sort("type", pl.col("model") == ALL_MODELS, "model").iter_rows(named=True):
+        key = (f["type"], f["model"])
+        out.setdefault(f["type"], {})[f["model"]] = {
+            "answers": f["answers"], "accepted": f["accepted"], "rejected": f["rejected"], "failed": f["failed"],
+            "rejected_by_reason": reasons.get(key, {}),
+            "distinct_2": _rate(f["distinct_bigrams"], f["bigrams"]),
+            "near_duplicate_rate": _rate(f["near_duplicates"], f["answers"]),
+            "words": None if f["accepted"] == 0 else
+            {"median": f["words_median"], "p10": f["words_p10"], "p90": f["words_p90"]},
+            "verifier": None if f["verifier_judged"] == 0 else
+            {"judged": f["verifier_judged"], "accepted": f["verifier_accepted"],
+             "rate": _rate(f["verifier_accepted"], f["verifier_judged"])},
+            "relevance": relevance.get(key),
+            "judge": judge.get(key),
+        }
+    return out
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 4)
+
+
+def _relevance_means(rows, keys: list[str]) -> dict:
+    """(type, model) -> {"answers", "mean"} of the `relevance` column's values; {} without that column."""
+    import polars as pl
+
+    if "relevance" not in rows.columns:
+        return {}
+    score = pl.col("relevance").cast(pl.Float64, strict=False)
+    means = rows.filter(score.is_not_null()).group_by(keys).agg(answers=pl.len(), mean=score.mean())
+    return {(t, m): {"answers": n, "mean": round(v, 4)} for t, m, n, v in means.iter_rows()}
+
+
+def _judge_means(rows, keys: list[str]) -> dict:
+    """(type, model) -> {"scored", "mean": {criterion: mean}} of the `judge` column's scores (JSON:
+    {"model", "scores": {criterion: 1-5}} or {"model", "error"}); {} without that column or scores."""
+    import polars as pl
+
+    if "judge" not in rows.columns:
+        return {}
+    judged = rows.filter(pl.col("judge").is_not_null())
+    if not len(judged):
+        return {}
+    decoded = judged["judge"].cast(pl.Utf8).str.json_decode(infer_schema_length=None)  # criteria: the data's
+    if "scores" not in [f.name for f in decoded.dtype.fields]:   # every judgement an error
+        return {}
+    scores = decoded.struct.field("scores")
+    criteria = [f.name for f in scores.dtype.fields]
+    scored = pl.concat([judged.select(keys), scores.struct.unnest().select(pl.all().name.prefix("score:"))],
+                       how="horizontal").filter(pl.Series(scores.is_not_null()))
+    means = scored.group_by(keys).agg(pl.len(), *[pl.col(f"score:{c}").mean() for c in criteria])
+    return {(r["type"], r["model"]): {"scored": r["len"], "mean": {c: round(r[f"score:{c}"], 4) for c in criteria}}
+            for r in means.iter_rows(named=True)}
 
 
 def last_run_items(ledger) -> set[str]:

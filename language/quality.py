@@ -36,6 +36,11 @@ try:  # possessive (Python 3.11+): the same words, since giving back letters or 
     WORD = re.compile(r"[a-z0-9]++(?:['._-][a-z0-9]++)*+")
 except re.error:  # Python 3.10
     WORD = re.compile(WORD_PATTERN)
+# a rejection's kind: its reason up to the first ":", " (" or " of " ("near duplicate of X" -> "near
+# duplicate", "too short (3 words, ...)" -> "too short", "grounding: ..." -> "grounding"); the same pattern
+# in Python (run statistics) and in Polars (pipeline.quality_figures)
+REASON_KIND_PATTERN = r"(?s)^(.*?)(?::| \(| of |$)"
+REASON_KIND = re.compile(REASON_KIND_PATTERN)
 # a requested length: "120-220 words", "120–220 words", "under 250 words", "at most 200 words"
 LENGTH_REQUEST = re.compile(r"\b(?:(\d+)\s*(?:-|–|to)\s*|(?:under|at most|up to|no more than)\s+)(\d+)\s+words\b",
                             re.I)
@@ -54,6 +59,11 @@ def clean(text: str) -> str:
     if UNCLOSED_THINK.match(text):
         return ""
     return text.strip()
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a rejection or failure reason (REASON_KIND_PATTERN), without the ids and figures."""
+    return REASON_KIND.match(reason).group(1)
 
 
 @lru_cache(maxsize=512)

@@ -57,7 +57,7 @@ from .items import WorkItem
 from .ledger import Ledger, Result, _now
 from .grounding import grounding_check
 from .judge import JudgeModel
-from .quality import DuplicateIndex, check, clean
+from .quality import DuplicateIndex, check, clean, reason_kind
 from .verify import ANSWER_SCHEMA, ANSWER_SCHEMA_NAME, parse_answer
 from .settings import Settings, load_settings
 from .usage import Budget, Prices, most_tokens
@@ -359,7 +359,7 @@ class Runner:
         self.ledger.record_result(result)
         setattr(self.stats, result.status, getattr(self.stats, result.status) + 1)
         if result.status != "accepted" and result.reason:
-            key = result.reason.split(":")[0].split(" (")[0]
+            key = reason_kind(result.reason)
             self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
         if self.progress:
             self.progress()
