@@ -111,6 +111,9 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
 HOST_PARAMETER_NAMES: tuple[str, ...] = tuple(HOST_PARAMETERS)
 P = {name: i for i, name in enumerate(HOST_PARAMETER_NAMES)}
 N_PARAMS = len(HOST_PARAMETER_NAMES)
+# parameters added after the population's first layout: drawn after all the others, so that adding one
+# leaves every host's earlier draws (and so its CPU, network, ... behaviour for a seed) as they were
+DRAWN_LATER: tuple[str, ...] = ("mem_cache_reclaim_at",)
 # parameters drawn log-uniformly within their range (scale parameters spanning decades)
 LOG_UNIFORM = frozenset({"cpu_level", "net_level_mbps", "link_mbps", "job_rate_per_hour"})
 # parameters rounded to whole numbers after drawing
