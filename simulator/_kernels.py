@@ -55,6 +55,7 @@ P_MEM_SIGMA = P["mem_sigma"]
 P_MEM_STEPS = P["mem_steps_per_day"]
 P_MEM_STEP_SIGMA = P["mem_step_sigma"]
 P_MEM_CREEP = P["mem_cache_creep_per_day"]
+P_MEM_RECLAIM = P["mem_cache_reclaim_at"]
 P_DISK_LEVEL = P["disk_level"]
 P_DISK_GROWTH = P["disk_growth_per_day"]
 P_DISK_ROT = P["disk_rotation_drop"]
@@ -116,6 +117,7 @@ H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2,
 N_STATE = 16
 
 MAX_HEAP_FLOOR = 97.0
+RECLAIM_KEEP = 0.1         # share of the page cache a reclaim leaves
 GC_CPU_PCT = 50.0          # CPU percent the GC threads burn while the JVM is in GC
 SOFTIRQ_CPU_PCT = 8.0      # CPU percent of packet processing at a saturated link
 IO_BLOCKED_PER_CORE = 0.6  # runnable (D-state) tasks per core while the disk is full
@@ -263,7 +265,8 @@ class Memory(NamedTuple):
     sigma: float
     step_p: float
     step_sigma: float
-    creep: float
+    creep: float       # page-cache growth per step
+    reclaim_at: float  # page cache at which the kernel reclaims it
     per_job: float
 
 
@@ -334,7 +337,7 @@ def host_model(seed, pr, dt):
         min(agent_p * steps_per_day, 1.0), agent_p * AGENT_OFF_SCHEDULE, pr[P_AGENT_PCT], pr[P_JOB_CPU],
         pr[P_CPU_RES], pr[P_CPU_JITTER] * np.sqrt(12.0))
     memory = Memory(pr[P_MEM_LEVEL], pr[P_MEM_PHI], pr[P_MEM_SIGMA], pr[P_MEM_STEPS] / steps_per_day,
-                    pr[P_MEM_STEP_SIGMA], pr[P_MEM_CREEP] / steps_per_day, pr[P_JOB_MEM])
+                    pr[P_MEM_STEP_SIGMA], pr[P_MEM_CREEP] / steps_per_day, pr[P_MEM_RECLAIM], pr[P_JOB_MEM])
     disk = Disk(pr[P_DISK_LEVEL], pr[P_DISK_GROWTH] / steps_per_day, pr[P_DISK_GROWTH],
                 np.floor(host_uniform(seed, H_ROTATION_HOUR) * 24.0) * 3600.0, pr[P_DISK_ROT])
     burst_size = pr[P_NET_BURST_SCALE] * pr[P_NET_LEVEL]
@@ -455,14 +458,22 @@ def cpu_demand_step(state, cpu, seed, t, clock, dt):
 @jit_inline
 def memory_step(state, memory, seed, t):
     """One step of used memory without jobs: AR(1) noise, level steps that drop the page cache, the
-    cache's creep; returns (state, memory %)."""
+    cache's growth and its reclaim; returns (state, memory %).
+
+    The page cache grows steadily and the kernel reclaims it under pressure: at a random point
+    between 60 and 100 % of the host's reclaim level it drops back to a tenth, a sawtooth bounded
+    by that level, so a normal host's memory does not climb like a leak over days or weeks.  The
+    reclaim point reuses the step draw: a step (u below its small rate) flushes the cache anyway,
+    and otherwise u is uniform on (step_p, 1)."""
     noise = memory.phi * state.noise + memory.sigma * normal(seed, t, D_MEM_N)
     step = state.step
-    cache = state.cache
-    if uniform(seed, t, D_MEM_STEP_U) < memory.step_p:
+    cache = state.cache + memory.creep
+    u = uniform(seed, t, D_MEM_STEP_U)
+    if u < memory.step_p:
         step = 0.5 * step + memory.step_sigma * normal(seed, t, D_MEM_STEP_N)
         cache = 0.0
-    cache += memory.creep
+    elif cache >= memory.reclaim_at * (0.6 + 0.4 * u):
+        cache *= RECLAIM_KEEP
     return MemoryState(noise, step, cache), memory.level + step + cache + noise
 
 

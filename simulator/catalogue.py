@@ -78,7 +78,8 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
     "mem_sigma": (0, 20, "innovation std of memory, percent"),
     "mem_steps_per_day": (0, 48, "rate of deploy/restart steps in memory per day"),
     "mem_step_sigma": (0, 50, "std of a memory step, percent"),
-    "mem_cache_creep_per_day": (0, 50, "page-cache creep, percent per day (reset by a step)"),
+    "mem_cache_creep_per_day": (0, 50, "page-cache growth, percent per day (reclaimed near mem_cache_reclaim_at, flushed by a step)"),
+    "mem_cache_reclaim_at": (0.01, 50, "page cache, percent above the level, at which the kernel reclaims it (drops back to a tenth); reclaim comes at a random point between 60 and 100 % of it"),
     "disk_level": (0, 99, "disk percent used at the start"),
     "disk_growth_per_day": (0, 20, "disk growth, percent per day"),
     "disk_rotation_drop": (0, 1, "share of the day's growth freed by the daily log rotation"),
@@ -110,6 +111,9 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
 HOST_PARAMETER_NAMES: tuple[str, ...] = tuple(HOST_PARAMETERS)
 P = {name: i for i, name in enumerate(HOST_PARAMETER_NAMES)}
 N_PARAMS = len(HOST_PARAMETER_NAMES)
+# parameters added after the population's first layout: drawn after all the others, so that adding one
+# leaves every host's earlier draws (and so its CPU, network, ... behaviour for a seed) as they were
+DRAWN_LATER: tuple[str, ...] = ("mem_cache_reclaim_at",)
 # parameters drawn log-uniformly within their range (scale parameters spanning decades)
 LOG_UNIFORM = frozenset({"cpu_level", "net_level_mbps", "link_mbps", "job_rate_per_hour"})
 # parameters rounded to whole numbers after drawing

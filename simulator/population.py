@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .catalogue import HOST_PARAMETER_NAMES, INTEGER_PARAMS, LOG_UNIFORM
+from .catalogue import DRAWN_LATER, HOST_PARAMETER_NAMES, INTEGER_PARAMS, LOG_UNIFORM
 from .config import SimConfig
 
 POPULATION_STREAM = 1  # SeedSequence spawn key of the population draws
@@ -34,6 +34,17 @@ def exact_counts(shares: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
+def uniform_draws(rng: np.random.Generator, n_hosts: int) -> np.ndarray:
+    """Each host's uniform draw per parameter (HOST_PARAMETER_NAMES columns): the parameters of the
+    first layout row by row, then those of DRAWN_LATER, in their order."""
+    later = [HOST_PARAMETER_NAMES.index(name) for name in DRAWN_LATER]
+    first = [j for j in range(len(HOST_PARAMETER_NAMES)) if j not in later]
+    u = np.empty((n_hosts, len(HOST_PARAMETER_NAMES)))
+    u[:, first] = rng.random((n_hosts, len(first)))
+    u[:, later] = rng.random((n_hosts, len(later)))
+    return u
+
+
 def build_population(config: SimConfig, n_hosts: int, seed: int) -> Population:
     """Assign profiles in their configured shares and draw every host's parameters."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(POPULATION_STREAM,)))
@@ -42,7 +53,7 @@ def build_population(config: SimConfig, n_hosts: int, seed: int) -> Population:
     profile = rng.permutation(profile)
     lo = np.array([[r[0] for r in p.ranges] for p in config.profiles])[profile]
     hi = np.array([[r[1] for r in p.ranges] for p in config.profiles])[profile]
-    u = rng.random((n_hosts, len(HOST_PARAMETER_NAMES)))
+    u = uniform_draws(rng, n_hosts)
     params = lo + u * (hi - lo)
     for j, name in enumerate(HOST_PARAMETER_NAMES):
         if name in LOG_UNIFORM:

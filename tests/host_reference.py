@@ -229,12 +229,15 @@ def background_step(bg: Background, pr: dict, seed: int, t: int, clock: float, d
     daily_run = ((clock - agent_at) % 86400.0) < dt
     if uniform(seed, t, D_AGENT_U) < (min(agent_p * steps_per_day, 1.0) if daily_run else agent_p * AGENT_OFF_SCHEDULE):
         cpu += pr["cpu_agent_spike_pct"] * (0.7 + 0.6 * uniform(seed, t, D_AGENT_SIZE_U))
-    # memory: AR(1) noise, occasional level steps that flush the page cache, the cache's creep
+    # memory: AR(1) noise, occasional level steps that flush the page cache, the cache's growth and reclaim
     bg.mem_ar = pr["mem_phi"] * bg.mem_ar + pr["mem_sigma"] * normal(seed, t, D_MEM_N)
-    if uniform(seed, t, D_MEM_STEP_U) < pr["mem_steps_per_day"] / steps_per_day:
+    bg.mem_cache += pr["mem_cache_creep_per_day"] / steps_per_day
+    u = uniform(seed, t, D_MEM_STEP_U)
+    if u < pr["mem_steps_per_day"] / steps_per_day:
         bg.mem_step = 0.5 * bg.mem_step + pr["mem_step_sigma"] * normal(seed, t, D_MEM_STEP_N)
         bg.mem_cache = 0.0
-    bg.mem_cache += pr["mem_cache_creep_per_day"] / steps_per_day
+    elif bg.mem_cache >= pr["mem_cache_reclaim_at"] * (0.6 + 0.4 * u):  # the kernel reclaims the cache
+        bg.mem_cache *= 0.1
     mem = pr["mem_level"] + bg.mem_step + bg.mem_cache + bg.mem_ar
     # disk: random growth, the daily log rotation, an operator's clean-up above 96 %
     bg.disk += pr["disk_growth_per_day"] / steps_per_day * 2.0 * uniform(seed, t, D_DISK_U)

@@ -233,3 +233,79 @@ def test_the_anomaly_share_is_deterministic_and_refused_where_it_cannot_be_met(c
         simulator.simulate(2, 20, config=config, seed=1, anomalies=1, anomaly_share=0.1)
     _, none = simulator.simulate(2, 20, config=config, seed=1, anomaly_share=0.0)
     assert len(none) == 0
+
+
+# a leak detector an operator would run on memory: the means of 14 equal bins of a window, flagged where
+# their Theil-Sen slope is at least LEAK_POINTS_PER_DAY (3.5 points over 14 days, 7 over 28) and the rise
+# is mostly monotone (Kendall's tau of the bin means against time at least LEAK_MIN_TAU)
+LEAK_POINTS_PER_DAY = 0.25
+LEAK_MIN_TAU = 0.6
+LEAK_BINS = 14
+MAX_NORMAL_FLAGGED = 0.05   # the share of normal hosts (windows) it may flag (measured 0-3 %)
+MIN_LEAKS_FLAGGED = 0.7     # the share of memory leaks it must flag (measured 0.86-0.90)
+DAY_5MIN = 288
+
+
+def leak_flagged(windows: np.ndarray) -> np.ndarray:
+    """Per row of memory at 5 minutes (windows x steps, a multiple of LEAK_BINS): does the detector flag it?"""
+    bins = windows.reshape(len(windows), LEAK_BINS, -1).mean(axis=2)
+    bin_days = windows.shape[1] / LEAK_BINS / DAY_5MIN
+    i, j = np.triu_indices(LEAK_BINS, 1)
+    rises = bins[:, j] - bins[:, i]
+    points_per_day = np.median(rises / (j - i), axis=1) / bin_days
+    tau = np.mean(np.sign(rises), axis=1)
+    return (points_per_day >= LEAK_POINTS_PER_DAY) & (tau >= LEAK_MIN_TAU)
+
+
+def _memory(config, hosts, days, seed, events=0):
+    """memory_usage at 5 minutes (with any events), hosts x steps, and the event table."""
+    from simulator.catalogue import M
+    from simulator.engine import run_kernel
+    from simulator.events import plan_events
+    from simulator.population import build_population
+    steps = days * DAY_5MIN
+    population = build_population(config, hosts, seed)
+    plan = plan_events(config, population, events, steps, seed, 300.0)
+    traces, table = run_kernel(config, population, plan, seed, steps, 300.0, keep_base=False)
+    return traces.values[M["memory_usage"]].astype(np.float64), table
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_normal_memory_shows_no_leak_over_14_or_28_days(config, seed):
+    """Page cache grows and is reclaimed: the leak detector flags few normal hosts over 14 or 28 days
+    (27-50 % of fortnights while the cache crept up until a deploy step)."""
+    mem, _ = _memory(config, 80, 28, seed)
+    fortnights = np.concatenate([mem[:, :14 * DAY_5MIN], mem[:, 14 * DAY_5MIN:]])
+    assert np.mean(leak_flagged(fortnights)) <= MAX_NORMAL_FLAGGED
+    assert np.mean(leak_flagged(mem)) <= MAX_NORMAL_FLAGGED
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_leak_detector_flags_memory_leaks(config, seed):
+    """The same detector on each leak, seen in a window of which it is the second half (before any
+    OOM kill): it flags most of them, so the test above can fail both ways."""
+    mem, events = _memory(single_kind(config, "memory_leak"), 40, 14, seed, events=40)
+    windows = []
+    for host, start, end in events.select("host", "start_step", "end_step").iter_rows():
+        half = max((end - 1 - start) // (LEAK_BINS // 2), 1) * (LEAK_BINS // 2)
+        if end - 1 - 2 * half >= 0:
+            windows.append(mem[host, end - 1 - 2 * half:end - 1])
+    assert len(windows) >= 30
+    assert np.mean([leak_flagged(w[None, :])[0] for w in windows]) >= MIN_LEAKS_FLAGGED
+
+
+def test_parameters_drawn_later_leave_the_earlier_draws_of_every_host(config):
+    """A parameter added later (catalogue.DRAWN_LATER) is drawn after the others: every host's other
+    parameters are those of the population without it, so its CPU, network, ... stay as they were."""
+    from simulator.catalogue import DRAWN_LATER, HOST_PARAMETER_NAMES
+    from simulator.population import POPULATION_STREAM, build_population
+    assert DRAWN_LATER
+    population = build_population(config, 30, 4)
+    earlier = [j for j, name in enumerate(HOST_PARAMETER_NAMES) if name not in DRAWN_LATER]
+    rng = np.random.default_rng(np.random.SeedSequence(4, spawn_key=(POPULATION_STREAM,)))
+    rng.permutation(30)
+    u = rng.random((30, len(earlier)))
+    lo = np.array([[p.ranges[j][0] for j in earlier] for p in config.profiles])[population.profile]
+    hi = np.array([[p.ranges[j][1] for j in earlier] for p in config.profiles])[population.profile]
+    linear = [k for k, j in enumerate(earlier) if HOST_PARAMETER_NAMES[j] in ("cpu_fast_phi", "mem_phi", "mem_sigma")]
+    assert np.allclose(population.params[:, np.array(earlier)[linear]], (lo + u * (hi - lo))[:, linear])
