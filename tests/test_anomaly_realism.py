@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings, strategies as st
 
 import simulator
@@ -98,3 +99,15 @@ def test_cpu_sigma_estimate_tracks_the_simulated_hosts():
     ratio = estimate / np.maximum(actual, 1e-9)
     assert 0.6 <= np.median(ratio) <= 1.6
     assert np.mean((ratio > 0.33) & (ratio < 3.0)) >= 0.9
+
+
+@pytest.mark.xfail(strict=True, reason="known: a 5-minute cpu_spike at severity 0.5 on a web_api host can stay "
+                                      "below min_peak_deviation after every relocation (peak 1.81 of 2.0 "
+                                      "sigmas); found by exploring, open in issue 18 item 3")
+def test_a_short_mild_cpu_spike_on_a_service_host_is_detectable():
+    spec = dataclasses.replace(_CONFIG.anomaly("cpu_spike"), share=1.0, severity=(0.5, 0.5),
+                               duration_minutes=(5.0, 5.0))
+    profiles = tuple(dataclasses.replace(p, share=1.0 if p.name == "web_api" else 0.0) for p in _CONFIG.profiles)
+    config = dataclasses.replace(_CONFIG, anomalies=(spec,), profiles=profiles)
+    _, events = simulator.simulate(HOSTS, STEPS, config=config, seed=1651685838, anomalies=HOSTS)
+    assert (events["peak_deviation_sigma"] >= spec.min_peak_deviation).all()
