@@ -107,6 +107,8 @@ D_STORM_U = 31
 D_BURST_IN_U, D_BURST_OUT_U = 32, 33
 D_AGENT_U, D_AGENT_SIZE_U = 34, 35
 D_READ_U = 36
+D_ALLOC_N = 37  # and 38
+D_YOUNG_U = 39
 # per-host draw slots
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
 # the state a host carries from one time chunk to the next (the undisturbed copy: no event spans
@@ -116,6 +118,12 @@ H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2,
 N_STATE = 16
 
 MAX_HEAP_FLOOR = 97.0
+# the JVM's variation at fine intervals (sources and targets in data_config/metrics.yaml, heap_*):
+ALLOC_SIGMA_1S = 0.35  # allocation of one second beyond the workload's: lognormal, log-std (request mix,
+                       # batch deserialisation), averaging out as 1/sqrt(seconds) over longer steps
+YOUNG_JITTER = 0.35    # the young space a collection empties varies +-35 % around its mean (G1 resizes eden
+                       # after each collection to meet its pause goal; humongous and survivor regions vary)
+PAUSE_SIGMA = 0.35     # log-std of one collection's pause around the host's typical pause
 GC_CPU_PCT = 50.0          # CPU percent the GC threads burn while the JVM is in GC
 SOFTIRQ_CPU_PCT = 8.0      # CPU percent of packet processing at a saturated link
 IO_BLOCKED_PER_CORE = 0.6  # runnable (D-state) tasks per core while the disk is full
@@ -294,10 +302,11 @@ class Jvm(NamedTuple):
     young_at: float
     full_at: float
     floor: float
-    creep: float       # floor creep per step
+    creep: float       # floor creep (promotion) per step at the median workload
     young_ms: float
     full_ms: float
     dt: float
+    alloc_sigma: float  # log-std of a step's allocation beyond the workload's
 
 
 class Scheduler(NamedTuple):
@@ -342,7 +351,8 @@ def host_model(seed, pr, dt):
                       pr[P_NET_COUPLING], pr[P_NET_OUT], pr[P_NET_BURSTS] / steps_per_day, burst_size,
                       pr[P_NET_OUT] * burst_size, pr[P_LAT_BASE], pr[P_LAT_SIGMA], pr[P_LAT_QUEUE])
     jvm = Jvm(pr[P_HEAP_ALLOC] * dt, pr[P_HEAP_YOUNG], pr[P_HEAP_FULL], pr[P_HEAP_FLOOR],
-              pr[P_HEAP_CREEP] * dt / 3600.0, pr[P_GC_YOUNG_MS], pr[P_GC_FULL_MS], dt)
+              pr[P_HEAP_CREEP] * dt / 3600.0, pr[P_GC_YOUNG_MS], pr[P_GC_FULL_MS], dt,
+              ALLOC_SIGMA_1S / np.sqrt(max(dt, 1.0)))
     scheduler = Scheduler(pr[P_JOB_RATE] * dt / 3600.0, 1.0 - np.exp(-dt / (60.0 * pr[P_JOB_MIN])),
                           pr[P_JOB_SLOTS], pr[P_VEMKD], pr[P_VEMKD_STEPS] / steps_per_day)
     return HostModel(pr[P_CORES], np.exp(-dt / 60.0), cpu, memory, disk, network, jvm, scheduler)
@@ -524,6 +534,8 @@ class Step(NamedTuple):
     z_gc: float
     u_storm: float
     u_plateau: float
+    z_alloc: float
+    u_young: float
 
 
 @jit_inline
@@ -548,7 +560,7 @@ def background_step(background, model, seed, t, clock, dt, read_prev):
     step = Step(work, cpu_bg, memory, disk, net_in, net_out, latency, daemons,
                 max(1.0 + read_now - read_prev, 0.0), uniform(seed, t, D_JOB_U), normal(seed, t, D_JOB_N),
                 normal(seed, t, D_DONE_N), normal(seed, t, D_GC_N), uniform(seed, t, D_STORM_U),
-                uniform(seed, t, D_PLATEAU_U))
+                uniform(seed, t, D_PLATEAU_U), normal(seed, t, D_ALLOC_N), uniform(seed, t, D_YOUNG_U))
     return Background(cpu_state, mem_state, disk, net_state, offset), step, read_now
 
 
@@ -606,23 +618,28 @@ def step_jobs(running, pending, arrivals, scheduler, done_z, disk_full, ch):
 
 
 @jit_inline
-def step_heap(heap, floor, alloc, jvm, ch, storm_u):
+def step_heap(heap, floor, alloc, jvm, ch, storm_u, young_u):
     """One step of the JVM heap sawtooth (`alloc` percent allocated); returns (heap %, floor, GC share
-    of the interval)."""
+    of the interval, collections in the step).
+
+    Young collections run when the young space fills (its size jittered per step by YOUNG_JITTER, so
+    they come at irregular times); what survives is promoted, so the old-generation floor creeps in
+    proportion to the allocation until it reaches full_at, where a mixed/full collection resets it."""
     if ch.jvm_restart > 0.5:
         # a fresh JVM after an OOM kill: small heap, nothing collected yet
-        return 4.0 + 6.0 * storm_u, jvm.floor, 0.0
+        return 4.0 + 6.0 * storm_u, jvm.floor, 0.0, 0.0
     full_at = jvm.full_at
-    floor = floor + jvm.creep
+    floor = floor + jvm.creep * alloc / max(jvm.alloc, 1e-12)
     n_full = 0.0
     if floor >= full_at:
         floor = jvm.floor
         n_full = 1.0
     eff_floor = min(floor + ch.heap_floor, MAX_HEAP_FLOOR)
-    space = max(jvm.young_at - eff_floor, 0.5)
+    space = max(jvm.young_at - eff_floor, 0.5) * (1.0 + YOUNG_JITTER * (2.0 * young_u - 1.0))
     total = max(heap - eff_floor, 0.0) + alloc
     n_young = np.floor(total / space)
-    heap = eff_floor + (total - n_young * space)
+    # after a collection the heap holds what the step allocated since it
+    heap = eff_floor + (min(total - n_young * space, alloc) if n_young > 0.0 else total)
     if eff_floor > full_at:
         # live data above the full-GC threshold: full collections that reclaim little
         n_full += n_young * (eff_floor - full_at) / max(100.0 - full_at, 1.0)
@@ -630,14 +647,22 @@ def step_heap(heap, floor, alloc, jvm, ch, storm_u):
     if ch.gc_storm > 0.0:
         gc_share = max(gc_share, ch.gc_storm * (0.92 + 0.16 * storm_u))
         heap = 95.0 + 4.9 * storm_u
-    return heap, floor, min(gc_share, 1.0)
+    return heap, floor, min(gc_share, 1.0), n_young + n_full
 
 
 @jit_inline
 def jvm_step(heap, floor, ch, jvm, step):
-    """One step of the JVM; returns (heap %, floor, share of the interval in GC)."""
-    heap, floor, gc_share = step_heap(heap, floor, jvm.alloc * step.work, jvm, ch, step.u_storm)
-    return heap, floor, clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
+    """One step of the JVM; returns (heap %, floor, share of the interval in GC).
+
+    The allocation follows the workload, with the step's own lognormal variation; each collection's
+    pause varies around the host's typical one (PAUSE_SIGMA), which averages out over many."""
+    s = jvm.alloc_sigma
+    alloc = jvm.alloc * step.work * np.exp(s * step.z_alloc - 0.5 * s * s)
+    heap, floor, gc_share, n = step_heap(heap, floor, alloc, jvm, ch, step.u_storm, step.u_young)
+    if ch.gc_storm > 0.0 or n <= 0.0:
+        return heap, floor, clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
+    sp = PAUSE_SIGMA / np.sqrt(max(n, 1.0))
+    return heap, floor, clip(gc_share * np.exp(sp * step.z_gc - 0.5 * sp * sp), 0.0, 1.0)
 
 
 @jit_inline
