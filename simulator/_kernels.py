@@ -124,6 +124,8 @@ ALLOC_SIGMA_1S = 0.35  # allocation of one second beyond the workload's: lognorm
 YOUNG_JITTER = 0.35    # the young space a collection empties varies +-35 % around its mean (G1 resizes eden
                        # after each collection to meet its pause goal; humongous and survivor regions vary)
 PAUSE_SIGMA = 0.35     # log-std of one collection's pause around the host's typical pause
+MUTATOR_CPU_PER_ALLOC = 1.0  # CPU percent the application threads burn per heap percent a second they
+                             # allocate: a second with more requests allocates more and computes more
 GC_CPU_PCT = 50.0          # CPU percent the GC threads burn while the JVM is in GC
 SOFTIRQ_CPU_PCT = 8.0      # CPU percent of packet processing at a saturated link
 IO_BLOCKED_PER_CORE = 0.6  # runnable (D-state) tasks per core while the disk is full
@@ -652,17 +654,24 @@ def step_heap(heap, floor, alloc, jvm, ch, storm_u, young_u):
 
 @jit_inline
 def jvm_step(heap, floor, ch, jvm, step):
-    """One step of the JVM; returns (heap %, floor, share of the interval in GC).
+    """One step of the JVM; returns (heap %, floor, share of the interval in GC, CPU % the JVM adds).
 
-    The allocation follows the workload, with the step's own lognormal variation; each collection's
-    pause varies around the host's typical one (PAUSE_SIGMA), which averages out over many."""
+    The allocation follows the workload, with the step's own lognormal variation (the request mix of
+    the step); the application threads doing that extra work burn MUTATOR_CPU_PER_ALLOC CPU percent
+    per heap percent a second allocated beyond the median, the GC threads GC_CPU_PCT while in GC.
+    Each collection's pause varies around the host's typical one (PAUSE_SIGMA), averaging out over
+    many."""
     s = jvm.alloc_sigma
-    alloc = jvm.alloc * step.work * np.exp(s * step.z_alloc - 0.5 * s * s)
+    median_alloc = jvm.alloc * step.work
+    alloc = median_alloc * np.exp(s * step.z_alloc - 0.5 * s * s)
+    mutator_cpu = MUTATOR_CPU_PER_ALLOC * (alloc - median_alloc) / jvm.dt
     heap, floor, gc_share, n = step_heap(heap, floor, alloc, jvm, ch, step.u_storm, step.u_young)
     if ch.gc_storm > 0.0 or n <= 0.0:
-        return heap, floor, clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
-    sp = PAUSE_SIGMA / np.sqrt(max(n, 1.0))
-    return heap, floor, clip(gc_share * np.exp(sp * step.z_gc - 0.5 * sp * sp), 0.0, 1.0)
+        gc_share = clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
+    else:
+        sp = PAUSE_SIGMA / np.sqrt(max(n, 1.0))
+        gc_share = clip(gc_share * np.exp(sp * step.z_gc - 0.5 * sp * sp), 0.0, 1.0)
+    return heap, floor, gc_share, gc_share * GC_CPU_PCT + mutator_cpu
 
 
 @jit_inline
@@ -681,10 +690,11 @@ def link_step(network, offered, step):
 
 
 @jit_inline
-def cpu_demand(step, cpu, running, ch, gc_share, rho):
-    """The host's CPU demand, percent: background, jobs, the anomaly's own demand, the GC threads and
-    packet processing (softirq), which grows once the link is 80 % busy."""
-    return (step.cpu + running * cpu.per_job + ch.cpu + gc_share * GC_CPU_PCT
+def cpu_demand(step, cpu, running, ch, jvm_cpu, rho):
+    """The host's CPU demand, percent: background, jobs, the anomaly's own demand, the JVM's (GC
+    threads, allocation bursts) and packet processing (softirq), which grows once the link is 80 %
+    busy."""
+    return (step.cpu + running * cpu.per_job + ch.cpu + jvm_cpu
             + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
 
 
@@ -696,9 +706,9 @@ def disturbed_step(d, ch, step, model, reporting, v):
     sched = model.scheduler
     arrivals = poisson_from_uniform(sched.job_lambda * step.work + ch.job_flood, step.u_jobs, step.z_jobs)
     running, pending = step_jobs(d.running, d.pending, arrivals, sched, step.z_done, disk_full, ch)
-    heap, floor, gc_share = jvm_step(d.heap, d.floor, ch, model.jvm, step)
+    heap, floor, gc_share, jvm_cpu = jvm_step(d.heap, d.floor, ch, model.jvm, step)
     net_in, passed, rho, latency = link_step(model.network, step.net_in + ch.network * model.network.link, step)
-    cpu = cpu_demand(step, model.cpu, running, ch, gc_share, rho)
+    cpu = cpu_demand(step, model.cpu, running, ch, jvm_cpu, rho)
     runnable = model.cores * max(cpu, 0.0) / 100.0  # demand beyond capacity waits in the run queue
     if disk_full:
         runnable += model.cores * IO_BLOCKED_PER_CORE

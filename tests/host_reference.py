@@ -33,7 +33,7 @@ H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2,
 # the model's constants
 MAX_HEAP_FLOOR = 97.0
 GC_CPU_PCT = 50.0
-ALLOC_SIGMA_1S, YOUNG_JITTER, PAUSE_SIGMA = 0.35, 0.35, 0.35  # the JVM's variation (simulator/_kernels.py)
+ALLOC_SIGMA_1S, YOUNG_JITTER, PAUSE_SIGMA, MUTATOR_CPU_PER_ALLOC = 0.35, 0.35, 0.35, 1.0  # the JVM (simulator/_kernels.py)
 SOFTIRQ_CPU_PCT = 8.0
 IO_BLOCKED_PER_CORE = 0.6
 BURST_TAIL_ALPHA = 2.5
@@ -296,15 +296,17 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
     # reaches the threshold; a restart starts small; a storm pins the heap and the GC time
     storm_u = uniform(seed, t, D_STORM_U)
     z_gc = normal(seed, t, D_GC_N)
+    # allocation follows the workload with the step's own lognormal variation, and so does the
+    # application threads' CPU; promotion (the floor's creep) follows the allocation; the young space
+    # is jittered per step
+    sigma = ALLOC_SIGMA_1S / math.sqrt(max(dt, 1.0))
+    median_alloc = pr["heap_alloc_pct_per_s"] * dt
+    alloc = median_alloc * bg["work"] * math.exp(sigma * normal(seed, t, D_ALLOC_N) - 0.5 * sigma * sigma)
+    mutator_cpu = MUTATOR_CPU_PER_ALLOC * (alloc - median_alloc * bg["work"]) / dt
     if ch.restart > 0.5:
         s.heap, s.floor, gc = 4.0 + 6.0 * storm_u, pr["heap_floor"], 0.0
         gc = clip(gc * (1.0 + 0.1 * z_gc), 0.0, 1.0)
     else:
-        # allocation follows the workload with the step's own lognormal variation; promotion (the
-        # floor's creep) follows the allocation; the young space is jittered per step
-        sigma = ALLOC_SIGMA_1S / math.sqrt(max(dt, 1.0))
-        median_alloc = pr["heap_alloc_pct_per_s"] * dt
-        alloc = median_alloc * bg["work"] * math.exp(sigma * normal(seed, t, D_ALLOC_N) - 0.5 * sigma * sigma)
         s.floor += pr["heap_floor_creep_per_hour"] * dt / 3600.0 * alloc / max(median_alloc, 1e-12)
         n_full = 0.0
         if s.floor >= pr["heap_full_gc_at"]:
@@ -339,7 +341,7 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
     if rho > 1.0:
         latency += pr["latency_queue_ms"] * 60.0 * (rho - 1.0)
     # CPU: background + jobs + the anomaly's demand + GC threads + packet processing (softirq)
-    cpu = (bg["cpu"] + s.running * pr["job_cpu"] + ch.cpu + gc * GC_CPU_PCT
+    cpu = (bg["cpu"] + s.running * pr["job_cpu"] + ch.cpu + gc * GC_CPU_PCT + mutator_cpu
            + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
     runnable = pr["cores"] * max(cpu, 0.0) / 100.0
     if disk_full:
