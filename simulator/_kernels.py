@@ -633,12 +633,15 @@ def step_heap(heap, floor, alloc, jvm, ch, storm_u, young_u):
     full_at = jvm.full_at
     floor = floor + jvm.creep * alloc / max(jvm.alloc, 1e-12)
     n_full = 0.0
+    young = heap
     if floor >= full_at:
+        # the old generation is collected, and the young space with it
         floor = jvm.floor
         n_full = 1.0
+        young = 0.0
     eff_floor = min(floor + ch.heap_floor, MAX_HEAP_FLOOR)
     space = max(jvm.young_at - eff_floor, 0.5) * (1.0 + YOUNG_JITTER * (2.0 * young_u - 1.0))
-    total = max(heap - eff_floor, 0.0) + alloc
+    total = max(young - eff_floor, 0.0) + alloc
     n_young = np.floor(total / space)
     # after a collection the heap holds what the step allocated since it
     heap = eff_floor + (min(total - n_young * space, alloc) if n_young > 0.0 else total)

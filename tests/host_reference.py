@@ -308,13 +308,13 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
         gc = clip(gc * (1.0 + 0.1 * z_gc), 0.0, 1.0)
     else:
         s.floor += pr["heap_floor_creep_per_hour"] * dt / 3600.0 * alloc / max(median_alloc, 1e-12)
-        n_full = 0.0
+        n_full, young = 0.0, s.heap
         if s.floor >= pr["heap_full_gc_at"]:
-            s.floor, n_full = pr["heap_floor"], 1.0
+            s.floor, n_full, young = pr["heap_floor"], 1.0, 0.0  # the old generation and the young space collected
         live = min(s.floor + ch.heap_floor, MAX_HEAP_FLOOR)
         space = max(pr["heap_young_threshold"] - live, 0.5) * (1.0 + YOUNG_JITTER * (2.0 * uniform(seed, t, D_YOUNG_U)
                                                                                       - 1.0))
-        total = max(s.heap - live, 0.0) + alloc
+        total = max(young - live, 0.0) + alloc
         n_young = math.floor(total / space)
         s.heap = live + (min(total - n_young * space, alloc) if n_young > 0 else total)
         if live > pr["heap_full_gc_at"]:
