@@ -123,6 +123,7 @@ ALLOC_SIGMA_1S = 0.35  # allocation of one second beyond the workload's: lognorm
                        # batch deserialisation), averaging out as 1/sqrt(seconds) over longer steps
 YOUNG_JITTER = 0.35    # the young space a collection empties varies +-35 % around its mean (G1 resizes eden
                        # after each collection to meet its pause goal; humongous and survivor regions vary)
+MAX_YOUNG_AT = 90.0    # a young collection runs by this occupancy at the latest (G1ReservePercent 10)
 PAUSE_SIGMA = 0.35     # log-std of one collection's pause around the host's typical pause
 MUTATOR_CPU_PER_ALLOC = 1.0  # CPU percent the application threads burn per heap percent a second they
                              # allocate: a second with more requests allocates more and computes more
@@ -641,6 +642,7 @@ def step_heap(heap, floor, alloc, jvm, ch, storm_u, young_u):
         young = 0.0
     eff_floor = min(floor + ch.heap_floor, MAX_HEAP_FLOOR)
     space = max(jvm.young_at - eff_floor, 0.5) * (1.0 + YOUNG_JITTER * (2.0 * young_u - 1.0))
+    space = min(space, max(MAX_YOUNG_AT - eff_floor, 0.5))
     total = max(young - eff_floor, 0.0) + alloc
     n_young = np.floor(total / space)
     # after a collection the heap holds what the step allocated since it

@@ -32,6 +32,7 @@ H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2,
 
 # the model's constants
 MAX_HEAP_FLOOR = 97.0
+MAX_YOUNG_AT = 90.0
 GC_CPU_PCT = 50.0
 # the JVM's variation (simulator/_kernels.py)
 ALLOC_SIGMA_1S, YOUNG_JITTER, PAUSE_SIGMA, MUTATOR_CPU_PER_ALLOC = 0.35, 0.35, 0.35, 1.0
@@ -315,6 +316,7 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
         live = min(s.floor + ch.heap_floor, MAX_HEAP_FLOOR)
         space = max(pr["heap_young_threshold"] - live, 0.5) * (1.0 + YOUNG_JITTER * (2.0 * uniform(seed, t, D_YOUNG_U)
                                                                                       - 1.0))
+        space = min(space, max(MAX_YOUNG_AT - live, 0.5))
         total = max(young - live, 0.0) + alloc
         n_young = math.floor(total / space)
         s.heap = live + (min(total - n_young * space, alloc) if n_young > 0 else total)

@@ -95,6 +95,8 @@ def test_heap_is_a_sawtooth_between_the_old_generation_and_the_young_threshold(f
         # peaks sit around the young threshold (its jitter), never at the floor
         assert young_at - 25.0 < np.median(before) < young_at + 15.0
         assert np.median(before - after) > 20.0
+        # and never past G1's reserve: a young collection runs by 90 % at the latest
+        assert heap[h].max() <= 90.05
 
 
 def test_the_old_generation_creeps_to_a_mixed_collection(config):
