@@ -107,8 +107,8 @@ D_STORM_U = 31
 D_BURST_IN_U, D_BURST_OUT_U = 32, 33
 D_AGENT_U, D_AGENT_SIZE_U = 34, 35
 D_READ_U = 36
-D_ALLOC_N = 37  # and 38
-D_YOUNG_U = 39
+D_ALLOC_U = 37
+D_YOUNG_U = 38
 # per-host draw slots
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
 # the state a host carries from one time chunk to the next (the undisturbed copy: no event spans
@@ -119,12 +119,12 @@ N_STATE = 16
 
 MAX_HEAP_FLOOR = 97.0
 # the JVM's variation at fine intervals (sources and targets in data_config/metrics.yaml, heap_*):
-ALLOC_SIGMA_1S = 0.35  # allocation of one second beyond the workload's: lognormal, log-std (request mix,
-                       # batch deserialisation), averaging out as 1/sqrt(seconds) over longer steps
+ALLOC_SIGMA_1S = 0.35  # allocation of one second beyond the workload's, relative std (request mix, batch
+                       # deserialisation; uniform, one draw), averaging out as 1/sqrt(seconds) over longer steps
 YOUNG_JITTER = 0.35    # the young space a collection empties varies +-35 % around its mean (G1 resizes eden
                        # after each collection to meet its pause goal; humongous and survivor regions vary)
 MAX_YOUNG_AT = 90.0    # a young collection runs by this occupancy at the latest (G1ReservePercent 10)
-PAUSE_SIGMA = 0.35     # log-std of one collection's pause around the host's typical pause
+PAUSE_SIGMA = 0.35     # relative std of one collection's pause around the host's typical pause
 MUTATOR_CPU_PER_ALLOC = 1.0  # CPU percent the application threads burn per heap percent a second they
                              # allocate: a second with more requests allocates more and computes more
 GC_CPU_PCT = 50.0          # CPU percent the GC threads burn while the JVM is in GC
@@ -309,7 +309,7 @@ class Jvm(NamedTuple):
     young_ms: float
     full_ms: float
     dt: float
-    alloc_sigma: float  # log-std of a step's allocation beyond the workload's
+    alloc_spread: float  # half-width of a step's relative allocation beyond the workload's (uniform)
 
 
 class Scheduler(NamedTuple):
@@ -355,7 +355,7 @@ def host_model(seed, pr, dt):
                       pr[P_NET_OUT] * burst_size, pr[P_LAT_BASE], pr[P_LAT_SIGMA], pr[P_LAT_QUEUE])
     jvm = Jvm(pr[P_HEAP_ALLOC] * dt, pr[P_HEAP_YOUNG], pr[P_HEAP_FULL], pr[P_HEAP_FLOOR],
               pr[P_HEAP_CREEP] * dt / 3600.0, pr[P_GC_YOUNG_MS], pr[P_GC_FULL_MS], dt,
-              ALLOC_SIGMA_1S / np.sqrt(max(dt, 1.0)))
+              ALLOC_SIGMA_1S * np.sqrt(3.0) / np.sqrt(max(dt, 1.0)))
     scheduler = Scheduler(pr[P_JOB_RATE] * dt / 3600.0, 1.0 - np.exp(-dt / (60.0 * pr[P_JOB_MIN])),
                           pr[P_JOB_SLOTS], pr[P_VEMKD], pr[P_VEMKD_STEPS] / steps_per_day)
     return HostModel(pr[P_CORES], np.exp(-dt / 60.0), cpu, memory, disk, network, jvm, scheduler)
@@ -537,7 +537,7 @@ class Step(NamedTuple):
     z_gc: float
     u_storm: float
     u_plateau: float
-    z_alloc: float
+    u_alloc: float
     u_young: float
 
 
@@ -563,7 +563,7 @@ def background_step(background, model, seed, t, clock, dt, read_prev):
     step = Step(work, cpu_bg, memory, disk, net_in, net_out, latency, daemons,
                 max(1.0 + read_now - read_prev, 0.0), uniform(seed, t, D_JOB_U), normal(seed, t, D_JOB_N),
                 normal(seed, t, D_DONE_N), normal(seed, t, D_GC_N), uniform(seed, t, D_STORM_U),
-                uniform(seed, t, D_PLATEAU_U), normal(seed, t, D_ALLOC_N), uniform(seed, t, D_YOUNG_U))
+                uniform(seed, t, D_PLATEAU_U), uniform(seed, t, D_ALLOC_U), uniform(seed, t, D_YOUNG_U))
     return Background(cpu_state, mem_state, disk, net_state, offset), step, read_now
 
 
@@ -661,21 +661,18 @@ def step_heap(heap, floor, alloc, jvm, ch, storm_u, young_u):
 def jvm_step(heap, floor, ch, jvm, step):
     """One step of the JVM; returns (heap %, floor, share of the interval in GC, CPU % the JVM adds).
 
-    The allocation follows the workload, with the step's own lognormal variation (the request mix of
-    the step); the application threads doing that extra work burn MUTATOR_CPU_PER_ALLOC CPU percent
+    The allocation follows the workload, with the step's own variation (the request mix of the step); the application threads doing that extra work burn MUTATOR_CPU_PER_ALLOC CPU percent
     per heap percent a second allocated beyond the median, the GC threads GC_CPU_PCT while in GC.
     Each collection's pause varies around the host's typical one (PAUSE_SIGMA), averaging out over
     many."""
-    s = jvm.alloc_sigma
     median_alloc = jvm.alloc * step.work
-    alloc = median_alloc * np.exp(s * step.z_alloc - 0.5 * s * s)
+    alloc = median_alloc * (1.0 + jvm.alloc_spread * (2.0 * step.u_alloc - 1.0))
     mutator_cpu = MUTATOR_CPU_PER_ALLOC * (alloc - median_alloc) / jvm.dt
     heap, floor, gc_share, n = step_heap(heap, floor, alloc, jvm, ch, step.u_storm, step.u_young)
     if ch.gc_storm > 0.0 or n <= 0.0:
         gc_share = clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
     else:
-        sp = PAUSE_SIGMA / np.sqrt(max(n, 1.0))
-        gc_share = clip(gc_share * np.exp(sp * step.z_gc - 0.5 * sp * sp), 0.0, 1.0)
+        gc_share = clip(gc_share * (1.0 + PAUSE_SIGMA / np.sqrt(max(n, 1.0)) * step.z_gc), 0.0, 1.0)
     return heap, floor, gc_share, gc_share * GC_CPU_PCT + mutator_cpu
 
 

@@ -27,7 +27,7 @@ D_SHIFT_U, D_SHIFT_N, D_SLOW_N, D_FAST_N, D_JUMP_U, D_CRON_U, D_MEM_N = 0, 1, 3,
 D_MEM_STEP_U, D_MEM_STEP_N, D_DISK_U, D_NET_N, D_NET_OUT_N, D_LAT_N = 11, 12, 14, 15, 17, 19
 D_PLATEAU_U, D_VEMKD_U, D_VEMKD_DIR_U, D_JOB_U, D_JOB_N, D_DONE_N, D_GC_N = 21, 22, 23, 24, 25, 27, 29
 D_STORM_U, D_BURST_IN_U, D_BURST_OUT_U, D_AGENT_U, D_AGENT_SIZE_U, D_READ_U = 31, 32, 33, 34, 35, 36
-D_ALLOC_N, D_YOUNG_U = 37, 39
+D_ALLOC_U, D_YOUNG_U = 37, 38
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
 
 # the model's constants
@@ -298,12 +298,12 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
     # reaches the threshold; a restart starts small; a storm pins the heap and the GC time
     storm_u = uniform(seed, t, D_STORM_U)
     z_gc = normal(seed, t, D_GC_N)
-    # allocation follows the workload with the step's own lognormal variation, and so does the
+    # allocation follows the workload with the step's own (uniform) variation, and so does the
     # application threads' CPU; promotion (the floor's creep) follows the allocation; the young space
     # is jittered per step
-    sigma = ALLOC_SIGMA_1S / math.sqrt(max(dt, 1.0))
+    spread = ALLOC_SIGMA_1S * math.sqrt(3.0) / math.sqrt(max(dt, 1.0))
     median_alloc = pr["heap_alloc_pct_per_s"] * dt
-    alloc = median_alloc * bg["work"] * math.exp(sigma * normal(seed, t, D_ALLOC_N) - 0.5 * sigma * sigma)
+    alloc = median_alloc * bg["work"] * (1.0 + spread * (2.0 * uniform(seed, t, D_ALLOC_U) - 1.0))
     mutator_cpu = MUTATOR_CPU_PER_ALLOC * (alloc - median_alloc * bg["work"]) / dt
     if ch.restart > 0.5:
         s.heap, s.floor, gc = 4.0 + 6.0 * storm_u, pr["heap_floor"], 0.0
@@ -331,8 +331,7 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
         if ch.storm > 0.0 or n <= 0.0:
             gc = clip(gc * (1.0 + 0.1 * z_gc), 0.0, 1.0)
         else:
-            sp = PAUSE_SIGMA / math.sqrt(max(n, 1.0))
-            gc = clip(gc * math.exp(sp * z_gc - 0.5 * sp * sp), 0.0, 1.0)
+            gc = clip(gc * (1.0 + PAUSE_SIGMA / math.sqrt(max(n, 1.0)) * z_gc), 0.0, 1.0)
     # network: offered load capped at the link's plateau; M/M/1 queueing delay, overflow beyond it
     link = pr["link_mbps"]
     offered = bg["net_in"] + ch.net * link

@@ -113,8 +113,8 @@ def test_the_old_generation_creeps_to_a_mixed_collection(config):
         # the troughs after young collections climb until then
         at = np.flatnonzero(gc[h, 1:first] > 0) + 1
         troughs = heap[h, at]
-        assert np.corrcoef(at, troughs)[0, 1] > 0.5
-        assert troughs[-1] > troughs[0] + 10.0
+        third = max(len(troughs) // 3, 1)
+        assert np.mean(troughs[-third:]) > np.mean(troughs[:third]) + 5.0, troughs
         # where the old generation is collected: from above its threshold back to the floor
         assert np.all(heap[h, resets - 1] >= full_at - 0.1)
         assert np.all(heap[h, resets] < floor + 25.0)
