@@ -661,8 +661,9 @@ def step_heap(heap, floor, alloc, jvm, ch, storm_u, young_u):
 def jvm_step(heap, floor, ch, jvm, step):
     """One step of the JVM; returns (heap %, floor, share of the interval in GC, CPU % the JVM adds).
 
-    The allocation follows the workload, with the step's own variation (the request mix of the step); the application threads doing that extra work burn MUTATOR_CPU_PER_ALLOC CPU percent
-    per heap percent a second allocated beyond the median, the GC threads GC_CPU_PCT while in GC.
+    The allocation follows the workload, with the step's own variation (the request mix of the step);
+    the application threads doing that extra work burn MUTATOR_CPU_PER_ALLOC CPU percent per heap
+    percent a second allocated beyond the median, the GC threads GC_CPU_PCT while in GC.
     Each collection's pause varies around the host's typical one (PAUSE_SIGMA), averaging out over
     many."""
     median_alloc = jvm.alloc * step.work
