@@ -79,8 +79,16 @@ def main() -> None:
 
         def run_old():
             o = outputs()
-            old.simulate_hosts(seeds, population.params, 0, steps, dt, start_epoch, res, lower, upper, ptr, plan.start,
-                               plan.length, plan.profile_row, ids, masks, primary, plan.profiles, state, False, *o)
+            if hasattr(old, "TimeGrid"):  # a baseline after the split takes records, as the current kernel
+                old.simulate_hosts(
+                    seeds, population.params, old.TimeGrid(0, steps, float(dt), start_epoch),
+                    old.Reporting(res, lower, upper),
+                    old.EventInputs(ptr, plan.start, plan.length, plan.profile_row, ids, masks, primary, plan.profiles),
+                    old.ChunkState(state, False, o[8]), old.TraceOutputs(*o[:4]), old.EventOutputs(*o[4:8]))
+            else:
+                old.simulate_hosts(seeds, population.params, 0, steps, dt, start_epoch, res, lower, upper, ptr,
+                                   plan.start, plan.length, plan.profile_row, ids, masks, primary, plan.profiles, state,
+                                   False, *o)
             return o
 
         def run_new():

@@ -108,6 +108,8 @@ D_STORM_U = 31
 D_BURST_IN_U, D_BURST_OUT_U = 32, 33
 D_AGENT_U, D_AGENT_SIZE_U = 34, 35
 D_READ_U = 36
+D_ALLOC_U = 37
+D_YOUNG_U = 38
 # per-host draw slots
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
 # the state a host carries from one time chunk to the next (the undisturbed copy: no event spans
@@ -118,6 +120,15 @@ N_STATE = 16
 
 MAX_HEAP_FLOOR = 97.0
 RECLAIM_KEEP = 0.1         # share of the page cache a reclaim leaves
+# the JVM's variation at fine intervals (sources and targets in data_config/metrics.yaml, heap_*):
+ALLOC_SIGMA_1S = 0.35  # allocation of one second beyond the workload's, relative std (request mix, batch
+                       # deserialisation; uniform, one draw), averaging out as 1/sqrt(seconds) over longer steps
+YOUNG_JITTER = 0.35    # the young space a collection empties varies +-35 % around its mean (G1 resizes eden
+                       # after each collection to meet its pause goal; humongous and survivor regions vary)
+MAX_YOUNG_AT = 90.0    # a young collection runs by this occupancy at the latest (G1ReservePercent 10)
+PAUSE_SIGMA = 0.35     # relative std of one collection's pause around the host's typical pause
+MUTATOR_CPU_PER_ALLOC = 1.0  # CPU percent the application threads burn per heap percent a second they
+                             # allocate: a second with more requests allocates more and computes more
 GC_CPU_PCT = 50.0          # CPU percent the GC threads burn while the JVM is in GC
 SOFTIRQ_CPU_PCT = 8.0      # CPU percent of packet processing at a saturated link
 IO_BLOCKED_PER_CORE = 0.6  # runnable (D-state) tasks per core while the disk is full
@@ -297,10 +308,11 @@ class Jvm(NamedTuple):
     young_at: float
     full_at: float
     floor: float
-    creep: float       # floor creep per step
+    creep: float       # floor creep (promotion) per step at the median workload
     young_ms: float
     full_ms: float
     dt: float
+    alloc_spread: float  # half-width of a step's relative allocation beyond the workload's (uniform)
 
 
 class Scheduler(NamedTuple):
@@ -345,7 +357,8 @@ def host_model(seed, pr, dt):
                       pr[P_NET_COUPLING], pr[P_NET_OUT], pr[P_NET_BURSTS] / steps_per_day, burst_size,
                       pr[P_NET_OUT] * burst_size, pr[P_LAT_BASE], pr[P_LAT_SIGMA], pr[P_LAT_QUEUE])
     jvm = Jvm(pr[P_HEAP_ALLOC] * dt, pr[P_HEAP_YOUNG], pr[P_HEAP_FULL], pr[P_HEAP_FLOOR],
-              pr[P_HEAP_CREEP] * dt / 3600.0, pr[P_GC_YOUNG_MS], pr[P_GC_FULL_MS], dt)
+              pr[P_HEAP_CREEP] * dt / 3600.0, pr[P_GC_YOUNG_MS], pr[P_GC_FULL_MS], dt,
+              ALLOC_SIGMA_1S * np.sqrt(3.0) / np.sqrt(max(dt, 1.0)))
     scheduler = Scheduler(pr[P_JOB_RATE] * dt / 3600.0, 1.0 - np.exp(-dt / (60.0 * pr[P_JOB_MIN])),
                           pr[P_JOB_SLOTS], pr[P_VEMKD], pr[P_VEMKD_STEPS] / steps_per_day)
     return HostModel(pr[P_CORES], np.exp(-dt / 60.0), cpu, memory, disk, network, jvm, scheduler)
@@ -535,6 +548,8 @@ class Step(NamedTuple):
     z_gc: float
     u_storm: float
     u_plateau: float
+    u_alloc: float
+    u_young: float
 
 
 @jit_inline
@@ -559,7 +574,7 @@ def background_step(background, model, seed, t, clock, dt, read_prev):
     step = Step(work, cpu_bg, memory, disk, net_in, net_out, latency, daemons,
                 max(1.0 + read_now - read_prev, 0.0), uniform(seed, t, D_JOB_U), normal(seed, t, D_JOB_N),
                 normal(seed, t, D_DONE_N), normal(seed, t, D_GC_N), uniform(seed, t, D_STORM_U),
-                uniform(seed, t, D_PLATEAU_U))
+                uniform(seed, t, D_PLATEAU_U), uniform(seed, t, D_ALLOC_U), uniform(seed, t, D_YOUNG_U))
     return Background(cpu_state, mem_state, disk, net_state, offset), step, read_now
 
 
@@ -617,23 +632,32 @@ def step_jobs(running, pending, arrivals, scheduler, done_z, disk_full, ch):
 
 
 @jit_inline
-def step_heap(heap, floor, alloc, jvm, ch, storm_u):
+def step_heap(heap, floor, alloc, jvm, ch, storm_u, young_u):
     """One step of the JVM heap sawtooth (`alloc` percent allocated); returns (heap %, floor, GC share
-    of the interval)."""
+    of the interval, collections in the step).
+
+    Young collections run when the young space fills (its size jittered per step by YOUNG_JITTER, so
+    they come at irregular times); what survives is promoted, so the old-generation floor creeps in
+    proportion to the allocation until it reaches full_at, where a mixed/full collection resets it."""
     if ch.jvm_restart > 0.5:
         # a fresh JVM after an OOM kill: small heap, nothing collected yet
-        return 4.0 + 6.0 * storm_u, jvm.floor, 0.0
+        return 4.0 + 6.0 * storm_u, jvm.floor, 0.0, 0.0
     full_at = jvm.full_at
-    floor = floor + jvm.creep
+    floor = floor + jvm.creep * alloc / max(jvm.alloc, 1e-12)
     n_full = 0.0
+    young = heap
     if floor >= full_at:
+        # the old generation is collected, and the young space with it
         floor = jvm.floor
         n_full = 1.0
+        young = 0.0
     eff_floor = min(floor + ch.heap_floor, MAX_HEAP_FLOOR)
-    space = max(jvm.young_at - eff_floor, 0.5)
-    total = max(heap - eff_floor, 0.0) + alloc
+    space = max(jvm.young_at - eff_floor, 0.5) * (1.0 + YOUNG_JITTER * (2.0 * young_u - 1.0))
+    space = min(space, max(MAX_YOUNG_AT - eff_floor, 0.5))
+    total = max(young - eff_floor, 0.0) + alloc
     n_young = np.floor(total / space)
-    heap = eff_floor + (total - n_young * space)
+    # after a collection the heap holds what the step allocated since it
+    heap = eff_floor + (min(total - n_young * space, alloc) if n_young > 0.0 else total)
     if eff_floor > full_at:
         # live data above the full-GC threshold: full collections that reclaim little
         n_full += n_young * (eff_floor - full_at) / max(100.0 - full_at, 1.0)
@@ -641,14 +665,27 @@ def step_heap(heap, floor, alloc, jvm, ch, storm_u):
     if ch.gc_storm > 0.0:
         gc_share = max(gc_share, ch.gc_storm * (0.92 + 0.16 * storm_u))
         heap = 95.0 + 4.9 * storm_u
-    return heap, floor, min(gc_share, 1.0)
+    return heap, floor, min(gc_share, 1.0), n_young + n_full
 
 
 @jit_inline
 def jvm_step(heap, floor, ch, jvm, step):
-    """One step of the JVM; returns (heap %, floor, share of the interval in GC)."""
-    heap, floor, gc_share = step_heap(heap, floor, jvm.alloc * step.work, jvm, ch, step.u_storm)
-    return heap, floor, clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
+    """One step of the JVM; returns (heap %, floor, share of the interval in GC, CPU % the JVM adds).
+
+    The allocation follows the workload, with the step's own variation (the request mix of the step);
+    the application threads doing that extra work burn MUTATOR_CPU_PER_ALLOC CPU percent per heap
+    percent a second allocated beyond the median, the GC threads GC_CPU_PCT while in GC.
+    Each collection's pause varies around the host's typical one (PAUSE_SIGMA), averaging out over
+    many."""
+    median_alloc = jvm.alloc * step.work
+    alloc = median_alloc * (1.0 + jvm.alloc_spread * (2.0 * step.u_alloc - 1.0))
+    mutator_cpu = MUTATOR_CPU_PER_ALLOC * (alloc - median_alloc) / jvm.dt
+    heap, floor, gc_share, n = step_heap(heap, floor, alloc, jvm, ch, step.u_storm, step.u_young)
+    if ch.gc_storm > 0.0 or n <= 0.0:
+        gc_share = clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
+    else:
+        gc_share = clip(gc_share * (1.0 + PAUSE_SIGMA / np.sqrt(max(n, 1.0)) * step.z_gc), 0.0, 1.0)
+    return heap, floor, gc_share, gc_share * GC_CPU_PCT + mutator_cpu
 
 
 @jit_inline
@@ -667,10 +704,11 @@ def link_step(network, offered, step):
 
 
 @jit_inline
-def cpu_demand(step, cpu, running, ch, gc_share, rho):
-    """The host's CPU demand, percent: background, jobs, the anomaly's own demand, the GC threads and
-    packet processing (softirq), which grows once the link is 80 % busy."""
-    return (step.cpu + running * cpu.per_job + ch.cpu + gc_share * GC_CPU_PCT
+def cpu_demand(step, cpu, running, ch, jvm_cpu, rho):
+    """The host's CPU demand, percent: background, jobs, the anomaly's own demand, the JVM's (GC
+    threads, allocation bursts) and packet processing (softirq), which grows once the link is 80 %
+    busy."""
+    return (step.cpu + running * cpu.per_job + ch.cpu + jvm_cpu
             + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
 
 
@@ -682,9 +720,9 @@ def disturbed_step(d, ch, step, model, reporting, v):
     sched = model.scheduler
     arrivals = poisson_from_uniform(sched.job_lambda * step.work + ch.job_flood, step.u_jobs, step.z_jobs)
     running, pending = step_jobs(d.running, d.pending, arrivals, sched, step.z_done, disk_full, ch)
-    heap, floor, gc_share = jvm_step(d.heap, d.floor, ch, model.jvm, step)
+    heap, floor, gc_share, jvm_cpu = jvm_step(d.heap, d.floor, ch, model.jvm, step)
     net_in, passed, rho, latency = link_step(model.network, step.net_in + ch.network * model.network.link, step)
-    cpu = cpu_demand(step, model.cpu, running, ch, gc_share, rho)
+    cpu = cpu_demand(step, model.cpu, running, ch, jvm_cpu, rho)
     runnable = model.cores * max(cpu, 0.0) / 100.0  # demand beyond capacity waits in the run queue
     if disk_full:
         runnable += model.cores * IO_BLOCKED_PER_CORE

@@ -96,7 +96,7 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
     "heap_alloc_pct_per_s": (0, 1000, "heap allocation rate at the median workload, percent of max heap per second"),
     "heap_young_threshold": (1, 100, "heap percent at which a young collection runs"),
     "heap_floor": (0, 99, "old-generation floor after a collection, percent of max heap"),
-    "heap_floor_creep_per_hour": (0, 50, "promotion: old-generation growth per hour, percent"),
+    "heap_floor_creep_per_hour": (0, 50, "promotion: old-generation growth per hour at the median allocation, percent"),
     "heap_full_gc_at": (1, 100, "old-generation percent that triggers a full collection"),
     "gc_young_pause_ms": (0, 10000, "pause of a young collection, ms"),
     "gc_full_pause_ms": (0, 100000, "pause of a full collection, ms"),

@@ -27,11 +27,15 @@ D_SHIFT_U, D_SHIFT_N, D_SLOW_N, D_FAST_N, D_JUMP_U, D_CRON_U, D_MEM_N = 0, 1, 3,
 D_MEM_STEP_U, D_MEM_STEP_N, D_DISK_U, D_NET_N, D_NET_OUT_N, D_LAT_N = 11, 12, 14, 15, 17, 19
 D_PLATEAU_U, D_VEMKD_U, D_VEMKD_DIR_U, D_JOB_U, D_JOB_N, D_DONE_N, D_GC_N = 21, 22, 23, 24, 25, 27, 29
 D_STORM_U, D_BURST_IN_U, D_BURST_OUT_U, D_AGENT_U, D_AGENT_SIZE_U, D_READ_U = 31, 32, 33, 34, 35, 36
+D_ALLOC_U, D_YOUNG_U = 37, 38
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
 
 # the model's constants
 MAX_HEAP_FLOOR = 97.0
+MAX_YOUNG_AT = 90.0
 GC_CPU_PCT = 50.0
+# the JVM's variation (simulator/_kernels.py)
+ALLOC_SIGMA_1S, YOUNG_JITTER, PAUSE_SIGMA, MUTATOR_CPU_PER_ALLOC = 0.35, 0.35, 0.35, 1.0
 SOFTIRQ_CPU_PCT = 8.0
 IO_BLOCKED_PER_CORE = 0.6
 BURST_TAIL_ALPHA = 2.5
@@ -296,26 +300,41 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
     # JVM: a sawtooth of young collections above a creeping floor, full collections when the floor
     # reaches the threshold; a restart starts small; a storm pins the heap and the GC time
     storm_u = uniform(seed, t, D_STORM_U)
+    z_gc = normal(seed, t, D_GC_N)
+    # allocation follows the workload with the step's own (uniform) variation, and so does the
+    # application threads' CPU; promotion (the floor's creep) follows the allocation; the young space
+    # is jittered per step
+    spread = ALLOC_SIGMA_1S * math.sqrt(3.0) / math.sqrt(max(dt, 1.0))
+    median_alloc = pr["heap_alloc_pct_per_s"] * dt
+    alloc = median_alloc * bg["work"] * (1.0 + spread * (2.0 * uniform(seed, t, D_ALLOC_U) - 1.0))
+    mutator_cpu = MUTATOR_CPU_PER_ALLOC * (alloc - median_alloc * bg["work"]) / dt
     if ch.restart > 0.5:
         s.heap, s.floor, gc = 4.0 + 6.0 * storm_u, pr["heap_floor"], 0.0
+        gc = clip(gc * (1.0 + 0.1 * z_gc), 0.0, 1.0)
     else:
-        s.floor += pr["heap_floor_creep_per_hour"] * dt / 3600.0
-        n_full = 0.0
+        s.floor += pr["heap_floor_creep_per_hour"] * dt / 3600.0 * alloc / max(median_alloc, 1e-12)
+        n_full, young = 0.0, s.heap
         if s.floor >= pr["heap_full_gc_at"]:
-            s.floor, n_full = pr["heap_floor"], 1.0
+            s.floor, n_full, young = pr["heap_floor"], 1.0, 0.0  # the old generation and the young space collected
         live = min(s.floor + ch.heap_floor, MAX_HEAP_FLOOR)
-        space = max(pr["heap_young_threshold"] - live, 0.5)
-        total = max(s.heap - live, 0.0) + pr["heap_alloc_pct_per_s"] * dt * bg["work"]
+        space = max(pr["heap_young_threshold"] - live, 0.5) * (1.0 + YOUNG_JITTER * (2.0 * uniform(seed, t, D_YOUNG_U)
+                                                                                      - 1.0))
+        space = min(space, max(MAX_YOUNG_AT - live, 0.5))
+        total = max(young - live, 0.0) + alloc
         n_young = math.floor(total / space)
-        s.heap = live + (total - n_young * space)
+        s.heap = live + (min(total - n_young * space, alloc) if n_young > 0 else total)
         if live > pr["heap_full_gc_at"]:
             n_full += n_young * (live - pr["heap_full_gc_at"]) / max(100.0 - pr["heap_full_gc_at"], 1.0)
         gc = (n_young * pr["gc_young_pause_ms"] + n_full * pr["gc_full_pause_ms"]) / (1000.0 * dt)
+        n = n_young + n_full
         if ch.storm > 0.0:
             gc = max(gc, ch.storm * (0.92 + 0.16 * storm_u))
             s.heap = 95.0 + 4.9 * storm_u
         gc = min(gc, 1.0)
-    gc = clip(gc * (1.0 + 0.1 * normal(seed, t, D_GC_N)), 0.0, 1.0)
+        if ch.storm > 0.0 or n <= 0.0:
+            gc = clip(gc * (1.0 + 0.1 * z_gc), 0.0, 1.0)
+        else:
+            gc = clip(gc * (1.0 + PAUSE_SIGMA / math.sqrt(max(n, 1.0)) * z_gc), 0.0, 1.0)
     # network: offered load capped at the link's plateau; M/M/1 queueing delay, overflow beyond it
     link = pr["link_mbps"]
     offered = bg["net_in"] + ch.net * link
@@ -327,7 +346,7 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
     if rho > 1.0:
         latency += pr["latency_queue_ms"] * 60.0 * (rho - 1.0)
     # CPU: background + jobs + the anomaly's demand + GC threads + packet processing (softirq)
-    cpu = (bg["cpu"] + s.running * pr["job_cpu"] + ch.cpu + gc * GC_CPU_PCT
+    cpu = (bg["cpu"] + s.running * pr["job_cpu"] + ch.cpu + gc * GC_CPU_PCT + mutator_cpu
            + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
     runnable = pr["cores"] * max(cpu, 0.0) / 100.0
     if disk_full:

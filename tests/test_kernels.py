@@ -84,17 +84,19 @@ def ref_heap_substeps(heap, floor_level, alloc, young_at, n_sub=20000):
 def test_heap_sawtooth_matches_substepped_reference(floor_level, alloc, young_at):
     heap0 = floor_level + 5.0
     jvm = K.Jvm(alloc=0.0, young_at=young_at, full_at=99.0, floor=floor_level, creep=0.0, young_ms=50.0,
-                full_ms=1000.0, dt=300.0)
-    heap, floor_out, gc = K.step_heap(heap0, floor_level, alloc, jvm, K.NO_CHANNELS, 0.5)
+                full_ms=1000.0, dt=300.0, alloc_spread=0.0)
+    heap, floor_out, gc, n = K.step_heap(heap0, floor_level, alloc, jvm, K.NO_CHANNELS, 0.5, 0.5)
     ref_heap, ref_n = ref_heap_substeps(heap0, floor_level, alloc, young_at)
     assert heap == pytest.approx(ref_heap, abs=0.05)
     assert gc == pytest.approx(ref_n * 50.0 / 300000.0, abs=50.0 / 300000.0 + 1e-12)
     assert floor_level <= heap < young_at
+    assert n == ref_n
 
 
 def test_heap_storm_pins_heap_and_gc():
-    jvm = K.Jvm(alloc=0.0, young_at=80.0, full_at=70.0, floor=30.0, creep=0.0, young_ms=50.0, full_ms=1000.0, dt=300.0)
-    heap, _, gc = K.step_heap(50.0, 30.0, 100.0, jvm, K.NO_CHANNELS._replace(gc_storm=0.6), 0.5)
+    jvm = K.Jvm(alloc=0.0, young_at=80.0, full_at=70.0, floor=30.0, creep=0.0, young_ms=50.0, full_ms=1000.0, dt=300.0,
+                alloc_spread=0.0)
+    heap, _, gc, _ = K.step_heap(50.0, 30.0, 100.0, jvm, K.NO_CHANNELS._replace(gc_storm=0.6), 0.5, 0.5)
     assert heap >= 95.0 and gc >= 0.55
 
 
