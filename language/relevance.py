@@ -40,6 +40,10 @@ MIN_PREFIX = 5          # stems this long or longer match a longer stem they beg
 MODEL_NAME = "all-MiniLM-L6-v2"
 
 
+VOWEL = re.compile(r"[aeiouy]")
+
+
+@lru_cache(maxsize=1 << 16)  # answers reuse their words: a stem is computed once per word
 def stem(word: str) -> str:
     """A light stem (Porter's first step, plus a final "e"): "processes" -> "process", "leaking" ->
     "leak", "swapped" -> "swap", "dependency"/"dependencies" -> "dependenci", "cache"/"caching" -> "cach"."""
@@ -51,7 +55,7 @@ def stem(word: str) -> str:
     elif w.endswith("s") and not w.endswith(("ss", "us", "is")) and len(w) > 3:
         w = w[:-1]
     for suffix in ("ing", "ed"):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and re.search(r"[aeiouy]", w[:-len(suffix)]):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and VOWEL.search(w[:-len(suffix)]):
             w = w[:-len(suffix)]
             if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":  # swapp -> swap
                 w = w[:-1]
