@@ -538,6 +538,7 @@ BREAKDOWN = [  # (module, owner or None for a module function, attribute, label)
     ("language.scheduler", None, "clean", "quality: clean"),
     ("language.scheduler", None, "check", "quality: check (length, refusal, repetition, echo)"),
     ("language.scheduler", None, "grounding_check", "quality: grounding_check"),
+    ("language.quality", "DuplicateIndex", "check_free_text", "quality: free-text gates (length, relevance)"),
     ("language.quality", "DuplicateIndex", "find", "dedup: DuplicateIndex.find (hash, shingles, MinHash)"),
     ("language.quality", "DuplicateIndex", "add", "dedup: DuplicateIndex.add (hash, shingles, MinHash)"),
     ("language.scheduler", "Runner", "_choose", "scheduler: _choose (rotation)"),
@@ -559,6 +560,7 @@ def stub_stages() -> Probe:
     stubs = Probe()
     for owner, attr, fn in ((scheduler_mod, "check", lambda *a, **k: None),
                             (scheduler_mod, "grounding_check", lambda *a, **k: None),
+                            (quality_mod.DuplicateIndex, "check_free_text", lambda self, text, item: None),
                             (quality_mod.DuplicateIndex, "find", lambda self, text: None),
                             (quality_mod.DuplicateIndex, "add", lambda self, item_id, text: None),
                             (ledger_mod.Ledger, "record_attempt", lambda self, *a, **k: None),
