@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,18 @@ def _lexical_relevance_unless_asked(request, monkeypatch):
         from language.relevance import NO_EMBEDDING_ENV
 
         monkeypatch.setenv(NO_EMBEDDING_ENV, "1")
+
+
+def language_config(tmp_path: Path, *, requests: dict, rotation: dict | None = None) -> Path:
+    """A copy of the shipped data_config whose models.yaml takes `requests` (timeouts, retries) and
+    `rotation` settings for tests; returns the folder."""
+    d = tmp_path / "config"
+    shutil.copytree(ROOT / "data_config", d)
+    models = yaml.safe_load((d / "models.yaml").read_text())
+    models["requests"].update(requests)
+    models["rotation"].update(rotation or {})
+    (d / "models.yaml").write_text(yaml.safe_dump(models))
+    return d
+
+
+FAST_RETRIES = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
 import pytest
@@ -17,7 +16,7 @@ from language.items import WorkItem, build_items
 from language.quality import DuplicateIndex, FreeTextGates, length_check, requested_length, token_limit
 from language.settings import load_settings
 
-from conftest import ROOT
+from conftest import FAST_RETRIES, language_config
 from loopback import LoopbackServer, deterministic_answer
 from relevance_set import labelled, precision_recall
 
@@ -165,13 +164,7 @@ def test_semantic_duplicates_are_removed(embedding_gate):
 # ------------------------------------------------------------------ in a run
 @pytest.fixture
 def config_dir(tmp_path):
-    d = tmp_path / "config"
-    shutil.copytree(ROOT / "data_config", d)
-    models = yaml.safe_load((d / "models.yaml").read_text())
-    models["requests"].update(timeout_s=2, backoff_base_s=0.01, backoff_max_s=0.05)
-    models["rotation"]["models_per_prompt"] = 3
-    (d / "models.yaml").write_text(yaml.safe_dump(models))
-    return d
+    return language_config(tmp_path, requests={"timeout_s": 2, **FAST_RETRIES}, rotation={"models_per_prompt": 3})
 
 
 def test_a_run_sends_the_items_max_tokens_and_keeps_each_rejection_reason(tmp_path, config_dir, capsys):

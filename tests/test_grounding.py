@@ -18,7 +18,7 @@ from language.grounding import WINDOW_STEPS, grounding_check, load_vocabulary, m
 from language.settings import load_settings
 from simulator.__main__ import main as simulator_main
 
-from conftest import ROOT
+from conftest import FAST_RETRIES, ROOT, language_config
 from loopback import LoopbackServer
 
 VOCAB = load_vocabulary()
@@ -50,12 +50,7 @@ def metrics_json(tmp_path_factory):
 
 @pytest.fixture
 def config_dir(tmp_path):
-    d = tmp_path / "config"
-    shutil.copytree(ROOT / "data_config", d)
-    models = yaml.safe_load((d / "models.yaml").read_text())
-    models["requests"].update(timeout_s=2, backoff_base_s=0.01, backoff_max_s=0.05)
-    (d / "models.yaml").write_text(yaml.safe_dump(models))
-    return d
+    return language_config(tmp_path, requests={"timeout_s": 2, **FAST_RETRIES})
 
 
 def test_prompts_show_the_sample_and_include_normal_ones(metrics_json):

@@ -6,7 +6,6 @@ endpoint rather than its model.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import sqlite3
 
@@ -15,20 +14,15 @@ import yaml
 
 from language.__main__ import EXIT_PARTIAL, main
 
-from conftest import ROOT
+from conftest import FAST_RETRIES, language_config
 from loopback import LoopbackServer
 
 
 @pytest.fixture
 def config_dir(tmp_path):
     """The shipped data_config with fast retries and short timeouts for tests."""
-    d = tmp_path / "config"
-    shutil.copytree(ROOT / "data_config", d)
-    models = yaml.safe_load((d / "models.yaml").read_text())
-    models["requests"].update(timeout_s=2, backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=3)
-    models["rotation"].update(cooldown_s=0.3, failures_before_cooldown=3, swap_interval=3)
-    (d / "models.yaml").write_text(yaml.safe_dump(models))
-    return d
+    return language_config(tmp_path, requests={"timeout_s": 2, "max_attempts": 3, **FAST_RETRIES},
+                           rotation={"cooldown_s": 0.3, "failures_before_cooldown": 3, "swap_interval": 3})
 
 
 def _generate(tmp_path, config_dir, *extra):

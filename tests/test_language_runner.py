@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -24,7 +23,7 @@ import yaml
 from language.__main__ import EXIT_PARTIAL, main
 from language.errors import LanguageError
 
-from conftest import ROOT
+from conftest import FAST_RETRIES, ROOT, language_config
 from loopback import FaultPlan, LoopbackServer, Rule
 
 PLANTED_KEY = "sk-test-PLANTED-9f8e7d6c5b4a"
@@ -33,13 +32,8 @@ PLANTED_KEY = "sk-test-PLANTED-9f8e7d6c5b4a"
 @pytest.fixture
 def config_dir(tmp_path):
     """The shipped data_config with fast retries and short timeouts for tests."""
-    d = tmp_path / "config"
-    shutil.copytree(ROOT / "data_config", d)
-    models = yaml.safe_load((d / "models.yaml").read_text())
-    models["requests"].update(timeout_s=1.5, backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=4)
-    models["rotation"].update(cooldown_s=0.3, failures_before_cooldown=3, swap_interval=3)
-    (d / "models.yaml").write_text(yaml.safe_dump(models))
-    return d
+    return language_config(tmp_path, requests={"timeout_s": 1.5, "max_attempts": 4, **FAST_RETRIES},
+                           rotation={"cooldown_s": 0.3, "failures_before_cooldown": 3, "swap_interval": 3})
 
 
 def _generate(tmp_path, config_dir, *extra, out="out"):

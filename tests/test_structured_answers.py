@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sqlite3
 
 import httpx
 import pytest
-import yaml
 
 from language.__main__ import main
 from language.backends import BACKENDS, Request
@@ -24,7 +22,7 @@ from language.backends.openai import response_format
 from language.settings import BackendSpec
 from language.verify import ANSWER_SCHEMA, ANSWER_SCHEMA_NAME, _check, parse_answer
 
-from conftest import ROOT
+from conftest import FAST_RETRIES, language_config
 from loopback import LoopbackServer
 
 ANSWER = {"verdict": "memory_leak", "anomalous_metrics": ["memory_usage"],
@@ -161,12 +159,7 @@ def test_the_static_backend_returns_its_text_as_is():
 # ------------------------------------------------------------------------------ a grounded run
 @pytest.fixture
 def config_dir(tmp_path):
-    d = tmp_path / "config"
-    shutil.copytree(ROOT / "data_config", d)
-    models = yaml.safe_load((d / "models.yaml").read_text())
-    models["requests"].update(timeout_s=5, backoff_base_s=0.01, backoff_max_s=0.05)
-    (d / "models.yaml").write_text(yaml.safe_dump(models))
-    return d
+    return language_config(tmp_path, requests={"timeout_s": 5, **FAST_RETRIES})
 
 
 def _normal_samples(path, n=12):
