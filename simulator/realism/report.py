@@ -183,19 +183,24 @@ def _shapes(traces: Traces, events: pl.DataFrame, real_traces: list[RealTrace]) 
                                       "n_real": pl.Int64, "within": pl.Boolean})
 
 
+def _simulated(r: dict) -> str:
+    """A row's simulated figures: median [min..max]."""
+    return f"{r['sim_median']:.3g} [{r['sim_min']:.3g}..{r['sim_max']:.3g}]"
+
+
 def format_report(result: RealismResult) -> str:
     """The plain-text table printed by `python -m simulator realism`."""
     lines = [f"{'metric':<17} {'hosts':<6} {'statistic':<17} {'simulated median [min..max]':<32} "
              f"{'real range':<22} in/out"]
     for r in result.checks.iter_rows(named=True):
-        sim = f"{r['sim_median']:.3g} [{r['sim_min']:.3g}..{r['sim_max']:.3g}]"
+        sim = _simulated(r)
         real = f"[{r['real_min']:.3g}..{r['real_max']:.3g}] n={r['n_real']}"
         lines.append(f"{r['metric']:<17} {r['hosts']:<6} {r['statistic']:<17} {sim:<32} {real:<22} "
                      f"{'in' if r['within'] else 'OUT'}")
     lines.append("")
     lines.append("anomaly shapes (simulated median [min..max] vs NAB labelled CPU anomalies, p10..p90):")
     for r in result.shapes.iter_rows(named=True):
-        sim = f"{r['sim_median']:.3g} [{r['sim_min']:.3g}..{r['sim_max']:.3g}]"
+        sim = _simulated(r)
         real = f"median {r['real_median']:.3g} [{r['real_p10']:.3g}..{r['real_p90']:.3g}] n={r['n_real']}"
         lines.append(f"{r['kind']:<17} {'':<6} {r['statistic']:<17} {sim:<32} {real:<38} "
                      f"{'in' if r['within'] else 'OUT'}")
@@ -236,7 +241,7 @@ def _tracked_lines(result: RealismResult) -> list[str]:
                  "hosts inside, worst host",
              f"{'row':<36} {'simulated':<26} {'reference':<34} {'inside':<8} {'worst host':<28} median inside"]
     for r in result.tracked.iter_rows(named=True):
-        sim = f"{r['sim_median']:.3g} [{r['sim_min']:.3g}..{r['sim_max']:.3g}]"
+        sim = _simulated(r)
         worst = f"host {r['worst_host']} ({r['worst_profile']}) {r['worst_value']:.3g}"
         lines.append(f"{r['row']:<36} {sim:<26} {r['reference']:<34} {r['share_in_range']:<8.0%} {worst:<28} "
                      f"{'yes' if r['within'] else 'no'}")
