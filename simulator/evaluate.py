@@ -329,7 +329,8 @@ def classification_figures(y: np.ndarray, pred: np.ndarray, classes: list[str]) 
             "anomaly_vs_normal": float(np.nanmean([tpr, tnr]))}
 
 
-def learnability(data: EvalData, n_folds: int = FOLDS, threads: int | None = None) -> dict:
+def learnability(data: EvalData, n_folds: int = FOLDS, threads: int | None = None, *,
+                 context: Features | None = None) -> dict:
     """Out-of-fold figures of the reference learner with snapshot and with context features.
 
     `threads` caps the learner's OpenMP threads (on a busy machine, fewer threads than cores run faster)."""
@@ -340,7 +341,8 @@ def learnability(data: EvalData, n_folds: int = FOLDS, threads: int | None = Non
     folds = host_folds(data.samples["host"].to_numpy(), n_folds, data.seed)
     out = {}
     with threadpool_limits(limits=threads):
-        for name, features in (("snapshot", snapshot_features(data.samples)), ("context", context_features(data))):
+        for name, features in (("snapshot", snapshot_features(data.samples)),
+                               ("context", context if context is not None else context_features(data))):
             pred = out_of_fold_predictions(features, y, folds, data.seed)
             out[name] = {**classification_figures(y, pred, classes), "n_features": features.X.shape[1]}
     return out
@@ -374,14 +376,14 @@ def regression_figures(features: Features, target: np.ndarray, folds, seed: int)
             "baseline_mae_minutes": float(base.mean())}
 
 
-def target_errors(data: EvalData, threads: int | None = None) -> dict:
+def target_errors(data: EvalData, threads: int | None = None, *, context: Features | None = None) -> dict:
     """Onset and time-to-exhaustion errors of the regressor given the context features, host-split
     as the classifier (the targets are the samples' own `minutes_since_onset` and
     `minutes_to_exhaustion`)."""
     _sklearn()
     from threadpoolctl import threadpool_limits
 
-    features = context_features(data)
+    features = context if context is not None else context_features(data)
     folds = host_folds(data.samples["host"].to_numpy(), FOLDS, data.seed)
     with threadpool_limits(limits=threads):
         return {key: {**regression_figures(features, data.samples[column].cast(pl.Float64).fill_null(np.nan)
@@ -550,8 +552,9 @@ def evaluate(n_samples: int, *, seed: int | None = None, config: SimConfig | str
     """The whole report: learnability figures, targets, transfer (None without a reference folder)."""
     _sklearn()
     data = simulate_dataset(n_samples, seed=seed, config=config, workers=workers)
-    figures = learnability(data, threads=workers)
-    errors = target_errors(data, threads=workers)
+    context = context_features(data)  # the classifier and the regressors read the same features
+    figures = learnability(data, threads=workers, context=context)
+    errors = target_errors(data, threads=workers, context=context)
     ctx, snap = figures["context"], figures["snapshot"]
     summary = {"macro_recall_context": ctx["macro_recall"], "min_kind_recall_context": ctx["min_kind_recall"],
                "anomaly_vs_normal_context": ctx["anomaly_vs_normal"]}
