@@ -79,6 +79,13 @@ def atomic_write_bytes(target: str | Path, data: bytes | Callable[[Path], None])
             tmp.write_bytes(data)
 
 
+def atomic_write_json(target: str | Path, obj) -> None:
+    """Write `obj` as indented JSON (NumPy scalars and arrays as numbers and lists), atomically."""
+    import orjson
+
+    atomic_write_bytes(target, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+
+
 def backup_file(path: str | Path, keep: int = KEEP_BACKUPS, now: datetime | None = None) -> Path | None:
     """Keep an existing `path` as `<stem>.<UTC timestamp>.bak<suffix>` beside it; keep the newest `keep`.
 

@@ -217,11 +217,8 @@ def _add_evaluate(sub) -> None:
 
 
 def _evaluate(args) -> int:
-    import orjson
-
-    from .evaluate import REPORT_NAME, all_passed, evaluate, format_report
+    from .evaluate import REPORT_NAME, all_passed, evaluate, format_report, write_report
     from .realism.reference import default_reference_dir
-    from datasafe import atomic_write_bytes
 
     if args.samples < 1:
         raise SimulatorError(f"--samples: must be at least 1, got {args.samples}")
@@ -232,10 +229,9 @@ def _evaluate(args) -> int:
     report = evaluate(args.samples, seed=args.seed, config=args.config, workers=args.workers,
                       reference_dir=reference if (reference / "nab").is_dir() else None)
     print(format_report(report))
-    atomic_write_bytes(out_dir / REPORT_NAME,
-                       orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    path = write_report(report, out_dir)
     if not args.quiet:
-        print(f"\nwrote {out_dir / REPORT_NAME}", file=sys.stderr)
+        print(f"\nwrote {path}", file=sys.stderr)
     return 1 if args.strict and not all_passed(report) else 0
 
 
@@ -369,21 +365,19 @@ def _cases(args) -> int:
 
 
 def _realism(args) -> int:
-    import orjson
-
-    from .api import _checked_seed, _set_workers
+    from .api import checked_seed, worker_threads
     from .config import load_config
     from .realism.reference import default_reference_dir
-    from .realism.report import format_report, run_realism
-    from datasafe import atomic_write_bytes
+    from .realism.report import REPORT_NAME, format_discriminative, format_report, report_json, run_realism, \
+        write_report
 
     if args.hosts < 2:
         raise SimulatorError(f"--hosts: must be at least 2, got {args.hosts}")
-    out_dir = _output_dir(args.output_dir, files=("*.png", "realism_report.json"), folders=())
+    out_dir = _output_dir(args.output_dir, files=("*.png", REPORT_NAME), folders=())
     config = load_config(args.config)
-    seed = _checked_seed(config, args.seed)
+    seed = checked_seed(config, args.seed)
     reference = args.reference or default_reference_dir()
-    with _set_workers(args.workers):
+    with worker_threads(args.workers):
         result = run_realism(config, args.hosts, seed, reference)
         score = None
         if args.discriminative:
@@ -391,25 +385,13 @@ def _realism(args) -> int:
             score = discriminative_score(config, reference, seed, hosts=args.hosts)
     print(format_report(result))
     if score is not None:
-        models = ", ".join(f"{k} {v:.3f}" for k, v in score.accuracy.items())
-        print(f"\ndiscriminative score (accuracy telling real NAB CPU days from simulated ones; 0.5 = "
-              f"indistinguishable): {score.score:.3f} ({models}; {score.n_real} real, "
-              f"{score.n_simulated} simulated windows, folds grouped by trace)")
-    report = {"seed": seed, "hosts": args.hosts, "reference": str(reference), "passed": result.passed,
-              "checks": result.checks.to_dicts(), "anomaly_shapes": result.shapes.to_dicts(),
-              "unreferenced_medians": result.unreferenced.to_dicts(),
-              "tracked": result.tracked.to_dicts(), "profiles": result.profiles.to_dicts(),
-              "profiles_1s": result.fine_profiles.to_dicts(),
-              "discriminative": None if score is None else {"score": score.score, "accuracy": score.accuracy,
-                                                            "n_real": score.n_real,
-                                                            "n_simulated": score.n_simulated}}
-    atomic_write_bytes(out_dir / "realism_report.json",
-                       orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+        print("\n" + format_discriminative(score))
+    path = write_report(report_json(result, seed=seed, hosts=args.hosts, reference=reference, score=score), out_dir)
     if not args.no_plots:
         from .realism.plots import write_plots
         paths = write_plots(result, out_dir, config.simulation.interval_s)
         if not args.quiet:
-            print(f"\nwrote {', '.join(str(p) for p in paths)} and {out_dir / 'realism_report.json'}")
+            print(f"\nwrote {', '.join(str(p) for p in paths)} and {path}")
     return 0 if result.passed else 1
 
 
@@ -471,14 +453,14 @@ def _traces(args) -> int:
         raise SimulatorError(f"--output: {problem}; use fewer --hosts or --steps")
     if sharded:
         return _sharded_traces(args)
-    from .api import _checked_seed
+    from .api import checked_seed
     from .config import load_config
 
     config = load_config(args.config)
     share = _anomaly_share(args, config)
     with _progress(args.quiet, "simulating hosts") as progress:
         written = write_trace_file(args.output, args.hosts, args.steps, config=config,
-                                   seed=_checked_seed(config, args.seed), anomalies=args.anomalies,
+                                   seed=checked_seed(config, args.seed), anomalies=args.anomalies,
                                    anomaly_share=share, interval_s=args.interval_s, workers=args.workers,
                                    progress=progress)
     if not args.quiet:
@@ -503,13 +485,13 @@ def _share_text(achieved: float, asked: float | None) -> str:
 
 
 def _sharded_traces(args) -> int:
-    from .api import _checked_seed
+    from .api import checked_seed
     from .config import load_config
     from .scaleout import anomalous_share, run_job
     from .shards import make_job
 
     config = load_config(args.config)
-    job = make_job(config, args.hosts, args.steps, _checked_seed(config, args.seed), anomalies=args.anomalies,
+    job = make_job(config, args.hosts, args.steps, checked_seed(config, args.seed), anomalies=args.anomalies,
                    anomaly_share=_anomaly_share(args, config), interval_s=args.interval_s,
                    shard_hosts=args.shard_hosts, shard_steps=args.shard_steps)
     started = time.perf_counter()

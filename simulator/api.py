@@ -48,7 +48,8 @@ def _resolve(config: SimConfig | str | Path | None) -> SimConfig:
     return config if isinstance(config, SimConfig) else load_config(config)
 
 
-def _set_workers(workers: int | None):
+def worker_threads(workers: int | None):
+    """A context that runs numba's parallel kernels on `workers` threads (the machine's default if None)."""
     if workers is None:
         return nullcontext()
     if workers < 1:
@@ -89,8 +90,8 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
     cfg = _resolve(config)
     _check_count("hosts", hosts, 1)
     _check_count("steps", steps, 1)
-    seed = _checked_seed(cfg, seed)
-    threads = _set_workers(workers)
+    seed = checked_seed(cfg, seed)
+    threads = worker_threads(workers)
     interval = trace_interval(cfg, interval_s)
     population = build_population(cfg, hosts, seed)
     plan = event_plan(cfg, population, steps, seed, interval, anomalies, anomaly_share)
@@ -172,8 +173,8 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     ratio = cfg.simulation.anomaly_ratio if anomaly_ratio is None else anomaly_ratio
     if not (isinstance(ratio, (int, float)) and 0.0 <= ratio <= 1.0):
         raise SimulatorError(f"--anomaly-ratio: must be between 0 and 1, got {ratio}")
-    seed = _checked_seed(cfg, seed)
-    threads = _set_workers(workers)  # validated before any output is touched
+    seed = checked_seed(cfg, seed)
+    threads = worker_threads(workers)  # validated before any output is touched
     if logs and staging_dir is None:
         raise SimulatorError("logs: staged logs need a staging_dir")
     sim = cfg.simulation
@@ -337,7 +338,8 @@ def _generated_at() -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _checked_seed(cfg: SimConfig, seed) -> int:
+def checked_seed(cfg: SimConfig, seed) -> int:
+    """The run's seed: `seed`, else the config's; a one-line error unless a whole number in [0, 2^63)."""
     seed = cfg.simulation.seed if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
         raise SimulatorError(f"--seed: must be a whole number in [0, 2^63), got {seed}")

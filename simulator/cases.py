@@ -186,13 +186,13 @@ def simulate_cases(folder: str | Path, hosts: int, steps: int, *, seed: int | No
     folders (and with `log_files`, the plain log files per host and source under `<folder>/logs/`).
     Returns the case index, the alert result and the number of log lines."""
     from .alerts import evaluate_alerts
-    from .api import _checked_seed, _resolve, simulate
+    from .api import checked_seed, _resolve, simulate
     from .logs import simulate_logs, write_log_files
 
     if not (isinstance(no_fault_share, (int, float)) and 0.0 <= no_fault_share < 1.0):
         raise SimulatorError(f"--no-fault-share: must be in [0, 1), got {no_fault_share!r}")
     cfg = _resolve(config)
-    seed = _checked_seed(cfg, seed)
+    seed = checked_seed(cfg, seed)
     traces, events = simulate(hosts, steps, config=cfg, seed=seed, anomalies=anomalies, interval_s=interval_s,
                               workers=workers)
     logs = simulate_logs(traces, events, seed=seed, interval_s=interval_s)

@@ -52,9 +52,9 @@ def run_job(job: TraceJob, output: Path, *, engine: str = "local", scheduler: st
         progress(len(done), job.n_ranges)
     records = dict(done)
     if engine == "local":
-        from .api import _set_workers
+        from .api import worker_threads
 
-        with _set_workers(workers):
+        with worker_threads(workers):
             for r in todo:
                 records[r] = run_host_range(job, r, partial)
                 if progress:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -26,6 +27,10 @@ from ..population import Population, build_population
 from .profiles import fine_run, profile_table, tracked_rows
 from .reference import RealTrace, load_real_traces, load_signature_module, signature_of
 
+if TYPE_CHECKING:
+    from .discriminative import DiscriminativeScore
+
+REPORT_NAME = "realism_report.json"
 STEPS = 4032  # 14 days at 5 minutes, as the NAB files
 STATISTICS = ("acf1", "acf12", "diffstd_over_std", "daily_profile_r2", "kurt_diff", "skew",
               "frac_zero_diff", "frac_near_hi", "spec_slope")
@@ -186,6 +191,36 @@ def _shapes(traces: Traces, events: pl.DataFrame, real_traces: list[RealTrace]) 
 def _simulated(r: dict) -> str:
     """A row's simulated figures: median [min..max]."""
     return f"{r['sim_median']:.3g} [{r['sim_min']:.3g}..{r['sim_max']:.3g}]"
+
+
+def report_json(result: RealismResult, *, seed: int, hosts: int, reference: Path,
+                score: DiscriminativeScore | None = None) -> dict:
+    """The report as the JSON object `realism_report.json` holds."""
+    return {"seed": seed, "hosts": hosts, "reference": str(reference), "passed": result.passed,
+            "checks": result.checks.to_dicts(), "anomaly_shapes": result.shapes.to_dicts(),
+            "unreferenced_medians": result.unreferenced.to_dicts(),
+            "tracked": result.tracked.to_dicts(), "profiles": result.profiles.to_dicts(),
+            "profiles_1s": result.fine_profiles.to_dicts(),
+            "discriminative": None if score is None else {"score": score.score, "accuracy": score.accuracy,
+                                                          "n_real": score.n_real,
+                                                          "n_simulated": score.n_simulated}}
+
+
+def write_report(report: dict, out_dir: Path) -> Path:
+    """Write `report_json`'s object as `<out_dir>/realism_report.json` (atomically); its path."""
+    from datasafe import atomic_write_json
+
+    path = out_dir / REPORT_NAME
+    atomic_write_json(path, report)
+    return path
+
+
+def format_discriminative(score: DiscriminativeScore) -> str:
+    """One paragraph: the real-vs-simulated classifier's accuracy and what it was trained on."""
+    models = ", ".join(f"{k} {v:.3f}" for k, v in score.accuracy.items())
+    return (f"discriminative score (accuracy telling real NAB CPU days from simulated ones; 0.5 = "
+            f"indistinguishable): {score.score:.3f} ({models}; {score.n_real} real, "
+            f"{score.n_simulated} simulated windows, folds grouped by trace)")
 
 
 def format_report(result: RealismResult) -> str:
