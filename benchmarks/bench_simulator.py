@@ -229,7 +229,7 @@ def kernel_path(cfg, hosts: int, steps: int, seed: int = 1):
     interval = cfg.simulation.interval_s
     population = build_population(cfg, hosts, seed)
     plan = plan_events(cfg, population, hosts, steps, seed, interval)  # one anomaly per host
-    return run_kernel(cfg, population, plan, seed, steps, interval, keep_base=False)
+    return run_kernel(cfg, population, plan, seed=seed, n_steps=steps, interval_s=interval, keep_base=False)
 
 
 def bench_in_memory(cfg, args, res: dict) -> None:
@@ -251,7 +251,7 @@ def bench_in_memory(cfg, args, res: dict) -> None:
     interval = cfg.simulation.interval_s
     pop = build_population(cfg, hosts, 1)
     plan = plan_events(cfg, pop, hosts, steps, 1, interval)
-    run = lambda: run_kernel(cfg, pop, plan, 1, steps, interval, keep_base=False)  # noqa: E731
+    run = lambda: run_kernel(cfg, pop, plan, seed=1, n_steps=steps, interval_s=interval, keep_base=False)  # noqa: E731
     out, times = {}, {1: [], full_threads: []}
     meter = CpuMeter()
     try:

@@ -138,7 +138,7 @@ def ours_cases(args, hosts: int) -> list[Case]:
 
     def memory(h: int):
         pop, plan = kernel(h)
-        return run_kernel(cfg, pop, plan, seed, steps, interval, keep_base=False)
+        return run_kernel(cfg, pop, plan, seed=seed, n_steps=steps, interval_s=interval, keep_base=False)
 
     def traces_export(h: int, out: Path):
         rc = simulator_main(["traces", "--hosts", str(h), "--steps", str(steps), "--anomalies", str(h),
@@ -151,7 +151,7 @@ def ours_cases(args, hosts: int) -> list[Case]:
         st = Staging(out)
         st.begin(cfg, seed)
         for b, lo in enumerate(range(0, h, BLOCK_HOSTS)):
-            traces, _events = run_kernel(cfg, pop, plan, seed, steps, interval,
+            traces, _events = run_kernel(cfg, pop, plan, seed=seed, n_steps=steps, interval_s=interval,
                                          host_range=(lo, min(lo + BLOCK_HOSTS, h)), keep_base=False)
             st.write_block(b, traces, cfg)
 

@@ -95,7 +95,7 @@ class Validator:
         value = self._checked_number(value, key, lo, hi, integer=True)
         return value if isinstance(value, int) else int(value)
 
-    def _checked_number(self, value: Any, key: str, lo: float, hi: float, integer: bool = False):
+    def _checked_number(self, value: Any, key: str, lo: float, hi: float, *, integer: bool = False):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(key, f"expected a number, got {_type_name(value)}")
         # an int may be too large for a float (math.isfinite(10**400) raises); compare it exactly

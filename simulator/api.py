@@ -100,7 +100,7 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
     n_blocks = -(-hosts // per_block)
     with threads:
         for b, lo in enumerate(range(0, hosts, per_block)):
-            traces, ev = run_kernel(cfg, population, plan, seed, steps, interval,
+            traces, ev = run_kernel(cfg, population, plan, seed=seed, n_steps=steps, interval_s=interval,
                                     host_range=(lo, min(lo + per_block, hosts)), keep_base=False)
             df = traces_table(traces, cfg, with_labels=with_labels)
             del traces
@@ -193,7 +193,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     parts, windows, event_parts = [], [], []
     with threads, (staging or nullcontext()):
         for b, (lo, hi) in enumerate(blocks):
-            traces, events = run_kernel(cfg, population, plan, seed, n_steps, interval,
+            traces, events = run_kernel(cfg, population, plan, seed=seed, n_steps=n_steps, interval_s=interval,
                                         host_range=(lo, hi), keep_base=True)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, b)))
             host, step, event, hard = select_points(traces, events, int(normal_per_block[b]), rng,

@@ -133,7 +133,7 @@ def parse_config(data: Any, source: str = "<config>") -> SimConfig:
     return SimConfig(source, simulation, metrics, profiles, anomalies, config_hash)
 
 
-def _kind_profiles(v: Validator, node: Any, key: str, kind: str, profile_names: tuple[str, ...]) -> tuple[str, ...]:
+def _kind_profiles(v: Validator, node: Any, key: str, *, kind: str, profile_names: tuple[str, ...]) -> tuple[str, ...]:
     """The host profiles an anomaly kind can happen on, in the config's profile order (none given: all)."""
     if node is None:
         return profile_names
@@ -278,7 +278,7 @@ def _parse_anomalies(v: Validator, node: Any, profile_names: tuple[str, ...]) ->
             duration_minutes=duration, severity=severity,
             min_peak_deviation=v.number(a["min_peak_deviation"], f"{key}.min_peak_deviation", 0, 1e6),
             params=unit.params(**params),
-            profiles=_kind_profiles(v, a.get("profiles"), key, kind, profile_names),
+            profiles=_kind_profiles(v, a.get("profiles"), key, kind=kind, profile_names=profile_names),
             sample_after_minutes=sample_after,
         ))
     total = sum(s.share for s in specs)

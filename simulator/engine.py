@@ -45,8 +45,8 @@ RELOCATE_STREAM = 3    # SeedSequence spawn key of the re-placement of undetecta
 RELOCATE_ATTEMPTS = 4  # tries to move an event to a time where its host can show it
 
 
-def run_kernel(config: SimConfig, population: Population, plan: EventPlan, seed: int,
-               n_steps: int, interval_s: float, *, host_range: tuple[int, int] | None = None,
+def run_kernel(config: SimConfig, population: Population, plan: EventPlan, *, seed: int,
+               n_steps: int, interval_s: float, host_range: tuple[int, int] | None = None,
                t0: int = 0, keep_base: bool = True,
                state: np.ndarray | None = None) -> tuple[Traces, pl.DataFrame]:
     """Simulate a block of hosts; the event table covers the events of those hosts.
@@ -78,8 +78,8 @@ def run_kernel(config: SimConfig, population: Population, plan: EventPlan, seed:
     state = np.ascontiguousarray(state, dtype=np.float64) if resume else np.zeros((n_hosts, N_STATE))
     if state.shape != (n_hosts, N_STATE):
         raise ValueError(f"state: expected shape {(n_hosts, N_STATE)}, got {state.shape}")
-    kernel = _KernelCall(config, population, plan, seed, n_steps, interval_s, t0, ptr_all, keep_base,
-                         state, resume)
+    kernel = _KernelCall(config, population, plan, seed=seed, n_steps=n_steps, interval_s=interval_s, t0=t0,
+                         ptr_all=ptr_all, keep_base=keep_base, state=state, resume=resume)
     kernel(lo, hi, starts, e_lo, out, lo)
     minimum = np.array([config.anomaly(k).min_peak_deviation for k in plan.kind_names])[plan.kind[ev]] \
         if n_ev else np.zeros(0)
@@ -88,20 +88,21 @@ def run_kernel(config: SimConfig, population: Population, plan: EventPlan, seed:
         if not len(weak):
             break
         for e in weak:
-            starts[e] = _relocated_start(seed, plan.first_id + e_lo + e, attempt, starts, plan.length[ev],
-                                         plan.host[ev], e, t0, n_steps)
+            starts[e] = _relocated_start(seed, plan.first_id + e_lo + e, attempt, starts=starts,
+                                         lengths=plan.length[ev], hosts=plan.host[ev], e=e, t0=t0,
+                                         n_steps=n_steps)
         for h in np.unique(plan.host[ev][weak]):
             kernel(int(h), int(h) + 1, starts, e_lo, out, lo)
     traces = Traces(values, base if keep_base else None, labels, host_std, lo, t0, float(interval_s),
                     float(config.simulation.start_epoch_s), end_state)
-    return traces, event_table(plan, ev, ev_peak, ev_peak_metric, ev_first, ev_last, interval_s,
-                               config.simulation.start_epoch_s, starts)
+    return traces, event_table(plan, ev, peak=ev_peak, peak_metric=ev_peak_metric, first=ev_first, last=ev_last,
+                               interval_s=interval_s, start_epoch_s=config.simulation.start_epoch_s, start=starts)
 
 
 class _KernelCall:
     """Runs the kernel for hosts [a, b) of a block, writing into the block's arrays."""
 
-    def __init__(self, config, population, plan, seed, n_steps, interval_s, t0, ptr_all, keep_base,
+    def __init__(self, config, population, plan, *, seed, n_steps, interval_s, t0, ptr_all, keep_base,
                  state, resume):
         self.plan, self.population, self.seed, self.t0 = plan, population, seed, t0
         self.state, self.resume = state, resume
@@ -141,7 +142,7 @@ class _KernelCall:
             peak[e], peak_metric[e], first[e], last[e] = ev_out
 
 
-def _relocated_start(seed: int, event_id: int, attempt: int, starts: np.ndarray, lengths: np.ndarray,
+def _relocated_start(seed: int, event_id: int, attempt: int, *, starts: np.ndarray, lengths: np.ndarray,
                      hosts: np.ndarray, e: int, t0: int, n_steps: int) -> int:
     """A new start for event e on its host, clear of the host's other events when there is room."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(RELOCATE_STREAM, event_id, attempt)))
@@ -155,7 +156,7 @@ def _relocated_start(seed: int, event_id: int, attempt: int, starts: np.ndarray,
     return int(pool[rng.integers(len(pool))])
 
 
-def event_table(plan: EventPlan, ev: slice, peak: np.ndarray, peak_metric: np.ndarray, first: np.ndarray,
+def event_table(plan: EventPlan, ev: slice, *, peak: np.ndarray, peak_metric: np.ndarray, first: np.ndarray,
                 last: np.ndarray, interval_s: float, start_epoch_s: float,
                 start: np.ndarray | None = None) -> pl.DataFrame:
     """One row per event: where, what, when, how strong, and which metrics it moved."""

@@ -51,7 +51,7 @@ def evidence_features(samples: pl.DataFrame, interval_s: float) -> dict[str, pl.
         cols[SPAN + m] = pl.Series(SPAN + m, span)
         cols[SPAN_UNIT + m] = pl.Series(SPAN_UNIT + m, unit)
         cols[AGO + m] = pl.Series(AGO + m, ctx[:, 0])
-        cols[RUN + m] = pl.Series(RUN + m, off_run_minutes(ctx, usual, now, spread, minutes))
+        cols[RUN + m] = pl.Series(RUN + m, off_run_minutes(ctx, usual, now, spread=spread, minutes=minutes))
         cols[SPREADS + m] = pl.Series(SPREADS + m, spreads_off(now, usual, spread))
     return cols
 
@@ -85,7 +85,7 @@ def _usual(ctx: np.ndarray, hist: np.ndarray, minutes: float):
     return usual, span, unit, spread
 
 
-def off_run_minutes(ctx: np.ndarray, usual: np.ndarray, now: np.ndarray, spread: np.ndarray,
+def off_run_minutes(ctx: np.ndarray, usual: np.ndarray, now: np.ndarray, *, spread: np.ndarray,
                     minutes: float) -> np.ndarray:
     """Minutes from the first reading of the trailing off run to the snapshot; -1 when every reading
     of the context is off; -2 when the snapshot itself is not off (nothing to date).

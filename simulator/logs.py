@@ -190,7 +190,7 @@ def parse_log_templates(data: Any, source: str = "<log templates>") -> LogTempla
     if overlap:
         v.fail(f"host_fields.{sorted(overlap)[0]}", "is a built-in placeholder")
     names = {s.name for s in sources}
-    templates = tuple(_parse_template(v, tid, node, names, host_fields)
+    templates = tuple(_parse_template(v, tid, node, sources=names, host_fields=host_fields)
                       for tid, node in v.mapping(root["templates"], "templates").items())
     if not templates:
         v.fail("templates", "at least one template is needed")
@@ -249,7 +249,7 @@ def _parse_field(v: Validator, name: str, node: Any, key: str) -> FieldSpec:
 TRIGGERS = ("background", "periodic", "event", "derive")
 
 
-def _parse_template(v: Validator, tid: str, node: Any, sources: set[str],
+def _parse_template(v: Validator, tid: str, node: Any, *, sources: set[str],
                     host_fields: tuple[FieldSpec, ...]) -> TemplateSpec:
     key = f"templates.{tid}"
     _check_name(v, tid, key)
@@ -728,7 +728,7 @@ def _placeholder_kind(name: str, t: TemplateSpec, templates: LogTemplates) -> in
     return 0  # java_rss_kb, java_vm_kb
 
 
-def _values(grid: _Grid, t: TemplateSpec, lines: _Lines, consts: _HostConstants, templates: LogTemplates,
+def _values(grid: _Grid, t: TemplateSpec, lines: _Lines, *, consts: _HostConstants, templates: LogTemplates,
             strings: _Strings, width: int) -> np.ndarray:
     """int64[n, width]: each placeholder's value per line, as the line kernel writes it."""
     out = np.zeros((lines.n, width), np.int64)
@@ -781,7 +781,7 @@ def _literals(templates: LogTemplates) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.array(part0, np.int64), np.array(n_fields, np.int64), data, offsets, kinds
 
 
-def _messages(order: np.ndarray, tmpl: np.ndarray, vals: np.ndarray, templates: LogTemplates,
+def _messages(order: np.ndarray, tmpl: np.ndarray, vals: np.ndarray, *, templates: LogTemplates,
               strings: _Strings) -> pl.Series:
     """The rendered messages of rows `order` of (tmpl, vals), by the line kernel, as a Polars string column."""
     import pyarrow as pa
@@ -845,14 +845,14 @@ def simulate_logs(traces: pl.DataFrame, events: pl.DataFrame, *, seed: int,
         cols["time"].append(lines.time_ms)
         cols["event"].append(lines.event_id)
         cols["tmpl"].append(np.full(lines.n, ti, np.int64))
-        cols["vals"].append(_values(grid, t, lines, consts, tpl, strings, width))
+        cols["vals"].append(_values(grid, t, lines, consts=consts, templates=tpl, strings=strings, width=width))
     hix, time_ms, event, tmpl = (np.concatenate(cols[k]) for k in ("hix", "time", "event", "tmpl"))
     if not len(hix):
         return empty_logs(tpl)
     # by host, then time; stable, so lines at the same millisecond keep the template order
     order = np.argsort((hix << 42) + (time_ms - time_ms.min()), kind="stable")
     vals = np.concatenate(cols["vals"])
-    message = _messages(order, tmpl, vals, tpl, strings)
+    message = _messages(order, tmpl, vals, templates=tpl, strings=strings)
     hix, time_ms, event, tmpl = hix[order], time_ms[order], event[order], tmpl[order]
     dtypes = tpl.dtypes
     source_of = pl.Series([t.source for t in tpl.templates], dtype=dtypes["source"])

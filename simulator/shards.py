@@ -234,8 +234,8 @@ def _run_host_range(job: TraceJob, r: int, out: Path, threads: int | None) -> di
     state, events, files = None, [], {}
     for k in range(job.n_chunks):
         t_lo, t_hi = job.chunk(k)
-        traces, ev = run_kernel(job.config, population, chunk_plan(job, k), job.seed, t_hi - t_lo,
-                                job.interval_s, host_range=(lo, hi), t0=t_lo, keep_base=False, state=state)
+        traces, ev = run_kernel(job.config, population, chunk_plan(job, k), seed=job.seed, n_steps=t_hi - t_lo,
+                                interval_s=job.interval_s, host_range=(lo, hi), t0=t_lo, keep_base=False, state=state)
         state = traces.end_state
         table = traces_table(traces, job.config, with_labels=True)
         del traces

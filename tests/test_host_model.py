@@ -48,7 +48,7 @@ def one_event_per_host(config, kind, seed, busy_jobs=False):
         hp = population.params
         hp[:, P["job_rate_per_hour"]] = 0.5 * hp[:, P["job_slots"]] * 60.0 / hp[:, P["job_minutes"]]
     plan = plan_events(cfg, population, HOSTS, STEPS, seed, interval)
-    traces, events = run_kernel(cfg, population, plan, seed, STEPS, interval)
+    traces, events = run_kernel(cfg, population, plan, seed=seed, n_steps=STEPS, interval_s=interval)
     assert set(events["kind"].to_list()) == {kind}
     cpu = cfg.metric("cpu_usage")
     return traces.values.astype(np.float64), traces.base.astype(np.float64), events, population.params, cpu
@@ -188,7 +188,7 @@ def small_run(config):
     interval = config.simulation.interval_s
     population = build_population(config, hosts, seed)
     plan = plan_events(config, population, 16, steps, seed, interval)
-    traces, events = run_kernel(config, population, plan, seed, steps, interval)
+    traces, events = run_kernel(config, population, plan, seed=seed, n_steps=steps, interval_s=interval)
     return config, population, plan, traces, events, seed
 
 
@@ -220,7 +220,7 @@ def test_the_kernel_continues_from_a_state_as_the_reference_does(small_run):
     config, population, plan, traces, events, seed = small_run
     interval = config.simulation.interval_s
     later = plan_events(config, population, 0, 200, seed, interval)
-    second, _ = run_kernel(config, population, later, seed, 200, interval, t0=traces.n_steps,
+    second, _ = run_kernel(config, population, later, seed=seed, n_steps=200, interval_s=interval, t0=traces.n_steps,
                            state=traces.end_state)
     for host in (0, 5):
         _, _, state = _reference(config, population, plan, events, seed, host, 0, traces.n_steps)
@@ -241,7 +241,7 @@ def test_the_cpu_spike_size_follows_the_kernels_cpu_spread(config):
     interval = config.simulation.interval_s
     population = build_population(config, hosts, seed)
     plan = plan_events(config, population, 0, steps, seed, interval)
-    traces, _ = run_kernel(config, population, plan, seed, steps, interval, keep_base=False)
+    traces, _ = run_kernel(config, population, plan, seed=seed, n_steps=steps, interval_s=interval, keep_base=False)
     ratio = traces.host_std[M["cpu_usage"]] / cpu_sigma_estimate(population.params)
     assert 0.85 < np.median(ratio) < 1.15
     for profile in ("idle", "batch_compute"):

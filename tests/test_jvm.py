@@ -26,7 +26,7 @@ def fine_traces(config, seed, creep_per_hour=None):
     if creep_per_hour is not None:
         population.params[:, P["heap_floor_creep_per_hour"]] = creep_per_hour
     plan = plan_events(config, population, 0, STEPS, seed, 1.0)
-    traces, _ = run_kernel(config, population, plan, seed, STEPS, 1.0, keep_base=False)
+    traces, _ = run_kernel(config, population, plan, seed=seed, n_steps=STEPS, interval_s=1.0, keep_base=False)
     busy = np.array(population.profile_names)[population.profile] == BUSY
     assert busy.sum() >= 4
     v = traces.values.astype(np.float64)

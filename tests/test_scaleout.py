@@ -46,9 +46,10 @@ def test_state_carries_across_chunks(cut):
     seed, hosts, steps, dt = 11, 12, 500, 300.0
     pop = build_population(CONFIG, hosts, seed)
     plan = plan_events(CONFIG, pop, 0, steps, seed, dt)
-    whole, _ = run_kernel(CONFIG, pop, plan, seed, steps, dt, keep_base=False)
-    a, _ = run_kernel(CONFIG, pop, plan, seed, cut, dt, keep_base=False)
-    b, _ = run_kernel(CONFIG, pop, plan, seed, steps - cut, dt, t0=cut, keep_base=False, state=a.end_state)
+    whole, _ = run_kernel(CONFIG, pop, plan, seed=seed, n_steps=steps, interval_s=dt, keep_base=False)
+    a, _ = run_kernel(CONFIG, pop, plan, seed=seed, n_steps=cut, interval_s=dt, keep_base=False)
+    b, _ = run_kernel(CONFIG, pop, plan, seed=seed, n_steps=steps - cut, interval_s=dt, t0=cut, keep_base=False,
+                      state=a.end_state)
     np.testing.assert_array_equal(np.concatenate([a.values, b.values], axis=2), whole.values)
     np.testing.assert_array_equal(b.end_state, whole.end_state)
 

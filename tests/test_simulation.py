@@ -266,7 +266,7 @@ def _memory(config, hosts, days, seed, events=0):
     steps = days * DAY_5MIN
     population = build_population(config, hosts, seed)
     plan = plan_events(config, population, events, steps, seed, 300.0)
-    traces, table = run_kernel(config, population, plan, seed, steps, 300.0, keep_base=False)
+    traces, table = run_kernel(config, population, plan, seed=seed, n_steps=steps, interval_s=300.0, keep_base=False)
     return traces.values[M["memory_usage"]].astype(np.float64), table
 
 

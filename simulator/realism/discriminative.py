@@ -77,8 +77,8 @@ def discriminative_score(config: SimConfig, reference_dir: Path, seed: int, host
     n_real = len(X)
     population = build_population(config, hosts, seed)
     plan = plan_events(config, population, 0, SIM_STEPS, seed, config.simulation.interval_s)
-    traces, _ = run_kernel(config, population, plan, seed, SIM_STEPS, config.simulation.interval_s,
-                           keep_base=False)
+    traces, _ = run_kernel(config, population, plan, seed=seed, n_steps=SIM_STEPS,
+                           interval_s=config.simulation.interval_s, keep_base=False)
     cpu = traces.values[M["cpu_usage"]].astype(np.float64)
     t = config.simulation.start_epoch_s + np.arange(SIM_STEPS) * config.simulation.interval_s
     candidates = [(h, a) for h in range(hosts) for a in range(0, SIM_STEPS - WINDOW + 1, WINDOW)]

@@ -54,7 +54,7 @@ def _example_host(result: RealismResult, profile: str) -> tuple[int, int]:
     return int(hosts[0]), 0
 
 
-def _shade_events(ax, result: RealismResult, host: int, lo: int, hi: int, hours: np.ndarray) -> None:
+def _shade_events(ax, result: RealismResult, host: int, *, lo: int, hi: int, hours: np.ndarray) -> None:
     for ev in result.events.filter(pl.col("host") == host).iter_rows(named=True):
         a, b = max(ev["start_step"], lo), min(ev["end_step"], hi)
         if a < b:
@@ -75,7 +75,7 @@ def _profiles(plt, result: RealismResult, interval_s: float):
             ax = axes[row, col]
             y = result.traces.values[M[metric], host, start:start + span]
             ax.plot(hours[:len(y)], y, lw=0.7, color="tab:blue")
-            _shade_events(ax, result, host, start, start + span, hours)
+            _shade_events(ax, result, host, lo=start, hi=start + span, hours=hours)
             ax.tick_params(labelsize=7)
             if row == 0:
                 ax.set_title(metric, fontsize=9)
@@ -121,7 +121,7 @@ def _real_vs_simulated(plt, result: RealismResult, interval_s: float):
         ax.set_ylabel("bytes/period" if real.group == "network" else "%", fontsize=8)
         ax = axes[row, 1]
         ax.plot(days, result.traces.values[M[metric], host, :n], lw=0.5, color="tab:blue")
-        _shade_events(ax, result, host, 0, n, days)
+        _shade_events(ax, result, host, lo=0, hi=n, hours=days)
         ax.set_title(f"simulated ({profiles[host]} host {host}): {metric}", fontsize=9)
         ax.set_ylabel(unit, fontsize=8)
         for ax in axes[row]:

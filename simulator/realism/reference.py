@@ -70,7 +70,7 @@ def load_signature_module(reference_dir: Path) -> ModuleType:
 
 
 def signature_of(module: ModuleType, name: str, t: np.ndarray, v: np.ndarray,
-                 windows=(), points=()) -> dict:
+                 *, windows=(), points=()) -> dict:
     """The reference signature of one trace (warnings of constant stretches silenced)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -97,7 +97,7 @@ def load_real_traces(reference_dir: Path, module: ModuleType | None = None) -> l
             t, v, _, _ = module.load_csv(str(path))
             wins = tuple((module._parse_time(a), module._parse_time(b)) for a, b in all_windows.get(path.name, []))
             pts = [module._parse_time(p) for p in all_points.get(path.name, [])]
-            sig = signature_of(module, path.name, t, v, wins, pts)
+            sig = signature_of(module, path.name, t, v, windows=wins, points=pts)
             traces.append(RealTrace(group, path.name, np.asarray(t), np.asarray(v), wins, sig))
     if not any(tr.group == "cpu" for tr in traces):
         raise SimulatorError(f"reference: no NAB CPU files under {reference_dir / 'nab' / 'data'}")

@@ -89,7 +89,7 @@ class RealismResult:
 
 
 def run_realism(config: SimConfig, hosts: int, seed: int, reference_dir: Path,
-                anomalies_per_host: float = 1.0, metrics: tuple[str, ...] = METRICS) -> RealismResult:
+                *, anomalies_per_host: float = 1.0, metrics: tuple[str, ...] = METRICS) -> RealismResult:
     """Simulate `hosts` hosts of the config's population for 14 days and measure them against NAB.
 
     `metrics` limits the signatures computed (the costly part) to those metrics.
@@ -99,7 +99,7 @@ def run_realism(config: SimConfig, hosts: int, seed: int, reference_dir: Path,
     interval = config.simulation.interval_s
     population = build_population(config, hosts, seed)
     plan = plan_events(config, population, int(round(hosts * anomalies_per_host)), STEPS, seed, interval)
-    traces, events = run_kernel(config, population, plan, seed, STEPS, interval, keep_base=True)
+    traces, events = run_kernel(config, population, plan, seed=seed, n_steps=STEPS, interval_s=interval, keep_base=True)
     profiles = np.array(population.profile_names)[population.profile]
     events = events.with_columns(pl.Series("profile", profiles[events["host"].to_numpy()]))
     t = config.simulation.start_epoch_s + np.arange(STEPS) * interval
