@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "alert_rules.yaml), then write one folder per incident (data.csv, logs.csv, "
                                     "alerts.csv, inject_time.txt, case.json) plus no-fault cases, and cases.csv.")
     _trace_shape(cs)
+    cs.add_argument("--anomaly-share", type=float, default=None, metavar="S",
+                    help="share of anomalous points (hosts x steps), 0..0.5, events sized to the trace as in "
+                         "`traces` (default: --anomalies' default, one event per host; not with --anomalies)")
     cs.add_argument("--output", type=Path, required=True, help="the cases folder")
     cs.add_argument("--no-fault-share", type=float, default=0.2,
                     help="share of the cases that are windows without a fault (default 0.2)")
@@ -348,8 +351,10 @@ def _cases(args) -> int:
     from .config import load_config
 
     started = time.perf_counter()
-    result = simulate_cases(args.output, args.hosts, args.steps, seed=args.seed, config=load_config(args.config),
-                            anomalies=args.anomalies, interval_s=args.interval_s,
+    config = load_config(args.config)
+    share = _anomaly_share(args, config, default=None)
+    result = simulate_cases(args.output, args.hosts, args.steps, seed=args.seed, config=config,
+                            anomalies=args.anomalies, anomaly_share=share, interval_s=args.interval_s,
                             no_fault_share=args.no_fault_share, log_files=args.log_files, workers=args.workers)
     if not args.quiet:
         index = result["cases"]
@@ -361,6 +366,7 @@ def _cases(args) -> int:
         for row in summary.iter_rows(named=True):
             print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
         print(f"incidents no rule caught: {len(result['alerts'].missed)} of {result['events']}")
+        print(_share_text(result["anomaly_share"], share))
     return 0
 
 
@@ -469,14 +475,20 @@ def _traces(args) -> int:
     return 0
 
 
-def _anomaly_share(args, config) -> float | None:
-    """The share of anomalous points asked for: --anomaly-share, else the config's unless --anomalies is given."""
+_CONFIGURED = object()
+
+
+def _anomaly_share(args, config, default=_CONFIGURED) -> float | None:
+    """The share of anomalous points asked for: --anomaly-share, else `default` (the config's
+    simulation.trace_anomaly_share unless given; None = a count of events) unless --anomalies is given."""
     if args.anomaly_share is not None and args.anomalies is not None:
         raise SimulatorError("--anomalies, --anomaly-share: give one of them (a count of events or a share of "
                              "anomalous points), not both")
     if args.anomalies is not None:
         return None
-    return config.simulation.trace_anomaly_share if args.anomaly_share is None else args.anomaly_share
+    if args.anomaly_share is not None:
+        return args.anomaly_share
+    return config.simulation.trace_anomaly_share if default is _CONFIGURED else default
 
 
 def _share_text(achieved: float, asked: float | None) -> str:

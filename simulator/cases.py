@@ -180,11 +180,12 @@ __all__ = ["write_cases", "read_case", "CASES_STREAM"]
 
 
 def simulate_cases(folder: str | Path, hosts: int, steps: int, *, seed: int | None = None, config=None,
-                   anomalies: int | None = None, interval_s: float | None = None, no_fault_share: float = 0.2,
-                   log_files: bool = False, workers: int | None = None) -> dict:
-    """The whole incident job: simulate the hosts' traces, their logs and alerts, write the case
-    folders (and with `log_files`, the plain log files per host and source under `<folder>/logs/`).
-    Returns the case index, the alert result and the number of log lines."""
+                   anomalies: int | None = None, anomaly_share: float | None = None, interval_s: float | None = None,
+                   no_fault_share: float = 0.2, log_files: bool = False, workers: int | None = None) -> dict:
+    """The whole incident job: simulate the hosts' traces (`anomalies` events, or events covering about
+    `anomaly_share` of the points), their logs and alerts, write the case folders (and with `log_files`,
+    the plain log files per host and source under `<folder>/logs/`).  Returns the case index, the alert
+    result, the number of log lines and events, and the share of anomalous points."""
     from .alerts import evaluate_alerts
     from .api import checked_seed, _resolve, simulate
     from .logs import simulate_logs, write_log_files
@@ -193,11 +194,12 @@ def simulate_cases(folder: str | Path, hosts: int, steps: int, *, seed: int | No
         raise SimulatorError(f"--no-fault-share: must be in [0, 1), got {no_fault_share!r}")
     cfg = _resolve(config)
     seed = checked_seed(cfg, seed)
-    traces, events = simulate(hosts, steps, config=cfg, seed=seed, anomalies=anomalies, interval_s=interval_s,
-                              workers=workers)
+    traces, events = simulate(hosts, steps, config=cfg, seed=seed, anomalies=anomalies, anomaly_share=anomaly_share,
+                              interval_s=interval_s, workers=workers)
     logs = simulate_logs(traces, events, seed=seed, interval_s=interval_s)
     alerts = evaluate_alerts(traces, logs, events, interval_s=interval_s)
     index = write_cases(folder, traces, events, logs, alerts.alerts, seed=seed, no_fault_share=no_fault_share)
     if log_files:
         write_log_files(logs, Path(folder) / "logs")
-    return {"cases": index, "alerts": alerts, "log_lines": len(logs), "events": len(events)}
+    return {"cases": index, "alerts": alerts, "log_lines": len(logs), "events": len(events),
+            "anomaly_share": float(traces["is_anomaly"].mean()) if len(traces) else 0.0}

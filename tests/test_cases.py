@@ -109,3 +109,21 @@ def test_the_cases_command_writes_the_cases_and_counts_alerts_per_rule(tmp_path,
     err = capsys.readouterr().err
     assert "--no-fault-share: must be in [0, 1)" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_the_cases_command_sizes_events_to_a_share_of_the_points(tmp_path, capsys):
+    """At one second over 45 minutes the default (one event per host) makes most points anomalous;
+    --anomaly-share sizes the events to the trace as `traces` does, and says the share reached."""
+    from simulator.__main__ import main
+
+    out = tmp_path / "cases"
+    assert main(["cases", "--hosts", "6", "--steps", "2700", "--interval-s", "1", "--anomaly-share", "0.05",
+                 "--output", str(out), "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    reached = float(printed.split("anomalous points: ")[1].split("%")[0]) / 100
+    assert 0.04 <= reached <= 0.06 and "(asked: 5.00%)" in printed
+    assert main(["cases", "--hosts", "6", "--steps", "2700", "--anomalies", "3", "--anomaly-share", "0.05",
+                 "--output", str(tmp_path / "both")]) == 2
+    err = capsys.readouterr().err
+    assert "--anomalies, --anomaly-share: give one of them" in err and err.count("\n") == 1
+    assert not (tmp_path / "both").exists()
