@@ -254,7 +254,8 @@ def _generate(args) -> int:
                 print(f"the judge model could not score {stats.judge_failures} answers (why: the ledger's judge "
                       "column); they are kept unjudged unless judge.required is set")
         if not args.no_export:
-            _write(args, ledger, domain, session.settings, session.config_hash, session.session_id, stats.accepted)
+            _write(args, ledger, domain=domain, settings=session.settings, config_hash=session.config_hash,
+                   session_id=session.session_id, new_samples=stats.accepted)
     finally:
         ledger.close()
     if stats.stopped:
@@ -282,7 +283,7 @@ def _print_session(session, work, specs, retry: bool) -> None:
     print(f"free-text gates: {session.dedup.free_text.describe()}", file=sys.stderr)
 
 
-def _write(args, ledger, domain, settings, config_hash, session_id, new_samples):
+def _write(args, ledger, *, domain, settings, config_hash, session_id, new_samples):
     from .pipeline import export
 
     n = export(ledger, domain, settings, args.output_dir, config_hash=config_hash, session_id=session_id,
@@ -431,7 +432,8 @@ def _export(args) -> int:
         raise LanguageError(f"no staging at {staging}: run generate first")
     ledger = Ledger(staging)
     try:
-        _write(args, ledger, domain, settings, ledger.get_meta("config_hash") or "", "export", 0)
+        _write(args, ledger, domain=domain, settings=settings, config_hash=ledger.get_meta("config_hash") or "",
+               session_id="export", new_samples=0)
     finally:
         ledger.close()
     return 0
