@@ -230,7 +230,8 @@ def _evaluate(args) -> int:
         raise SimulatorError(f"--reference: {args.reference} has no nab/ folder")
     reference = args.reference or default_reference_dir()
     report = evaluate(args.samples, seed=args.seed, config=args.config, workers=args.workers,
-                      reference_dir=reference if (reference / "nab").is_dir() else None)
+                      reference_dir=reference if (reference / "nab").is_dir() else None,
+                      stage=_stages(args.quiet, "evaluate"))
     print(format_report(report))
     path = write_report(report, out_dir)
     if not args.quiet:
@@ -383,11 +384,13 @@ def _realism(args) -> int:
     config = load_config(args.config)
     seed = checked_seed(config, args.seed)
     reference = args.reference or default_reference_dir()
+    stage = _stages(args.quiet, "realism")
     with worker_threads(args.workers):
-        result = run_realism(config, args.hosts, seed, reference)
+        result = run_realism(config, args.hosts, seed, reference, stage=stage)
         score = None
         if args.discriminative:
             from .realism.discriminative import discriminative_score
+            stage("discriminative score: classifiers telling real CPU days from simulated ones")
             score = discriminative_score(config, reference, seed, hosts=args.hosts)
     print(format_report(result))
     if score is not None:
@@ -537,6 +540,16 @@ def _output_dir(path: Path, files: tuple[str, ...] = DATASET_FILES, folders: tup
     if problem:
         raise SimulatorError(f"{option}: {problem}")
     return path
+
+
+def _stages(quiet: bool, command: str):
+    """A callback that prints each stage of a long command to stderr as it starts, with the time so far."""
+    started = time.perf_counter()
+
+    def stage(text: str) -> None:
+        if not quiet:
+            print(f"{command}: {text} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    return stage
 
 
 class _progress:

@@ -29,7 +29,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import polars as pl
@@ -548,12 +548,17 @@ def transfer(config: SimConfig, reference_dir: Path, seed: int, workers: int | N
 # ------------------------------------------------------------------------------------ the report
 
 def evaluate(n_samples: int, *, seed: int | None = None, config: SimConfig | str | Path | None = None,
-             workers: int | None = None, reference_dir: Path | None = None) -> dict:
-    """The whole report: learnability figures, targets, transfer (None without a reference folder)."""
+             workers: int | None = None, reference_dir: Path | None = None,
+             stage: Callable[[str], None] = lambda text: None) -> dict:
+    """The whole report: learnability figures, targets, transfer (None without a reference folder).
+    `stage` is told, as each stage of the work starts, what it is."""
     _sklearn()
+    stage(f"simulating {n_samples:,} samples and their traces")
     data = simulate_dataset(n_samples, seed=seed, config=config, workers=workers)
+    stage(f"features; the reference learner on {FOLDS} host folds, snapshot and context")
     context = context_features(data)  # the classifier and the regressors read the same features
     figures = learnability(data, threads=workers, context=context)
+    stage("onset and time-to-exhaustion regressors")
     errors = target_errors(data, threads=workers, context=context)
     ctx, snap = figures["context"], figures["snapshot"]
     summary = {"macro_recall_context": ctx["macro_recall"], "min_kind_recall_context": ctx["min_kind_recall"],
@@ -573,6 +578,7 @@ def evaluate(n_samples: int, *, seed: int | None = None, config: SimConfig | str
         "transfer": None,
     }
     if reference_dir is not None:
+        stage("transfer: a CPU detector fit on simulated normal hosts, scored on NAB's real files")
         report["transfer"] = transfer(data.config, reference_dir, data.seed, workers)
     return report
 

@@ -38,12 +38,22 @@ def small_data():
 
 @pytest.fixture(scope="module")
 def small_report(tmp_path_factory):
-    """One `python -m simulator evaluate` at a small size: (exit status, stdout, the JSON report)."""
+    """One `python -m simulator evaluate` at a small size: (exit status, stdout, the JSON report, stderr)."""
     out = tmp_path_factory.mktemp("evaluate")
     code, stdout, err = run(["evaluate", "--samples", SMALL_SAMPLES, "--seed", 11, "--workers", 1,
-                             "--output-dir", out, "--quiet"])
+                             "--output-dir", out])
     assert code == 0, err
-    return code, stdout, json.loads((out / REPORT_NAME).read_text())
+    return code, stdout, json.loads((out / REPORT_NAME).read_text()), err
+
+
+def test_the_command_tells_each_stage_as_it_starts(small_report):
+    stages = [line for line in small_report[3].splitlines() if line.startswith("evaluate: ")]
+    assert [s.split(" (")[0] for s in stages] == [
+        f"evaluate: simulating {SMALL_SAMPLES:,} samples and their traces",
+        "evaluate: features; the reference learner on 5 host folds, snapshot and context",
+        "evaluate: onset and time-to-exhaustion regressors",
+        "evaluate: transfer: a CPU detector fit on simulated normal hosts, scored on NAB's real files"]
+    assert stages[-1].endswith(" s)") and "wrote " in small_report[3]
 
 
 # ------------------------------------------------------------------------------------ the split
@@ -140,7 +150,7 @@ def test_strict_passes_only_when_every_target_and_the_transfer_pass():
 
 @pytest.mark.slow
 def test_report_has_its_figures_and_targets(small_report):
-    code, stdout, report = small_report
+    code, stdout, report, _ = small_report
     assert code == 0  # targets failing at a small size do not fail the command without --strict
     for key in ("macro_recall_snapshot", "macro_recall_context", "anomaly_vs_normal_balanced_accuracy",
                 "per_kind", "confusion", "transfer", "seed", "samples", "config_hash"):
@@ -181,7 +191,7 @@ def test_regression_errors_are_out_of_fold_on_known_targets_only():
 @pytest.mark.slow
 def test_context_beats_the_snapshot(small_report):
     """A looser bar than the issue's targets (those are checked by the 20,000-sample benchmark)."""
-    _, _, report = small_report
+    _, _, report, _ = small_report
     assert report["macro_recall_context"] >= report["macro_recall_snapshot"]
     assert report["macro_recall_context"] >= 0.7
     assert report["anomaly_vs_normal_balanced_accuracy"]["context"] >= 0.9

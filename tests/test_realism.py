@@ -13,7 +13,9 @@ import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from simulator.catalogue import METRICS
 from simulator.config import load_config
+from simulator.realism.reference import load_real_traces
 from simulator.realism.report import CHECKS, run_realism
 
 from conftest import REFERENCE, ROOT
@@ -153,6 +155,10 @@ def test_realism_command_prints_the_table_writes_plots_and_passes_on_defaults(tm
     assert report["passed"] is True and len(report["checks"]) >= 25
     assert {r["row"] for r in report["tracked"]} >= {"batch job height IQR (CPU > 20 %)"}
     assert {r["metric"] for r in report["profiles_1s"]} == {"java_heap_usage", "java_gc_time"}
+    stages = [line.split(" (")[0] for line in proc.stderr.splitlines() if line.startswith("realism: ")]
+    assert stages == [f"realism: simulating 60 hosts over 14 days; signatures of {len(METRICS)} metrics against "
+                      f"{len(load_real_traces(REFERENCE))} real traces",
+                      "realism: the same hosts at one second: heap and GC"], proc.stderr
 
 
 def test_realism_command_fails_when_a_statistic_is_out_of_range(tmp_path, config_dict, write_config):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import polars as pl
@@ -89,13 +89,17 @@ class RealismResult:
 
 
 def run_realism(config: SimConfig, hosts: int, seed: int, reference_dir: Path,
-                *, anomalies_per_host: float = 1.0, metrics: tuple[str, ...] = METRICS) -> RealismResult:
+                *, anomalies_per_host: float = 1.0, metrics: tuple[str, ...] = METRICS,
+                stage: Callable[[str], None] = lambda text: None) -> RealismResult:
     """Simulate `hosts` hosts of the config's population for 14 days and measure them against NAB.
 
-    `metrics` limits the signatures computed (the costly part) to those metrics.
+    `metrics` limits the signatures computed (the costly part) to those metrics; `stage` is told, as
+    each stage of the work starts, what it is.
     """
     module = load_signature_module(reference_dir)
     real_traces = load_real_traces(reference_dir, module)
+    stage(f"simulating {hosts} hosts over 14 days; signatures of {len(metrics)} metrics against "
+          f"{len(real_traces)} real traces")
     interval = config.simulation.interval_s
     population = build_population(config, hosts, seed)
     plan = plan_events(config, population, int(round(hosts * anomalies_per_host)), STEPS, seed, interval)
@@ -115,6 +119,7 @@ def run_realism(config: SimConfig, hosts: int, seed: int, reference_dir: Path,
     real_stats = pl.DataFrame([{"file": r.name, "group": r.group, "idle": r.idle,
                                 **{s: float(r.signature.get(s, np.nan)) for s in STATISTICS}}
                                for r in real_traces])
+    stage("the same hosts at one second: heap and GC")
     fine_profiles, fine_traces = fine_run(config, population, seed)
     return RealismResult(
         checks=_checks(host_stats, real_traces),
