@@ -430,7 +430,7 @@ def _excerpt_in(prompt: str) -> tuple[str, list[str]]:
 def test_staged_prompts_show_the_hosts_log_lines_of_the_window(logs_staging):
     from simulator.logs import render_lines
 
-    from language.grounding import LOG_LINES
+    from simulator.logs import EXCERPT_LINES as LOG_LINES
 
     items = metric_sample_items(logs_staging, 40, load_domain(), 1, 1, "x", seed=3)
     samples = {r["id"]: r for r in pl.read_parquet(logs_staging / "samples" / "*.parquet").iter_rows(named=True)}
