@@ -17,10 +17,11 @@ filtered scan and a join, for the WINDOW_METRICS metrics the snapshot moved most
 window (chosen from the data, the same way for normal and anomalous samples, so the choice of
 columns does not give the label away). When the run staged its logs (`python -m simulator generate
 --logs`), the prompt also shows an excerpt of the host's log lines over that window, read through the
-staging reader (`StagedRun.log_excerpts`): at most `simulator.logs.EXCERPT_LINES` lines, chosen the same way for every sample
-by the function that chooses the dataset's excerpts (`simulator.logs.log_excerpts`: the latest line of
-each template first, the most severe, then the rarest in the window; never by the lines' event ids),
-shown in time order.
+staging reader (`StagedRun.log_excerpts`): at most `simulator.logs.EXCERPT_LINES` lines, chosen the
+same way for every sample by the function that chooses the dataset's excerpts
+(`simulator.logs.log_excerpts`: the latest line of each template first, the most severe, then the
+rarest in the window; never by the lines' event ids), shown in time order. A dataset sample of a run
+with logs carries its own excerpt (`logs`), which its prompt shows the same way.
 
 The samples are chosen balanced over the labels (`balanced_rows`): by default half normal (the
 `normal_share`), the rest spread evenly over the anomaly kinds present; a label with too few

@@ -957,7 +957,6 @@ def write_logs_parts(traces: pl.DataFrame, events: pl.DataFrame, folder: str | P
     return paths
 
 
-
 # ------------------------------------------------------------------------------ excerpts
 def log_excerpts(lines: pl.DataFrame, points: pl.DataFrame, *, before: int,
                  limit: int = EXCERPT_LINES) -> pl.DataFrame:
@@ -1017,6 +1016,7 @@ def sample_log_excerpts(lines: pl.DataFrame, points: pl.DataFrame, *, before: in
             .with_columns(pl.col("log_total").fill_null(0),
                           pl.col("log_lines").fill_null(pl.lit([], dtype=per_point.schema["log_lines"])))
             .drop("point"))
+
 
 __all__ = ["LogTemplates", "TemplateSpec", "load_log_templates", "parse_log_templates", "simulate_logs",
            "render_lines", "write_log_files", "write_logs_parquet", "write_logs_parts", "read_logs_parquet",

@@ -17,7 +17,7 @@ columns (metric, kind, status, profile) enums, `affected_metrics` a list of metr
 file carries the run's seed, config hash, interval and metric units in its Parquet key-value
 metadata (`file_metadata`). `open_staging` is the reader: it checks the manifest and returns the
 tables as Polars frames, the traces around points (`windows`) and the log lines of a host in a step
-window (`logs`, `log_windows`).
+window (`logs`, `log_windows`) and their excerpts (`log_excerpts`, as the samples of a run with logs carry them).
 """
 
 from __future__ import annotations

@@ -305,7 +305,8 @@ def test_the_samples_carry_the_excerpt_of_their_context_window(staging):
     # the staged samples table and the training Parquet carry the same excerpts
     assert table["log_total"].to_list() == [s["logs"]["total"] for s in samples]
     assert table["log_lines"].to_list() == [s["logs"]["lines"] for s in samples]
-    rows = pl.read_parquet(staging.parent / "metrics_dataset" / "data" / "*.parquet").select("id", "log_total", "log_lines")
+    rows = (pl.read_parquet(staging.parent / "metrics_dataset" / "data" / "*.parquet")
+            .select("id", "log_total", "log_lines"))
     by_id = {s["id"]: s["logs"] for s in samples}
     assert all(by_id[i] == {"total": t, "lines": lines} for i, t, lines in rows.iter_rows())
 
