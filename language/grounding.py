@@ -17,9 +17,11 @@ filtered scan and a join, for the WINDOW_METRICS metrics the snapshot moved most
 window (chosen from the data, the same way for normal and anomalous samples, so the choice of
 columns does not give the label away). When the run staged its logs (`python -m simulator generate
 --logs`), the prompt also shows an excerpt of the host's log lines over that window, read through the
-staging reader (`StagedRun.log_windows`): at most LOG_LINES lines, chosen the same way for every sample
-(the latest line of each template first, the most severe, then the rarest in the window; never by the
-lines' event ids), shown in time order.
+staging reader (`StagedRun.log_excerpts`): at most `simulator.logs.EXCERPT_LINES` lines, chosen the
+same way for every sample by the function that chooses the dataset's excerpts
+(`simulator.logs.log_excerpts`: the latest line of each template first, the most severe, then the
+rarest in the window; never by the lines' event ids), shown in time order. A dataset sample of a run
+with logs carries its own excerpt (`logs`), which its prompt shows the same way.
 
 The samples are chosen balanced over the labels (`balanced_rows`): by default half normal (the
 `normal_share`), the rest spread evenly over the anomaly kinds present; a label with too few
@@ -51,7 +53,6 @@ SOURCE_STREAM = 12  # SeedSequence spawn key of the sample choice
 WINDOW_STEPS = 12   # points before a staged sample shown with it: one hour at the default 5 minutes
 WINDOW_METRICS = 3  # metrics in the window: those the snapshot moved most against the points before it
 NORMAL_SHARE = 0.5  # default share of normal samples among the grounded prompts
-LOG_LINES = 8       # log lines at most in the excerpt of a staged sample's window
 # grounded answers are JSON (verify.ANSWER_SCHEMA), asked for through each backend's structured output;
 # the prompt says what each field holds, the schema constrains its form
 ANSWER_FORMAT = ("Reply with one JSON object: verdict (\"healthy\" or the anomaly kind), anomalous_metrics (the "
@@ -214,6 +215,27 @@ def with_context_window(sample: dict, steps: int = WINDOW_STEPS) -> dict:
                                              for m in shown}}}
 
 
+def with_log_excerpt(sample: dict) -> dict:
+    """A dataset sample whose `logs` (a run with --logs: {total, lines} of its context window, see
+    simulator.logs.sample_log_excerpts) the prompt shows as a staged sample's: a line per log line
+    (time, source, severity, message), the window's line count and its span (the context's points);
+    the sample without `logs` when it has no line."""
+    logs = sample.get("logs")
+    if logs is None:
+        return sample
+    try:
+        lines = [f"{line['time']} {line['source']} {line['severity']}: {line['message']}" for line in logs["lines"]]
+        total = int(logs["total"])
+    except (TypeError, KeyError, ValueError):
+        raise LanguageError(f"--from-metrics: sample {sample.get('id')}: logs is not {{total, lines: [{{time, source, "
+                            "severity, message}]}") from None
+    if not lines:
+        return {k: v for k, v in sample.items() if k != "logs"}
+    points = max((len(v) for v in (sample.get("context") or {}).values() if isinstance(v, list)), default=1)
+    return {**sample, "logs": {"lines": lines, "total": total,
+                               "span_min": points * float(sample.get("interval_min", 5))}}
+
+
 def staging_folder(path: Path) -> Path | None:
     """The staging folder `path` names (the folder, the output folder holding staging/, or its
     manifest.json), or None when `path` is a JSON dataset."""
@@ -279,26 +301,17 @@ class StagedSamples:
 
     def _log_excerpts(self, chosen: pl.DataFrame, steps: int) -> dict[int, dict]:
         """Per p_index with log lines in its window (the `steps` steps before the sample and its own): at most
-        LOG_LINES of them, as their files hold them, in time order, and the window's line count. The lines
-        are ranked from what they show, alike for every sample: the latest line of each template before a
-        second one of any, then the most severe, then the template's rarest in the window, then the latest."""
+        EXCERPT_LINES of them, as their files hold them, in time order, and the window's line count; chosen by
+        the simulator's reader as the dataset's samples choose theirs (`StagedRun.log_excerpts`)."""
         from simulator.staging import StagingError
 
         try:
-            lines = self.run.log_windows(chosen.select("p_index", "host", "step"), before=steps)
+            lines = self.run.log_excerpts(chosen.select("host", "step"), before=steps)
         except StagingError as exc:
             raise LanguageError(f"--from-metrics: {exc}") from None
         if lines.is_empty():
             return {}
-        order = pl.int_range(pl.len())
-        picked = (lines.select("p_index", "template_id", "line", pl.col("severity").to_physical().alias("severity"))
-                  .with_columns(order.alias("order"))
-                  .with_columns(pl.len().over("p_index").alias("total"),
-                                pl.len().over("p_index", "template_id").alias("seen"),
-                                order.reverse().over("p_index", "template_id").alias("nth"))
-                  .sort(["p_index", "nth", "severity", "seen", "order"], descending=[False, False, True, False, True])
-                  .group_by("p_index", maintain_order=True).head(LOG_LINES)
-                  .sort("p_index", "order")
+        picked = (lines.with_columns(chosen["p_index"].gather(lines["point"]).alias("p_index"))
                   .group_by("p_index", maintain_order=True).agg(pl.col("line"), pl.col("total").first()))
         at = dict(zip(chosen["p_index"].to_list(), chosen["step"].to_list()))
         return {row["p_index"]: {"lines": row["line"], "total": row["total"],
@@ -407,8 +420,8 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
     labels = pl.Series([_label(s) for s in samples], dtype=pl.Utf8) if staged is None else staged.labels()
     codes, normal = _label_codes(labels)
     order = balanced_rows(codes, normal, count, normal_share, rng)
-    chosen = [with_context_window(samples[i], window_steps) for i in order.tolist()] if staged is None \
-        else staged.take(order, window_steps)
+    chosen = [with_log_excerpt(with_context_window(samples[i], window_steps)) for i in order.tolist()] \
+        if staged is None else staged.take(order, window_steps)
     slots = max(1, min(models_per_prompt, n_models))
     items = []
     for p_index, sample in enumerate(chosen):

@@ -188,3 +188,51 @@ def gc_pauses(n, offsets, total_us, keys, stream, t0, step0_ms, dt_ms, heap, flo
             hix[lo + k] = h
             step[lo + k] = s
             is_full[lo + k] = full[h, i]
+
+
+@jit_parallel
+def excerpt_picks(template, severity, starts, ends, n_templates, limit):
+    """Per window w (rows starts[w] .. ends[w] - 1, in time order) the rows of its excerpt, at most
+    `limit`, ascending (-1 pads): ranked by (nth, -severity, seen, -row), where nth counts the later
+    rows of the row's template in the window (0 = its latest) and seen its rows in the window. A row
+    with nth >= limit never ranks in, so each window keeps limit rows per template at most as
+    candidates. Each window writes only its own row of the output."""
+    n = starts.shape[0]
+    out = np.full((n, limit), -1, np.int64)
+    for w in prange(n):
+        lo = starts[w]
+        hi = ends[w]
+        seen = np.zeros(n_templates, np.int64)
+        for r in range(lo, hi):
+            seen[template[r]] += 1
+        later = np.zeros(n_templates, np.int64)
+        cand = np.empty(min(hi - lo, n_templates * limit), np.int64)
+        nth = np.empty_like(cand)
+        k = 0
+        for r in range(hi - 1, lo - 1, -1):  # latest first: nth of a row = its template's rows seen so far
+            t = template[r]
+            if later[t] < limit:
+                cand[k] = r
+                nth[k] = later[t]
+                k += 1
+            later[t] += 1
+        taken = 0
+        while taken < limit and taken < k:
+            best = taken
+            for j in range(taken + 1, k):  # the best of the rest by the ranking key
+                a, b = cand[j], cand[best]
+                if nth[j] != nth[best]:
+                    better = nth[j] < nth[best]
+                elif severity[a] != severity[b]:
+                    better = severity[a] > severity[b]
+                elif seen[template[a]] != seen[template[b]]:
+                    better = seen[template[a]] < seen[template[b]]
+                else:
+                    better = a > b
+                if better:
+                    best = j
+            cand[taken], cand[best] = cand[best], cand[taken]
+            nth[taken], nth[best] = nth[best], nth[taken]
+            taken += 1
+        out[w, :taken] = np.sort(cand[:taken])
+    return out

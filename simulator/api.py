@@ -25,7 +25,7 @@ from .events import EventPlan, events_for_share, plan_events
 from .explain import FEATURE_COLUMNS, N_VARIANTS, evidence_features, explanation_expr, visibility
 from .population import build_population, exact_counts
 from .context import ANOMALOUS_PREFIX, Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
-from .samples import SAMPLE_STREAM, gather, sample_steps, select_points
+from .samples import SAMPLE_STREAM, gather, sample_steps, select_points, with_log_excerpts
 from .staging import Staging, traces_table
 
 BLOCK_HOSTS = 256           # hosts simulated together: bounds memory at any size
@@ -204,13 +204,16 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
             windows.append(sample_windows(traces, host, step, cfg))
             event_parts.append(events)
             if staging:
-                staging.write_block(b, traces, cfg, events)
+                staging.write_block(b, traces, cfg, events, samples=parts[-1].select("host", "step"))
             del traces  # the staging keeps what it writes; the rest goes before the next block is made
             if progress:
                 progress(b + 1, len(blocks))
     events = pl.concat(event_parts)
     session_id = _session_id(cfg, seed, n_samples, ratio)
     samples = _finish_samples(cfg, pl.concat(parts), windows, events, seed, session_id)
+    if staging:
+        staging.close()  # the last block's lines written, every sample's log excerpt chosen
+        samples = with_log_excerpts(samples, staging.sample_excerpts)
     metadata = _metadata(cfg, samples, seed, ratio, session_id)
     if staging:
         staging.finish(events, samples, {**metadata, "hosts": n_hosts, "steps_per_host": n_steps,

@@ -23,8 +23,9 @@ from .jsonfmt import splice_windows
 
 def training_frame(samples: pl.DataFrame) -> pl.DataFrame:
     """Samples in the JSON schema's field order: the seed's keys (metrics nested in one object), then
-    the host's facts and the training targets; the windows (`context`, `history`) are appended by
-    the writer (`window_arrays`, `jsonfmt`)."""
+    the host's facts, the training targets and, in a run with logs, the excerpt of the context
+    window's log lines (`log_excerpt`); the windows (`context`, `history`) are appended by the writer
+    (`window_arrays`, `jsonfmt`)."""
     seed_keys = [
         "id", "timestamp",
         pl.struct(list(METRICS)).alias("metrics"),
@@ -39,7 +40,15 @@ def training_frame(samples: pl.DataFrame) -> pl.DataFrame:
             "severity", "anomalous_metrics",
             "minutes_since_onset", "minutes_until_end", "exhaustion_metric", "minutes_to_exhaustion",
             "visible", "evidence_spreads", "hard_negative",
-        ).alias("targets"))
+        ).alias("targets"),
+        *log_excerpt(samples))
+
+
+def log_excerpt(samples: pl.DataFrame) -> list[pl.Expr]:
+    """`logs`: {total, lines} of a run with logs (`log_total`, `log_lines`); nothing otherwise."""
+    if "log_lines" not in samples.columns:
+        return []
+    return [pl.struct(pl.col("log_total").alias("total"), pl.col("log_lines").alias("lines")).alias("logs")]
 
 
 def anomalous_metrics(samples: pl.DataFrame) -> pl.Series:

@@ -36,7 +36,7 @@ import polars as pl
 from datasafe import atomic_path, atomic_write_bytes
 from datasafe.yamlcheck import Validator, read_yaml
 
-from ._log_kernels import format_lines, hash_uniforms, poisson_counts
+from ._log_kernels import excerpt_picks, format_lines, hash_uniforms, poisson_counts
 from ._log_kernels import gc_pauses as gc_pause_kernel
 from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS
@@ -48,6 +48,7 @@ LOG_STREAM = 17              # SeedSequence spawn key (LOG_STREAM, host) of a ho
 EVENT_MARGIN_INTERVALS = 1   # an event's lines start at most this many intervals before its start
 MAX_DELAY_S = 60.0
 PARQUET_ZSTD_LEVEL = 1       # log text: level 1 writes about twice as fast as the default for 5 % more bytes
+EXCERPT_LINES = 8            # log lines at most in a sample's excerpt (the dataset's and the grounded prompts')
 
 FORMATS = ("syslog", "ego", "scheduler", "jvm_unified")
 SEVERITIES = ("debug", "info", "notice", "warning", "error", "critical")
@@ -956,7 +957,70 @@ def write_logs_parts(traces: pl.DataFrame, events: pl.DataFrame, folder: str | P
     return paths
 
 
+# ------------------------------------------------------------------------------ excerpts
+def log_excerpts(lines: pl.DataFrame, points: pl.DataFrame, *, before: int,
+                 limit: int = EXCERPT_LINES) -> pl.DataFrame:
+    """The excerpt of each point's window: at most `limit` of the log lines of the point's host whose
+    step lies from `before` steps before the point's step to it.
+
+    The lines are ranked from what they show, alike for every point (never by their event ids): the
+    latest line of each template before a second line of any, then the most severe, then the
+    template's rarest in the window, then the latest; one kernel pass over each window
+    (`_log_kernels.excerpt_picks`), whatever the count of points.
+
+    `lines` holds host, step, template_id and severity (a staged logs table, or `logs_table` of
+    `simulate_logs`' frame), sorted by host then time; `points` holds host and step.  Returns one row
+    per chosen line: `point` (its row in `points`), `total` (the lines of that window), then the
+    columns of `lines`; by point, then time.  A window without lines has no row."""
+    if isinstance(before, bool) or not isinstance(before, (int, np.integer)) or before < 0:
+        raise ValueError(f"log_excerpts: before must be a whole number >= 0, got {before!r}")
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise ValueError(f"log_excerpts: limit must be a whole number >= 1, got {limit!r}")
+    key = _host_step_key(lines["host"], lines["step"])
+    if len(key) > 1 and not (key[1:] >= key[:-1]).all():
+        raise ValueError("log_excerpts: the lines must be sorted by host, then time (as simulate_logs and the "
+                         "staged logs table give them)")
+    at = _host_step_key(points["host"], points["step"])
+    starts = np.searchsorted(key, at - int(before), side="left")
+    ends = np.searchsorted(key, at, side="right")
+    picks = excerpt_picks(lines["template_id"].to_physical().to_numpy().astype(np.int64),
+                          lines["severity"].to_physical().to_numpy().astype(np.int64),
+                          starts.astype(np.int64), ends.astype(np.int64),
+                          len(lines["template_id"].dtype.categories), int(limit))
+    point, slot = np.nonzero(picks >= 0)
+    return lines[picks[point, slot]].insert_column(0, pl.Series("point", point, pl.Int64)).insert_column(
+        1, pl.Series("total", (ends - starts)[point], pl.Int64))
+
+
+def _host_step_key(host: pl.Series, step: pl.Series) -> np.ndarray:
+    """(host, step) as one sortable int64: host * 2^32 + step (steps below 2^31)."""
+    return (host.cast(pl.Int64).to_numpy() << 32) + step.cast(pl.Int64).to_numpy()
+
+
+def sample_log_excerpts(lines: pl.DataFrame, points: pl.DataFrame, *, before: int,
+                        limit: int = EXCERPT_LINES) -> pl.DataFrame:
+    """`points` (host, step: the samples) with their window's excerpt (`log_excerpts`) as the dataset
+    carries it: `log_total` (the lines of the window) and `log_lines`, a list of {time (as the samples'
+    timestamp), source, severity, message} in time order (empty without lines). Neither a line's event id
+    (a label) nor its template id (the simulator's name for its kind; a log parser finds its own) is kept."""
+    from .staging import SAMPLE_TIME_FORMAT
+
+    picked = log_excerpts(lines, points, before=before, limit=limit)
+    # the messages copied into their own buffer: a gathered string column keeps the whole text buffer of
+    # `lines` alive (a staged run holds its samples' excerpts of every part: 4x the peak memory without)
+    per_point = (picked.group_by("point", maintain_order=True)
+                 .agg(pl.col("total").first().alias("log_total"),
+                      pl.struct(pl.col("timestamp").dt.strftime(SAMPLE_TIME_FORMAT).alias("time"),
+                                pl.col("source").cast(pl.Utf8), pl.col("severity").cast(pl.Utf8),
+                                pl.format("{}", "message").alias("message")).alias("log_lines")))
+    return (points.with_row_index("point").with_columns(pl.col("point").cast(pl.Int64))
+            .join(per_point, on="point", how="left", maintain_order="left")
+            .with_columns(pl.col("log_total").fill_null(0),
+                          pl.col("log_lines").fill_null(pl.lit([], dtype=per_point.schema["log_lines"])))
+            .drop("point"))
+
+
 __all__ = ["LogTemplates", "TemplateSpec", "load_log_templates", "parse_log_templates", "simulate_logs",
            "render_lines", "write_log_files", "write_logs_parquet", "write_logs_parts", "read_logs_parquet",
-           "empty_logs",
+           "empty_logs", "log_excerpts", "sample_log_excerpts", "EXCERPT_LINES",
            "LOG_STREAM", "EVENT_MARGIN_INTERVALS", "DEFAULT_TEMPLATES_PATH"]

@@ -137,3 +137,11 @@ def gather(traces: Traces, host: np.ndarray, step: np.ndarray, metrics: tuple[Me
         v = source[m, host, step - traces.t0]
         cols[prefix + spec.name] = pl.Series(prefix + spec.name, v.astype(np.int32) if spec.integer else v)
     return cols
+
+
+def with_log_excerpts(samples: pl.DataFrame, excerpts: pl.DataFrame | None) -> pl.DataFrame:
+    """The samples with the log excerpt of their context window (`log_total`, `log_lines`: a run with
+    logs, see `logs.sample_log_excerpts`), matched on host and step; unchanged without excerpts."""
+    if excerpts is None:
+        return samples
+    return samples.join(excerpts, on=["host", "step"], how="left", maintain_order="left")

@@ -17,7 +17,7 @@ columns (metric, kind, status, profile) enums, `affected_metrics` a list of metr
 file carries the run's seed, config hash, interval and metric units in its Parquet key-value
 metadata (`file_metadata`). `open_staging` is the reader: it checks the manifest and returns the
 tables as Polars frames, the traces around points (`windows`) and the log lines of a host in a step
-window (`logs`, `log_windows`).
+window (`logs`, `log_windows`) and their excerpts (`log_excerpts`, as the samples of a run with logs carry them).
 """
 
 from __future__ import annotations
@@ -181,7 +181,8 @@ class Staging:
     With `logs`, the same thread also simulates each block's log lines (`simulate_logs`, from the
     block's traces and events and the run's seed) in host ranges of LOG_PART_HOST_STEPS host-steps,
     one `logs` part each, and evaluates the alert rules over them (one `alerts` part per block); the
-    alert counts per rule are added up for the manifest (`alert_summary`).
+    alert counts per rule are added up for the manifest (`alert_summary`), and the excerpt of each
+    sample's context window is chosen from the lines in memory (`sample_excerpts`).
     """
 
     def __init__(self, output_dir: Path):
@@ -195,6 +196,7 @@ class Staging:
         self._logs = None   # (templates, alert rules) of a run with logs
         self._log_parts = 0
         self._alert_counts: dict[str, dict[str, int]] = {}
+        self._excerpts: list[pl.DataFrame] = []
         recover_staging(Path(output_dir))
 
     def begin(self, config: SimConfig, seed: int, logs: bool = False) -> None:
@@ -212,21 +214,23 @@ class Staging:
         for table in REQUIRED_TABLES + (LOG_TABLES if logs else ()):
             (self.dir / table).mkdir(parents=True)
         self.config, self.seed, self._rows = config, seed, {}
-        self._log_parts, self._alert_counts = 0, {}
+        self._log_parts, self._alert_counts, self._excerpts = 0, {}, []
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="staging")
 
-    def write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None = None) -> None:
+    def write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None = None,
+                    samples: pl.DataFrame | None = None) -> None:
         """Queue block `index` for writing (after the previous block's files are written); a run with
-        logs needs the block's `events`."""
+        logs needs the block's `events`, and takes the excerpts of its `samples` (host, step) windows."""
         self._wait()
         if self._logs is not None and events is None:
             raise ValueError("write_block: a run with logs needs the block's events")
         light = dataclasses.replace(traces, base=None)  # the staging needs values and labels only
         # numba's thread count is per thread: the writer's log kernels use the caller's (--workers)
-        self._pending = self._writer.submit(self._write_block, index, light, config, events, numba.get_num_threads())
+        self._pending = self._writer.submit(self._write_block, index, light, config, events, numba.get_num_threads(),
+                                            samples)
 
     def _write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None,
-                     threads: int) -> None:
+                     threads: int, samples: pl.DataFrame | None = None) -> None:
         if self._logs is None:
             self._write("traces", index, traces_table(traces, config))
             self._write("labels", index, labels_table(traces))
@@ -235,10 +239,11 @@ class Staging:
         self._write("traces", index, table.select(pl.exclude("^label_.*$")))
         self._write("labels", index, labels_table(traces))
         numba.set_num_threads(threads)
-        self._write_logs(index, table, events)
+        self._write_logs(index, table, events, samples)
 
-    def _write_logs(self, index: int, traces: pl.DataFrame, events: pl.DataFrame) -> None:
-        """The block's log lines, in host ranges, and its alerts."""
+    def _write_logs(self, index: int, traces: pl.DataFrame, events: pl.DataFrame,
+                    samples: pl.DataFrame | None = None) -> None:
+        """The block's log lines, in host ranges, its alerts and its samples' excerpts."""
         from .alerts import evaluate_alerts
         from .logs import simulate_logs
 
@@ -251,8 +256,11 @@ class Staging:
             part = traces.filter(pl.col("host").is_between(hosts[lo], hosts[min(lo + per_part, len(hosts)) - 1]))
             logs = simulate_logs(part, events, seed=self.seed, templates=templates,
                                  interval_s=self.config.simulation.interval_s)
-            self._write("logs", self._log_parts, logs_table(logs, part))
+            logs = logs_table(logs, part)
+            self._write("logs", self._log_parts, logs)
             self._log_parts += 1
+            if samples is not None:
+                self._excerpts.append(self._sample_excerpts(logs, samples, part))
             result = evaluate_alerts(part, logs, events, rules=rules, templates=templates,
                                      interval_s=self.config.simulation.interval_s)
             alerts.append(result.alerts)
@@ -262,6 +270,23 @@ class Staging:
                     if key not in ("rule", "form"):
                         counts[key] = counts.get(key, 0) + value
         self._write("alerts", index, alerts_table(pl.concat(alerts), [r.name for r in rules.rules]))
+
+    def _sample_excerpts(self, logs: pl.DataFrame, samples: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
+        """The excerpts of the samples of `part`'s hosts: their context window (context_steps points, the
+        sample's last) of `logs`, the part's lines (`sample_log_excerpts`)."""
+        from .logs import sample_log_excerpts
+
+        first, last = part["host"][0], part["host"][-1]
+        return sample_log_excerpts(logs, samples.filter(pl.col("host").is_between(first, last)),
+                                   before=self.config.simulation.context_steps - 1)
+
+    @property
+    def sample_excerpts(self) -> pl.DataFrame | None:
+        """host, step, log_total, log_lines of every sample given to `write_block` in a run with logs (None
+        otherwise), in the order written; complete once the writer is closed (`close`)."""
+        if self._logs is None or not self._excerpts:
+            return None
+        return pl.concat(self._excerpts)
 
     @property
     def alert_summary(self) -> dict[str, dict]:
@@ -382,6 +407,26 @@ class StagedRun:
         filtered scan and a join, whatever the count. Raises StagingError for a run staged without logs."""
         from .logs import render_lines
 
+        wanted, lines = self._window_lines(points, before, after)
+        window = (lines.join(wanted, on=["host", "step"], how="inner", maintain_order="left")
+                  .sort("_point", maintain_order=True).drop("_point"))
+        return window.with_columns(render_lines(window).alias("line"))
+
+    def log_excerpts(self, points: pl.DataFrame, before: int, limit: int | None = None) -> pl.DataFrame:
+        """For each point (a frame with `host` and `step`), the excerpt of its host's log lines whose step
+        lies from `before` steps before to the point's step, chosen as the dataset's samples choose theirs
+        (`logs.log_excerpts`, at most `limit` lines, EXCERPT_LINES by default): `point` (the point's row),
+        `total` (the window's lines), the lines' columns and `line` (as `logs`); by point, then file order.
+        One filtered scan, whatever the count. Raises StagingError for a run staged without logs."""
+        from .logs import EXCERPT_LINES, log_excerpts, render_lines
+
+        _, lines = self._window_lines(points, before, 0)
+        picked = log_excerpts(lines, points, before=before, limit=EXCERPT_LINES if limit is None else limit)
+        return picked.with_columns(render_lines(picked).alias("line"))
+
+    def _window_lines(self, points: pl.DataFrame, before: int, after: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(each point's window steps: `_point`, the caller's key columns, host, `at`, step; the log lines of
+        those host-steps, each once, in file order)."""
         if not self.has_logs:
             raise StagingError(f"{self.folder}: this run staged no logs; rerun python -m simulator generate --logs")
         keys = [c for c in points.columns if c not in ("host", "step")]
@@ -394,10 +439,7 @@ class StagedRun:
         # other columns of the matching rows only
         key = pl.col("host").cast(pl.Int64) * (1 << 32) + pl.col("step")
         pairs = wanted.select(key.unique())["host"]
-        lines = self.scan("logs").filter(key.is_in(pairs.implode())).collect()
-        window = (lines.join(wanted, on=["host", "step"], how="inner", maintain_order="left")
-                  .sort("_point", maintain_order=True).drop("_point"))
-        return window.with_columns(render_lines(window).alias("line"))
+        return wanted, self.scan("logs").filter(key.is_in(pairs.implode())).collect()
 
 
 def trace_windows(traces: pl.LazyFrame, steps_per_host: int, points: pl.DataFrame, before: int, after: int,

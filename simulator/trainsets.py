@@ -141,7 +141,8 @@ def evidence_columns(samples: pl.DataFrame) -> list[pl.Expr]:
              for m in METRICS if f"{prefix}{m}" in samples.columns]
     return [pl.col("host_name"), pl.col("profile").cast(pl.Utf8), pl.col("cores"), *lists,
             pl.col("severity"), "anomalous_metrics", "minutes_since_onset", "minutes_until_end", "exhaustion_metric",
-            "minutes_to_exhaustion", "visible", "evidence_spreads", "hard_negative"]
+            "minutes_to_exhaustion", "visible", "evidence_spreads", "hard_negative",
+            *(c for c in ("log_total", "log_lines") if c in samples.columns)]
 
 
 def _readings(prefix: str, m: str) -> pl.Expr:

@@ -430,7 +430,7 @@ def _excerpt_in(prompt: str) -> tuple[str, list[str]]:
 def test_staged_prompts_show_the_hosts_log_lines_of_the_window(logs_staging):
     from simulator.logs import render_lines
 
-    from language.grounding import LOG_LINES
+    from simulator.logs import EXCERPT_LINES as LOG_LINES
 
     items = metric_sample_items(logs_staging, 40, load_domain(), 1, 1, "x", seed=3)
     samples = {r["id"]: r for r in pl.read_parquet(logs_staging / "samples" / "*.parquet").iter_rows(named=True)}
@@ -499,3 +499,34 @@ def test_the_cli_sends_the_excerpt_to_the_model(tmp_path, config_dir, logs_stagi
         prompts = [c.body["messages"][-1]["content"] for c in server.calls_for("/v1/chat")]
     assert len(prompts) == 6
     assert all(_excerpt_in(p)[1] for p in prompts)
+
+
+def test_staged_prompts_show_the_excerpt_the_dataset_sample_carries(logs_staging):
+    """Over the sample's context window, a staged prompt's log lines are the lines its sample in
+    metrics_dataset.json carries (one function chooses both), and a prompt built from the JSON shows them."""
+    from simulator.config import load_config
+
+    before = load_config(None).simulation.context_steps - 1
+    dataset = logs_staging.parent / "metrics_dataset.json"
+    carried = {s["id"]: s["logs"] for s in json.loads(dataset.read_bytes())["training_samples"]}
+    staged = metric_sample_items(logs_staging, 30, load_domain(), 1, 1, "x", seed=3, window_steps=before)
+    from_json = metric_sample_items(dataset, 30, load_domain(), 1, 1, "x", seed=3, window_steps=before)
+    assert [it.source_sample_id for it in from_json] == [it.source_sample_id for it in staged]
+    for it, again in zip(staged, from_json):
+        excerpt = carried[it.source_sample_id]
+        _, shown = _excerpt_in(it.prompt)
+        assert len(shown) == len(excerpt["lines"]) > 0
+        assert all(line.endswith(" " + carried_line["message"]) for line, carried_line in zip(shown, excerpt["lines"]))
+        header, listed = _excerpt_in(again.prompt)
+        assert listed == [f"{line['time']} {line['source']} {line['severity']}: {line['message']}"
+                          for line in excerpt["lines"]]
+        assert "Splunk" in header or f"({len(listed)} of {excerpt['total']:,};" in header
+
+
+def test_a_json_sample_with_a_bad_excerpt_is_refused(tmp_path):
+    path = tmp_path / "metrics_dataset.json"
+    sample = {"id": "s-1", "timestamp": "2026-01-01T00:00:00Z", "metrics": {"cpu_usage": 50.0}, "status": "normal",
+              "logs": {"total": 3, "lines": ["not an object"]}}
+    path.write_text(json.dumps({"training_samples": [sample]}))
+    with pytest.raises(LanguageError, match="sample s-1: logs is not"):
+        metric_sample_items(path, 1, load_domain(), 1, 1, "x", seed=1)

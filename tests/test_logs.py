@@ -230,3 +230,104 @@ def test_bad_traces_are_refused(run):
         simulate_logs(traces.filter(pl.col("step") != 3), events, seed=SEED, templates=templates)
     with pytest.raises(SimulatorError, match="seed"):
         simulate_logs(traces, events, seed=-1, templates=templates)
+
+
+# ------------------------------------------------------------------------------ excerpts
+def _reference_excerpts(lines: pl.DataFrame, points: pl.DataFrame, before: int, limit: int) -> pl.DataFrame:
+    """The excerpt ranking written plainly in Polars (each window joined out, ranked by window functions):
+    (point, row, total) of the chosen lines, by point then time."""
+    windows = (points.with_row_index("point").with_columns(pl.col("point").cast(pl.Int64))
+               .with_columns(pl.int_ranges(pl.col("step") - before, pl.col("step") + 1).alias("s")).explode("s")
+               .select("point", pl.col("host").cast(pl.Int32), pl.col("s").cast(pl.Int32).alias("step")))
+    joined = (lines.with_row_index("row").join(windows, on=["host", "step"], maintain_order="left")
+              .sort("point", maintain_order=True))
+    order = pl.int_range(pl.len())
+    return (joined.select("point", "row", "template_id", pl.col("severity").to_physical().alias("severity"))
+            .with_columns(order.alias("order"))
+            .with_columns(pl.len().over("point").alias("total"), pl.len().over("point", "template_id").alias("seen"),
+                          order.reverse().over("point", "template_id").alias("nth"))
+            .sort(["point", "nth", "severity", "seen", "order"], descending=[False, False, True, False, True])
+            .group_by("point", maintain_order=True).head(limit)
+            .sort("point", "order").select("point", pl.col("row").cast(pl.Int64), pl.col("total").cast(pl.Int64)))
+
+
+def _staged(logs: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
+    from simulator.staging import logs_table
+
+    return logs_table(logs.clone(), traces)  # logs_table inserts its column in place: the fixture's frame stays
+
+
+@pytest.mark.parametrize("before, limit", [(11, 8), (0, 3), (40, 1), (3, 30)])
+def test_log_excerpts_rank_as_the_plain_reference(run, before, limit):
+    from simulator.logs import log_excerpts
+
+    traces, _, logs, _ = run
+    lines = _staged(logs, traces)
+    rng = np.random.default_rng(7)
+    points = pl.DataFrame({"host": rng.integers(0, HOSTS, 300), "step": rng.integers(0, STEPS, 300)})
+    points = pl.concat([points, pl.DataFrame({"host": [0, HOSTS - 1], "step": [0, STEPS - 1]})])  # the trace's ends
+    got = log_excerpts(lines.with_row_index("row"), points, before=before, limit=limit)
+    expected = _reference_excerpts(lines, points, before, limit)
+    assert expected["point"].n_unique() == len(points)  # every window has lines
+    assert got.select("point", pl.col("row").cast(pl.Int64), "total").equals(expected)
+    assert got.drop("point", "total", "row").equals(lines[got["row"]])  # the lines' own columns, unchanged
+
+
+def test_log_excerpts_on_small_windows_of_random_lines():
+    """Many templates, ties of severity and counts, empty windows: the kernel against the reference."""
+    from simulator.logs import log_excerpts
+
+    rng = np.random.default_rng(3)
+    n = 4_000
+    host = np.sort(rng.integers(0, 5, n)).astype(np.int32)
+    step = np.concatenate([np.sort(rng.integers(0, 60, (host == h).sum())) for h in range(5)]).astype(np.int32)
+    templates = pl.Enum([f"t{i}" for i in range(20)])
+    lines = pl.DataFrame({"host": host, "step": step,
+                          "template_id": pl.Series([f"t{i}" for i in rng.integers(0, 20, n)], dtype=templates),
+                          "severity": pl.Series(rng.choice(["info", "warning", "error"], n),
+                                                dtype=pl.Enum(["debug", "info", "warning", "error"]))})
+    points = pl.DataFrame({"host": rng.integers(0, 6, 200), "step": rng.integers(0, 70, 200)})  # host 5: no lines
+    for before, limit in [(0, 8), (2, 8), (5, 4), (9, 25)]:
+        got = log_excerpts(lines.with_row_index("row"), points, before=before, limit=limit)
+        assert got.select("point", pl.col("row").cast(pl.Int64), "total").equals(
+            _reference_excerpts(lines, points, before, limit)), (before, limit)
+
+
+def test_log_excerpts_refuse_unsorted_lines_and_bad_options(run):
+    from simulator.logs import log_excerpts
+
+    traces, _, logs, _ = run
+    lines = _staged(logs, traces)
+    points = pl.DataFrame({"host": [1], "step": [100]})
+    with pytest.raises(ValueError, match="sorted by host, then time"):
+        log_excerpts(lines.reverse(), points, before=3)
+    with pytest.raises(ValueError, match="before must be a whole number >= 0"):
+        log_excerpts(lines, points, before=-1)
+    with pytest.raises(ValueError, match="limit must be a whole number >= 1"):
+        log_excerpts(lines, points, before=3, limit=0)
+
+
+def test_sample_excerpts_show_time_source_severity_message_and_never_the_labels(run):
+    from simulator.logs import EXCERPT_LINES, log_excerpts, sample_log_excerpts
+
+    traces, _, logs, _ = run
+    lines = _staged(logs, traces)
+    points = pl.DataFrame({"host": [0, 3, 7], "step": [0, 250, 575]})
+    got = sample_log_excerpts(lines, points, before=11)
+    assert got.columns == ["host", "step", "log_total", "log_lines"]
+    fields = [f.name for f in got.schema["log_lines"].inner.fields]
+    assert fields == ["time", "source", "severity", "message"]  # neither event_id nor template_id
+    picked = log_excerpts(lines, points, before=11)
+    for i, row in enumerate(got.iter_rows(named=True)):
+        mine = picked.filter(pl.col("point") == i)
+        assert 0 < len(row["log_lines"]) <= EXCERPT_LINES and row["log_total"] == mine["total"][0]
+        assert [d["message"] for d in row["log_lines"]] == mine["message"].to_list()
+        assert [d["time"] for d in row["log_lines"]] == mine["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_list()
+        assert [d["severity"] for d in row["log_lines"]] == mine["severity"].cast(pl.Utf8).to_list()
+    # windows that hold lines of events: the same excerpts once every event id is cleared
+    labelled = lines.filter(pl.col("event_id").is_not_null()).gather_every(997).select("host", "step")
+    with_ids = sample_log_excerpts(lines, labelled, before=11)
+    cleared = sample_log_excerpts(lines.with_columns(pl.lit(None, pl.Int64).alias("event_id")), labelled, before=11)
+    assert len(labelled) >= 10 and cleared.equals(with_ids)
+    none = sample_log_excerpts(lines.filter(pl.col("host") != 3), points, before=11)  # a window without lines
+    assert none.row(1, named=True)["log_total"] == 0 and none.row(1, named=True)["log_lines"] == []

@@ -35,7 +35,8 @@ def staging(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tables") / "training"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(simulator.api, "BLOCK_HOSTS", 2)
-        assert main(["--samples", "300", "--seed", "8", "--output-dir", str(out), "--quiet", "--logs"]) == 0
+        assert main(["--samples", "300", "--seed", "8", "--output-dir", str(out), "--quiet", "--logs",
+                     "--format", "json,parquet"]) == 0
     return out / "staging"
 
 
@@ -262,6 +263,52 @@ def test_a_run_without_logs_stages_none_and_the_reader_says_so(tmp_path):
     assert "alerts_per_rule" not in run.manifest and set(run.manifest["tables"]) == set(REQUIRED_TABLES)
     with pytest.raises(StagingError, match="staged no logs; rerun python -m simulator generate --logs"):
         run.logs(0, 0, 3)
+    with pytest.raises(StagingError, match="staged no logs"):
+        run.log_excerpts(pl.DataFrame({"host": [0], "step": [5]}), before=3)
+    assert not {"log_total", "log_lines"} & set(run.read("samples").columns)
+
+
+def _json_samples(out: Path) -> list[dict]:
+    return json.loads((out / "metrics_dataset.json").read_bytes())["training_samples"]
+
+
+def test_the_samples_carry_the_excerpt_of_their_context_window(staging):
+    """Each sample of a run with logs carries at most EXCERPT_LINES lines of its host whose step lies in its
+    context window (context_steps points, the sample's last), in time order: the lines the staging reader's
+    excerpt gives for that window (the prompts' choice), as time, source, severity and message."""
+    from simulator.logs import EXCERPT_LINES
+
+    before = CONFIG.simulation.context_steps - 1
+    samples = _json_samples(staging.parent)
+    run = open_staging(staging)
+    table = run.read("samples")
+    assert [s["id"] for s in samples] == table["id"].to_list()
+    staged = pl.read_parquet(staging / "logs" / "*.parquet")  # read whole: the reference
+    staged = staged.with_columns(pl.col("timestamp").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("time"),
+                                 pl.col("source", "severity").cast(pl.Utf8))
+    picked = run.log_excerpts(table.select("host", "step"), before=before)
+    shown = 0
+    for i, (sample, host, step) in enumerate(zip(samples, table["host"], table["step"])):
+        excerpt = sample["logs"]
+        assert list(sample).index("logs") == list(sample).index("targets") + 1 and set(excerpt) == {"total", "lines"}
+        window = staged.filter((pl.col("host") == host) & pl.col("step").is_between(step - before, step))
+        assert excerpt["total"] == len(window) and len(excerpt["lines"]) == min(EXCERPT_LINES, len(window))
+        fields = ["time", "source", "severity", "message"]
+        assert all(list(line) == fields for line in excerpt["lines"])
+        rows = [window.select(fields).row(k) for k in range(len(window))]
+        at = [rows.index(tuple(line[f] for f in fields)) for line in excerpt["lines"]]  # lines of that window ...
+        assert at == sorted(at) and len(set(at)) == len(at)  # ... in their file order
+        mine = picked.filter(pl.col("point") == i)
+        assert [line["message"] for line in excerpt["lines"]] == mine["message"].to_list()
+        shown += len(at)
+    assert shown > 200
+    # the staged samples table and the training Parquet carry the same excerpts
+    assert table["log_total"].to_list() == [s["logs"]["total"] for s in samples]
+    assert table["log_lines"].to_list() == [s["logs"]["lines"] for s in samples]
+    rows = (pl.read_parquet(staging.parent / "metrics_dataset" / "data" / "*.parquet")
+            .select("id", "log_total", "log_lines"))
+    by_id = {s["id"]: s["logs"] for s in samples}
+    assert all(by_id[i] == {"total": t, "lines": lines} for i, t, lines in rows.iter_rows())
 
 
 def test_staged_logs_and_alerts_do_not_depend_on_workers_blocks_or_parts(staging, tmp_path):
@@ -276,6 +323,9 @@ def test_staged_logs_and_alerts_do_not_depend_on_workers_blocks_or_parts(staging
                      "--workers", "1"]) == 0
     for table in LOG_TABLES:
         assert [p.read_bytes() for p in parts(one / "staging", table)] == [p.read_bytes() for p in parts(staging, table)]
+    dataset = (staging.parent / "metrics_dataset.json").read_bytes()
+    drop_clock = lambda data: data[data.index(b'"generator"'):]  # noqa: E731 (generated_at is the clock time)
+    assert drop_clock((one / "metrics_dataset.json").read_bytes()) == drop_clock(dataset)
     other = tmp_path / "other"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(simulator.staging, "LOG_PART_HOST_STEPS", 2016)  # one host a logs part
@@ -283,6 +333,24 @@ def test_staged_logs_and_alerts_do_not_depend_on_workers_blocks_or_parts(staging
     assert len(parts(other / "staging", "logs")) == 6 and len(parts(other / "staging", "alerts")) == 1
     for table in LOG_TABLES:
         assert pl.read_parquet(other / "staging" / table).equals(pl.read_parquet(staging / table))
+    # one host a logs part: each sample's excerpt is still the reader's choice over the whole staging
+    samples, run = _json_samples(other), open_staging(other / "staging")
+    picked = run.log_excerpts(run.read("samples").select("host", "step"), before=CONFIG.simulation.context_steps - 1)
+    messages = picked.group_by("point", maintain_order=True).agg("message")["message"].to_list()
+    assert [[line["message"] for line in s["logs"]["lines"]] for s in samples] == messages
+
+
+def test_logs_add_only_the_excerpts_to_the_dataset(staging, tmp_path):
+    """Without --logs the same run writes the same samples but for their `logs`, and no excerpt columns."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(simulator.api, "BLOCK_HOSTS", 2)
+        assert main(["--samples", "300", "--seed", "8", "--output-dir", str(tmp_path), "--quiet",
+                     "--format", "json,parquet"]) == 0
+    plain = _json_samples(tmp_path)
+    assert not any("logs" in s for s in plain)
+    assert plain == [{k: v for k, v in s.items() if k != "logs"} for s in _json_samples(staging.parent)]
+    rows = pl.read_parquet(tmp_path / "metrics_dataset" / "data" / "*.parquet")
+    assert not {"log_total", "log_lines"} & set(rows.columns)
 
 
 # ------------------------------------------------------------------------------ traces exports
