@@ -155,6 +155,13 @@ def jsonl_table(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(pl.col("timestamp").dt.strftime(TIME_FORMAT))
 
 
+def _log_lines_text(lines: pl.Expr) -> pl.Expr:
+    """A sample's excerpt of log lines as text, one "time source severity: message" a line."""
+    line = pl.element().struct
+    return lines.list.eval(pl.format("{} {} {}: {}", line.field("time"), line.field("source"),
+                                     line.field("severity"), line.field("message"))).list.join("\n")
+
+
 def chat_table(labelled: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
     """One conversation per sample: the metrics in the user message, status, kind and explanation in
     the assistant's answer."""
@@ -166,6 +173,10 @@ def chat_table(labelled: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
         if f"{HISTORY_PREFIX}{METRICS[0]}" in labelled.columns:
             lines.append("Hourly means, oldest first, the last is the hour ending now:")
             lines += [pl.format(f"{m}: {{}}", _readings(HISTORY_PREFIX, m)) for m in METRICS]
+    if "log_lines" in labelled.columns:  # the excerpt of the same window's log lines (runs with --logs)
+        lines.append(pl.format("Log lines of the same window ({} of {}):",
+                               pl.col("log_lines").list.len(), pl.col("log_total")))
+        lines.append(_log_lines_text(pl.col("log_lines")))
     user = pl.concat_str([
         pl.format("Host: {} profile, {} cores. Metrics at {}:",
                   pl.col("profile").cast(pl.Utf8), pl.col("cores"), pl.col("timestamp").dt.strftime(TIME_FORMAT)),
@@ -378,7 +389,8 @@ def dataset_card(folder: Path, configs: dict[str, SplitFiles], *, manifest: dict
     files = configs[main]
     header = _yaml_header([{"config_name": "default", "data_files": _data_files(files), "default": True}],
                           [_config_info("default", folder, files)])
-    return header + "\n".join([*_card_intro(manifest, main, configs), *_card_fields(config, main),
+    return header + "\n".join([*_card_intro(manifest, main, configs),
+                               *_card_fields(config, main, files.schema.names),
                                *_card_labels(config), *_realism_lines(output_dir),
                                *_learnability_lines(output_dir)]) + "\n"
 
@@ -425,8 +437,30 @@ def _card_intro(manifest: dict, main: str, configs: dict[str, SplitFiles]) -> li
     return lines
 
 
-def _card_fields(config: SimConfig, main: str) -> list[str]:
+_EVIDENCE_FIELDS = {  # the columns of a sample's evidence and targets (training/README.md has the details)
+    "host_name": "the host's name", "profile": "the host's profile", "cores": "the host's CPU cores",
+    f"{CONTEXT_PREFIX}*": "each metric's readings over the context window at the native interval, oldest first, "
+                          "the last is the snapshot (null = no data)",
+    f"{HISTORY_PREFIX}*": "each metric's 24 hourly means, oldest first, the last is the hour ending at the snapshot",
+    "severity": "the event's severity, 0..1 (target; the targets are null for normal samples)",
+    "anomalous_metrics": "the metrics labelled anomalous at that point (target; [] for normal samples)",
+    "minutes_since_onset": "minutes since the event began (target)",
+    "minutes_until_end": "minutes until the event ends (target)",
+    "exhaustion_metric": "the metric heading for exhaustion, disk or heap (target)",
+    "minutes_to_exhaustion": "minutes until that resource is full; null when not reached before the event ends (target)",
+    "visible": "some labelled metric is off its usual level as the explanation defines it (target)",
+    "evidence_spreads": "how far off, in spreads of the context (target)",
+    "hard_negative": "a normal sample drawn from the busiest healthy moments (--hard-negatives)",
+    "log_total": "with --logs: how many log lines the host wrote in the context window",
+    "log_lines": "with --logs: up to 8 of them (time, source, severity, message), one per line kind first, "
+                 "then the most severe, then the rarest",
+}
+
+
+def _card_fields(config: SimConfig, main: str, columns: Sequence[str] = ()) -> list[str]:
     ts = "UTC datetime" if main == "parquet" else "ISO 8601 UTC text"
+    evidence = [f"| `{name}` | {text} |" for name, text in _EVIDENCE_FIELDS.items()
+                if any(c == name or (name.endswith("*") and c.startswith(name[:-1])) for c in columns)]
     return ["## Fields", "", "| column | meaning |", "|---|---|",
             "| `id` | unique sample id, `<session_id>-<index>` |",
             "| `split` | train, validation or test |",
@@ -436,7 +470,8 @@ def _card_fields(config: SimConfig, main: str) -> list[str]:
             "| `status` | `normal` or `anomaly` |",
             "| `anomaly_type` | the anomaly kind (below); null for normal samples |",
             "| `explanation` | what the numbers show, written from the sample's values and the same host's normal |",
-            "| `session_id`, `batch_id` | the generation run and the block of hosts the sample came from |", ""]
+            "| `session_id`, `batch_id` | the generation run and the block of hosts the sample came from |",
+            *evidence, ""]
 
 
 def _card_labels(config: SimConfig) -> list[str]:

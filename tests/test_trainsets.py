@@ -301,3 +301,20 @@ def test_a_linked_folder_is_refused_before_anything_is_written(tmp_path, capsys)
     assert "metrics_dataset is a symbolic link" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["metrics_dataset"]
     assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
+
+
+def test_a_run_with_logs_shows_its_excerpt_in_the_chat_and_names_its_fields_in_the_card(tmp_path):
+    """The chat's user message holds the sample's log excerpt (the lines the JSON sample carries, in
+    order); the card lists the evidence and log columns the data files have."""
+    result = simulator.generate_samples(200, seed=3, logs=True, staging_dir=tmp_path / "staging")
+    folder = _export(tmp_path, result, formats=("parquet",))
+    rows = {r["id"]: r for r in _parquet(folder).to_dicts()}
+    chats = [r for paths in _files(folder, "chat/{split}-*.jsonl").values() for p in paths for r in _jsonl(p)]
+    assert len(chats) == 200
+    for chat in chats:
+        row, user = rows[chat["id"]], chat["messages"][1]["content"]
+        excerpt = "\n".join(f"{x['time']} {x['source']} {x['severity']}: {x['message']}" for x in row["log_lines"])
+        assert f"Log lines of the same window ({len(row['log_lines'])} of {row['log_total']}):\n{excerpt}" in user
+    card = (folder / "README.md").read_text()
+    for column in ("`ctx_*`", "`hist_*`", "`minutes_since_onset`", "`log_total`", "`log_lines`"):
+        assert f"| {column} |" in card, column
