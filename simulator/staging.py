@@ -146,7 +146,7 @@ def logs_table(logs: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
     dt_ms = int(ts[1] - ts[0])
     after = logs["timestamp"].dt.epoch("ms") - step0_ms
     step = (t0 - (-after // dt_ms)).cast(pl.Int32).alias("step")  # t0 + ceil(after / dt)
-    return logs.insert_column(1, step)
+    return logs.clone().insert_column(1, step)  # insert_column works in place: the caller's frame stays as it was
 
 
 def alerts_table(alerts: pl.DataFrame, rules: list[str]) -> pl.DataFrame:

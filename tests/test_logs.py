@@ -254,7 +254,10 @@ def _reference_excerpts(lines: pl.DataFrame, points: pl.DataFrame, before: int, 
 def _staged(logs: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
     from simulator.staging import logs_table
 
-    return logs_table(logs.clone(), traces)  # logs_table inserts its column in place: the fixture's frame stays
+    columns = logs.columns
+    staged = logs_table(logs, traces)
+    assert logs.columns == columns  # the caller's frame is left as it was
+    return staged
 
 
 @pytest.mark.parametrize("before, limit", [(11, 8), (0, 3), (40, 1), (3, 30)])
