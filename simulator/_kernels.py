@@ -718,10 +718,12 @@ def step_jobs(jobs, arrivals, scheduler, seed, t, z_done, disk_full, ch):
         # vemkd gone: running jobs are lost, new submissions wait at the master
         return Jobs(0.0, jobs.pending + arrivals, 0.0, 0.0, 0.0, 0.0, 0.0), 0.0
     running = jobs.running
-    done_frac = job_end_chance(jobs.age, scheduler)
-    mean_done = running * done_frac
-    done = np.floor(mean_done + np.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * z_done + 0.5)
-    done = clip(done, 0.0, running)
+    done = 0.0
+    if running > 0.0:
+        done_frac = job_end_chance(jobs.age, scheduler)
+        mean_done = running * done_frac
+        done = np.floor(mean_done + np.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * z_done + 0.5)
+        done = clip(done, 0.0, running)
     if ch.gc_storm > 0.0:
         done = 0.0  # the jobs' JVMs make no progress while they collect back to back
     if disk_full:
