@@ -69,8 +69,6 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
     "cpu_shift_sigma": (0, 3, "std of a regime change, in log units"),
     "cpu_cron_prob": (0, 1, "chance that a host runs an hourly cron burst"),
     "cpu_cron_amplitude": (0, 100, "CPU percent added by an hourly cron burst (5-minute average)"),
-    "cpu_periodic_share": (0, 10, "CPU a host's periodic job (cron every 10-60 minutes: health checks, log shipping, incremental backups) adds while it runs, relative to the host's CPU level (+-40 % a run)"),
-    "cpu_periodic_seconds": (1, 3600, "how long one run of the periodic job lasts, seconds"),
     "cpu_agent_spikes_per_day": (0, 288, "chance per day (up to 1) that an agent (backup, inventory, AV scan) runs at its daily time; 0.1x that rate off schedule"),
     "cpu_agent_spike_pct": (0, 100, "CPU percent an agent wake-up adds (5-minute average, +-30 %)"),
     "cpu_read_jitter": (0, 0.2, "std of the instants at which the collector reads the CPU time counters, as a share of the reporting interval (an interval average is the counter difference over the nominal interval: each read's jitter moves work between neighbouring intervals)"),
@@ -107,18 +105,21 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
     "job_slots": (0, 100000, "job slots on the host (running jobs are capped here)"),
     "job_cpu": (0, 100, "CPU percent one running job adds"),
     "job_mem": (0, 100, "memory percent one running job adds"),
+    "vemkd_processes": (0, 1000, "usual count of vemkd and its child processes"),
+    "vemkd_steps_per_day": (0, 48, "rate of +-1 changes of the process count per day"),
     "job_cpu_spread": (0, 2, "std of a job's CPU height around job_cpu, log units (drawn per job)"),
     "job_ramp_minutes": (0.01, 600, "time constant of a job's CPU ramp after its start, minutes"),
     "job_length_shape": (0.2, 20, "Weibull shape of job run times (1: exponential; larger: more regular lengths around job_minutes)"),
     "job_mem_spread": (0, 2, "std of a job's working set around job_mem, log units (drawn per job, apart from its CPU height)"),
     "job_mem_ramp_minutes": (0.01, 600, "time constant of a job's working set loading after its start, minutes"),
-    "vemkd_processes": (0, 1000, "usual count of vemkd and its child processes"),
-    "vemkd_steps_per_day": (0, 48, "rate of +-1 changes of the process count per day"),
+    "cpu_periodic_share": (0, 10, "CPU a host's periodic job (cron every 10-60 minutes: health checks, log shipping, incremental backups) adds while it runs, relative to the host's CPU level (+-40 % a run)"),
+    "cpu_periodic_seconds": (1, 3600, "how long one run of the periodic job lasts, seconds"),
 }
 HOST_PARAMETER_NAMES: tuple[str, ...] = tuple(HOST_PARAMETERS)
 P = {name: i for i, name in enumerate(HOST_PARAMETER_NAMES)}
 N_PARAMS = len(HOST_PARAMETER_NAMES)
-# parameters added after the population's first layout: drawn after all the others, so that adding one
+# parameters added after the population's first layout (at the end of HOST_PARAMETERS, so that every earlier
+# parameter keeps its column): drawn after all the others, so that adding one
 # leaves every host's earlier draws (and so its CPU, network, ... behaviour for a seed) as they were
 DRAWN_LATER: tuple[str, ...] = ("mem_cache_reclaim_at", "job_cpu_spread", "job_ramp_minutes", "job_length_shape",
                                  "job_mem_spread", "job_mem_ramp_minutes", "cpu_periodic_share",
