@@ -163,6 +163,18 @@ def clip(x, lo, hi):
 
 
 @jit
+def wrap(x, period):
+    """x modulo period, in [0, period), as Python's % gives it for whole seconds: by one division and
+    a floor (fmod reduces epoch seconds bit by bit, several times slower)."""
+    r = x - period * np.floor(x / period)
+    if r < 0.0:
+        r += period
+    elif r >= period:
+        r -= period
+    return r
+
+
+@jit
 def poisson_from_uniform(lam, u, z):
     """Poisson(lam) by inverse CDF of one uniform (normal approximation above 30)."""
     if lam <= 0.0:
@@ -513,7 +525,7 @@ def periodic_share(clock, dt, cpu):
     period = cpu.period
     if dt >= period:
         return cpu.periodic_run / period
-    phase = (clock - cpu.periodic_at) % period
+    phase = wrap(clock - cpu.periodic_at, period)
     end = phase + dt
     run = cpu.periodic_run
     on = max(min(end, run) - phase, 0.0) + max(min(end, period + run) - max(phase, period), 0.0)
@@ -534,7 +546,7 @@ def cpu_demand_step(state, cpu, seed, t, clock, dt):
     log_work = shift + slow + fast
     work = np.exp(log_work)  # workload relative to the host's median
     cpu_bg = cpu.level * work
-    if cpu.has_cron and ((clock - cpu.cron_offset) % 3600.0) < dt:
+    if cpu.has_cron and wrap(clock - cpu.cron_offset, 3600.0) < dt:
         cpu_bg += cpu.cron_amplitude * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
     if cpu.periodic_pct > 0.0:
         on = periodic_share(clock, dt, cpu)
@@ -542,7 +554,7 @@ def cpu_demand_step(state, cpu, seed, t, clock, dt):
             cpu_bg += cpu.periodic_pct * on * (0.6 + 0.8 * extra_uniform(seed, t, E_PERIODIC_U))
     # agents (backup, inventory, AV scan) wake at their daily time, and now and then in between
     u_agent = uniform(seed, t, D_AGENT_U)
-    daily_run = ((clock - cpu.agent_at) % 86400.0) < dt
+    daily_run = wrap(clock - cpu.agent_at, 86400.0) < dt
     if u_agent < (cpu.agent_daily_p if daily_run else cpu.agent_off_p):
         cpu_bg += cpu.agent_pct * (0.7 + 0.6 * uniform(seed, t, D_AGENT_SIZE_U))
     return CpuState(shift, slow, fast), log_work, work, cpu_bg
