@@ -390,7 +390,8 @@ def host_model(seed, pr, dt):
         pr[P_CPU_JUMP_PROB], pr[P_CPU_JUMP_SCALE], pr[P_CPU_SHIFTS] / steps_per_day, pr[P_CPU_SHIFT_SIGMA],
         host_uniform(seed, H_CRON) < pr[P_CRON_PROB], np.floor(host_uniform(seed, H_CRON_MINUTE) * 12.0) * 300.0,
         pr[P_CRON_AMP], np.floor(host_uniform(seed, H_AGENT_AT) * 86400.0 / dt) * dt,
-        min(agent_p * steps_per_day, 1.0), agent_p * AGENT_OFF_SCHEDULE, pr[P_AGENT_PCT], pr[P_CPU_RES], pr[P_CPU_JITTER] * np.sqrt(12.0), pr[P_PERIODIC_SHARE] * pr[P_CPU_LEVEL], period,
+        min(agent_p * steps_per_day, 1.0), agent_p * AGENT_OFF_SCHEDULE, pr[P_AGENT_PCT], pr[P_CPU_RES],
+        pr[P_CPU_JITTER] * np.sqrt(12.0), pr[P_PERIODIC_SHARE] * pr[P_CPU_LEVEL], period,
         np.floor(host_uniform(seed, H_PERIOD_AT) * period / 60.0) * 60.0, min(pr[P_PERIODIC_S], 0.5 * period))
     memory = Memory(pr[P_MEM_LEVEL], pr[P_MEM_PHI], pr[P_MEM_SIGMA], pr[P_MEM_STEPS] / steps_per_day,
                     pr[P_MEM_STEP_SIGMA], pr[P_MEM_CREEP] / steps_per_day, pr[P_MEM_RECLAIM])

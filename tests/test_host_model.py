@@ -269,8 +269,8 @@ def _one_job_each(scheduler, seed=11, jobs=400):
         height, working_set, steps, second = state.height, state.working_set, 1, None
         while state.running > 0.0:
             t += 1
-            state, cpu = K.step_jobs(state, 0.0, scheduler, np.uint64(seed), t, float(np.random.default_rng(t).normal()),
-                                     False, K.NO_CHANNELS)
+            z_done = float(np.random.default_rng(t).normal())
+            state, cpu = K.step_jobs(state, 0.0, scheduler, np.uint64(seed), t, z_done, False, K.NO_CHANNELS)
             second = cpu if second is None else second
             steps += 1
         out.append((height, working_set, steps, first, second))

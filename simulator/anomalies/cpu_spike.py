@@ -69,7 +69,8 @@ def cpu_sigma_estimate(hp: np.ndarray) -> np.ndarray:
     quant_var = hp[:, P["cpu_resolution"]] ** 2 / 12.0
     # the periodic job: one point in P (P = 2, 3, 4, 6 or 12, one per host: averaged over them) carries
     # a run, drawn at 0.6-1.4 of its size: E[size^2] / P - 1 / P^2 = 0.189 on average
-    periodic = hp[:, P["cpu_periodic_share"]] * hp[:, P["cpu_level"]] * np.minimum(hp[:, P["cpu_periodic_seconds"]], 300.0) / 300.0
+    run_share = np.minimum(hp[:, P["cpu_periodic_seconds"]], 300.0) / 300.0
+    periodic = hp[:, P["cpu_periodic_share"]] * hp[:, P["cpu_level"]] * run_share
     periodic_var = 0.189 * periodic ** 2
     running = hp[:, P["job_rate_per_hour"]] * hp[:, P["job_minutes"]] / 60.0
     # shot noise: a job's sum of squared points is E[height^2] (length - 1/3 - ramp) in points (its

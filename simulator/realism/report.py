@@ -7,7 +7,8 @@ hosts inside the range and the worst host (furthest outside, in widths of the re
 behaviour is measured on each host's trace without anomalies (the kernel computes it alongside);
 anomaly shapes on the labelled events.  Memory, load, network and (at one second) heap and GC are
 tabled per profile with their sources, and the rows of issue 18 (batch-job heights, service hosts'
-1-hour autocorrelation within a day and its spread, drift of normal memory) are reported beside the checks, not yet in the exit status (profiles.py).
+1-hour autocorrelation within a day and its spread, drift of normal memory) are reported beside the
+checks, not yet in the exit status (profiles.py).
 """
 
 from __future__ import annotations
