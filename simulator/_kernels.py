@@ -22,12 +22,13 @@ average of runnable tasks.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from ._numba import jit, jit_inline, jit_parallel, prange
-from ._rng import host_uniform, normal, uniform
+from ._rng import extra_normal, extra_uniform, host_uniform, normal, uniform
 from .catalogue import (
     C_CPU, C_DAEMON_DOWN, C_DISK, C_GC_STORM, C_HEAP_FLOOR, C_JOB_FLOOD, C_JVM_RESTART, C_MEM, C_NET,
     M_CPU, M_DISK, M_GC, M_HEAP, M_JOBS, M_LAT, M_LOAD, M_MEM, M_NET_IN, M_NET_OUT, M_VEMKD,
@@ -83,6 +84,13 @@ P_JOB_MIN = P["job_minutes"]
 P_JOB_SLOTS = P["job_slots"]
 P_JOB_CPU = P["job_cpu"]
 P_JOB_MEM = P["job_mem"]
+P_JOB_CPU_SPREAD = P["job_cpu_spread"]
+P_JOB_RAMP = P["job_ramp_minutes"]
+P_JOB_SHAPE = P["job_length_shape"]
+P_JOB_MEM_SPREAD = P["job_mem_spread"]
+P_JOB_MEM_RAMP = P["job_mem_ramp_minutes"]
+P_PERIODIC_SHARE = P["cpu_periodic_share"]
+P_PERIODIC_S = P["cpu_periodic_seconds"]
 P_VEMKD = P["vemkd_processes"]
 P_VEMKD_STEPS = P["vemkd_steps_per_day"]
 
@@ -110,15 +118,22 @@ D_AGENT_U, D_AGENT_SIZE_U = 34, 35
 D_READ_U = 36
 D_ALLOC_U = 37
 D_YOUNG_U = 38
+# extra draw slots within a step (_rng.extra_uniform: a stream of their own, drawn only when needed)
+E_JOB_START_U, E_JOB_END_U, E_JOB_HEIGHT_N, E_JOB_WS_N, E_PERIODIC_U = 0, 1, 2, 4, 6
 # per-host draw slots
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
+H_PERIOD, H_PERIOD_AT = 9, 10
 # the state a host carries from one time chunk to the next (the undisturbed copy: no event spans
 # a chunk boundary in a sharded job, so the disturbed copy starts each chunk equal to it)
 (S_SHIFT, S_SLOW, S_FAST, S_MEM_AR, S_MEM_STEP, S_MEM_CACHE, S_DISK, S_NET_AR, S_BURST_IN, S_BURST_OUT,
- S_VEMKD, S_RUNNING, S_PENDING, S_HEAP, S_FLOOR, S_LOAD) = range(16)
-N_STATE = 16
+ S_VEMKD, S_RUNNING, S_PENDING, S_HEAP, S_FLOOR, S_LOAD, S_JOB_HEIGHT, S_JOB_CPU, S_JOB_WS, S_JOB_MEM,
+ S_JOB_AGE) = range(21)
+N_STATE = 21
 
 MAX_HEAP_FLOOR = 97.0
+# the periods of a host's periodic job, minutes (cron's */10 .. hourly: each divides the hour, so every
+# one repeats at lag 1 hour); one per host
+PERIODS_MINUTES = (10.0, 15.0, 20.0, 30.0, 60.0)
 RECLAIM_KEEP = 0.1         # share of the page cache a reclaim leaves
 # the JVM's variation at fine intervals (sources and targets in data_config/metrics.yaml, heap_*):
 ALLOC_SIGMA_1S = 0.35  # allocation of one second beyond the workload's, relative std (request mix, batch
@@ -145,6 +160,18 @@ def quantize(x, resolution):
 @jit
 def clip(x, lo, hi):
     return min(max(x, lo), hi)
+
+
+@jit
+def wrap(x, period):
+    """x modulo period, in [0, period), as Python's % gives it for whole seconds: by one division and
+    a floor (fmod reduces epoch seconds bit by bit, several times slower)."""
+    r = x - period * np.floor(x / period)
+    if r < 0.0:
+        r += period
+    elif r >= period:
+        r -= period
+    return r
 
 
 @jit
@@ -247,7 +274,8 @@ class ChunkState(NamedTuple):
 # ---------------------------------------------------------------------------- a host's model, by subsystem
 class CpuDemand(NamedTuple):
     """The workload: a lognormal around the CPU level (regime shifts, slow and fast AR(1) with
-    jumps), hourly cron bursts, daily agent runs; what each job and the collector's reading add."""
+    jumps), hourly cron bursts, a periodic job every 10-60 minutes, daily agent runs; the collector's
+    reading."""
 
     level: float
     fast_phi: float
@@ -265,9 +293,12 @@ class CpuDemand(NamedTuple):
     agent_daily_p: float
     agent_off_p: float
     agent_pct: float
-    per_job: float
     resolution: float
     read_scale: float
+    periodic_pct: float   # CPU % the periodic job adds while it runs (0: none)
+    period: float         # seconds between its runs
+    periodic_at: float    # its first run's offset in the period, seconds
+    periodic_run: float   # seconds one run lasts
 
 
 class Memory(NamedTuple):
@@ -278,7 +309,6 @@ class Memory(NamedTuple):
     step_sigma: float
     creep: float       # page-cache growth per step
     reclaim_at: float  # page cache at which the kernel reclaims it
-    per_job: float
 
 
 class Disk(NamedTuple):
@@ -316,13 +346,25 @@ class Jvm(NamedTuple):
 
 
 class Scheduler(NamedTuple):
-    """Job arrivals, completions and slots; the scheduler's daemon processes."""
+    """Job arrivals, completions and slots, what each job uses; the scheduler's daemon processes."""
 
     job_lambda: float
-    done_frac: float
+    done_frac: float      # the chance a job ends within a step at exponential run times (shape 1)
     slots: float
     daemons: float
     daemon_p: float
+    dt: float
+    length_scale: float   # Weibull scale of run times, seconds (mean job_minutes)
+    length_shape: float
+    per_job_cpu: float    # mean CPU height of a job, percent
+    height_sigma: float   # its spread from job to job, log units
+    ramp_s: float         # time constant of a job's CPU ramp, seconds
+    ramp_decay: float     # exp(-dt / ramp_s): the share of the ramp's gap left after a step
+    ramp_mean: float      # the gap's mean share over a step
+    per_job_mem: float    # mean working set of a job, percent
+    ws_sigma: float
+    mem_ramp_s: float
+    mem_decay: float
 
 
 class HostModel(NamedTuple):
@@ -341,15 +383,18 @@ def host_model(seed, pr, dt):
     """A host's model from its parameter row (P columns) and its per-host draws."""
     steps_per_day = 86400.0 / dt
     agent_p = pr[P_AGENT_RATE] / steps_per_day
+    period = 60.0 * PERIODS_MINUTES[min(int(host_uniform(seed, H_PERIOD) * len(PERIODS_MINUTES)),
+                                        len(PERIODS_MINUTES) - 1)]
     cpu = CpuDemand(
         pr[P_CPU_LEVEL], pr[P_CPU_FAST_PHI], pr[P_CPU_FAST_SIGMA], pr[P_CPU_SLOW_PHI], pr[P_CPU_SLOW_SIGMA],
         pr[P_CPU_JUMP_PROB], pr[P_CPU_JUMP_SCALE], pr[P_CPU_SHIFTS] / steps_per_day, pr[P_CPU_SHIFT_SIGMA],
         host_uniform(seed, H_CRON) < pr[P_CRON_PROB], np.floor(host_uniform(seed, H_CRON_MINUTE) * 12.0) * 300.0,
         pr[P_CRON_AMP], np.floor(host_uniform(seed, H_AGENT_AT) * 86400.0 / dt) * dt,
-        min(agent_p * steps_per_day, 1.0), agent_p * AGENT_OFF_SCHEDULE, pr[P_AGENT_PCT], pr[P_JOB_CPU],
-        pr[P_CPU_RES], pr[P_CPU_JITTER] * np.sqrt(12.0))
+        min(agent_p * steps_per_day, 1.0), agent_p * AGENT_OFF_SCHEDULE, pr[P_AGENT_PCT], pr[P_CPU_RES],
+        pr[P_CPU_JITTER] * np.sqrt(12.0), pr[P_PERIODIC_SHARE] * pr[P_CPU_LEVEL], period,
+        np.floor(host_uniform(seed, H_PERIOD_AT) * period / 60.0) * 60.0, min(pr[P_PERIODIC_S], 0.5 * period))
     memory = Memory(pr[P_MEM_LEVEL], pr[P_MEM_PHI], pr[P_MEM_SIGMA], pr[P_MEM_STEPS] / steps_per_day,
-                    pr[P_MEM_STEP_SIGMA], pr[P_MEM_CREEP] / steps_per_day, pr[P_MEM_RECLAIM], pr[P_JOB_MEM])
+                    pr[P_MEM_STEP_SIGMA], pr[P_MEM_CREEP] / steps_per_day, pr[P_MEM_RECLAIM])
     disk = Disk(pr[P_DISK_LEVEL], pr[P_DISK_GROWTH] / steps_per_day, pr[P_DISK_GROWTH],
                 np.floor(host_uniform(seed, H_ROTATION_HOUR) * 24.0) * 3600.0, pr[P_DISK_ROT])
     burst_size = pr[P_NET_BURST_SCALE] * pr[P_NET_LEVEL]
@@ -359,8 +404,15 @@ def host_model(seed, pr, dt):
     jvm = Jvm(pr[P_HEAP_ALLOC] * dt, pr[P_HEAP_YOUNG], pr[P_HEAP_FULL], pr[P_HEAP_FLOOR],
               pr[P_HEAP_CREEP] * dt / 3600.0, pr[P_GC_YOUNG_MS], pr[P_GC_FULL_MS], dt,
               ALLOC_SIGMA_1S * np.sqrt(3.0) / np.sqrt(max(dt, 1.0)))
+    ramp_s = 60.0 * pr[P_JOB_RAMP]
+    ramp_decay = np.exp(-dt / ramp_s)
+    mem_ramp_s = 60.0 * pr[P_JOB_MEM_RAMP]
+    shape = pr[P_JOB_SHAPE]
     scheduler = Scheduler(pr[P_JOB_RATE] * dt / 3600.0, 1.0 - np.exp(-dt / (60.0 * pr[P_JOB_MIN])),
-                          pr[P_JOB_SLOTS], pr[P_VEMKD], pr[P_VEMKD_STEPS] / steps_per_day)
+                          pr[P_JOB_SLOTS], pr[P_VEMKD], pr[P_VEMKD_STEPS] / steps_per_day, dt,
+                          60.0 * pr[P_JOB_MIN] / math.gamma(1.0 + 1.0 / shape), shape, pr[P_JOB_CPU],
+                          pr[P_JOB_CPU_SPREAD], ramp_s, ramp_decay, ramp_s / dt * (1.0 - ramp_decay), pr[P_JOB_MEM],
+                          pr[P_JOB_MEM_SPREAD], mem_ramp_s, np.exp(-dt / mem_ramp_s))
     return HostModel(pr[P_CORES], np.exp(-dt / 60.0), cpu, memory, disk, network, jvm, scheduler)
 
 
@@ -393,11 +445,26 @@ class Background(NamedTuple):
     daemon_offset: float  # child daemons above or below the host's count (-1, 0, 1)
 
 
-class Disturbed(NamedTuple):
-    """The states an anomaly can disturb; run twice, without and with the perturbation channels."""
+class Jobs(NamedTuple):
+    """The scheduler's queue on a host and what its running jobs use.  Each job has its own CPU height
+    and working set, drawn when it starts; it ramps up to them (CPU faster than memory, which loads its
+    data) and gives both back when it ends.  The running jobs are tracked together: their summed
+    heights and working sets, what they use now, and their mean age (which sets the chance that a job
+    ends, for Weibull run times); a job that ends takes its share of the sums."""
 
     running: float
     pending: float
+    height: float       # CPU % the running jobs reach once ramped up
+    cpu: float          # CPU % they use at the end of the step
+    working_set: float  # memory % they reach once loaded
+    memory: float       # memory % they hold at the end of the step
+    age: float          # their mean age, seconds
+
+
+class Disturbed(NamedTuple):
+    """The states an anomaly can disturb; run twice, without and with the perturbation channels."""
+
+    jobs: Jobs
     heap: float
     floor: float
     load: float
@@ -419,8 +486,12 @@ def start_state(seed, model):
                             NetworkState(0.0, 0.0, 0.0), 0.0)
     sched = model.scheduler
     running = min(np.floor(sched.job_lambda / max(sched.done_frac, 1e-9)), sched.slots)
+    height = running * sched.per_job_cpu
+    working_set = running * sched.per_job_mem
+    jobs = Jobs(running, 0.0, height, height, working_set, working_set,
+                0.5 * sched.length_scale if running > 0.0 else 0.0)
     floor = model.jvm.floor
-    return background, Disturbed(running, 0.0, floor, floor, model.cores * cpu.level / 100.0)
+    return background, Disturbed(jobs, floor, floor, model.cores * cpu.level / 100.0)
 
 
 @jit_inline
@@ -429,7 +500,8 @@ def load_state(s):
     background = Background(CpuState(s[S_SHIFT], s[S_SLOW], s[S_FAST]),
                             MemoryState(s[S_MEM_AR], s[S_MEM_STEP], s[S_MEM_CACHE]), s[S_DISK],
                             NetworkState(s[S_NET_AR], s[S_BURST_IN], s[S_BURST_OUT]), s[S_VEMKD])
-    return background, Disturbed(s[S_RUNNING], s[S_PENDING], s[S_HEAP], s[S_FLOOR], s[S_LOAD])
+    jobs = Jobs(s[S_RUNNING], s[S_PENDING], s[S_JOB_HEIGHT], s[S_JOB_CPU], s[S_JOB_WS], s[S_JOB_MEM], s[S_JOB_AGE])
+    return background, Disturbed(jobs, s[S_HEAP], s[S_FLOOR], s[S_LOAD])
 
 
 @jit_inline
@@ -440,10 +512,27 @@ def store_state(background, disturbed, s):
     s[S_DISK] = background.disk
     s[S_NET_AR], s[S_BURST_IN], s[S_BURST_OUT] = background.network
     s[S_VEMKD] = background.daemon_offset
-    s[S_RUNNING], s[S_PENDING], s[S_HEAP], s[S_FLOOR], s[S_LOAD] = disturbed
+    jobs = disturbed.jobs
+    s[S_RUNNING], s[S_PENDING] = jobs.running, jobs.pending
+    s[S_JOB_HEIGHT], s[S_JOB_CPU], s[S_JOB_WS], s[S_JOB_MEM], s[S_JOB_AGE] = jobs[2:]
+    s[S_HEAP], s[S_FLOOR], s[S_LOAD] = disturbed.heap, disturbed.floor, disturbed.load
 
 
 # ---------------------------------------------------------------------------- the background, per subsystem
+@jit_inline
+def periodic_share(clock, dt, cpu):
+    """The share of the step [clock, clock + dt) in which the periodic job runs (runs of periodic_run
+    seconds every period, from periodic_at)."""
+    period = cpu.period
+    if dt >= period:
+        return cpu.periodic_run / period
+    phase = wrap(clock - cpu.periodic_at, period)
+    end = phase + dt
+    run = cpu.periodic_run
+    on = max(min(end, run) - phase, 0.0) + max(min(end, period + run) - max(phase, period), 0.0)
+    return on / dt
+
+
 @jit_inline
 def cpu_demand_step(state, cpu, seed, t, clock, dt):
     """One step of the workload; returns (state, log workload, workload, background CPU %)."""
@@ -458,11 +547,15 @@ def cpu_demand_step(state, cpu, seed, t, clock, dt):
     log_work = shift + slow + fast
     work = np.exp(log_work)  # workload relative to the host's median
     cpu_bg = cpu.level * work
-    if cpu.has_cron and ((clock - cpu.cron_offset) % 3600.0) < dt:
+    if cpu.has_cron and wrap(clock - cpu.cron_offset, 3600.0) < dt:
         cpu_bg += cpu.cron_amplitude * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+    if cpu.periodic_pct > 0.0:
+        on = periodic_share(clock, dt, cpu)
+        if on > 0.0:
+            cpu_bg += cpu.periodic_pct * on * (0.6 + 0.8 * extra_uniform(seed, t, E_PERIODIC_U))
     # agents (backup, inventory, AV scan) wake at their daily time, and now and then in between
     u_agent = uniform(seed, t, D_AGENT_U)
-    daily_run = ((clock - cpu.agent_at) % 86400.0) < dt
+    daily_run = wrap(clock - cpu.agent_at, 86400.0) < dt
     if u_agent < (cpu.agent_daily_p if daily_run else cpu.agent_off_p):
         cpu_bg += cpu.agent_pct * (0.7 + 0.6 * uniform(seed, t, D_AGENT_SIZE_U))
     return CpuState(shift, slow, fast), log_work, work, cpu_bg
@@ -610,25 +703,80 @@ def reported(x, m, reporting):
 
 
 @jit_inline
-def step_jobs(running, pending, arrivals, scheduler, done_z, disk_full, ch):
-    """One step of the scheduler queue on a host; returns (running, pending)."""
+def job_end_chance(age, scheduler):
+    """The chance that a job of this age (seconds) ends within the next step: Weibull run times."""
+    if scheduler.length_shape == 1.0:
+        return scheduler.done_frac
+    k = scheduler.length_shape
+    return 1.0 - np.exp((age / scheduler.length_scale) ** k - ((age + scheduler.dt) / scheduler.length_scale) ** k)
+
+
+@jit_inline
+def new_jobs_use(n, mean, sigma, z):
+    """What n jobs starting together reach (CPU height or working set): n lognormal draws around
+    `mean` (log std sigma), summed as one lognormal of the same mean and a sqrt(n)-times smaller spread."""
+    s = sigma / np.sqrt(n)
+    return n * mean * np.exp(s * z - 0.5 * s * s)
+
+
+@jit_inline
+def step_jobs(jobs, arrivals, scheduler, seed, t, z_done, disk_full, ch):
+    """One step of the scheduler queue on a host and of what its jobs use; returns (Jobs, the jobs'
+    CPU % averaged over the step).
+
+    Jobs that end ran for a uniform share of the step; jobs dispatched start at a uniform instant of
+    it and ramp towards their height (CPU averaged over the interval, memory a gauge at its end), so
+    a job's first and last points are partial as on real batch hosts."""
     if ch.daemon_down:
         # vemkd gone: running jobs are lost, new submissions wait at the master
-        return 0.0, pending + arrivals
-    done_frac = scheduler.done_frac
-    mean_done = running * done_frac
-    done = np.floor(mean_done + np.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * done_z + 0.5)
-    done = clip(done, 0.0, running)
+        return Jobs(0.0, jobs.pending + arrivals, 0.0, 0.0, 0.0, 0.0, 0.0), 0.0
+    running = jobs.running
+    done = 0.0
+    if running > 0.0:
+        done_frac = job_end_chance(jobs.age, scheduler)
+        mean_done = running * done_frac
+        done = np.floor(mean_done + np.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * z_done + 0.5)
+        done = clip(done, 0.0, running)
     if ch.gc_storm > 0.0:
         done = 0.0  # the jobs' JVMs make no progress while they collect back to back
     if disk_full:
         done = running - np.floor(running * 0.5)  # jobs fail on write errors
+    cpu_avg = 0.0
+    keep = 1.0
+    if done > 0.0:
+        keep = (running - done) / running
+        cpu_avg += jobs.cpu * (1.0 - keep) * extra_uniform(seed, t, E_JOB_END_U)
     running -= done
-    queue = pending + arrivals
+    height = jobs.height * keep
+    level = jobs.cpu * keep
+    working_set = jobs.working_set * keep
+    memory = jobs.memory * keep
+    # the jobs still running approach their heights and working sets
+    cpu_avg += height + (level - height) * scheduler.ramp_mean
+    level = height + (level - height) * scheduler.ramp_decay
+    memory = working_set + (memory - working_set) * scheduler.mem_decay
+    age = jobs.age + scheduler.dt
+    queue = jobs.pending + arrivals
     dispatch = min(queue, max(scheduler.slots - running, 0.0))
     if disk_full:
         dispatch = 0.0
-    return running + dispatch, queue - dispatch
+    if dispatch > 0.0:
+        late = extra_uniform(seed, t, E_JOB_START_U)  # the instant they start, as a share of the step
+        ran = (1.0 - late) * scheduler.dt
+        new_height = new_jobs_use(dispatch, scheduler.per_job_cpu, scheduler.height_sigma,
+                                  extra_normal(seed, t, E_JOB_HEIGHT_N))
+        new_ws = new_jobs_use(dispatch, scheduler.per_job_mem, scheduler.ws_sigma, extra_normal(seed, t, E_JOB_WS_N))
+        reached = 1.0 - np.exp(-ran / scheduler.ramp_s)
+        cpu_avg += new_height * ((1.0 - late) - scheduler.ramp_s / scheduler.dt * reached)
+        level += new_height * reached
+        height += new_height
+        memory += new_ws * (1.0 - np.exp(-ran / scheduler.mem_ramp_s))
+        working_set += new_ws
+        age = (running * age + dispatch * ran) / (running + dispatch)
+    running += dispatch
+    if running <= 0.0:
+        age = 0.0
+    return Jobs(running, queue - dispatch, height, level, working_set, memory, age), cpu_avg
 
 
 @jit_inline
@@ -704,25 +852,25 @@ def link_step(network, offered, step):
 
 
 @jit_inline
-def cpu_demand(step, cpu, running, ch, jvm_cpu, rho):
+def cpu_demand(step, jobs_cpu, ch, jvm_cpu, rho):
     """The host's CPU demand, percent: background, jobs, the anomaly's own demand, the JVM's (GC
     threads, allocation bursts) and packet processing (softirq), which grows once the link is 80 %
     busy."""
-    return (step.cpu + running * cpu.per_job + ch.cpu + jvm_cpu
+    return (step.cpu + jobs_cpu + ch.cpu + jvm_cpu
             + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
 
 
 @jit_inline
-def disturbed_step(d, ch, step, model, reporting, v):
-    """Advance one copy of the disturbed states; write its observed metrics to v (N_METRICS)."""
+def disturbed_step(d, ch, step, model, reporting, seed, t, v):
+    """Advance one copy of the disturbed states at step t; write its observed metrics to v (N_METRICS)."""
     disk = reported(step.disk + ch.disk, M_DISK, reporting)
     disk_full = disk >= 99.5
     sched = model.scheduler
     arrivals = poisson_from_uniform(sched.job_lambda * step.work + ch.job_flood, step.u_jobs, step.z_jobs)
-    running, pending = step_jobs(d.running, d.pending, arrivals, sched, step.z_done, disk_full, ch)
+    jobs, jobs_cpu = step_jobs(d.jobs, arrivals, sched, seed, t, step.z_done, disk_full, ch)
     heap, floor, gc_share, jvm_cpu = jvm_step(d.heap, d.floor, ch, model.jvm, step)
     net_in, passed, rho, latency = link_step(model.network, step.net_in + ch.network * model.network.link, step)
-    cpu = cpu_demand(step, model.cpu, running, ch, jvm_cpu, rho)
+    cpu = cpu_demand(step, jobs_cpu, ch, jvm_cpu, rho)
     runnable = model.cores * max(cpu, 0.0) / 100.0  # demand beyond capacity waits in the run queue
     if disk_full:
         runnable += model.cores * IO_BLOCKED_PER_CORE
@@ -730,17 +878,17 @@ def disturbed_step(d, ch, step, model, reporting, v):
     # the collector
     v[M_CPU] = quantize(clip(cpu * step.read_factor, reporting.lower[M_CPU], reporting.upper[M_CPU]),
                         model.cpu.resolution)
-    v[M_MEM] = reported(step.memory + running * model.memory.per_job + ch.memory, M_MEM, reporting)
+    v[M_MEM] = reported(step.memory + jobs.memory + ch.memory, M_MEM, reporting)
     v[M_DISK] = disk
     v[M_LOAD] = reported(load, M_LOAD, reporting)
     v[M_HEAP] = reported(heap, M_HEAP, reporting)
     v[M_GC] = reported(100.0 * gc_share, M_GC, reporting)
-    v[M_JOBS] = running
+    v[M_JOBS] = jobs.running
     v[M_VEMKD] = 0.0 if ch.daemon_down else step.daemons
     v[M_NET_IN] = reported(net_in, M_NET_IN, reporting)
     v[M_NET_OUT] = reported(step.net_out * passed, M_NET_OUT, reporting)
     v[M_LAT] = reported(latency, M_LAT, reporting)
-    return Disturbed(running, pending, heap, floor, load)
+    return Disturbed(jobs, heap, floor, load)
 
 
 # ---------------------------------------------------------------------------- one host
@@ -768,9 +916,9 @@ def simulate_host(h, seed, params, grid, reporting, chan, covered, carry, traces
         t = t0 + i
         background, step, read_prev = background_step(background, model, seed, t, grid.start_epoch + t * dt, dt,
                                                       read_prev)
-        undisturbed = disturbed_step(undisturbed, NO_CHANNELS, step, model, reporting, vals[0])
+        undisturbed = disturbed_step(undisturbed, NO_CHANNELS, step, model, reporting, seed, t, vals[0])
         if covered[i]:
-            disturbed = disturbed_step(disturbed, channels_at(chan, i), step, model, reporting, vals[1])
+            disturbed = disturbed_step(disturbed, channels_at(chan, i), step, model, reporting, seed, t, vals[1])
         else:
             disturbed = undisturbed  # no incident in progress: the disturbed copy follows the undisturbed one
         src = 1 if covered[i] else 0

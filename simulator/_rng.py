@@ -17,6 +17,8 @@ MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX2 = np.uint64(0x94D049BB133111EB)
 SLOTS_PER_STEP = np.uint64(40)  # draw slots reserved per time step
 HOST_DOMAIN = np.uint64(1 << 62)  # counters of per-host (not per-step) draws
+EXTRA_DOMAIN = np.uint64(1 << 61)  # counters of the per-step draws added after the first 40 slots
+EXTRA_SLOTS_PER_STEP = np.uint64(8)
 TWO_PI = 2.0 * np.pi
 
 
@@ -42,6 +44,23 @@ def normal(seed, t, k):
     """Standard normal from slots k and k+1 (Box-Muller, cosine branch)."""
     u1 = uniform(seed, t, k)
     u2 = uniform(seed, t, k + 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(TWO_PI * u2)
+
+
+@jit_typed("float64(uint64, int64, int64)")
+def extra_uniform(seed, t, k):
+    """Uniform in (0, 1) for extra draw slot k (0-7) of step t: a stream of its own, so that draws
+    added to the model leave every earlier slot (and so the rest of a host) as it was."""
+    counter = EXTRA_DOMAIN + np.uint64(t) * EXTRA_SLOTS_PER_STEP + np.uint64(k)
+    z = splitmix64(seed + counter * GOLDEN)
+    return ((z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@jit_typed("float64(uint64, int64, int64)")
+def extra_normal(seed, t, k):
+    """Standard normal from extra slots k and k+1 (Box-Muller, cosine branch)."""
+    u1 = extra_uniform(seed, t, k)
+    u2 = extra_uniform(seed, t, k + 1)
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(TWO_PI * u2)
 
 

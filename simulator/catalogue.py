@@ -107,13 +107,23 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
     "job_mem": (0, 100, "memory percent one running job adds"),
     "vemkd_processes": (0, 1000, "usual count of vemkd and its child processes"),
     "vemkd_steps_per_day": (0, 48, "rate of +-1 changes of the process count per day"),
+    "job_cpu_spread": (0, 2, "std of a job's CPU height around job_cpu, log units (drawn per job)"),
+    "job_ramp_minutes": (0.01, 600, "time constant of a job's CPU ramp after its start, minutes"),
+    "job_length_shape": (0.2, 20, "Weibull shape of job run times (1: exponential; larger: more regular lengths around job_minutes)"),
+    "job_mem_spread": (0, 2, "std of a job's working set around job_mem, log units (drawn per job, apart from its CPU height)"),
+    "job_mem_ramp_minutes": (0.01, 600, "time constant of a job's working set loading after its start, minutes"),
+    "cpu_periodic_share": (0, 10, "CPU a host's periodic job (cron every 10-60 minutes: health checks, log shipping, incremental backups) adds while it runs, relative to the host's CPU level (+-40 % a run)"),
+    "cpu_periodic_seconds": (1, 3600, "how long one run of the periodic job lasts, seconds"),
 }
 HOST_PARAMETER_NAMES: tuple[str, ...] = tuple(HOST_PARAMETERS)
 P = {name: i for i, name in enumerate(HOST_PARAMETER_NAMES)}
 N_PARAMS = len(HOST_PARAMETER_NAMES)
-# parameters added after the population's first layout: drawn after all the others, so that adding one
+# parameters added after the population's first layout (at the end of HOST_PARAMETERS, so that every earlier
+# parameter keeps its column): drawn after all the others, so that adding one
 # leaves every host's earlier draws (and so its CPU, network, ... behaviour for a seed) as they were
-DRAWN_LATER: tuple[str, ...] = ("mem_cache_reclaim_at",)
+DRAWN_LATER: tuple[str, ...] = ("mem_cache_reclaim_at", "job_cpu_spread", "job_ramp_minutes", "job_length_shape",
+                                 "job_mem_spread", "job_mem_ramp_minutes", "cpu_periodic_share",
+                                 "cpu_periodic_seconds")
 # parameters drawn log-uniformly within their range (scale parameters spanning decades)
 LOG_UNIFORM = frozenset({"cpu_level", "net_level_mbps", "link_mbps", "job_rate_per_hour"})
 # parameters rounded to whole numbers after drawing

@@ -36,12 +36,14 @@ def exact_counts(shares: np.ndarray, total: int) -> np.ndarray:
 
 def uniform_draws(rng: np.random.Generator, n_hosts: int) -> np.ndarray:
     """Each host's uniform draw per parameter (HOST_PARAMETER_NAMES columns): the parameters of the
-    first layout row by row, then those of DRAWN_LATER, in their order."""
+    first layout row by row, then those of DRAWN_LATER one column after the other, in their order (so
+    that appending one to DRAWN_LATER leaves the draws of the earlier ones as they were)."""
     later = [HOST_PARAMETER_NAMES.index(name) for name in DRAWN_LATER]
     first = [j for j in range(len(HOST_PARAMETER_NAMES)) if j not in later]
     u = np.empty((n_hosts, len(HOST_PARAMETER_NAMES)))
     u[:, first] = rng.random((n_hosts, len(first)))
-    u[:, later] = rng.random((n_hosts, len(later)))
+    for j in later:
+        u[:, j] = rng.random(n_hosts)
     return u
 
 

@@ -21,6 +21,7 @@ MASK64 = (1 << 64) - 1
 GOLDEN, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 SLOTS_PER_STEP = 40
 HOST_DOMAIN = 1 << 62
+EXTRA_DOMAIN, EXTRA_SLOTS_PER_STEP = 1 << 61, 8
 
 # draw slots of a step (a normal takes two) and of the host; the order of the kernel's random stream
 D_SHIFT_U, D_SHIFT_N, D_SLOW_N, D_FAST_N, D_JUMP_U, D_CRON_U, D_MEM_N = 0, 1, 3, 5, 7, 8, 9
@@ -29,6 +30,9 @@ D_PLATEAU_U, D_VEMKD_U, D_VEMKD_DIR_U, D_JOB_U, D_JOB_N, D_DONE_N, D_GC_N = 21, 
 D_STORM_U, D_BURST_IN_U, D_BURST_OUT_U, D_AGENT_U, D_AGENT_SIZE_U, D_READ_U = 31, 32, 33, 34, 35, 36
 D_ALLOC_U, D_YOUNG_U = 37, 38
 H_CRON, H_CRON_MINUTE, H_ROTATION_HOUR, H_SHIFT0, H_SLOW0, H_AGENT_AT = 0, 1, 2, 3, 5, 7
+H_PERIOD, H_PERIOD_AT = 9, 10
+# extra draw slots of a step (their own stream)
+E_JOB_START_U, E_JOB_END_U, E_JOB_HEIGHT_N, E_JOB_WS_N, E_PERIODIC_U = 0, 1, 2, 4, 6
 
 # the model's constants
 MAX_HEAP_FLOOR = 97.0
@@ -43,8 +47,10 @@ BURST_DECAY = 0.6
 BURST_MAX = 200.0
 NET_NOISE_PHI = 0.95
 AGENT_OFF_SCHEDULE = 0.1
+PERIODS_MINUTES = (10.0, 15.0, 20.0, 30.0, 60.0)
 STATE_NAMES = ("shift", "slow", "fast", "mem_ar", "mem_step", "mem_cache", "disk", "net_ar", "burst_in",
-               "burst_out", "vemkd_offset", "running", "pending", "heap", "floor", "load")
+               "burst_out", "vemkd_offset", "running", "pending", "heap", "floor", "load", "job_height", "job_cpu",
+               "job_ws", "job_mem", "job_age")
 
 
 # ---------------------------------------------------------------------------- random stream
@@ -65,6 +71,15 @@ def uniform(seed: int, t: int, k: int) -> float:
 
 def normal(seed: int, t: int, k: int) -> float:
     u1, u2 = uniform(seed, t, k), uniform(seed, t, k + 1)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+def extra_uniform(seed: int, t: int, k: int) -> float:
+    return _unit(splitmix64(seed + ((EXTRA_DOMAIN + t * EXTRA_SLOTS_PER_STEP + k) & MASK64) * GOLDEN))
+
+
+def extra_normal(seed: int, t: int, k: int) -> float:
+    u1, u2 = extra_uniform(seed, t, k), extra_uniform(seed, t, k + 1)
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
@@ -117,6 +132,11 @@ class Disturbed:
     heap: float
     floor: float
     load: float
+    job_height: float = 0.0  # CPU % the running jobs reach once ramped up
+    job_cpu: float = 0.0     # CPU % they use at the end of the step
+    job_ws: float = 0.0      # memory % of their working sets once loaded
+    job_mem: float = 0.0     # memory % they hold at the end of the step
+    job_age: float = 0.0     # their mean age, seconds
 
 
 @dataclass
@@ -177,13 +197,17 @@ def simulate_host(seed: int, params, chan, covered, res, lower, upper, *, t0: in
     done_frac = 1.0 - math.exp(-dt / (60.0 * pr["job_minutes"]))
     job_lambda = pr["job_rate_per_hour"] * dt / 3600.0
     running0 = min(math.floor(job_lambda / max(done_frac, 1e-9)), pr["job_slots"])
-    start = Disturbed(running0, 0.0, pr["heap_floor"], pr["heap_floor"], cores * pr["cpu_level"] / 100.0)
+    length_scale = 60.0 * pr["job_minutes"] / math.gamma(1.0 + 1.0 / pr["job_length_shape"])
+    start = Disturbed(running0, 0.0, pr["heap_floor"], pr["heap_floor"], cores * pr["cpu_level"] / 100.0,
+                      running0 * pr["job_cpu"], running0 * pr["job_cpu"], running0 * pr["job_mem"],
+                      running0 * pr["job_mem"], 0.5 * length_scale if running0 > 0.0 else 0.0)
+    periodic = periodic_job(seed, pr)
     if state is not None:
         s = dict(zip(STATE_NAMES, state))
         for name in ("shift", "slow", "fast", "mem_ar", "mem_step", "mem_cache", "disk", "net_ar", "burst_in",
                      "burst_out", "vemkd_offset"):
             setattr(bg, name, s[name])
-        start = Disturbed(s["running"], s["pending"], s["heap"], s["floor"], s["load"])
+        start = Disturbed(*(s[name] for name in STATE_NAMES[11:]))
     copies = [start, Disturbed(**vars(start))]
     read_scale = pr["cpu_read_jitter"] * math.sqrt(12.0)
     read_prev = read_scale * (uniform(seed, t0 - 1, D_READ_U) - 0.5) if t0 > 0 else 0.0
@@ -193,14 +217,14 @@ def simulate_host(seed: int, params, chan, covered, res, lower, upper, *, t0: in
         t = t0 + i
         clock = start_epoch + t * dt
         step = background_step(bg, pr, seed, t, clock, dt, steps_per_day, has_cron, cron_offset, agent_at,
-                               rotation_at)
+                               rotation_at, periodic)
         read_now = read_scale * (uniform(seed, t, D_READ_U) - 0.5)
         step["read_factor"] = max(1.0 + read_now - read_prev, 0.0)
         read_prev = read_now
         for c in range(2 if covered[i] else 1):
             ch = Channels.of(chan[i]) if c == 1 else Channels()
             values = disturbed_step(copies[c], ch, step, pr, seed, t, dt, decay, done_frac, job_lambda,
-                                    res, lower, upper)
+                                    length_scale, res, lower, upper)
             for m, v in enumerate(values):
                 (with_anomalies if c == 1 else without)[m][i] = v
         if not covered[i]:
@@ -209,12 +233,32 @@ def simulate_host(seed: int, params, chan, covered, res, lower, upper, *, t0: in
                 with_anomalies[m][i] = without[m][i]
     end = copies[0]
     end_state = (bg.shift, bg.slow, bg.fast, bg.mem_ar, bg.mem_step, bg.mem_cache, bg.disk, bg.net_ar, bg.burst_in,
-                 bg.burst_out, bg.vemkd_offset, end.running, end.pending, end.heap, end.floor, end.load)
+                 bg.burst_out, bg.vemkd_offset, *vars(end).values())
     return with_anomalies, without, end_state
 
 
+def periodic_job(seed: int, pr: dict) -> tuple[float, float, float]:
+    """The host's periodic job: (period, first run's offset in it, run length), seconds."""
+    index = min(int(host_uniform(seed, H_PERIOD) * len(PERIODS_MINUTES)), len(PERIODS_MINUTES) - 1)
+    period = 60.0 * PERIODS_MINUTES[index]
+    return (period, math.floor(host_uniform(seed, H_PERIOD_AT) * period / 60.0) * 60.0,
+            min(pr["cpu_periodic_seconds"], 0.5 * period))
+
+
+def periodic_on(clock: float, dt: float, period: float, at: float, run: float) -> float:
+    """The share of [clock, clock + dt) covered by runs [at + k period, at + k period + run)."""
+    if dt >= period:
+        return run / period
+    covered, start = 0.0, clock - (clock - at) % period  # the latest run start at or before clock
+    while start < clock + dt:
+        covered += max(min(clock + dt, start + run) - max(clock, start), 0.0)
+        start += period
+    return covered / dt
+
+
 def background_step(bg: Background, pr: dict, seed: int, t: int, clock: float, dt: float, steps_per_day: float,
-                    has_cron: bool, cron_offset: float, agent_at: float, rotation_at: float) -> dict:
+                    has_cron: bool, cron_offset: float, agent_at: float, rotation_at: float,
+                    periodic: tuple[float, float, float]) -> dict:
     """Advance the background one step; return what the disturbed part reads from it."""
     # CPU demand: a lognormal workload (regime shifts, slow and fast AR(1) with jumps) times the level
     if uniform(seed, t, D_SHIFT_U) < pr["cpu_shifts_per_day"] / steps_per_day:
@@ -229,6 +273,9 @@ def background_step(bg: Background, pr: dict, seed: int, t: int, clock: float, d
     cpu = pr["cpu_level"] * work
     if has_cron and ((clock - cron_offset) % 3600.0) < dt:
         cpu += pr["cpu_cron_amplitude"] * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+    on = periodic_on(clock, dt, *periodic) if pr["cpu_periodic_share"] > 0.0 else 0.0
+    if on > 0.0:  # the periodic job, +-40 % a run
+        cpu += pr["cpu_periodic_share"] * pr["cpu_level"] * on * (0.6 + 0.8 * extra_uniform(seed, t, E_PERIODIC_U))
     agent_p = pr["cpu_agent_spikes_per_day"] / steps_per_day
     daily_run = ((clock - agent_at) % 86400.0) < dt
     if uniform(seed, t, D_AGENT_U) < (min(agent_p * steps_per_day, 1.0) if daily_run else agent_p * AGENT_OFF_SCHEDULE):
@@ -271,7 +318,7 @@ def background_step(bg: Background, pr: dict, seed: int, t: int, clock: float, d
 
 
 def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t: int, dt: float, decay: float,
-                   done_frac: float, job_lambda: float, res, lower, upper) -> list[float]:
+                   done_frac: float, job_lambda: float, length_scale: float, res, lower, upper) -> list[float]:
     """Advance one copy of the disturbed states; return its observed metrics in catalogue order."""
     def observed(name: str, x: float, resolution: float | None = None) -> float:
         m = METRICS.index(name)
@@ -282,21 +329,12 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
     # scheduler: Poisson arrivals follow the workload; completions stop in a GC storm; a full disk
     # fails half the running jobs and blocks dispatch; a dead daemon loses every running job
     arrivals = poisson(job_lambda * bg["work"] + ch.flood, uniform(seed, t, D_JOB_U), normal(seed, t, D_JOB_N))
+    jobs_cpu = 0.0
     if ch.down:
         s.running, s.pending = 0.0, s.pending + arrivals
+        s.job_height = s.job_cpu = s.job_ws = s.job_mem = s.job_age = 0.0
     else:
-        mean_done = s.running * done_frac
-        done = math.floor(mean_done + math.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * normal(seed, t, D_DONE_N)
-                          + 0.5)
-        done = clip(done, 0.0, s.running)
-        if ch.storm > 0.0:
-            done = 0.0
-        if disk_full:
-            done = s.running - math.floor(s.running * 0.5)
-        s.running -= done
-        queue = s.pending + arrivals
-        dispatch = 0.0 if disk_full else min(queue, max(pr["job_slots"] - s.running, 0.0))
-        s.running, s.pending = s.running + dispatch, queue - dispatch
+        jobs_cpu = step_jobs(s, ch, pr, seed, t, dt, done_frac, length_scale, arrivals, disk_full)
     # JVM: a sawtooth of young collections above a creeping floor, full collections when the floor
     # reaches the threshold; a restart starts small; a storm pins the heap and the GC time
     storm_u = uniform(seed, t, D_STORM_U)
@@ -346,7 +384,7 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
     if rho > 1.0:
         latency += pr["latency_queue_ms"] * 60.0 * (rho - 1.0)
     # CPU: background + jobs + the anomaly's demand + GC threads + packet processing (softirq)
-    cpu = (bg["cpu"] + s.running * pr["job_cpu"] + ch.cpu + gc * GC_CPU_PCT + mutator_cpu
+    cpu = (bg["cpu"] + jobs_cpu + ch.cpu + gc * GC_CPU_PCT + mutator_cpu
            + SOFTIRQ_CPU_PCT * max(min(rho, 1.5) - 0.8, 0.0))
     runnable = pr["cores"] * max(cpu, 0.0) / 100.0
     if disk_full:
@@ -354,7 +392,7 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
     s.load = s.load * decay + runnable * (1.0 - decay)
     return [
         observed("cpu_usage", cpu * bg["read_factor"], pr["cpu_resolution"]),
-        observed("memory_usage", bg["mem"] + s.running * pr["job_mem"] + ch.mem),
+        observed("memory_usage", bg["mem"] + s.job_mem + ch.mem),
         disk,
         observed("load_average", s.load),
         observed("java_heap_usage", s.heap),
@@ -365,3 +403,57 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
         observed("network_out_mbps", net_out),
         observed("network_latency_ms", latency),
     ]
+
+
+def step_jobs(s: Disturbed, ch: Channels, pr: dict, seed: int, t: int, dt: float, done_frac: float,
+              length_scale: float, arrivals: float, disk_full: bool) -> float:
+    """Completions (Weibull run times by the jobs' mean age), dispatch, each job's own height and
+    working set with their ramps; updates s and returns the jobs' CPU % averaged over the step."""
+    shape = pr["job_length_shape"]
+    if shape != 1.0:
+        done_frac = 1.0 - math.exp((s.job_age / length_scale) ** shape - ((s.job_age + dt) / length_scale) ** shape)
+    mean_done = s.running * done_frac
+    done = math.floor(mean_done + math.sqrt(max(mean_done * (1.0 - done_frac), 0.0)) * normal(seed, t, D_DONE_N)
+                      + 0.5)
+    done = clip(done, 0.0, s.running)
+    if ch.storm > 0.0:
+        done = 0.0
+    if disk_full:
+        done = s.running - math.floor(s.running * 0.5)
+    cpu_avg, keep = 0.0, 1.0
+    if done > 0.0:  # the jobs that end ran for a uniform share of the step
+        keep = (s.running - done) / s.running
+        cpu_avg += s.job_cpu * (1.0 - keep) * extra_uniform(seed, t, E_JOB_END_U)
+    s.running -= done
+    s.job_height, s.job_cpu, s.job_ws, s.job_mem = (s.job_height * keep, s.job_cpu * keep, s.job_ws * keep,
+                                                    s.job_mem * keep)
+    # the jobs still running approach their heights (CPU) and working sets (memory) exponentially
+    ramp_s, mem_ramp_s = 60.0 * pr["job_ramp_minutes"], 60.0 * pr["job_mem_ramp_minutes"]
+    ramp_decay = math.exp(-dt / ramp_s)
+    cpu_avg += s.job_height + (s.job_cpu - s.job_height) * (ramp_s / dt * (1.0 - ramp_decay))
+    s.job_cpu = s.job_height + (s.job_cpu - s.job_height) * ramp_decay
+    s.job_mem = s.job_ws + (s.job_mem - s.job_ws) * math.exp(-dt / mem_ramp_s)
+    s.job_age += dt
+    queue = s.pending + arrivals
+    dispatch = 0.0 if disk_full else min(queue, max(pr["job_slots"] - s.running, 0.0))
+    if dispatch > 0.0:  # they start at a uniform instant of the step, each with its own height and working set
+        late = extra_uniform(seed, t, E_JOB_START_U)
+        ran = (1.0 - late) * dt
+
+        def drawn(mean: float, sigma: float, slot: int) -> float:
+            sd = sigma / math.sqrt(dispatch)
+            return dispatch * mean * math.exp(sd * extra_normal(seed, t, slot) - 0.5 * sd * sd)
+
+        height = drawn(pr["job_cpu"], pr["job_cpu_spread"], E_JOB_HEIGHT_N)
+        ws = drawn(pr["job_mem"], pr["job_mem_spread"], E_JOB_WS_N)
+        reached = 1.0 - math.exp(-ran / ramp_s)
+        cpu_avg += height * ((1.0 - late) - ramp_s / dt * reached)
+        s.job_cpu += height * reached
+        s.job_height += height
+        s.job_mem += ws * (1.0 - math.exp(-ran / mem_ramp_s))
+        s.job_ws += ws
+        s.job_age = (s.running * s.job_age + dispatch * ran) / (s.running + dispatch)
+    s.running, s.pending = s.running + dispatch, queue - dispatch
+    if s.running <= 0.0:
+        s.job_age = 0.0
+    return cpu_avg

@@ -101,11 +101,16 @@ def test_heap_storm_pins_heap_and_gc():
 
 
 def test_jobs_queue_respects_slots_and_daemon_down():
-    scheduler = K.Scheduler(job_lambda=0.0, done_frac=0.2, slots=16.0, daemons=0.0, daemon_p=0.0)
-    running, pending = K.step_jobs(5.0, 0.0, 100.0, scheduler, 0.0, False, K.NO_CHANNELS)
-    assert running == 16.0 and pending > 0
-    running, pending = K.step_jobs(5.0, 2.0, 3.0, scheduler, 0.0, False, K.NO_CHANNELS._replace(daemon_down=True))
-    assert running == 0.0 and pending == 5.0
+    scheduler = K.Scheduler(job_lambda=0.0, done_frac=0.2, slots=16.0, daemons=0.0, daemon_p=0.0, dt=300.0,
+                            length_scale=600.0, length_shape=1.0, per_job_cpu=2.0, height_sigma=0.2, ramp_s=60.0,
+                            ramp_decay=math.exp(-5.0), ramp_mean=0.2 * (1.0 - math.exp(-5.0)), per_job_mem=1.0,
+                            ws_sigma=0.3, mem_ramp_s=120.0, mem_decay=math.exp(-2.5))
+    five = K.Jobs(5.0, 0.0, 10.0, 10.0, 5.0, 5.0, 600.0)
+    jobs, cpu = K.step_jobs(five, 100.0, scheduler, np.uint64(3), 7, 0.0, False, K.NO_CHANNELS)
+    assert jobs.running == 16.0 and jobs.pending > 0 and cpu > 0.0
+    jobs, cpu = K.step_jobs(five._replace(pending=2.0), 3.0, scheduler, np.uint64(3), 7, 0.0, False,
+                            K.NO_CHANNELS._replace(daemon_down=True))
+    assert (jobs.running, jobs.pending, jobs.height, jobs.memory, cpu) == (0.0, 5.0, 0.0, 0.0, 0.0)
 
 
 def test_pick_event_points_and_normal_mask_match_numpy():

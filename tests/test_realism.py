@@ -84,10 +84,12 @@ def test_each_check_is_judged_per_host_with_its_worst_host(default_run):
         assert (row["worst_outside"] == 0) == (row["share_in_range"] == 1)
 
 
-def test_tracked_rows_measure_batch_jobs_and_memory_drift(default_run):
+def test_tracked_rows_measure_batch_jobs_periodic_activity_and_memory_drift(default_run):
     import numpy as np
     from simulator.catalogue import M
-    from simulator.realism.profiles import DAY_STEPS, is_real_batch_host, job_height_spread
+    from simulator.realism.profiles import (
+        DAY_STEPS, SERVICE_PROFILES, day_acf12, is_real_batch_host, job_height_spread,
+    )
     rows = {r["row"]: r for r in default_run.tracked.iter_rows(named=True)}
     batch = rows["batch job height IQR (CPU > 20 %)"]
     real = sorted(job_height_spread(t.v) for t in default_run.real_traces if is_real_batch_host(t))
@@ -97,6 +99,14 @@ def test_tracked_rows_measure_batch_jobs_and_memory_drift(default_run):
     cpu = default_run.traces.base[M["cpu_usage"], batch["worst_host"]].astype(float)
     jobs = cpu[cpu > 20]
     assert batch["worst_value"] == pytest.approx(np.percentile(jobs, 75) - np.percentile(jobs, 25))
+    assert batch["within"]  # per-job heights, ramps and partial first and last points (issue 18 item 1)
+    hourly = rows["CPU 1-h autocorrelation in a day"]
+    real = [day_acf12(t.v) for t in default_run.real_traces
+            if t.group == "cpu" and not t.idle and not is_real_batch_host(t)]
+    assert len(real) == 6 and (hourly["real_min"], hourly["real_max"]) == pytest.approx((min(real), max(real)))
+    assert hourly["worst_profile"] in SERVICE_PROFILES
+    # the service hosts' periodic jobs (issue 18 item 4): inside NAB's range, and so is the spread across hosts
+    assert hourly["within"] and rows["  its spread across hosts (IQR)"]["within"]
     drift = rows["memory drift, last - first day"]
     mem = default_run.traces.base[M["memory_usage"]].astype(float)
     each = np.median(mem[:, -DAY_STEPS:], axis=1) - np.median(mem[:, :DAY_STEPS], axis=1)

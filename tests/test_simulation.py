@@ -309,3 +309,10 @@ def test_parameters_drawn_later_leave_the_earlier_draws_of_every_host(config):
     hi = np.array([[p.ranges[j][1] for j in earlier] for p in config.profiles])[population.profile]
     linear = [k for k, j in enumerate(earlier) if HOST_PARAMETER_NAMES[j] in ("cpu_fast_phi", "mem_phi", "mem_sigma")]
     assert np.allclose(population.params[:, np.array(earlier)[linear]], (lo + u * (hi - lo))[:, linear])
+    # and each parameter drawn later takes its own column of draws after them, in DRAWN_LATER's order, so
+    # that appending one leaves those before it as they were
+    for name in DRAWN_LATER:
+        j = HOST_PARAMETER_NAMES.index(name)
+        lo_j = np.array([p.ranges[j][0] for p in config.profiles])[population.profile]
+        hi_j = np.array([p.ranges[j][1] for p in config.profiles])[population.profile]
+        assert np.allclose(population.params[:, j], lo_j + rng.random(30) * (hi_j - lo_j)), name

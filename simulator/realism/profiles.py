@@ -1,5 +1,6 @@
 """Realism beyond CPU: each metric per host profile with its source, and the rows that track what
-issue 18 names (batch-job heights, drift of normal memory, heap and GC at one second).
+issue 18 names (batch-job heights, the 1-hour autocorrelation of service hosts' CPU within a day and
+its spread across hosts, drift of normal memory, heap and GC at one second).
 
 Memory, load, heap and GC have no real trace of their kind in the reference; their tables say so and
 name the source of their shape (the comments of data_config/metrics.yaml).  Network is held against
@@ -38,6 +39,9 @@ BATCH_MIN_SHARE = 0.01      # is below this and at least this share of its point
 MIN_JOB_POINTS = 10         # a host needs this many job points for a height spread
 DAY_STEPS = 288             # one day at 5 minutes
 LEAK_DRIFT_PCT = 5.0        # a drift of normal memory over 14 days a detector would call a leak
+SERVICE_PROFILES = ("web_api", "jvm_app_server", "database")  # hosts compared with NAB's active non-batch hosts
+HOUR_LAG = 12               # one hour at 5 minutes
+SPREAD_TOLERANCE = 2.0      # the spread across hosts is in range within this factor of the real one
 
 
 def profile_table(traces: Traces, population: Population, metrics: dict[str, str] = PROFILE_METRICS,
@@ -92,6 +96,18 @@ def job_height_spread(v: np.ndarray) -> float:
     return float(p75 - p25)
 
 
+def day_acf12(v: np.ndarray) -> float:
+    """The median over a trace's one-day windows of their 1-hour (lag-12) autocorrelation: the hourly and
+    sub-hourly periodic activity of a host, apart from level changes between days."""
+    values = []
+    for a in range(0, len(v) - DAY_STEPS + 1, DAY_STEPS):
+        d = v[a:a + DAY_STEPS] - v[a:a + DAY_STEPS].mean()
+        den = float(np.sum(d * d))
+        if den > 0:
+            values.append(float(np.sum(d[HOUR_LAG:] * d[:-HOUR_LAG])) / den)
+    return float(np.median(values)) if values else float("nan")
+
+
 def is_real_batch_host(trace: RealTrace) -> bool:
     """A real CPU trace with a low background and jobs above JOB_LEVEL_PCT (NAB fe7f93, 77c1ca)."""
     v = trace.v
@@ -101,7 +117,8 @@ def is_real_batch_host(trace: RealTrace) -> bool:
 
 def tracked_rows(traces: Traces, population: Population, real_traces: list[RealTrace]) -> pl.DataFrame:
     """The rows issue 18 tracks, each with its simulated median, range, share of hosts inside, worst
-    host and reference: the spread of batch-job heights against NAB's batch hosts, and the drift of
+    host and reference: the spread of batch-job heights against NAB's batch hosts, service hosts' 1-hour
+    autocorrelation within a day and its spread against NAB's other active hosts, and the drift of
     normal memory over the trace (last day's median minus the first day's) against the level a leak
     detector flags."""
     profiles = np.array(population.profile_names)[population.profile]
@@ -114,12 +131,35 @@ def tracked_rows(traces: Traces, population: Population, real_traces: list[RealT
     if len(spread) and real:
         rows.append(_row("batch job height IQR (CPU > 20 %)", batch, spread, profiles, min(real), max(real),
                          f"NAB batch hosts [{min(real):.3g}..{max(real):.3g}] n={len(real)}"))
+    rows += _hourly_rows(cpu, profiles, real_traces)
     mem = traces.base[M["memory_usage"]].astype(np.float64)
     if mem.shape[1] >= 2 * DAY_STEPS:
         drift = np.median(mem[:, -DAY_STEPS:], axis=1) - np.median(mem[:, :DAY_STEPS], axis=1)
         rows.append(_row("memory drift, last - first day", np.arange(len(drift)), drift, profiles,
                          -LEAK_DRIFT_PCT, LEAK_DRIFT_PCT, f"no leak: within +-{LEAK_DRIFT_PCT:g} points"))
     return pl.DataFrame(rows, schema=TRACKED_SCHEMA)
+
+
+def _hourly_rows(cpu: np.ndarray, profiles: np.ndarray, real_traces: list[RealTrace]) -> list[dict]:
+    """Service hosts' 1-hour autocorrelation within a day (`day_acf12`) against NAB's active hosts that
+    are not batch hosts: per host, and its spread across hosts (interquartile range) within
+    SPREAD_TOLERANCE times the real one."""
+    hosts = np.flatnonzero(np.isin(profiles, SERVICE_PROFILES))
+    real = np.array([day_acf12(t.v) for t in real_traces
+                     if t.group == "cpu" and not t.idle and not is_real_batch_host(t)])
+    real = real[np.isfinite(real)]
+    if cpu.shape[1] < DAY_STEPS or not len(hosts) or len(real) < 2:
+        return []
+    values = np.array([day_acf12(cpu[h]) for h in hosts])
+    hosts, values = hosts[np.isfinite(values)], values[np.isfinite(values)]
+    rows = [_row("CPU 1-h autocorrelation in a day", hosts, values, profiles, float(real.min()), float(real.max()),
+                 f"NAB service hosts [{real.min():.2f}..{real.max():.2f}] n={len(real)}")]
+    real_iqr = float(np.subtract(*np.percentile(real, [75, 25])))
+    iqr = float(np.subtract(*np.percentile(values, [75, 25])))
+    lo, hi = real_iqr / SPREAD_TOLERANCE, real_iqr * SPREAD_TOLERANCE
+    rows.append(_row("  its spread across hosts (IQR)", hosts[:1], np.array([iqr]), profiles, lo, hi,
+                     f"NAB IQR {real_iqr:.2f}, x{1 / SPREAD_TOLERANCE:g}..x{SPREAD_TOLERANCE:g}"))
+    return rows
 
 
 TRACKED_SCHEMA = {"row": pl.Utf8, "sim_median": pl.Float64, "sim_min": pl.Float64, "sim_max": pl.Float64,

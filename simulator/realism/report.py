@@ -6,8 +6,9 @@ group lies inside that range (the exit status).  Each check is also judged per h
 hosts inside the range and the worst host (furthest outside, in widths of the real range).  Normal
 behaviour is measured on each host's trace without anomalies (the kernel computes it alongside);
 anomaly shapes on the labelled events.  Memory, load, network and (at one second) heap and GC are
-tabled per profile with their sources, and the rows of issue 18 (batch-job heights, drift of normal
-memory) are reported beside the checks, not yet in the exit status (profiles.py).
+tabled per profile with their sources, and the rows of issue 18 (batch-job heights, service hosts'
+1-hour autocorrelation within a day and its spread, drift of normal memory) are reported beside the
+checks, not yet in the exit status (profiles.py).
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ def _tracked_lines(result: RealismResult) -> list[str]:
              f"{'row':<36} {'simulated':<26} {'reference':<34} {'inside':<8} {'worst host':<28} median inside"]
     for r in result.tracked.iter_rows(named=True):
         sim = _simulated(r)
-        worst = f"host {r['worst_host']} ({r['worst_profile']}) {r['worst_value']:.3g}"
+        worst = f"host {r['worst_host']} ({r['worst_profile']}) {r['worst_value']:.3g}" if r["n_sim"] > 1 else "-"
         lines.append(f"{r['row']:<36} {sim:<26} {r['reference']:<34} {r['share_in_range']:<8.0%} {worst:<28} "
                      f"{'yes' if r['within'] else 'no'}")
     return lines
