@@ -169,6 +169,8 @@ BURST_DECAY = 0.6       # share of a transfer's traffic left in the next interva
 BURST_MAX = 200.0       # cap, in multiples of the burst scale
 NET_NOISE_PHI = 0.95    # traffic noise is persistent (sessions last longer than 5 minutes)
 AGENT_OFF_SCHEDULE = 0.1  # agent runs outside the daily slot, relative to the daily rate
+CRON_SIZE = (0.6, 0.8)    # an hourly cron burst is its host's amplitude times uniform [low, low + width)
+AGENT_SIZE = (0.7, 0.6)   # an agent run is its host's size times uniform [low, low + width)
 
 
 @jit
@@ -459,12 +461,12 @@ def cpu_demand_step(state, cpu, seed, t, clock, dt):
     work = np.exp(log_work)  # workload relative to the host's median
     cpu_bg = cpu.level * work
     if cpu.has_cron and ((clock - cpu.cron_offset) % 3600.0) < dt:
-        cpu_bg += cpu.cron_amplitude * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+        cpu_bg += cpu.cron_amplitude * (CRON_SIZE[0] + CRON_SIZE[1] * uniform(seed, t, D_CRON_U))
     # agents (backup, inventory, AV scan) wake at their daily time, and now and then in between
     u_agent = uniform(seed, t, D_AGENT_U)
     daily_run = ((clock - cpu.agent_at) % 86400.0) < dt
     if u_agent < (cpu.agent_daily_p if daily_run else cpu.agent_off_p):
-        cpu_bg += cpu.agent_pct * (0.7 + 0.6 * uniform(seed, t, D_AGENT_SIZE_U))
+        cpu_bg += cpu.agent_pct * (AGENT_SIZE[0] + AGENT_SIZE[1] * uniform(seed, t, D_AGENT_SIZE_U))
     return CpuState(shift, slow, fast), log_work, work, cpu_bg
 
 
