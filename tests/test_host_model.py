@@ -22,7 +22,7 @@ from host_reference import simulate_host as reference_host
 from simulator import _kernels as K
 from simulator._rng import host_seeds
 from simulator.api import generate_samples
-from simulator.catalogue import METRICS, P
+from simulator.catalogue import C_GC_STORM, METRICS, P
 from simulator.engine import run_kernel
 from simulator.events import plan_events
 from simulator.population import build_population
@@ -109,13 +109,21 @@ def test_gc_time_costs_cpu(config, seed):
 
 @pytest.mark.parametrize("seed", [3, 8])
 def test_gc_storm_stalls_jobs(config, seed):
-    """No job completes while the JVM collects back to back: from the step before the storm to its
-    end the running count never falls, and jobs pile up above the same host's without the storm."""
+    """No job completes while the JVM collects back to back (the storm phase of the window, between
+    the onset where the old generation fills and the recovery): from the step before it to its end
+    the running count never falls, and jobs pile up above the same host's without the storm."""
     values, base, events, params, _ = one_event_per_host(config, "jvm_gc_storm", seed, busy_jobs=True)
+    cfg = single_kind(config, "jvm_gc_storm")
+    population = build_population(cfg, HOSTS, seed)
+    population.params[:, P["job_rate_per_hour"]] = params[:, P["job_rate_per_hour"]]
+    plan = plan_events(cfg, population, HOSTS, STEPS, seed, cfg.simulation.interval_s)
     jobs, jobs_base = values[M["spectrum_active_jobs"]], base[M["spectrum_active_jobs"]]
     piled_up = 0
     for ev in events.iter_rows(named=True):
-        start, end = ev["start_step"], ev["end_step"]
+        rows = slice(plan.profile_row[ev["event_id"]], plan.profile_row[ev["event_id"]] + plan.length[ev["event_id"]])
+        storm = np.flatnonzero(plan.profiles[rows, C_GC_STORM] > 0.0)
+        assert len(storm) > 0 and np.all(np.diff(storm) == 1), ev   # one storm phase per event
+        start, end = ev["start_step"] + storm[0], ev["start_step"] + storm[-1] + 1
         window = jobs[ev["host"], max(start - 1, 0):end]
         assert np.all(np.diff(window) >= 0), (ev, window)
         assert np.all(jobs[ev["host"], start:end] >= jobs_base[ev["host"], start:end])

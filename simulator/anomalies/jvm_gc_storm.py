@@ -7,7 +7,7 @@ from polars import Expr
 
 from ..catalogue import C_GC_STORM, C_HEAP_FLOOR
 from ..phrases import Phrases
-from .base import AnomalyKind, EventBatch, KindParams, param, register, rise_hold_fall
+from .base import AnomalyKind, EventBatch, KindParams, Shape, envelope, param, register
 
 
 @dataclass(frozen=True)
@@ -15,12 +15,24 @@ class JvmGcStormParams(KindParams):
     max_gc_share: float = param(0.9, 0.05, 1.0, "share of time in GC at severity 1")
 
 
+# a storm builds as live data fills the old generation (the young space left shrinks, so young
+# collections come ever faster), then the JVM collects back to back with the heap pinned, the share
+# of time in GC varying from one interval to the next, and eases as collections reclaim the old
+# generation step by step
+SHAPE = Shape(onset=(0.1, 0.3), recovery=(0.1, 0.3), tail=0.15, sigma=0.1, phi=0.5)
+STORM_FROM = 0.6  # the intensity at which back-to-back collections start (the old generation nearly full)
+
+
 def build(batch: EventBatch, p: JvmGcStormParams) -> np.ndarray:
-    owner, t_rel, steps = batch.positions()
+    owner, _, _ = batch.positions()
     profile = batch.empty_profile()
-    shape = rise_hold_fall(t_rel, steps, np.minimum(2, steps), np.ones_like(steps))
-    profile[:, C_GC_STORM] = batch.severity[owner] * p.max_gc_share * np.maximum(shape, 0.5)
-    profile[:, C_HEAP_FLOOR] = 100.0  # the kernel pins the heap at 95-99.9 %
+    level = envelope(batch, SHAPE)
+    storm = level >= STORM_FROM
+    profile[:, C_GC_STORM] = np.where(storm, batch.severity[owner] * p.max_gc_share * level, 0.0)
+    # live data in the old generation, climbing convexly to full (young and then full collections
+    # come ever faster); the kernel caps the floor at 97 % and pins the heap at 95-99.9 % while the
+    # storm lasts
+    profile[:, C_HEAP_FLOOR] = 100.0 * np.minimum(level / STORM_FROM, 1.0) ** 3
     return profile
 
 
