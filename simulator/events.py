@@ -179,8 +179,16 @@ def share_target(share: float, points: int) -> int:
 
 def perturbed_points(plan: EventPlan) -> float:
     """Steps of the plan's windows where some perturbation channel is non-zero (a daemon back up before
-    its window ends perturbs nothing after)."""
-    return float(np.count_nonzero(np.any(plan.profiles != 0.0, axis=1)))
+    its window ends perturbs nothing after), and for a kind whose effect outlasts its inputs (a job
+    queue draining), every step of its window from its first input on."""
+    active = np.any(plan.profiles != 0.0, axis=1)
+    outlasts = np.array([ANOMALY_KINDS[k].outlasts_inputs for k in plan.kind_names], bool)[plan.kind]
+    if outlasts.any():
+        owner = np.repeat(np.arange(plan.n), plan.length)
+        starts = plan.profile_row
+        started = np.maximum.accumulate(np.where(active, np.arange(len(active)), -1))
+        active |= outlasts[owner] & (started >= starts[owner])
+    return float(np.count_nonzero(active))
 
 
 def kind_hosts(config: SimConfig, population: Population) -> np.ndarray:

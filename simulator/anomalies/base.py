@@ -88,6 +88,14 @@ class AnomalyKind:
     names: tuple[str, ...] = ()     # how an answer may name the kind (the verifier of grounded answers)
     explain: Explainer | None = None  # (Phrases) -> the phrasings of its explanation, one per variant
     consequences: tuple[str, ...] = ()  # other kinds an incident of this kind may drive
+    # the parts of its events that are sudden by nature, the rest ramping (see `Shape`): "onset" (a
+    # crash), "end" (an OOM kill, a file deleted); and whether its body is steady (a dead daemon
+    # reports 0) instead of fluctuating
+    abrupt: tuple[str, ...] = ()
+    steady: bool = False
+    # its effect outlasts its inputs through the host's own state (a job queue draining) until the
+    # window's end, so the whole window after its first input counts as perturbed
+    outlasts_inputs: bool = False
 
     def __post_init__(self):
         if not self.names or self.explain is None:
@@ -98,6 +106,8 @@ class AnomalyKind:
         unknown = [m for m in self.affects if m not in METRICS]
         if unknown or self.primary not in self.affects:
             raise ValueError(f"anomaly kind {self.name}: bad metrics {unknown or self.primary}")
+        if not set(self.abrupt) <= {"onset", "end"}:
+            raise ValueError(f"anomaly kind {self.name}: abrupt names parts other than onset and end: {self.abrupt}")
         if self.exhausts is not None and self.exhausts[0] not in self.affects:
             raise ValueError(f"anomaly kind {self.name}: exhausts {self.exhausts[0]}, a metric it does not move")
 
@@ -165,6 +175,13 @@ def ramp_steps(batch: EventBatch, share: tuple[float, float], column: int, least
     return np.maximum(np.round(drawn * batch.steps), least).astype(np.int64)
 
 
+def recovery_steps(batch: EventBatch, shape: Shape, onset: np.ndarray) -> np.ndarray:
+    """Per event, the steps of its recovery tail: drawn in shape.recovery, leaving at least one step
+    between the onset and the tail where the window has room."""
+    drawn = ramp_steps(batch, shape.recovery, U_RECOVERY, int(shape.recovery[1] > 0))
+    return np.minimum(drawn, np.maximum(batch.steps - onset - 1, 0))
+
+
 def envelope(batch: EventBatch, shape: Shape) -> np.ndarray:
     """Per profile row, the event's intensity relative to its peak (peak exactly 1 in every event).
 
@@ -175,8 +192,7 @@ def envelope(batch: EventBatch, shape: Shape) -> np.ndarray:
     which keeps a kind's severity (its peak) as it was."""
     owner, t_rel, steps = batch.positions()
     onset = ramp_steps(batch, shape.onset, U_ONSET, 1)
-    recovery = np.minimum(ramp_steps(batch, shape.recovery, U_RECOVERY, int(shape.recovery[1] > 0)),
-                          np.maximum(batch.steps - onset, 0))
+    recovery = recovery_steps(batch, shape, onset)
     first = 0.25 + 0.75 * batch.uniform[owner, U_FIRST]
     up = np.minimum(1.0, (t_rel + first) / onset[owner])
     into_tail = t_rel - (steps - recovery[owner]) + 1

@@ -43,6 +43,9 @@ KIND = register(AnomalyKind(
     name="daemon_crash", params=DaemonCrashParams, primary="vemkd_process_count",
     affects=("vemkd_process_count", "spectrum_active_jobs", "cpu_usage", "memory_usage", "load_average"),
     build=build,
+    # a crash takes the daemon and its children at once and the count stays at 0 until the restart;
+    # the window's rest is the recovery (the queue dispatching what waited)
+    abrupt=("onset",), steady=True,
     description="vemkd processes drop to 0, active jobs fall to 0, CPU drops, then the daemon restarts",
     names=NAMES, explain=explain, consequences=("job_backlog",),
 ))

@@ -51,6 +51,7 @@ KIND = register(AnomalyKind(
     name="disk_full", params=DiskFullParams, primary="disk_usage",
     affects=("disk_usage", "spectrum_active_jobs", "load_average", "cpu_usage", "memory_usage"),
     build=build, gradual=True, exhausts=("disk_usage", 99.9),
+    abrupt=("end",),  # the space comes back when an operator deletes the files
     description="disk fills to 100 % and holds; jobs fail, processes block on I/O",
     names=NAMES, explain=explain,
 ))

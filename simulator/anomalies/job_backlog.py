@@ -7,7 +7,7 @@ from polars import Expr
 
 from ..catalogue import C_JOB_FLOOD, P
 from ..phrases import Phrases
-from .base import AnomalyKind, EventBatch, KindParams, Shape, envelope, param, register
+from .base import U_ONSET, AnomalyKind, EventBatch, KindParams, Shape, envelope, param, ramp_steps, register
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,9 @@ def build(batch: EventBatch, p: JobBacklogParams) -> np.ndarray:
     owner, t_rel, _ = batch.positions()
     profile = batch.empty_profile()
     slots = np.maximum(1.0, batch.host_params[owner, P["job_slots"]])
-    level = envelope(batch, SHAPE)
-    # the flood lasts at least until its peak
-    starts = np.cumsum(batch.steps) - batch.steps
-    peak_at = np.minimum.reduceat(np.where(level >= 1.0, t_rel, np.iinfo(np.int64).max), starts)
-    lasts = np.maximum(flood_steps(batch, p), peak_at + 1)
-    flood = batch.severity[owner] * p.max_arrivals_per_slot * slots * level
+    # the flood lasts at least through its onset ramp
+    lasts = np.maximum(flood_steps(batch, p), ramp_steps(batch, SHAPE.onset, U_ONSET, 1) + 1)
+    flood = batch.severity[owner] * p.max_arrivals_per_slot * slots * envelope(batch, SHAPE)
     profile[:, C_JOB_FLOOD] = np.where(t_rel < lasts[owner], flood, 0.0)
     return profile
 
@@ -69,5 +66,6 @@ KIND = register(AnomalyKind(
     affects=("spectrum_active_jobs", "cpu_usage", "memory_usage", "load_average"),
     build=build,
     description="active jobs far above normal, CPU and memory saturate, load climbs",
+    outlasts_inputs=True,  # the queue drains after the submissions stop
     names=NAMES, explain=explain,
 ))

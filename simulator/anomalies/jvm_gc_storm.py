@@ -7,7 +7,9 @@ from polars import Expr
 
 from ..catalogue import C_GC_STORM, C_HEAP_FLOOR
 from ..phrases import Phrases
-from .base import AnomalyKind, EventBatch, KindParams, Shape, envelope, param, register
+from .base import (
+    U_ONSET, AnomalyKind, EventBatch, KindParams, Shape, envelope, param, ramp_steps, recovery_steps, register,
+)
 
 
 @dataclass(frozen=True)
@@ -20,14 +22,20 @@ class JvmGcStormParams(KindParams):
 # of time in GC varying from one interval to the next, and eases as collections reclaim the old
 # generation step by step
 SHAPE = Shape(onset=(0.1, 0.3), recovery=(0.1, 0.3), tail=0.15, sigma=0.1, phi=0.5)
-STORM_FROM = 0.6  # the intensity at which back-to-back collections start (the old generation nearly full)
+STORM_FROM = 0.6  # the old generation's fill (as intensity) at which back-to-back collections start
 
 
 def build(batch: EventBatch, p: JvmGcStormParams) -> np.ndarray:
-    owner, _, _ = batch.positions()
+    owner, t_rel, steps = batch.positions()
     profile = batch.empty_profile()
     level = envelope(batch, SHAPE)
-    storm = level >= STORM_FROM
+    onset = np.minimum(ramp_steps(batch, SHAPE.onset, U_ONSET, 1), batch.steps - 1)
+    recovery = recovery_steps(batch, SHAPE, onset)
+    onset, recovery = onset[owner], recovery[owner]
+    # back-to-back collections between the onset and the recovery (at least one step)
+    storm = (t_rel >= onset) & (t_rel < np.maximum(steps - recovery, onset + 1))
+    # while the onset lasts the old generation is still filling: below the storm's intensity
+    level = np.where(t_rel < onset, np.minimum(level, STORM_FROM * (t_rel + 1) / (onset + 1)), level)
     profile[:, C_GC_STORM] = np.where(storm, batch.severity[owner] * p.max_gc_share * level, 0.0)
     # live data in the old generation, climbing convexly to full (young and then full collections
     # come ever faster); the kernel caps the floor at 97 % and pins the heap at 95-99.9 % while the

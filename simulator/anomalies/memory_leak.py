@@ -56,6 +56,7 @@ KIND = register(AnomalyKind(
     name="memory_leak", params=MemoryLeakParams, primary="memory_usage",
     affects=("memory_usage", "java_heap_usage", "java_gc_time", "cpu_usage", "load_average"),
     build=build, gradual=True, exhausts=("java_heap_usage", 99.0),
+    abrupt=("end",),  # an OOM kill, or an operator restarting the service, frees the memory at once
     description="memory climbs for hours; heap floor rises, GC runs more often; may end in an OOM kill",
     names=NAMES, explain=explain, consequences=("jvm_gc_storm",),
 ))

@@ -19,7 +19,7 @@ class RunawayProcessParams(KindParams):
 # point, then flat for hours): the process starts and is killed at random moments within an
 # interval, so the first and last points hold part of it; while it runs it competes with the host's
 # own work, a small slow wobble
-SHAPE = Shape(onset=(0.0, 0.05), recovery=(0.0, 0.03), tail=0.3, sigma=0.04, phi=0.8)
+SHAPE = Shape(onset=(0.0, 0.0), recovery=(0.0, 0.01), tail=0.3, sigma=0.04, phi=0.8)
 
 
 def build(batch: EventBatch, p: RunawayProcessParams) -> np.ndarray:
