@@ -590,19 +590,21 @@ class Channels(NamedTuple):
     network: float
     heap_floor: float
     gc_storm: float
-    daemon_down: bool
+    daemon_down: bool      # vemkd is down (the channel at 1): its children with it, running jobs lost
+    daemons_starting: float  # after its restart, the share of the daemons not yet up (the channel below 1)
     job_flood: float
     jvm_restart: float
 
 
-NO_CHANNELS = Channels(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0)  # the undisturbed copy's inputs
+NO_CHANNELS = Channels(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0, 0.0)  # the undisturbed copy's inputs
 
 
 @jit_inline
 def channels_at(chan, i):
     """The perturbation inputs of step i (a row of chan)."""
     return Channels(chan[i, C_CPU], chan[i, C_MEM], chan[i, C_DISK], chan[i, C_NET], chan[i, C_HEAP_FLOOR],
-                    chan[i, C_GC_STORM], chan[i, C_DAEMON_DOWN] > 0.5, chan[i, C_JOB_FLOOD], chan[i, C_JVM_RESTART])
+                    chan[i, C_GC_STORM], chan[i, C_DAEMON_DOWN] >= 1.0, chan[i, C_DAEMON_DOWN], chan[i, C_JOB_FLOOD],
+                    chan[i, C_JVM_RESTART])
 
 
 @jit_inline
@@ -738,7 +740,7 @@ def disturbed_step(d, ch, step, model, reporting, v):
     v[M_HEAP] = reported(heap, M_HEAP, reporting)
     v[M_GC] = reported(100.0 * gc_share, M_GC, reporting)
     v[M_JOBS] = running
-    v[M_VEMKD] = 0.0 if ch.daemon_down else step.daemons
+    v[M_VEMKD] = 0.0 if ch.daemon_down else np.floor(step.daemons * (1.0 - ch.daemons_starting) + 0.5)
     v[M_NET_IN] = reported(net_in, M_NET_IN, reporting)
     v[M_NET_OUT] = reported(step.net_out * passed, M_NET_OUT, reporting)
     v[M_LAT] = reported(latency, M_LAT, reporting)

@@ -22,7 +22,7 @@ from host_reference import simulate_host as reference_host
 from simulator import _kernels as K
 from simulator._rng import host_seeds
 from simulator.api import generate_samples
-from simulator.catalogue import C_GC_STORM, METRICS, P
+from simulator.catalogue import C_DAEMON_DOWN, C_GC_STORM, METRICS, P
 from simulator.engine import run_kernel
 from simulator.events import plan_events
 from simulator.population import build_population
@@ -200,12 +200,12 @@ def small_run(config):
     return config, population, plan, traces, events, seed
 
 
-def _reference(config, population, plan, events, seed, host, t0, n_steps, state=None):
+def _reference(config, population, plan, events, seed, host, t0, n_steps, state=None, interval=None):
     chan, covered = channels_of(plan, events, host, t0, n_steps)
     res = [m.resolution for m in config.metrics]
     lower, upper = [m.lower for m in config.metrics], [m.upper for m in config.metrics]
     return reference_host(int(host_seeds(seed, host, 1)[0]), population.params[host], chan, covered, res, lower,
-                         upper, t0=t0, n_steps=n_steps, dt=config.simulation.interval_s,
+                         upper, t0=t0, n_steps=n_steps, dt=interval or config.simulation.interval_s,
                          start_epoch=config.simulation.start_epoch_s, state=state)
 
 
@@ -221,6 +221,23 @@ def test_the_kernel_matches_the_plain_python_reference(small_run):
             np.testing.assert_array_equal(traces.values[m, host], np.float32(with_anomalies[m]), err_msg=(host, name))
             np.testing.assert_array_equal(traces.base[m, host], np.float32(without[m]), err_msg=(host, name))
         np.testing.assert_allclose(traces.end_state[host], end_state, rtol=1e-12, atol=1e-12)
+
+
+def test_the_kernel_matches_the_reference_at_10_seconds(config):
+    """At 10 s a crashed daemon's children come back over several steps (the daemon channel below 1):
+    the kernel matches the reference there too, every kind present."""
+    seed, hosts, steps, interval = 23, 8, 400, 10.0
+    population = build_population(config, hosts, seed)
+    plan = plan_events(config, population, 16, steps, seed, interval)
+    traces, events = run_kernel(config, population, plan, seed, steps, interval)
+    daemon = plan.profiles[:, C_DAEMON_DOWN]
+    assert ((daemon > 0.0) & (daemon < 1.0)).sum() >= 3   # restarts in progress are exercised
+    for host in range(hosts):
+        with_anomalies, without, _ = _reference(config, population, plan, events, seed, host, 0, steps,
+                                                interval=interval)
+        for m, name in enumerate(METRICS):
+            np.testing.assert_array_equal(traces.values[m, host], np.float32(with_anomalies[m]), err_msg=(host, name))
+            np.testing.assert_array_equal(traces.base[m, host], np.float32(without[m]), err_msg=(host, name))
 
 
 def test_the_kernel_continues_from_a_state_as_the_reference_does(small_run):

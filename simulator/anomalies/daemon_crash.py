@@ -15,11 +15,21 @@ class DaemonCrashParams(KindParams):
     down_share: float = param(0.6, 0.05, 1.0, "share of the window the daemon is down (the rest is recovery)")
 
 
+RESTART_SECONDS = (20.0, 120.0)  # vemkd back up starts lim, pem, pim and the ELIMs one after another
+
+
 def build(batch: EventBatch, p: DaemonCrashParams) -> np.ndarray:
     owner, t_rel, steps = batch.positions()
     profile = batch.empty_profile()
     down_steps = np.maximum(1, np.round(steps * p.down_share * (0.5 + 0.5 * batch.severity[owner])))
-    profile[:, C_DAEMON_DOWN] = t_rel < down_steps
+    # after the restart the daemons come back over RESTART_SECONDS (within half the rest of the window):
+    # the channel is the share still starting, which a 5-minute sample never catches but a 1-second
+    # trace shows as the count climbing back
+    restart_s = np.minimum(RESTART_SECONDS[0] + (RESTART_SECONDS[1] - RESTART_SECONDS[0]) * batch.uniform[owner, 0],
+                           0.5 * (steps - down_steps) * batch.interval_s)
+    elapsed = (t_rel - down_steps + 1) * batch.interval_s
+    starting = np.clip(1.0 - elapsed / np.maximum(restart_s, 1e-9), 0.0, 1.0)
+    profile[:, C_DAEMON_DOWN] = np.where(t_rel < down_steps, 1.0, np.minimum(starting, 0.999))
     return profile
 
 
