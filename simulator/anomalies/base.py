@@ -193,7 +193,7 @@ def envelope(batch: EventBatch, shape: Shape) -> np.ndarray:
     owner, t_rel, steps = batch.positions()
     onset = ramp_steps(batch, shape.onset, U_ONSET, 1)
     recovery = recovery_steps(batch, shape, onset)
-    first = 0.25 + 0.75 * batch.uniform[owner, U_FIRST]
+    first = 0.4 + 0.6 * batch.uniform[owner, U_FIRST]
     up = np.minimum(1.0, (t_rel + first) / onset[owner])
     into_tail = t_rel - (steps - recovery[owner]) + 1
     down = np.where(into_tail > 0, shape.tail ** (into_tail / np.maximum(recovery[owner], 1)), 1.0)

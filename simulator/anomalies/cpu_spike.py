@@ -23,7 +23,7 @@ class CpuSpikeParams(KindParams):
 # NAB's labelled CPU spikes (rds_cpu_utilization_e47b3b, cc0c53, ec2 77c1ca): the burst reaches its
 # peak within a point or two (the first point often partial), wobbles, and drains over the next 1-3
 # points (10.6, 8.8, 0.9 sigmas; 5.2, 3.0, 2.3) rather than dropping back in one step
-SHAPE = Shape(onset=(0.0, 0.3), recovery=(0.3, 0.6), tail=0.15, sigma=0.15, phi=0.3)
+SHAPE = Shape(onset=(0.0, 0.3), recovery=(0.2, 0.5), tail=0.3, sigma=0.15, phi=0.3)
 
 
 def build(batch: EventBatch, p: CpuSpikeParams) -> np.ndarray:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 from polars import Expr
 
-from ..catalogue import C_GC_STORM, C_HEAP_FLOOR
+from ..catalogue import C_GC_STORM, C_HEAP_FLOOR, P
 from ..phrases import Phrases
 from .base import (
     U_ONSET, AnomalyKind, EventBatch, KindParams, Shape, envelope, param, ramp_steps, recovery_steps, register,
@@ -21,8 +21,9 @@ class JvmGcStormParams(KindParams):
 # collections come ever faster), then the JVM collects back to back with the heap pinned, the share
 # of time in GC varying from one interval to the next, and eases as collections reclaim the old
 # generation step by step
-SHAPE = Shape(onset=(0.1, 0.3), recovery=(0.1, 0.3), tail=0.15, sigma=0.1, phi=0.5)
+SHAPE = Shape(onset=(0.05, 0.2), recovery=(0.05, 0.2), tail=0.3, sigma=0.1, phi=0.5)
 STORM_FROM = 0.6  # the old generation's fill (as intensity) at which back-to-back collections start
+OVERFILL = 1.2    # how far past the old-generation threshold the live data reaches before the storm, in its room
 
 
 def build(batch: EventBatch, p: JvmGcStormParams) -> np.ndarray:
@@ -37,10 +38,13 @@ def build(batch: EventBatch, p: JvmGcStormParams) -> np.ndarray:
     # while the onset lasts the old generation is still filling: below the storm's intensity
     level = np.where(t_rel < onset, np.minimum(level, STORM_FROM * (t_rel + 1) / (onset + 1)), level)
     profile[:, C_GC_STORM] = np.where(storm, batch.severity[owner] * p.max_gc_share * level, 0.0)
-    # live data in the old generation, climbing convexly to full (young and then full collections
-    # come ever faster); the kernel caps the floor at 97 % and pins the heap at 95-99.9 % while the
-    # storm lasts
-    profile[:, C_HEAP_FLOOR] = 100.0 * np.minimum(level / STORM_FROM, 1.0) ** 3
+    # live data in the old generation: on the onset it climbs past the level where old-generation
+    # collections start (and eases back on the recovery), so the young space shrinks, young
+    # collections come ever faster and full ones begin; while the storm lasts the kernel pins the
+    # heap at 95-99.9 %
+    room = batch.host_params[owner, P["heap_full_gc_at"]] - batch.host_params[owner, P["heap_floor"]]
+    filling = OVERFILL * np.maximum(room, 0.0) * np.minimum(level / STORM_FROM, 1.0)
+    profile[:, C_HEAP_FLOOR] = np.where(storm, 100.0, filling)
     return profile
 
 

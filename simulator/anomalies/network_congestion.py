@@ -18,7 +18,7 @@ class NetworkCongestionParams(KindParams):
 # offered traffic builds as clients pile on and retry (NAB iio_us-east-1_i-a2eb1cd9 NetworkIn: a
 # 5-point climb to the peak, then a decay over 8+ points), varies with the retries while the link
 # is saturated, and drains as the backlog clears
-SHAPE = Shape(onset=(0.05, 0.2), recovery=(0.1, 0.3), tail=0.1, sigma=0.2, phi=0.6)
+SHAPE = Shape(onset=(0.05, 0.2), recovery=(0.1, 0.25), tail=0.2, sigma=0.2, phi=0.6)
 
 
 def build(batch: EventBatch, p: NetworkCongestionParams) -> np.ndarray:
