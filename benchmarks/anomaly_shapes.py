@@ -8,6 +8,8 @@ of at least 4 steps, from the difference the event makes to the metric (the same
 the first step's and the last in-window step's share of the event's peak (1.0: a box that jumps up
 and drops back), and the variation within the event's body (coefficient of variation of the steps at
 half the peak or more; 0: flat).  Medians over events, and the share of events at or above 0.9.
+Faint: the share of all labelled steps of the metric (any event length) that differ from the host's
+normal by under 2 of the host's standard deviations (evidence a sample taken there barely shows).
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ def kind_shapes(config, kind: str, metric: str, interval: float, hosts: int, see
     population = build_population(cfg, hosts, seed)
     plan = plan_events(cfg, population, hosts, steps, seed, interval)
     traces, events = run_kernel(cfg, population, plan, seed, steps, interval)
-    first, last, variation = [], [], []
+    first, last, variation, faint = [], [], [], []
     for ev in events.iter_rows(named=True):
         h, s, e = ev["host"], ev["start_step"], ev["end_step"]
         delta = np.abs(traces.values[M[metric], h, s:e].astype(np.float64) - traces.base[M[metric], h, s:e])
+        labelled = traces.labels[M[metric], h, s:e] == ev["event_id"]
+        faint.extend(delta[labelled] < 2.0 * traces.host_std[M[metric], h])
         if e - s < 4 or delta.max() == 0:
             continue
         first.append(delta[0] / delta.max())
@@ -53,7 +57,8 @@ def kind_shapes(config, kind: str, metric: str, interval: float, hosts: int, see
         return None
     first, last = np.array(first), np.array(last)
     return {"events": len(first), "first": np.median(first), "first_box": np.mean(first >= 0.9),
-            "last": np.median(last), "last_box": np.mean(last >= 0.9), "cv": np.median(variation)}
+            "last": np.median(last), "last_box": np.mean(last >= 0.9), "cv": np.median(variation),
+            "faint": np.mean(faint)}
 
 
 def main() -> None:
@@ -65,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config()
     print(f"{'kind':20s} {'metric':22s} {'events':>6s} {'first/peak':>10s} {'>=0.9':>6s} {'last/peak':>10s} "
-          f"{'>=0.9':>6s} {'body CV':>8s}")
+          f"{'>=0.9':>6s} {'body CV':>8s} {'faint':>6s}")
     for spec in config.anomalies:
         kind = ANOMALY_KINDS[spec.kind]
         metric = args.metric or kind.primary
@@ -75,7 +80,7 @@ def main() -> None:
         if row is None:
             continue
         print(f"{spec.kind:20s} {metric:22s} {row['events']:6d} {row['first']:10.2f} {row['first_box']:6.2f} "
-              f"{row['last']:10.2f} {row['last_box']:6.2f} {row['cv']:8.3f}")
+              f"{row['last']:10.2f} {row['last_box']:6.2f} {row['cv']:8.3f} {row['faint']:6.3f}")
 
 
 if __name__ == "__main__":
