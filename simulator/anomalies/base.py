@@ -213,10 +213,3 @@ def growth(batch: EventBatch, curve: np.ndarray, sigma: float, phi: float) -> np
     starts = np.cumsum(batch.steps) - batch.steps
     done -= np.repeat(done[starts] - increments[starts], batch.steps)
     return done / np.maximum(per_event_max(batch, done), 1e-300)
-
-
-def rise_hold_fall(t_rel: np.ndarray, steps: np.ndarray, rise: np.ndarray, fall: np.ndarray) -> np.ndarray:
-    """0..1 envelope: linear rise over `rise` steps, hold, linear fall over the last `fall` steps."""
-    up = np.minimum(1.0, (t_rel + 1) / np.maximum(rise, 1))
-    down = np.minimum(1.0, (steps - t_rel) / np.maximum(fall, 1))
-    return np.minimum(up, down)

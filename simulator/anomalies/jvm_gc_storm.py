@@ -22,7 +22,7 @@ class JvmGcStormParams(KindParams):
 # of time in GC varying from one interval to the next, and eases as collections reclaim the old
 # generation step by step
 SHAPE = Shape(onset=(0.05, 0.2), recovery=(0.05, 0.2), tail=0.3, sigma=0.1, phi=0.5)
-STORM_FROM = 0.6  # the old generation's fill (as intensity) at which back-to-back collections start
+STORM_FROM = 0.6  # the intensity at which the onset's old generation is at its fullest
 OVERFILL = 1.2    # how far past the old-generation threshold the live data reaches before the storm, in its room
 
 
