@@ -196,6 +196,9 @@ BURST_DECAY = 0.6       # share of a transfer's traffic left in the next interva
 BURST_MAX = 200.0       # cap, in multiples of the burst scale
 NET_NOISE_PHI = 0.95    # traffic noise is persistent (sessions last longer than 5 minutes)
 AGENT_OFF_SCHEDULE = 0.1  # agent runs outside the daily slot, relative to the daily rate
+CRON_SIZE = (0.6, 0.8)    # an hourly cron burst is its host's amplitude times uniform [low, low + width)
+AGENT_SIZE = (0.7, 0.6)   # an agent run is its host's size times uniform [low, low + width)
+PERIODIC_SIZE = (0.6, 0.8)  # a run of the periodic job is its host's size times uniform [low, low + width)
 
 
 @jit
@@ -548,16 +551,17 @@ def cpu_demand_step(state, cpu, seed, t, clock, dt):
     work = np.exp(log_work)  # workload relative to the host's median
     cpu_bg = cpu.level * work
     if cpu.has_cron and wrap(clock - cpu.cron_offset, 3600.0) < dt:
-        cpu_bg += cpu.cron_amplitude * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+        cpu_bg += cpu.cron_amplitude * (CRON_SIZE[0] + CRON_SIZE[1] * uniform(seed, t, D_CRON_U))
     if cpu.periodic_pct > 0.0:
         on = periodic_share(clock, dt, cpu)
         if on > 0.0:
-            cpu_bg += cpu.periodic_pct * on * (0.6 + 0.8 * extra_uniform(seed, t, E_PERIODIC_U))
+            size = PERIODIC_SIZE[0] + PERIODIC_SIZE[1] * extra_uniform(seed, t, E_PERIODIC_U)
+            cpu_bg += cpu.periodic_pct * on * size
     # agents (backup, inventory, AV scan) wake at their daily time, and now and then in between
     u_agent = uniform(seed, t, D_AGENT_U)
     daily_run = wrap(clock - cpu.agent_at, 86400.0) < dt
     if u_agent < (cpu.agent_daily_p if daily_run else cpu.agent_off_p):
-        cpu_bg += cpu.agent_pct * (0.7 + 0.6 * uniform(seed, t, D_AGENT_SIZE_U))
+        cpu_bg += cpu.agent_pct * (AGENT_SIZE[0] + AGENT_SIZE[1] * uniform(seed, t, D_AGENT_SIZE_U))
     return CpuState(shift, slow, fast), log_work, work, cpu_bg
 
 
@@ -681,19 +685,21 @@ class Channels(NamedTuple):
     network: float
     heap_floor: float
     gc_storm: float
-    daemon_down: bool
+    daemon_down: bool      # vemkd is down (the channel at 1): its children with it, running jobs lost
+    daemons_starting: float  # after its restart, the share of the daemons not yet up (the channel below 1)
     job_flood: float
     jvm_restart: float
 
 
-NO_CHANNELS = Channels(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0)  # the undisturbed copy's inputs
+NO_CHANNELS = Channels(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 0.0, 0.0)  # the undisturbed copy's inputs
 
 
 @jit_inline
 def channels_at(chan, i):
     """The perturbation inputs of step i (a row of chan)."""
     return Channels(chan[i, C_CPU], chan[i, C_MEM], chan[i, C_DISK], chan[i, C_NET], chan[i, C_HEAP_FLOOR],
-                    chan[i, C_GC_STORM], chan[i, C_DAEMON_DOWN] > 0.5, chan[i, C_JOB_FLOOD], chan[i, C_JVM_RESTART])
+                    chan[i, C_GC_STORM], chan[i, C_DAEMON_DOWN] >= 1.0, chan[i, C_DAEMON_DOWN], chan[i, C_JOB_FLOOD],
+                    chan[i, C_JVM_RESTART])
 
 
 @jit_inline
@@ -884,7 +890,7 @@ def disturbed_step(d, ch, step, model, reporting, seed, t, v):
     v[M_HEAP] = reported(heap, M_HEAP, reporting)
     v[M_GC] = reported(100.0 * gc_share, M_GC, reporting)
     v[M_JOBS] = jobs.running
-    v[M_VEMKD] = 0.0 if ch.daemon_down else step.daemons
+    v[M_VEMKD] = 0.0 if ch.daemon_down else np.floor(step.daemons * (1.0 - ch.daemons_starting) + 0.5)
     v[M_NET_IN] = reported(net_in, M_NET_IN, reporting)
     v[M_NET_OUT] = reported(step.net_out * passed, M_NET_OUT, reporting)
     v[M_LAT] = reported(latency, M_LAT, reporting)

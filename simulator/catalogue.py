@@ -44,7 +44,7 @@ CHANNELS: tuple[str, ...] = (
     "net_offered",     # extra offered traffic, as a fraction of link capacity
     "heap_floor",      # old-generation floor raised, percent of max heap
     "gc_storm",        # 0..1: share of the interval the JVM spends in back-to-back full GCs
-    "daemon_down",     # 1 while vemkd and its children are down
+    "daemon_down",     # 1 while vemkd and its children are down; then the share of daemons still starting
     "job_flood",       # extra job arrivals per step
     "jvm_restart",     # 1 while the JVM restarts (heap reset, GC quiet)
 )

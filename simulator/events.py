@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .anomalies import ANOMALY_KINDS, EventBatch
+from .anomalies.base import SHAPE_UNIFORMS
 from .catalogue import M, N_CHANNELS
 from .config import MAX_ANOMALY_SHARE, SimConfig
 from .errors import SimulatorError
@@ -87,22 +88,23 @@ def plan_events(config: SimConfig, population: Population, n_events: int, n_step
     s_hi = np.array([a.severity[1] for a in config.anomalies])[kind]
     severity = s_lo + rng.random(n_events) * (s_hi - s_lo)
     start = _place(host, length, n_hosts, n_steps, rng)
-    shape_u = rng.random((n_events, 4))
+    shape_u = np.hstack([rng.random((n_events, 4)), rng.random((n_events, SHAPE_UNIFORMS))])
     order = np.lexsort((start, host))
     host, kind, start, length, severity, shape_u = (a[order] for a in (host, kind, start, length, severity, shape_u))
     profile_row = np.cumsum(length) - length
     profiles = np.zeros((int(length.sum()), N_CHANNELS))
     rows = np.arange(len(profiles))
     owner = np.repeat(np.arange(n_events), length)
+    noise = rng.standard_normal(len(profiles))  # i.i.d., so drawn in the sorted rows' order
     for k, name in enumerate(kind_names):
         sel = np.flatnonzero(kind == k)
         if not len(sel):
             continue
+        mine = rows[np.isin(owner, sel)]
         batch = EventBatch(steps=length[sel], severity=severity[sel],
                            host_params=population.params[host[sel]], uniform=shape_u[sel],
-                           interval_s=interval_s)
-        built = ANOMALY_KINDS[name].build(batch, config.anomalies[k].params)
-        profiles[rows[np.isin(owner, sel)]] = built
+                           interval_s=interval_s, noise=noise[mine])
+        profiles[mine] = ANOMALY_KINDS[name].build(batch, config.anomalies[k].params)
     return EventPlan(host, kind, start, length, severity, profile_row, profiles, kind_names)
 
 
@@ -177,8 +179,16 @@ def share_target(share: float, points: int) -> int:
 
 def perturbed_points(plan: EventPlan) -> float:
     """Steps of the plan's windows where some perturbation channel is non-zero (a daemon back up before
-    its window ends perturbs nothing after)."""
-    return float(np.count_nonzero(np.any(plan.profiles != 0.0, axis=1)))
+    its window ends perturbs nothing after), and for a kind whose effect outlasts its inputs (a job
+    queue draining), every step of its window from its first input on."""
+    active = np.any(plan.profiles != 0.0, axis=1)
+    outlasts = np.array([ANOMALY_KINDS[k].outlasts_inputs for k in plan.kind_names], bool)[plan.kind]
+    if outlasts.any():
+        owner = np.repeat(np.arange(plan.n), plan.length)
+        starts = plan.profile_row
+        started = np.maximum.accumulate(np.where(active, np.arange(len(active)), -1))
+        active |= outlasts[owner] & (started >= starts[owner])
+    return float(np.count_nonzero(active))
 
 
 def kind_hosts(config: SimConfig, population: Population) -> np.ndarray:

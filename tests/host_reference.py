@@ -150,13 +150,14 @@ class Channels:
     heap_floor: float = 0.0
     storm: float = 0.0
     down: bool = False
+    starting: float = 0.0
     flood: float = 0.0
     restart: float = 0.0
 
     @classmethod
     def of(cls, row) -> Channels:
         return cls(row[C_CPU], row[C_MEM], row[C_DISK], row[C_NET], row[C_HEAP_FLOOR], row[C_GC_STORM],
-                   row[C_DAEMON_DOWN] > 0.5, row[C_JOB_FLOOD], row[C_JVM_RESTART])
+                   row[C_DAEMON_DOWN] >= 1.0, row[C_DAEMON_DOWN], row[C_JOB_FLOOD], row[C_JVM_RESTART])
 
 
 @dataclass
@@ -398,7 +399,7 @@ def disturbed_step(s: Disturbed, ch: Channels, bg: dict, pr: dict, seed: int, t:
         observed("java_heap_usage", s.heap),
         observed("java_gc_time", 100.0 * gc),
         s.running,
-        0.0 if ch.down else bg["vemkd"],
+        0.0 if ch.down else math.floor(bg["vemkd"] * (1.0 - ch.starting) + 0.5),
         observed("network_in_mbps", net_in),
         observed("network_out_mbps", net_out),
         observed("network_latency_ms", latency),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from .._numba import jit
 from ..catalogue import METRICS, N_CHANNELS
 
 if TYPE_CHECKING:
@@ -42,8 +43,10 @@ class EventBatch:
     steps: np.ndarray        # int64[n]: window length in steps (>= 1)
     severity: np.ndarray     # float64[n] in [0, 1]
     host_params: np.ndarray  # float64[n, N_PARAMS]: the parameters of each event's host
-    uniform: np.ndarray      # float64[n, 4]: per-event uniforms for shape choices
+    uniform: np.ndarray      # float64[n, 4 + SHAPE_UNIFORMS]: per-event uniforms for shape choices (the kind's
+                             # own in columns 0-3, the common shape's in U_ONSET..U_FIRST)
     interval_s: float
+    noise: np.ndarray        # float64[sum(steps)]: a standard normal per profile row (the fluctuation)
 
     @property
     def n(self) -> int:
@@ -58,6 +61,10 @@ class EventBatch:
 
     def empty_profile(self) -> np.ndarray:
         return np.zeros((int(self.steps.sum()), N_CHANNELS), dtype=np.float64)
+
+
+SHAPE_UNIFORMS = 3                  # per-event uniforms the common shape draws on
+U_ONSET, U_RECOVERY, U_FIRST = 4, 5, 6
 
 
 Builder = Callable[[EventBatch, object], np.ndarray]
@@ -81,6 +88,14 @@ class AnomalyKind:
     names: tuple[str, ...] = ()     # how an answer may name the kind (the verifier of grounded answers)
     explain: Explainer | None = None  # (Phrases) -> the phrasings of its explanation, one per variant
     consequences: tuple[str, ...] = ()  # other kinds an incident of this kind may drive
+    # the parts of its events that are sudden by nature, the rest ramping (see `Shape`): "onset" (a
+    # crash), "end" (an OOM kill, a file deleted); and whether its body is steady (a dead daemon
+    # reports 0) instead of fluctuating
+    abrupt: tuple[str, ...] = ()
+    steady: bool = False
+    # its effect outlasts its inputs through the host's own state (a job queue draining) until the
+    # window's end, so the whole window after its first input counts as perturbed
+    outlasts_inputs: bool = False
 
     def __post_init__(self):
         if not self.names or self.explain is None:
@@ -91,6 +106,8 @@ class AnomalyKind:
         unknown = [m for m in self.affects if m not in METRICS]
         if unknown or self.primary not in self.affects:
             raise ValueError(f"anomaly kind {self.name}: bad metrics {unknown or self.primary}")
+        if not set(self.abrupt) <= {"onset", "end"}:
+            raise ValueError(f"anomaly kind {self.name}: abrupt names parts other than onset and end: {self.abrupt}")
         if self.exhausts is not None and self.exhausts[0] not in self.affects:
             raise ValueError(f"anomaly kind {self.name}: exhausts {self.exhausts[0]}, a metric it does not move")
 
@@ -113,8 +130,86 @@ def register(kind: AnomalyKind) -> AnomalyKind:
     return kind
 
 
-def rise_hold_fall(t_rel: np.ndarray, steps: np.ndarray, rise: np.ndarray, fall: np.ndarray) -> np.ndarray:
-    """0..1 envelope: linear rise over `rise` steps, hold, linear fall over the last `fall` steps."""
-    up = np.minimum(1.0, (t_rel + 1) / np.maximum(rise, 1))
-    down = np.minimum(1.0, (steps - t_rel) / np.maximum(fall, 1))
-    return np.minimum(up, down)
+@dataclass(frozen=True)
+class Shape:
+    """How a kind's events start, vary and end, as shares of each event's window (drawn per event).
+
+    The window holds the whole incident: an onset ramp, the body with its fluctuation and a recovery
+    tail that decays towards the host's normal by the window's last step, after which the host is
+    back to normal (the disturbed copy re-synchronised).  So every step an event perturbs lies in its
+    window, and the labelled points (where a reported value differs) cover them all.
+    """
+
+    onset: tuple[float, float]     # share of the window the onset ramp takes (at least one step)
+    recovery: tuple[float, float]  # share of the window the recovery tail takes (at least a step unless (0, 0))
+    tail: float                    # level at the window's last step, relative to the peak (recovery > 0)
+    sigma: float                   # fluctuation during the event: std of its log
+    phi: float                     # its step-to-step persistence (AR(1))
+
+
+@jit
+def _ar1_within_events(noise, t_rel, phi):
+    """AR(1) with unit variance, restarted at each event's first row (t_rel == 0)."""
+    out = np.empty_like(noise)
+    scale = np.sqrt(1.0 - phi * phi)
+    for i in range(noise.shape[0]):
+        out[i] = noise[i] if t_rel[i] == 0 else phi * out[i - 1] + scale * noise[i]
+    return out
+
+
+def fluctuation(batch: EventBatch, sigma: float, phi: float) -> np.ndarray:
+    """A positive factor per profile row, exp(sigma * AR(1)): the event's own variation over time."""
+    _, t_rel, _ = batch.positions()
+    return np.exp(sigma * _ar1_within_events(batch.noise, t_rel, phi))
+
+
+def per_event_max(batch: EventBatch, x: np.ndarray) -> np.ndarray:
+    """The largest of x over each event's rows, repeated on its rows."""
+    starts = np.cumsum(batch.steps) - batch.steps
+    return np.repeat(np.maximum.reduceat(x, starts), batch.steps)
+
+
+def ramp_steps(batch: EventBatch, share: tuple[float, float], column: int, least: int) -> np.ndarray:
+    """Per event: a share of its window drawn in `share` (uniform `column`), in whole steps, >= least."""
+    drawn = share[0] + (share[1] - share[0]) * batch.uniform[:, column]
+    return np.maximum(np.round(drawn * batch.steps), least).astype(np.int64)
+
+
+def recovery_steps(batch: EventBatch, shape: Shape, onset: np.ndarray) -> np.ndarray:
+    """Per event, the steps of its recovery tail: drawn in shape.recovery, leaving at least one step
+    between the onset and the tail where the window has room."""
+    drawn = ramp_steps(batch, shape.recovery, U_RECOVERY, int(shape.recovery[1] > 0))
+    return np.minimum(drawn, np.maximum(batch.steps - onset - 1, 0))
+
+
+def envelope(batch: EventBatch, shape: Shape) -> np.ndarray:
+    """Per profile row, the event's intensity relative to its peak (peak exactly 1 in every event).
+
+    Onset: a linear ramp over the onset steps, whose first step holds only part of its interval
+    (the incident begins at a random moment within it).  Recovery: a geometric decay over the last
+    steps down to `tail` of the peak at the window's last step.  In between (and on both ramps) the
+    event fluctuates by `shape.sigma`; the result is scaled so that each event's largest step is 1,
+    which keeps a kind's severity (its peak) as it was."""
+    owner, t_rel, steps = batch.positions()
+    onset = ramp_steps(batch, shape.onset, U_ONSET, 1)
+    recovery = recovery_steps(batch, shape, onset)
+    first = 0.4 + 0.6 * batch.uniform[owner, U_FIRST]
+    up = np.minimum(1.0, (t_rel + first) / onset[owner])
+    into_tail = t_rel - (steps - recovery[owner]) + 1
+    down = np.where(into_tail > 0, shape.tail ** (into_tail / np.maximum(recovery[owner], 1)), 1.0)
+    level = np.minimum(up, down) * fluctuation(batch, shape.sigma, shape.phi)
+    return level / per_event_max(batch, level)
+
+
+def growth(batch: EventBatch, curve: np.ndarray, sigma: float, phi: float) -> np.ndarray:
+    """0..1 per profile row, reaching 1 at each event's last step: a monotone climb along `curve` (the
+    kind's cumulative shape, 0..1 per row) whose increments fluctuate by `sigma` (a leak's or a fill's
+    rate varies with the load that drives it), so that it never steps back."""
+    _, t_rel, _ = batch.positions()
+    increments = np.diff(curve, prepend=0.0)
+    increments[t_rel == 0] = curve[t_rel == 0]
+    increments = np.maximum(increments, 0.0) * fluctuation(batch, sigma, phi)
+    done = np.cumsum(increments)
+    starts = np.cumsum(batch.steps) - batch.steps
+    done -= np.repeat(done[starts] - increments[starts], batch.steps)
+    return done / np.maximum(per_event_max(batch, done), 1e-300)

@@ -15,11 +15,21 @@ class DaemonCrashParams(KindParams):
     down_share: float = param(0.6, 0.05, 1.0, "share of the window the daemon is down (the rest is recovery)")
 
 
+RESTART_SECONDS = (20.0, 120.0)  # vemkd back up starts lim, pem, pim and the ELIMs one after another
+
+
 def build(batch: EventBatch, p: DaemonCrashParams) -> np.ndarray:
     owner, t_rel, steps = batch.positions()
     profile = batch.empty_profile()
     down_steps = np.maximum(1, np.round(steps * p.down_share * (0.5 + 0.5 * batch.severity[owner])))
-    profile[:, C_DAEMON_DOWN] = t_rel < down_steps
+    # after the restart the daemons come back over RESTART_SECONDS (within half the rest of the window):
+    # the channel is the share still starting, which a 5-minute sample never catches but a 1-second
+    # trace shows as the count climbing back
+    restart_s = np.minimum(RESTART_SECONDS[0] + (RESTART_SECONDS[1] - RESTART_SECONDS[0]) * batch.uniform[owner, 0],
+                           0.5 * (steps - down_steps) * batch.interval_s)
+    elapsed = (t_rel - down_steps + 1) * batch.interval_s
+    starting = np.clip(1.0 - elapsed / np.maximum(restart_s, 1e-9), 0.0, 1.0)
+    profile[:, C_DAEMON_DOWN] = np.where(t_rel < down_steps, 1.0, np.minimum(starting, 0.999))
     return profile
 
 
@@ -43,6 +53,9 @@ KIND = register(AnomalyKind(
     name="daemon_crash", params=DaemonCrashParams, primary="vemkd_process_count",
     affects=("vemkd_process_count", "spectrum_active_jobs", "cpu_usage", "memory_usage", "load_average"),
     build=build,
+    # a crash takes the daemon and its children at once and the count stays at 0 until the restart;
+    # the window's rest is the recovery (the queue dispatching what waited)
+    abrupt=("onset",), steady=True,
     description="vemkd processes drop to 0, active jobs fall to 0, CPU drops, then the daemon restarts",
     names=NAMES, explain=explain, consequences=("job_backlog",),
 ))

@@ -7,7 +7,7 @@ from polars import Expr
 
 from ..catalogue import C_HEAP_FLOOR, C_JVM_RESTART, C_MEM
 from ..phrases import Phrases
-from .base import AnomalyKind, EventBatch, KindParams, param, register
+from .base import AnomalyKind, EventBatch, KindParams, growth, param, register
 
 
 @dataclass(frozen=True)
@@ -18,12 +18,16 @@ class MemoryLeakParams(KindParams):
     memory_freed_pct: float = param(6.0, 0.0, 50.0, "memory below normal while the killed JVM restarts")
 
 
+LEAK_SIGMA, LEAK_PHI = 0.3, 0.7  # the leak rate's variation (std of its log) and persistence
+
+
 def build(batch: EventBatch, p: MemoryLeakParams) -> np.ndarray:
     owner, t_rel, steps = batch.positions()
     profile = batch.empty_profile()
     severity = batch.severity[owner]
     # leaks accelerate a little as caches of leaked objects grow: convex ramp, exponent 1..1.6
-    frac = ((t_rel + 1) / steps) ** (1.0 + 0.6 * batch.uniform[owner, 1])
+    # and the leak's rate follows the traffic that leaks (LEAK_SIGMA): a climb with a varying slope
+    frac = growth(batch, ((t_rel + 1) / steps) ** (1.0 + 0.6 * batch.uniform[owner, 1]), LEAK_SIGMA, LEAK_PHI)
     restarts = (batch.uniform[owner, 0] < p.restart_probability) & (steps >= 3)
     restarting = restarts & (t_rel == steps - 1)
     profile[:, C_MEM] = np.where(restarting, -p.memory_freed_pct, severity * p.max_growth_pct * frac)
@@ -52,6 +56,7 @@ KIND = register(AnomalyKind(
     name="memory_leak", params=MemoryLeakParams, primary="memory_usage",
     affects=("memory_usage", "java_heap_usage", "java_gc_time", "cpu_usage", "load_average"),
     build=build, gradual=True, exhausts=("java_heap_usage", 99.0),
+    abrupt=("end",),  # an OOM kill, or an operator restarting the service, frees the memory at once
     description="memory climbs for hours; heap floor rises, GC runs more often; may end in an OOM kill",
     names=NAMES, explain=explain, consequences=("jvm_gc_storm",),
 ))

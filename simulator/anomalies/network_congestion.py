@@ -7,7 +7,7 @@ from polars import Expr
 
 from ..catalogue import C_NET
 from ..phrases import Phrases
-from .base import AnomalyKind, EventBatch, KindParams, param, register, rise_hold_fall
+from .base import AnomalyKind, EventBatch, KindParams, Shape, envelope, param, register
 
 
 @dataclass(frozen=True)
@@ -15,12 +15,16 @@ class NetworkCongestionParams(KindParams):
     max_extra_load: float = param(2.0, 0.1, 20.0, "extra offered traffic at severity 1, as a multiple of link capacity")
 
 
+# offered traffic builds as clients pile on and retry (NAB iio_us-east-1_i-a2eb1cd9 NetworkIn: a
+# 5-point climb to the peak, then a decay over 8+ points), varies with the retries while the link
+# is saturated, and drains as the backlog clears
+SHAPE = Shape(onset=(0.05, 0.2), recovery=(0.1, 0.25), tail=0.2, sigma=0.2, phi=0.6)
+
+
 def build(batch: EventBatch, p: NetworkCongestionParams) -> np.ndarray:
-    owner, t_rel, steps = batch.positions()
+    owner, _, _ = batch.positions()
     profile = batch.empty_profile()
-    rise = 1 + (batch.uniform[owner, 0] * np.minimum(3, steps // 4)).astype(np.int64)
-    shape = rise_hold_fall(t_rel, steps, rise, np.maximum(1, steps // 6))
-    profile[:, C_NET] = batch.severity[owner] * p.max_extra_load * shape
+    profile[:, C_NET] = batch.severity[owner] * p.max_extra_load * envelope(batch, SHAPE)
     return profile
 
 

@@ -7,7 +7,7 @@ from polars import Expr
 
 from ..catalogue import C_CPU
 from ..phrases import Phrases
-from .base import AnomalyKind, EventBatch, KindParams, param, register
+from .base import AnomalyKind, EventBatch, KindParams, Shape, envelope, param, register
 
 
 @dataclass(frozen=True)
@@ -15,11 +15,17 @@ class RunawayProcessParams(KindParams):
     max_extra_cpu_pct: float = param(70.0, 1.0, 100.0, "extra CPU demand at severity 1, percent of capacity")
 
 
+# a pinned core is a level shift, not a ramp (NAB ec2_cpu_utilization_825cc2, ac20cd: one partial
+# point, then flat for hours): the process starts and is killed at random moments within an
+# interval, so the first and last points hold part of it; while it runs it competes with the host's
+# own work, a small slow wobble
+SHAPE = Shape(onset=(0.0, 0.0), recovery=(0.0, 0.01), tail=0.3, sigma=0.04, phi=0.8)
+
+
 def build(batch: EventBatch, p: RunawayProcessParams) -> np.ndarray:
     owner, _, _ = batch.positions()
     profile = batch.empty_profile()
-    # a pinned core is a step, not a ramp: level shift until someone kills the process
-    profile[:, C_CPU] = batch.severity[owner] * p.max_extra_cpu_pct
+    profile[:, C_CPU] = batch.severity[owner] * p.max_extra_cpu_pct * envelope(batch, SHAPE)
     return profile
 
 

@@ -1,0 +1,118 @@
+"""A host's CPU spread (standard deviation) from its parameters and the kernel's own constants.
+
+The one analytic account of how much the kernel's CPU varies on a host, at any interval: cpu_spike
+sizes its events with it, and tests/test_host_model.py ties it to the kernel's measured spread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import (
+    AGENT_OFF_SCHEDULE, AGENT_SIZE, ALLOC_SIGMA_1S, CRON_SIZE, GC_CPU_PCT, MUTATOR_CPU_PER_ALLOC, PAUSE_SIGMA,
+    PERIODIC_SIZE, PERIODS_MINUTES,
+)
+from .catalogue import P
+
+SIGMA_HORIZON_DAYS = 14.0  # the span a host's spread is taken over by default (NAB's files: 14 days)
+
+
+def _size_moments(size: tuple[float, float]) -> tuple[float, float]:
+    """E[S] and E[S^2] of S uniform on [low, low + width)."""
+    low, width = size
+    mean = low + 0.5 * width
+    return mean, mean * mean + width * width / 12.0
+
+
+def _burst_var(p: np.ndarray, amplitude: np.ndarray, size: tuple[float, float]) -> np.ndarray:
+    """Variance of a step's burst: with probability p, amplitude times a uniform size."""
+    mean, square = _size_moments(size)
+    return amplitude ** 2 * (p * square - (p * mean) ** 2)
+
+
+def seen_share(changes: np.ndarray) -> np.ndarray:
+    """The share of a piecewise-constant level's variance a span with Poisson(`changes`) changes shows
+    on average: 1 - 2 (n - 1 + e^-n) / n^2 (one minus the mean sum of squared segment shares)."""
+    n = np.maximum(changes, 1e-9)
+    return np.maximum(np.where(n > 1e-6, 1.0 - 2.0 * (n - 1.0 + np.exp(-n)) / (n * n), 0.0), 0.0)
+
+
+def cpu_sigma(hp: np.ndarray, interval_s: float, horizon_days: float | None = SIGMA_HORIZON_DAYS) -> np.ndarray:
+    """The standard deviation of each host's reported CPU, percent (hp: float64[hosts, N_PARAMS]).
+
+    The background is the level times a lognormal workload (fast AR(1) with jumps, the collector's
+    read jitter, slow AR(1), regime shifts); the workload's parameters are per step, so its spread
+    does not depend on the interval.  Regime shifts count with the share of their variance a span of
+    `horizon_days` shows on average (None: all of it, the spread over a long horizon).  An hourly cron
+    burst falls in one step in 3600 / interval (on the hosts that have one: expected over them), an
+    agent run in its daily slot and now and then in between, each at a uniform share of its size;
+    the reporting resolution adds its rounding; the periodic job (`periodic_var`); running jobs are
+    Poisson with the queue's mean (arrivals per step over the share completed per step), each adding
+    its own height (lognormal around job_cpu), less at its first and last points (partial intervals,
+    the ramp).
+    """
+    dt = float(interval_s)
+    steps_per_day = 86400.0 / dt
+    fast_var = (hp[:, P["cpu_fast_sigma"]] ** 2
+                * (1.0 + hp[:, P["cpu_jump_prob"]] * (hp[:, P["cpu_jump_scale"]] ** 2 - 1.0))
+                / np.maximum(1.0 - hp[:, P["cpu_fast_phi"]] ** 2, 1e-6))
+    read_var = 2.0 * hp[:, P["cpu_read_jitter"]] ** 2
+    slow_var = hp[:, P["cpu_slow_sigma"]] ** 2 / np.maximum(1.0 - hp[:, P["cpu_slow_phi"]] ** 2, 1e-6)
+    seen = 1.0 if horizon_days is None else seen_share(hp[:, P["cpu_shifts_per_day"]] * horizon_days)
+    shift_var = seen * hp[:, P["cpu_shift_sigma"]] ** 2
+    log_var = fast_var + read_var + slow_var + shift_var
+    background = hp[:, P["cpu_level"]] * np.sqrt(np.expm1(log_var))
+    cron_var = hp[:, P["cpu_cron_prob"]] * _burst_var(min(dt / 3600.0, 1.0), hp[:, P["cpu_cron_amplitude"]],
+                                                      CRON_SIZE)
+    rate = hp[:, P["cpu_agent_spikes_per_day"]]
+    agent_p = (np.minimum(rate, 1.0) + (steps_per_day - 1.0) * AGENT_OFF_SCHEDULE * rate / steps_per_day) \
+        / steps_per_day
+    agent_var = _burst_var(agent_p, hp[:, P["cpu_agent_spike_pct"]], AGENT_SIZE)
+    quant_var = hp[:, P["cpu_resolution"]] ** 2 / 12.0
+    arrivals = hp[:, P["job_rate_per_hour"]] * dt / 3600.0
+    completed = 1.0 - np.exp(-dt / (60.0 * hp[:, P["job_minutes"]]))
+    running = arrivals / completed
+    # a job's sum of squared points is E[height^2] (length - 1/3 - ramp) in steps: its first and last
+    # points are uniform shares of the interval (E[f^2] = 1/3 where E[f] = 1/2), less its ramp
+    length = 60.0 * hp[:, P["job_minutes"]] / dt
+    partial = np.clip(1.0 - (1.0 / 3.0 + 60.0 * hp[:, P["job_ramp_minutes"]] / dt) / length, 0.1, 1.0)
+    jobs_var = hp[:, P["job_cpu"]] ** 2 * running * np.exp(hp[:, P["job_cpu_spread"]] ** 2) * partial
+    return np.sqrt(background ** 2 + cron_var + agent_var + quant_var + periodic_var(hp, dt) + jobs_var
+                   + jvm_cpu_var(hp, dt))
+
+
+def periodic_var(hp: np.ndarray, dt: float) -> np.ndarray:
+    """Variance of the periodic job's CPU in a step of dt seconds, over the periods a host may draw
+    (PERIODS_MINUTES, alike): a run of `run` seconds every `period` adds its size (a uniform share of
+    cpu_periodic_share times the level) times the share of the step it covers, whose mean is
+    run / period and mean square run / period x min(run / dt, 1)."""
+    pct = hp[:, P["cpu_periodic_share"]] * hp[:, P["cpu_level"]]
+    mean, square = _size_moments(PERIODIC_SIZE)
+    total = np.zeros(len(hp))
+    for minutes in PERIODS_MINUTES:
+        period = 60.0 * minutes
+        run = np.minimum(hp[:, P["cpu_periodic_seconds"]], 0.5 * period)
+        on_mean = run / period
+        if dt >= period:  # every step holds the same share of runs: only the size varies
+            on_square = on_mean ** 2
+        else:
+            on_square = on_mean * np.minimum(run / dt, 1.0)
+        total += pct ** 2 * (square * on_square - (mean * on_mean) ** 2)
+    return total / len(PERIODS_MINUTES)
+
+
+def jvm_cpu_var(hp: np.ndarray, dt: float) -> np.ndarray:
+    """Variance of the CPU the JVM adds in a step of dt seconds: GC threads during collections (about
+    Poisson: young ones as the allocation fills the young space above the old generation's mean
+    level, full ones as promotion fills the old generation) and the application threads' allocation
+    beyond the workload's (uniform, relative std ALLOC_SIGMA_1S at one second)."""
+    alloc = hp[:, P["heap_alloc_pct_per_s"]]
+    floor, full_at = hp[:, P["heap_floor"]], hp[:, P["heap_full_gc_at"]]
+    young_space = np.maximum(hp[:, P["heap_young_threshold"]] - 0.5 * (floor + full_at), 0.5)
+    young_per_step = alloc * dt / young_space
+    young_cpu = GC_CPU_PCT * np.minimum(hp[:, P["gc_young_pause_ms"]] / (1000.0 * dt), 1.0)
+    full_per_step = hp[:, P["heap_floor_creep_per_hour"]] * dt / 3600.0 / np.maximum(full_at - floor, 0.5)
+    full_cpu = GC_CPU_PCT * np.minimum(hp[:, P["gc_full_pause_ms"]] / (1000.0 * dt), 1.0)
+    gc_var = young_per_step * young_cpu ** 2 * (1.0 + PAUSE_SIGMA ** 2) + full_per_step * full_cpu ** 2
+    mutator_var = (MUTATOR_CPU_PER_ALLOC * alloc) ** 2 * ALLOC_SIGMA_1S ** 2 / max(dt, 1.0)
+    return gc_var + mutator_var
