@@ -38,7 +38,7 @@ def kind_shapes(config, kind: str, metric: str, interval: float, hosts: int, see
     cfg = dataclasses.replace(config, anomalies=(dataclasses.replace(spec, share=1.0),), profiles=profiles)
     steps = int(3 * 86400 / interval)
     population = build_population(cfg, hosts, seed)
-    plan = plan_events(cfg, population, hosts, steps, seed, interval)
+    plan = plan_events(cfg, population, hosts, steps, seed=seed, interval_s=interval)
     traces, events = run_kernel(cfg, population, plan, seed=seed, n_steps=steps, interval_s=interval)
     first, last, variation, faint = [], [], [], []
     for ev in events.iter_rows(named=True):

@@ -59,7 +59,7 @@ def main() -> None:
     hosts, steps, dt = args.hosts, args.steps, cfg.simulation.interval_s
     start_epoch = float(cfg.simulation.start_epoch_s)
     population = build_population(cfg, hosts, args.seed)
-    plan = plan_events(cfg, population, hosts, steps, args.seed, dt)
+    plan = plan_events(cfg, population, hosts, steps, seed=args.seed, interval_s=dt)
     ptr = plan.host_pointers(hosts).astype(np.int64)
     seeds = host_seeds(args.seed, 0, hosts)
     res, lower, upper = (np.array([getattr(m, a) for m in cfg.metrics], float)

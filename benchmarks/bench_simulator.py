@@ -228,7 +228,7 @@ def kernel_path(cfg, hosts: int, steps: int, seed: int = 1):
 
     interval = cfg.simulation.interval_s
     population = build_population(cfg, hosts, seed)
-    plan = plan_events(cfg, population, hosts, steps, seed, interval)  # one anomaly per host
+    plan = plan_events(cfg, population, hosts, steps, seed=seed, interval_s=interval)  # one anomaly per host
     return run_kernel(cfg, population, plan, seed=seed, n_steps=steps, interval_s=interval, keep_base=False)
 
 
@@ -250,7 +250,7 @@ def bench_in_memory(cfg, args, res: dict) -> None:
     # run_kernel alone, 1 thread vs all, same inputs; outputs must match exactly
     interval = cfg.simulation.interval_s
     pop = build_population(cfg, hosts, 1)
-    plan = plan_events(cfg, pop, hosts, steps, 1, interval)
+    plan = plan_events(cfg, pop, hosts, steps, seed=1, interval_s=interval)
     run = lambda: run_kernel(cfg, pop, plan, seed=1, n_steps=steps, interval_s=interval, keep_base=False)  # noqa: E731
     out, times = {}, {1: [], full_threads: []}
     meter = CpuMeter()
@@ -317,7 +317,8 @@ def bench_end_to_end(args, res: dict, work_dir: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True)  # warm-up: kernels cached on disk
     res["cli"] = measure(lambda: subprocess.run(cmd, check=True, capture_output=True), rep, n)
     res["python_startup"] = measure(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), rep)
-    res["import_simulator"] = measure(lambda: subprocess.run([sys.executable, "-c", "import simulator"], check=True), rep)
+    res["import_simulator"] = measure(lambda: subprocess.run([sys.executable, "-c", "import simulator"], check=True),
+                                      rep)
 
 
 def bench_json(args, res: dict, work_dir: Path) -> None:

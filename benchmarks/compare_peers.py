@@ -133,7 +133,7 @@ def ours_cases(args, hosts: int) -> list[Case]:
 
     def kernel(h: int):
         pop = build_population(cfg, h, seed)
-        plan = plan_events(cfg, pop, h, steps, seed, interval)  # one anomaly event per host
+        plan = plan_events(cfg, pop, h, steps, seed=seed, interval_s=interval)  # one anomaly event per host
         return pop, plan
 
     def memory(h: int):

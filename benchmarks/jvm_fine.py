@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config()
     population = build_population(config, args.hosts, args.seed)
-    plan = plan_events(config, population, 0, args.steps, args.seed, 1.0)
+    plan = plan_events(config, population, 0, args.steps, seed=args.seed, interval_s=1.0)
     traces, _ = run_kernel(config, population, plan, seed=args.seed, n_steps=args.steps, interval_s=1.0, keep_base=True)
     heap, gc, cpu = (traces.base[M[m]].astype(np.float64) for m in ("java_heap_usage", "java_gc_time", "cpu_usage"))
     profiles = np.array(population.profile_names)[population.profile]

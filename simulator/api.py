@@ -123,10 +123,11 @@ def event_plan(cfg: SimConfig, population, steps: int, seed: int, interval: floa
         if isinstance(anomaly_share, bool) or not isinstance(anomaly_share, (int, float)) \
                 or not math.isfinite(anomaly_share):
             raise SimulatorError(f"--anomaly-share: expected a number, got {anomaly_share!r}")
-        return events_for_share(cfg, population, float(anomaly_share), steps, seed, interval, stream)
+        return events_for_share(cfg, population, float(anomaly_share), steps, seed=seed, interval_s=interval,
+                                stream=stream)
     n_events = population.n_hosts if anomalies is None else anomalies
     _check_count("anomalies", n_events, 0)
-    return plan_events(cfg, population, n_events, steps, seed, interval, stream)
+    return plan_events(cfg, population, n_events, steps, seed=seed, interval_s=interval, stream=stream)
 
 
 def simulate(hosts: int, steps: int, *, config: SimConfig | str | Path | None = None,
@@ -184,7 +185,7 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     n_anomalies = int(round(n_samples * ratio))
     n_normal = n_samples - n_anomalies
     population = build_population(cfg, n_hosts, seed)
-    plan = plan_events(cfg, population, n_anomalies, n_steps, seed, interval)
+    plan = plan_events(cfg, population, n_anomalies, n_steps, seed=seed, interval_s=interval)
     blocks = [(lo, min(lo + BLOCK_HOSTS, n_hosts)) for lo in range(0, n_hosts, BLOCK_HOSTS)]
     normal_per_block = exact_counts(np.array([hi - lo for lo, hi in blocks], float), n_normal)
     staging = Staging(staging_dir) if staging_dir is not None else None

@@ -59,7 +59,7 @@ class EventPlan:
 
 
 def plan_events(config: SimConfig, population: Population, n_events: int, n_steps: int,
-                seed: int, interval_s: float, stream: tuple[int, ...] = (),
+                *, seed: int, interval_s: float, stream: tuple[int, ...] = (),
                 duration_scale: float = 1.0) -> EventPlan:
     """Place exactly `n_events` events on the population's hosts over `n_steps` steps.
 
@@ -87,7 +87,7 @@ def plan_events(config: SimConfig, population: Population, n_events: int, n_step
     s_lo = np.array([a.severity[0] for a in config.anomalies])[kind]
     s_hi = np.array([a.severity[1] for a in config.anomalies])[kind]
     severity = s_lo + rng.random(n_events) * (s_hi - s_lo)
-    start = _place(host, length, n_hosts, n_steps, rng)
+    start = _place(host, length, n_hosts=n_hosts, n_steps=n_steps, rng=rng)
     shape_u = np.hstack([rng.random((n_events, 4)), rng.random((n_events, SHAPE_UNIFORMS))])
     order = np.lexsort((start, host))
     host, kind, start, length, severity, shape_u = (a[order] for a in (host, kind, start, length, severity, shape_u))
@@ -118,7 +118,7 @@ def duration_steps(config: SimConfig, interval_s: float, n_steps: int) -> tuple[
     return lo * scale, hi * scale
 
 
-def events_for_share(config: SimConfig, population: Population, share: float, n_steps: int, seed: int,
+def events_for_share(config: SimConfig, population: Population, share: float, n_steps: int, *, seed: int,
                      interval_s: float, stream: tuple[int, ...] = ()) -> EventPlan:
     """The event plan whose windows cover about `share` of the hosts' points.
 
@@ -131,7 +131,7 @@ def events_for_share(config: SimConfig, population: Population, share: float, n_
     """
     target = share_target(share, population.n_hosts * n_steps)
     if target == 0:
-        return plan_events(config, population, 0, n_steps, seed, interval_s, stream)
+        return plan_events(config, population, 0, n_steps, seed=seed, interval_s=interval_s, stream=stream)
     lo, hi = duration_steps(config, interval_s, n_steps)
     mean = np.where(hi > lo * (1 + 1e-9), (hi - lo) / np.log(np.maximum(hi / lo, 1 + 1e-9)), lo)
     eligible = kind_hosts(config, population).any(axis=1)
@@ -140,7 +140,7 @@ def events_for_share(config: SimConfig, population: Population, share: float, n_
     n = max(1, int(round(target / expected)))
     best, tried = None, {}
     for _ in range(SHARE_TRIES):
-        plan = plan_events(config, population, n, n_steps, seed, interval_s, stream)
+        plan = plan_events(config, population, n, n_steps, seed=seed, interval_s=interval_s, stream=stream)
         tried[n] = perturbed_points(plan)
         if best is None or abs(tried[n] - target) < abs(tried[best.n] - target):
             best = plan
@@ -157,7 +157,8 @@ def events_for_share(config: SimConfig, population: Population, share: float, n_
         if abs(covered - target) <= 0.02 * target:
             break
         scale = float(np.clip(scale * target / max(covered, 1.0), 1 / DURATION_ADJUST, DURATION_ADJUST))
-        plan = plan_events(config, population, best.n, n_steps, seed, interval_s, stream, scale)
+        plan = plan_events(config, population, best.n, n_steps, seed=seed, interval_s=interval_s, stream=stream,
+                           duration_scale=scale)
         points = perturbed_points(plan)
         if abs(points - target) >= abs(covered - target):
             break
@@ -242,7 +243,7 @@ def _water_fill(load: np.ndarray, n: int, tiebreak: np.ndarray) -> np.ndarray:
     return add
 
 
-def _place(host: np.ndarray, length: np.ndarray, n_hosts: int, n_steps: int,
+def _place(host: np.ndarray, length: np.ndarray, *, n_hosts: int, n_steps: int,
            rng: np.random.Generator) -> np.ndarray:
     """Random starts; disjoint within a host (stars and bars) when the host has room."""
     n = len(host)

@@ -192,13 +192,14 @@ def chunk_plan(job: TraceJob, k: int) -> EventPlan:
         stream = (k,) if job.n_chunks > 1 else ()
         if job.anomaly_share is None:
             counts = job.events_per_chunk()
-            plan = plan_events(job.config, population, int(counts[k]), hi - lo, job.seed, job.interval_s, stream)
+            plan = plan_events(job.config, population, int(counts[k]), hi - lo, seed=job.seed,
+                               interval_s=job.interval_s, stream=stream)
             first_id = int(counts[:k].sum())
         else:
             for j in range(k):  # earlier chunks first, in order (their counts number this chunk's events)
                 chunk_plan(job, j)
-            plan = events_for_share(job.config, population, job.anomaly_share, hi - lo, job.seed, job.interval_s,
-                                    stream)
+            plan = events_for_share(job.config, population, job.anomaly_share, hi - lo, seed=job.seed,
+                                    interval_s=job.interval_s, stream=stream)
             first_id = sum(plans[j].n for j in range(k))
         plans[k] = dataclasses.replace(plan, start=plan.start + lo, first_id=first_id)
     return plans[k]

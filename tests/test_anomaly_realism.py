@@ -141,7 +141,7 @@ def test_events_ramp_up_and_recover_unless_their_kind_is_sudden(kind):
 
     config, interval, seed = _one_kind(kind), _CONFIG.simulation.interval_s, 5
     population = build_population(config, SHAPE_HOSTS, seed)
-    plan = plan_events(config, population, SHAPE_HOSTS, STEPS, seed, interval)
+    plan = plan_events(config, population, SHAPE_HOSTS, STEPS, seed=seed, interval_s=interval)
     traces, events = run_kernel(config, population, plan, seed=seed, n_steps=STEPS, interval_s=interval)
     metric = METRICS.index(ANOMALY_KINDS[kind].primary)
     first, last = [], []
@@ -169,7 +169,7 @@ def test_events_fluctuate_unless_their_kind_is_steady(kind):
 
     config, seed = _one_kind(kind), 5
     population = build_population(config, SHAPE_HOSTS, seed)
-    plan = plan_events(config, population, 3 * SHAPE_HOSTS, STEPS, seed, 60.0)
+    plan = plan_events(config, population, 3 * SHAPE_HOSTS, STEPS, seed=seed, interval_s=60.0)
     wobble = []
     for e in range(plan.n):
         per_channel = []
@@ -197,8 +197,9 @@ def test_every_perturbed_step_lies_in_its_events_labelled_window():
     from simulator.population import build_population
 
     population = build_population(config, SHAPE_HOSTS, seed)
-    plan = plan_events(config, population, 3 * SHAPE_HOSTS, STEPS, seed, config.simulation.interval_s)
-    traces, events = run_kernel(config, population, plan, seed=seed, n_steps=STEPS, interval_s=config.simulation.interval_s)
+    plan = plan_events(config, population, 3 * SHAPE_HOSTS, STEPS, seed=seed, interval_s=config.simulation.interval_s)
+    traces, events = run_kernel(config, population, plan, seed=seed, n_steps=STEPS,
+                                interval_s=config.simulation.interval_s)
     differs = traces.values != traces.base
     np.testing.assert_array_equal(differs, traces.labels >= 0)
     inside = np.zeros(traces.values.shape[1:], bool)

@@ -47,7 +47,7 @@ def one_event_per_host(config, kind, seed, busy_jobs=False):
     if busy_jobs:
         hp = population.params
         hp[:, P["job_rate_per_hour"]] = 0.5 * hp[:, P["job_slots"]] * 60.0 / hp[:, P["job_minutes"]]
-    plan = plan_events(cfg, population, HOSTS, STEPS, seed, interval)
+    plan = plan_events(cfg, population, HOSTS, STEPS, seed=seed, interval_s=interval)
     traces, events = run_kernel(cfg, population, plan, seed=seed, n_steps=STEPS, interval_s=interval)
     assert set(events["kind"].to_list()) == {kind}
     cpu = cfg.metric("cpu_usage")
@@ -121,7 +121,7 @@ def test_gc_storm_stalls_jobs(config, seed):
     cfg = single_kind(config, "jvm_gc_storm")
     population = build_population(cfg, HOSTS, seed)
     population.params[:, P["job_rate_per_hour"]] = params[:, P["job_rate_per_hour"]]
-    plan = plan_events(cfg, population, HOSTS, STEPS, seed, cfg.simulation.interval_s)
+    plan = plan_events(cfg, population, HOSTS, STEPS, seed=seed, interval_s=cfg.simulation.interval_s)
     jobs, jobs_base = values[M["spectrum_active_jobs"]], base[M["spectrum_active_jobs"]]
     piled_up = 0
     for ev in events.iter_rows(named=True):
@@ -200,7 +200,7 @@ def small_run(config):
     seed, hosts, steps = 21, 8, 300
     interval = config.simulation.interval_s
     population = build_population(config, hosts, seed)
-    plan = plan_events(config, population, 16, steps, seed, interval)
+    plan = plan_events(config, population, 16, steps, seed=seed, interval_s=interval)
     traces, events = run_kernel(config, population, plan, seed=seed, n_steps=steps, interval_s=interval)
     return config, population, plan, traces, events, seed
 
@@ -233,7 +233,7 @@ def test_the_kernel_matches_the_reference_at_10_seconds(config):
     the kernel matches the reference there too, every kind present."""
     seed, hosts, steps, interval = 23, 8, 400, 10.0
     population = build_population(config, hosts, seed)
-    plan = plan_events(config, population, 16, steps, seed, interval)
+    plan = plan_events(config, population, 16, steps, seed=seed, interval_s=interval)
     traces, events = run_kernel(config, population, plan, seed=seed, n_steps=steps, interval_s=interval)
     daemon = plan.profiles[:, C_DAEMON_DOWN]
     assert ((daemon > 0.0) & (daemon < 1.0)).sum() >= 3   # restarts in progress are exercised
@@ -249,7 +249,7 @@ def test_the_kernel_continues_from_a_state_as_the_reference_does(small_run):
     """A second chunk of steps started from the first chunk's end state."""
     config, population, plan, traces, events, seed = small_run
     interval = config.simulation.interval_s
-    later = plan_events(config, population, 0, 200, seed, interval)
+    later = plan_events(config, population, 0, 200, seed=seed, interval_s=interval)
     second, _ = run_kernel(config, population, later, seed=seed, n_steps=200, interval_s=interval, t0=traces.n_steps,
                            state=traces.end_state)
     for host in (0, 5):
@@ -273,7 +273,7 @@ def test_the_cpu_spike_size_follows_the_kernels_cpu_spread(config, interval, pro
     hosts, seed = 200, 1
     steps = int(14 * 86400 / interval)
     population = build_population(config, hosts, seed)
-    plan = plan_events(config, population, 0, steps, seed, interval)
+    plan = plan_events(config, population, 0, steps, seed=seed, interval_s=interval)
     traces, _ = run_kernel(config, population, plan, seed=seed, n_steps=steps, interval_s=interval, keep_base=False)
     ratio = traces.host_std[M["cpu_usage"]] / cpu_sigma(population.params, interval, horizon_days=14.0)
     assert 0.85 < np.median(ratio) < 1.15

@@ -25,7 +25,7 @@ def fine_traces(config, seed, creep_per_hour=None):
     population = build_population(config, HOSTS, seed)
     if creep_per_hour is not None:
         population.params[:, P["heap_floor_creep_per_hour"]] = creep_per_hour
-    plan = plan_events(config, population, 0, STEPS, seed, 1.0)
+    plan = plan_events(config, population, 0, STEPS, seed=seed, interval_s=1.0)
     traces, _ = run_kernel(config, population, plan, seed=seed, n_steps=STEPS, interval_s=1.0, keep_base=False)
     busy = np.array(population.profile_names)[population.profile] == BUSY
     assert busy.sum() >= 4

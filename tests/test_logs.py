@@ -130,7 +130,7 @@ def test_gc_numbering_restarts_with_the_jvm(run):
 def test_oom_kill_only_where_the_leak_restarts(run):
     traces, events, logs, _ = run
     cfg = load_config()
-    plan = plan_events(cfg, build_population(cfg, HOSTS, SEED), EVENTS, STEPS, SEED, 300.0)
+    plan = plan_events(cfg, build_population(cfg, HOSTS, SEED), EVENTS, STEPS, seed=SEED, interval_s=300.0)
     restarted = plan.profiles[plan.profile_row + plan.length - 1, C_JVM_RESTART] > 0.5
     truth = set(np.flatnonzero(restarted & (np.array(plan.kind_names)[plan.kind] == "memory_leak")).tolist())
     assert len(truth) == 2

@@ -45,7 +45,7 @@ def test_state_carries_across_chunks(cut):
     """Without events, a trace computed in two chunks is bit for bit the trace computed at once."""
     seed, hosts, steps, dt = 11, 12, 500, 300.0
     pop = build_population(CONFIG, hosts, seed)
-    plan = plan_events(CONFIG, pop, 0, steps, seed, dt)
+    plan = plan_events(CONFIG, pop, 0, steps, seed=seed, interval_s=dt)
     whole, _ = run_kernel(CONFIG, pop, plan, seed=seed, n_steps=steps, interval_s=dt, keep_base=False)
     a, _ = run_kernel(CONFIG, pop, plan, seed=seed, n_steps=cut, interval_s=dt, keep_base=False)
     b, _ = run_kernel(CONFIG, pop, plan, seed=seed, n_steps=steps - cut, interval_s=dt, t0=cut, keep_base=False,
@@ -82,7 +82,8 @@ def test_chunked_job_is_continuous_and_labels_its_events(tmp_path):
     labels = parts.select([pl.col(f"label_{m}") for m in METRICS]).to_numpy()
     assert set(np.unique(labels[labels >= 0])) <= set(range(17))
     for ev in events.filter(pl.col("labelled_first_step") >= 0).iter_rows(named=True):
-        rows = parts.filter((pl.col("host") == ev["host"]) & pl.col("step").is_between(ev["start_step"], ev["end_step"] - 1))
+        rows = parts.filter((pl.col("host") == ev["host"]) & pl.col("step").is_between(ev["start_step"],
+                                                                                       ev["end_step"] - 1))
         hit = rows.select([pl.col(f"label_{m}") == ev["event_id"] for m in METRICS]).to_numpy().any(axis=1)
         assert hit.any(), f"event {ev['event_id']} has no labelled point inside its window"
         assert rows["is_anomaly"].to_numpy()[hit].all()

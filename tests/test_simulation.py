@@ -265,7 +265,7 @@ def _memory(config, hosts, days, seed, events=0):
     from simulator.population import build_population
     steps = days * DAY_5MIN
     population = build_population(config, hosts, seed)
-    plan = plan_events(config, population, events, steps, seed, 300.0)
+    plan = plan_events(config, population, events, steps, seed=seed, interval_s=300.0)
     traces, table = run_kernel(config, population, plan, seed=seed, n_steps=steps, interval_s=300.0, keep_base=False)
     return traces.values[M["memory_usage"]].astype(np.float64), table
 

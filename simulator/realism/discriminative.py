@@ -76,7 +76,7 @@ def discriminative_score(config: SimConfig, reference_dir: Path, seed: int, host
             groups.append(g)
     n_real = len(X)
     population = build_population(config, hosts, seed)
-    plan = plan_events(config, population, 0, SIM_STEPS, seed, config.simulation.interval_s)
+    plan = plan_events(config, population, 0, SIM_STEPS, seed=seed, interval_s=config.simulation.interval_s)
     traces, _ = run_kernel(config, population, plan, seed=seed, n_steps=SIM_STEPS,
                            interval_s=config.simulation.interval_s, keep_base=False)
     cpu = traces.values[M["cpu_usage"]].astype(np.float64)

@@ -74,7 +74,7 @@ def profile_table(traces: Traces, population: Population, metrics: dict[str, str
 
 def fine_run(config: SimConfig, population: Population, seed: int) -> tuple[pl.DataFrame, Traces]:
     """Heap and GC per profile at one second (45 minutes of the same hosts, no anomalies), and the traces."""
-    plan = plan_events(config, population, 0, FINE_STEPS, seed, FINE_INTERVAL_S)
+    plan = plan_events(config, population, 0, FINE_STEPS, seed=seed, interval_s=FINE_INTERVAL_S)
     traces, _ = run_kernel(config, population, plan, seed=seed, n_steps=FINE_STEPS, interval_s=FINE_INTERVAL_S,
                            keep_base=False)
     return profile_table(traces, population, FINE_METRICS, base=False), traces

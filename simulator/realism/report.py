@@ -103,7 +103,8 @@ def run_realism(config: SimConfig, hosts: int, seed: int, reference_dir: Path,
           f"{len(real_traces)} real traces")
     interval = config.simulation.interval_s
     population = build_population(config, hosts, seed)
-    plan = plan_events(config, population, int(round(hosts * anomalies_per_host)), STEPS, seed, interval)
+    plan = plan_events(config, population, int(round(hosts * anomalies_per_host)), STEPS, seed=seed,
+                       interval_s=interval)
     traces, events = run_kernel(config, population, plan, seed=seed, n_steps=STEPS, interval_s=interval, keep_base=True)
     profiles = np.array(population.profile_names)[population.profile]
     events = events.with_columns(pl.Series("profile", profiles[events["host"].to_numpy()]))
