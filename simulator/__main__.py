@@ -314,9 +314,13 @@ def _generate(args) -> int:
         result = generate_samples(args.samples, anomaly_ratio=args.anomaly_ratio, seed=args.seed,
                                   config=config, workers=args.workers, staging_dir=out_dir,
                                   context_steps=args.context_steps, hard_negatives=args.hard_negatives,
-                                  logs=args.logs, progress=progress)
+                                  logs=args.logs, progress=progress, background_staging=True)
     target = out_dir / DATASET_NAME
-    backup = write_metrics_dataset(target, result.metadata, result.samples) if "json" in formats else None
+    try:  # the staging is written while the JSON is encoded; the JSON replaces the old one only after it
+        backup = (write_metrics_dataset(target, result.metadata, result.samples, before_commit=result.wait_staged)
+                  if "json" in formats else None)
+    finally:
+        result.wait_staged()
     folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats=formats,
                                    shares=shares)
     if not args.quiet:
