@@ -300,7 +300,17 @@ def _main(argv: list[str]) -> int:
         return 130
 
 
+def _quiet_idle_threads() -> None:
+    """Idle worker threads that wait by spinning hold a core the threads with work need (the sample job
+    overlaps numba kernels, Polars and the staging writer on few cores): numba's OpenMP workers go to
+    sleep once their share is done, and OpenBLAS (unused here) starts no threads. Set before numpy
+    and numba load, which read them then; a value set in the environment is kept."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def _generate(args) -> int:
+    _quiet_idle_threads()
     from .api import generate_samples
     from .config import load_config
     from .export import write_metrics_dataset
