@@ -283,8 +283,9 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: list[Windows],
     `windows` (the blocks', in the frame's order) is emptied: each block's arrays go once placed."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, 1 << 30)))
     order = rng.permutation(len(frame))
-    frame = frame[order].with_columns(**_shuffled_windows(windows, order).columns(cfg))
-    frame = frame.with_columns(**evidence_features(frame, cfg.simulation.interval_s))
+    shuffled = _shuffled_windows(windows, order)
+    frame = frame[order].with_columns(**shuffled.columns(cfg))
+    frame = frame.with_columns(**evidence_features(frame, cfg.simulation.interval_s, shuffled))
     frame = frame.with_columns(**visibility(frame, ANOMALOUS_PREFIX))
     interval = cfg.simulation.interval_s
     start = cfg.simulation.start_epoch_s

@@ -244,3 +244,15 @@ def test_usual_levels_equal_a_plain_median_and_mad(n_hist):
     for name, a, b in zip(("usual", "spread", "hours", "readings", "from_history"), got,
                           _usual_reference(ctx, hist, 6)):
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_evidence_features_from_the_windows_equal_those_from_the_columns(sampled, config):
+    from simulator.explain import evidence_features
+
+    samples = sampled[0].samples
+    interval = config.simulation.interval_s
+    from_columns = evidence_features(samples, interval)
+    from_windows = evidence_features(samples, interval, window_arrays(samples))
+    assert list(from_windows) == list(from_columns)
+    for name, series in from_columns.items():
+        assert series.equals(from_windows[name]), name
