@@ -300,7 +300,17 @@ def _main(argv: list[str]) -> int:
         return 130
 
 
+def _quiet_idle_threads() -> None:
+    """Idle worker threads that wait by spinning hold a core the threads with work need (the sample job
+    overlaps numba kernels, Polars and the staging writer on few cores): numba's OpenMP workers go to
+    sleep once their share is done, and OpenBLAS (unused here) starts no threads. Set before numpy
+    and numba load, which read them then; a value set in the environment is kept."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def _generate(args) -> int:
+    _quiet_idle_threads()
     from .api import generate_samples
     from .config import load_config
     from .export import write_metrics_dataset
@@ -314,9 +324,13 @@ def _generate(args) -> int:
         result = generate_samples(args.samples, anomaly_ratio=args.anomaly_ratio, seed=args.seed,
                                   config=config, workers=args.workers, staging_dir=out_dir,
                                   context_steps=args.context_steps, hard_negatives=args.hard_negatives,
-                                  logs=args.logs, progress=progress)
+                                  logs=args.logs, progress=progress, background_staging=True)
     target = out_dir / DATASET_NAME
-    backup = write_metrics_dataset(target, result.metadata, result.samples) if "json" in formats else None
+    try:  # the staging is written while the JSON is encoded; the JSON replaces the old one only after it
+        backup = (write_metrics_dataset(target, result.metadata, result.samples, before_commit=result.wait_staged)
+                  if "json" in formats else None)
+    finally:
+        result.wait_staged()
     folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats=formats,
                                    shares=shares)
     if not args.quiet:

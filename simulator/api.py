@@ -6,8 +6,9 @@ import dataclasses
 import hashlib
 import math
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -42,6 +43,22 @@ class SampleSet:
     events: pl.DataFrame
     metadata: dict
     config: SimConfig
+    staged: Future | None = field(default=None, compare=False)  # the staging's last writes (background)
+
+    def wait_staged(self) -> None:
+        """Return once the staging is written and swapped in (at once unless `generate_samples` ran with
+        `background_staging`); a failed staging write is raised here."""
+        if self.staged is not None:
+            self.staged.result()
+
+
+def _in_background(task: Callable[[], None]) -> Future:
+    """`task` running in a thread of its own; the Future holds its outcome."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="staging-finish")
+    try:
+        return pool.submit(task)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with the task
 
 
 def _resolve(config: SimConfig | str | Path | None) -> SimConfig:
@@ -155,13 +172,16 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
                      config: SimConfig | str | Path | None = None, workers: int | None = None,
                      staging_dir: Path | None = None, context_steps: int | None = None,
                      hard_negatives: float | None = None, logs: bool = False,
-                     progress: Callable[[int, int], None] | None = None) -> SampleSet:
+                     progress: Callable[[int, int], None] | None = None,
+                     background_staging: bool = False) -> SampleSet:
     """`n_samples` labelled snapshots of simulated hosts; `round(n * ratio)` of them anomalous.
 
     Each anomalous sample comes from its own event (exactly that many events are injected); normal
     samples come from points where no metric of the host is anomalous.  With `staging_dir`, the
     traces, labels, events and samples are staged there as Parquet; with `logs` too, the hosts' log
     lines and alerts (simulator/logs.py, alerts.py; about 14,000 lines a host-day, so opt-in).
+    With `background_staging`, the staging's last writes (the samples Parquet, the manifest, the swap)
+    run in a thread while the caller exports the samples; `SampleSet.wait_staged` waits for them.
     """
     cfg = _with_sample_options(_resolve(config), context_steps, hard_negatives)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
@@ -216,9 +236,12 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
         staging.close()  # the last block's lines written, every sample's log excerpt chosen
         samples = with_log_excerpts(samples, staging.sample_excerpts)
     metadata = _metadata(cfg, samples, seed, ratio, session_id)
-    if staging:
-        staging.finish(events, samples, {**metadata, "hosts": n_hosts, "steps_per_host": n_steps,
-                                         "interval_s": interval, "blocks": len(blocks)})
+    if not staging:
+        return SampleSet(samples, events, metadata, cfg)
+    manifest = {**metadata, "hosts": n_hosts, "steps_per_host": n_steps, "interval_s": interval, "blocks": len(blocks)}
+    if background_staging:
+        return SampleSet(samples, events, metadata, cfg, _in_background(lambda: staging.finish(events, samples, manifest)))
+    staging.finish(events, samples, manifest)
     return SampleSet(samples, events, metadata, cfg)
 
 
@@ -265,8 +288,9 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: list[Windows],
     `windows` (the blocks', in the frame's order) is emptied: each block's arrays go once placed."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, 1 << 30)))
     order = rng.permutation(len(frame))
-    frame = frame[order].with_columns(**_shuffled_windows(windows, order).columns(cfg))
-    frame = frame.with_columns(**evidence_features(frame, cfg.simulation.interval_s))
+    shuffled = _shuffled_windows(windows, order)
+    frame = frame[order].with_columns(**shuffled.columns(cfg))
+    frame = frame.with_columns(**evidence_features(frame, cfg.simulation.interval_s, shuffled))
     frame = frame.with_columns(**visibility(frame, ANOMALOUS_PREFIX))
     interval = cfg.simulation.interval_s
     start = cfg.simulation.start_epoch_s

@@ -70,8 +70,8 @@ def steps_until_at_least(values, metric, host, step, threshold, limit):
 
 
 @jit
-def _sorted_median(buf, count):
-    """Median of the first `count` values of `buf`, which it sorts (insertion sort: `count` is small)."""
+def _sort(buf, count):
+    """Sort the first `count` values of `buf` in place (insertion sort: `count` is small)."""
     for i in range(1, count):
         v = buf[i]
         j = i
@@ -79,11 +79,40 @@ def _sorted_median(buf, count):
             buf[j] = buf[j - 1]
             j -= 1
         buf[j] = v
+
+
+@jit
+def _middle(buf, count):
+    """Median of the sorted `buf[:count]` (NaN when empty)."""
     if count == 0:
         return np.nan
     if count % 2:
         return buf[count // 2]
     return 0.5 * (buf[count // 2 - 1] + buf[count // 2])
+
+
+@jit
+def _deviation_median(buf, count, median):
+    """Median of |v - median| over the sorted `buf[:count]` without sorting again: the deviations left
+    of the median grow leftwards, those right of it rightwards, so the two runs are merged up to the
+    middle (NaN when empty)."""
+    if count == 0:
+        return np.nan
+    right = 0
+    while right < count and buf[right] < median:
+        right += 1
+    left = right - 1
+    lower = d = 0.0
+    for i in range(count // 2 + 1):
+        if left >= 0 and (right >= count or median - buf[left] <= buf[right] - median):
+            d = abs(buf[left] - median)
+            left -= 1
+        else:
+            d = abs(buf[right] - median)
+            right += 1
+        if i == count // 2 - 1:
+            lower = d
+    return d if count % 2 else 0.5 * (lower + d)
 
 
 @jit
@@ -94,10 +123,12 @@ def _median_and_mad(values, buf):
         if not np.isnan(v):
             buf[count] = v
             count += 1
-    median = _sorted_median(buf, count)
-    for i in range(count):
-        buf[i] = abs(buf[i] - median)
-    return median, _sorted_median(buf, count), count
+    _sort(buf, count)
+    median = _middle(buf, count)
+    return median, _deviation_median(buf, count, median), count
+
+
+USUAL_CHUNK = 1024  # samples per task of `usual_levels` (one scratch buffer each)
 
 
 @jit_parallel
@@ -114,26 +145,31 @@ def usual_levels(ctx, hist, min_hours):
     hours = np.zeros(n, dtype=np.int64)
     readings = np.zeros(n, dtype=np.int64)
     from_history = np.zeros(n, dtype=np.bool_)
-    for r in prange(n):
+    for c in prange((n + USUAL_CHUNK - 1) // USUAL_CHUNK):
         buf = np.empty(max(k, hist.shape[1]) + 1, dtype=np.float64)
-        for v in hist[r]:
-            hours[r] += not np.isnan(v)
-        for j in range(k - 1):
-            readings[r] += not np.isnan(ctx[r, j])
-        from_history[r] = hours[r] >= min_hours
-        if from_history[r]:
-            level, mad, count = _median_and_mad(hist[r], buf)
-        else:
-            level, mad, count = _median_and_mad(ctx[r, :k - 1], buf)
-        steps = 0
-        for j in range(k - 1):
-            d = abs(ctx[r, j + 1] - ctx[r, j])
-            if not np.isnan(d):
-                buf[steps] = d
-                steps += 1
-        noise = _sorted_median(buf, steps) / np.sqrt(2.0)
-        usual[r] = ctx[r, k - 1] if count == 0 else level
-        spread[r] = 0.0 if count == 0 else (mad if np.isnan(noise) else max(mad, noise))
+        for r in range(c * USUAL_CHUNK, min(n, (c + 1) * USUAL_CHUNK)):
+            n_hours = 0
+            for v in hist[r]:
+                n_hours += not np.isnan(v)
+            n_readings = 0
+            for j in range(k - 1):
+                n_readings += not np.isnan(ctx[r, j])
+            hours[r], readings[r] = n_hours, n_readings
+            from_history[r] = n_hours >= min_hours
+            if from_history[r]:
+                level, mad, count = _median_and_mad(hist[r], buf)
+            else:
+                level, mad, count = _median_and_mad(ctx[r, :k - 1], buf)
+            steps = 0
+            for j in range(k - 1):
+                d = abs(ctx[r, j + 1] - ctx[r, j])
+                if not np.isnan(d):
+                    buf[steps] = d
+                    steps += 1
+            _sort(buf, steps)
+            noise = _middle(buf, steps) / np.sqrt(2.0)
+            usual[r] = ctx[r, k - 1] if count == 0 else level
+            spread[r] = 0.0 if count == 0 else (mad if np.isnan(noise) else max(mad, noise))
     return usual, spread, hours, readings, from_history
 
 

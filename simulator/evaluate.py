@@ -9,8 +9,9 @@ HistGradientBoostingClassifier) predicts each sample's class (normal or one anom
   metric, summarised (level, spread, slope, the value against the host's own trailing median; the
   shape: age of the current excursion, distance from the hour's peak and trough, share of rising
   steps, slope and change of the last 3 and 6 hours), and
-  the host's static facts (profile, cores).  The history is cut from the host's traces at and before
-  the sample's step; the counterfactual `base_*` values and the event table are never features.
+  the host's static facts (profile, cores).  The windows are the sample's own `ctx_<metric>` and
+  `hist_<metric>` columns (what it carries in the dataset); the counterfactual `base_*` values and the
+  event table are never features.
 
 Folds are split by host, so no host is in both the training and the test part of a fold; every sample
 is predicted once, by the model of the fold that held its host out.  Figures: per-class precision,
@@ -25,24 +26,19 @@ Needs scikit-learn (`pip install -e ".[evaluate]"`).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import polars as pl
 
-from .catalogue import METRICS, N_METRICS
+from .catalogue import METRICS
 from .config import SimConfig
 from .errors import SimulatorError
 
-if TYPE_CHECKING:
-    from .api import SampleSet
-
 NORMAL = "normal"
-COARSE_HOURS = 24     # hourly means of the last day
 FOLDS = 5
 EVAL_STREAM = 11      # SeedSequence spawn key of the host folds
 REPORT_NAME = "learnability_report.json"
@@ -71,10 +67,9 @@ def _sklearn():
 
 @dataclass(frozen=True)
 class EvalData:
-    """Samples, their class names, and the traces of their hosts (float32[M, hosts, steps])."""
+    """Samples (with their windows), their class names, the config and seed that made them."""
 
     samples: pl.DataFrame
-    values: np.ndarray
     config: SimConfig
     seed: int
 
@@ -89,58 +84,26 @@ class EvalData:
 
 def simulate_dataset(n_samples: int, *, seed: int | None = None, config: SimConfig | str | Path | None = None,
                      workers: int | None = None) -> EvalData:
-    """A sample set generated in memory and the traces its samples were taken from."""
+    """A sample set generated in memory."""
     from .api import generate_samples
 
     result = generate_samples(n_samples, seed=seed, config=config, workers=workers)
-    return EvalData(result.samples, sample_traces(result, workers=workers), result.config,
-                    int(result.metadata["seed"]))
-
-
-def sample_traces(result: SampleSet, workers: int | None = None) -> np.ndarray:
-    """The traces of a `SampleSet`'s hosts, float32[M, hosts, steps], simulated again.
-
-    The sample job's hosts, steps and events depend only on (config, seed, sample count, anomaly
-    count), so `simulate` with the same figures gives the same traces; every sample's values are
-    checked against them.
-    """
-    from .api import simulate
-
-    cfg, meta = result.config, result.metadata
-    sim = cfg.simulation
-    hosts = max(1, math.ceil(meta["total_samples"] / sim.samples_per_host))
-    steps = max(1, int(round(sim.trace_days * 86400 / sim.interval_s)))
-    traces, _ = simulate(hosts, steps, config=cfg, seed=meta["seed"], anomalies=len(result.events),
-                         workers=workers, with_labels=False)
-    values = np.stack([traces[m].to_numpy().astype(np.float32) for m in METRICS]).reshape(N_METRICS, hosts, steps)
-    host, step = result.samples["host"].to_numpy(), result.samples["step"].to_numpy()
-    seen = np.stack([result.samples[m].to_numpy().astype(np.float32) for m in METRICS])
-    if not np.array_equal(values[:, host, step], seen):
-        raise RuntimeError("evaluate: the re-simulated traces differ from the samples' values")
-    return values
+    return EvalData(result.samples, result.config, int(result.metadata["seed"]))
 
 
 # ------------------------------------------------------------------------------------ features
 
-def context_windows(values: np.ndarray, host: np.ndarray, step: np.ndarray, fine_steps: int = 12,
-                    coarse_hours: int = COARSE_HOURS, steps_per_hour: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """What a monitoring system holds at each (host, step): fine[n, M, fine_steps], the last values up
-    to and including `step`, and coarse[n, M, coarse_hours], the means of the hours ending at `step`
-    (oldest first both).  Points before the trace starts, and hours not wholly inside it, are NaN.
-    """
-    host, step = np.asarray(host, np.int64), np.asarray(step, np.int64)
-    idx = step[:, None] - np.arange(fine_steps - 1, -1, -1)                 # [n, F]
-    fine = values[:, host[:, None], np.maximum(idx, 0)].astype(np.float64)  # [M, n, F]
-    fine[:, idx < 0] = np.nan
-    cum = np.zeros(values.shape[:2] + (values.shape[2] + 1,))
-    np.cumsum(values, axis=2, dtype=np.float64, out=cum[:, :, 1:])
-    end = step[:, None] - steps_per_hour * np.arange(coarse_hours - 1, -1, -1)  # last step of each hour
-    start = end - steps_per_hour + 1
-    ok = start >= 0
-    s0, s1 = np.maximum(start, 0), np.maximum(end, 0) + 1
-    coarse = (cum[:, host[:, None], s1] - cum[:, host[:, None], s0]) / steps_per_hour
-    coarse[:, ~ok] = np.nan
-    return fine.transpose(1, 0, 2), coarse.transpose(1, 0, 2)
+def sample_windows(samples: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """What each sample carries of its host's recent past, float64 (NaN where the collector had no
+    data): fine[n, M, steps], its context (the readings up to and including its instant), and
+    coarse[n, M, hours], its history (the hourly means of the hours ending at its instant), oldest
+    first both."""
+    from .export import window_arrays
+
+    windows = window_arrays(samples)
+    if windows is None:
+        raise SimulatorError("evaluate: the samples carry no context (ctx_<metric> columns)")
+    return windows.fine.astype(np.float64), windows.coarse.astype(np.float64)
 
 
 def _slope(y: np.ndarray) -> np.ndarray:
@@ -241,15 +204,11 @@ def snapshot_features(samples: pl.DataFrame) -> Features:
 
 
 def context_features(data: EvalData) -> Features:
-    """Snapshot, summaries of each metric's last hour and last day on the same host, and its static facts.
-
-    The windows are cut from the traces in `data.values` until the samples carry their own context
-    (issue 15, item 1); `window_summary` is what turns either into features."""
+    """Snapshot, summaries of each metric's context and history (`sample_windows`: the sample's own
+    columns), and the host's static facts."""
     samples = data.samples
     snap = snapshot_features(samples)
-    per_hour = max(1, int(round(3600 / data.config.simulation.interval_s)))
-    fine, coarse = context_windows(data.values, samples["host"].to_numpy(), samples["step"].to_numpy(),
-                                   fine_steps=per_hour, steps_per_hour=per_hour)
+    fine, coarse = sample_windows(samples)
     resolution = np.array([m.resolution for m in data.config.metrics])
     summary = window_summary(snap.X, fine, coarse, resolution) | shape_summary(snap.X, fine, coarse)
     names = list(snap.names) + [f"{m}:{k}" for k in summary for m in METRICS]

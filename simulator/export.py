@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import orjson
@@ -98,8 +98,11 @@ JSON_CHUNK_ROWS = 2_048   # samples encoded at a time (about 7 MB of JSON): the 
 ENCODE_THREADS = 2        # Polars and the window kernel encode outside the GIL: two chunks at a time
 
 
-def write_metrics_dataset(path: Path, metadata: dict, samples: pl.DataFrame) -> Path | None:
+def write_metrics_dataset(path: Path, metadata: dict, samples: pl.DataFrame,
+                          before_commit: Callable[[], None] | None = None) -> Path | None:
     """Write `{"metadata": ..., "training_samples": [...]}` atomically; back up the previous file.
+    `before_commit` runs once the file is written, before it replaces the previous one: what it
+    raises leaves the previous file in place.
 
     The samples array is written in chunks of JSON_CHUNK_ROWS (Polars' encoder, brackets of each
     chunk dropped, each chunk's windows spliced in, chunks joined by commas), encoded ENCODE_THREADS
@@ -122,6 +125,8 @@ def write_metrics_dataset(path: Path, metadata: dict, samples: pl.DataFrame) -> 
                 del chunk
                 writeback.start()
             f.write(b"]}\n")
+        if before_commit is not None:
+            before_commit()
     return backup
 
 

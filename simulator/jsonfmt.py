@@ -77,25 +77,25 @@ def layout(v, integer):
 @jit
 def write_number(buf, pos, v, integer):
     """Write `v` at buf[pos:] (see the module's rules); return the position after it."""
-    return write_laid_out(buf, pos, v, integer, layout(v, integer)[0])
+    d, size = layout(v, integer)
+    return write_laid_out(buf, pos, v, integer, d, size)
 
 
 @jit
-def write_laid_out(buf, pos, v, integer, d):
-    """`write_number` with `v`'s decimals `d` (from `layout`) known: the digits of |v| scaled by 10^d
-    written from the right, the point inserted d digits from the end."""
-    if d == NULL:  # null
+def write_laid_out(buf, pos, v, integer, d, size):
+    """Write `v` at buf[pos:] with its decimals `d` and bytes `size` from `layout`: the digits of |v|
+    scaled by 10^d written from the right, the point inserted d digits from the end; returns
+    pos + size (known before the digits are, so the next value need not wait for them)."""
+    end = pos + size
+    if d == NULL:
         buf[pos] = 110
         buf[pos + 1] = 117
         buf[pos + 2] = 108
         buf[pos + 3] = 108
-        return pos + 4
-    neg = 0
+        return end
     if v < 0:
         buf[pos] = 45  # -
-        neg = 1
     x = _scaled(abs(v), integer, d)
-    end = pos + _size(neg, _digits(x), integer, d)
     i = end - 1
     if not integer and d == 0:
         buf[i] = 48  # "N.0"
@@ -118,9 +118,9 @@ def write_laid_out(buf, pos, v, integer, d):
 
 
 @jit
-def _lay_out_window(window, s, integer, keys, key_ends, decimals):
+def _lay_out_window(window, s, integer, keys, key_ends, decimals, sizes):
     """Bytes of `{"m0":[...],"m1":[...]}` for sample s of window [M, n, k]; each value's decimals
-    into decimals[m, j] (for `_write_window`: measured once, written once)."""
+    and bytes into decimals[m, j] and sizes[m, j] (for `_write_window`: measured once, written once)."""
     total = 2  # braces
     n_metrics, k = window.shape[0], window.shape[2]
     start = 0
@@ -130,12 +130,13 @@ def _lay_out_window(window, s, integer, keys, key_ends, decimals):
         for j in range(k):
             d, size = layout(window[m, s, j], integer[m])
             decimals[m, j] = d
+            sizes[m, j] = size
             total += size
     return total
 
 
 @jit
-def _write_window(buf, pos, window, s, integer, keys, key_ends, decimals):
+def _write_window(buf, pos, window, s, integer, keys, key_ends, decimals, sizes):
     buf[pos] = 123  # {
     pos += 1
     n_metrics, k = window.shape[0], window.shape[2]
@@ -149,7 +150,7 @@ def _write_window(buf, pos, window, s, integer, keys, key_ends, decimals):
             if j:
                 buf[pos] = 44  # ,
                 pos += 1
-            pos = write_laid_out(buf, pos, window[m, s, j], integer[m], decimals[m, j])
+            pos = write_laid_out(buf, pos, window[m, s, j], integer[m], decimals[m, j], sizes[m, j])
         buf[pos] = 93  # ]
         pos += 1
         if m < n_metrics - 1:
@@ -164,21 +165,24 @@ def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key,
     """The rows of `rows` (ndjson, row i ends at row_ends[i]) each with the windows (metric-major:
     [M, n, steps]) appended under `fine_key` and `coarse_key` (coarse skipped when it has no
     columns), joined by commas.
-    Each row's length is measured (its values' decimals kept), then each row written at its own
-    offset (race-free in parallel)."""
+    Each row's length is measured (its values' decimals and sizes kept), then each row written at its
+    own offset (race-free in parallel)."""
     n = row_ends.shape[0]
     n_metrics = integer.shape[0]
     no_integers = np.zeros(n_metrics, dtype=np.bool_)
     with_coarse = coarse.shape[2] > 0
     fine_dec = np.empty((n, n_metrics, fine.shape[2]), dtype=np.int8)  # row-major: each row's own
     coarse_dec = np.empty((n, n_metrics, coarse.shape[2]), dtype=np.int8)
+    fine_size = np.empty((n, n_metrics, fine.shape[2]), dtype=np.int8)
+    coarse_size = np.empty((n, n_metrics, coarse.shape[2]), dtype=np.int8)
     length = np.empty(n, dtype=np.int64)
     for s in prange(n):
         begin = row_ends[s - 1] + 1 if s else 0
         size = (1 if s else 0) + row_ends[s] - begin + len(fine_key) + _lay_out_window(
-            fine, s, integer, keys, key_ends, fine_dec[s])
+            fine, s, integer, keys, key_ends, fine_dec[s], fine_size[s])
         if with_coarse:
-            size += len(coarse_key) + _lay_out_window(coarse, s, no_integers, keys, key_ends, coarse_dec[s])
+            size += len(coarse_key) + _lay_out_window(coarse, s, no_integers, keys, key_ends, coarse_dec[s],
+                                                      coarse_size[s])
         length[s] = size
     offset = np.zeros(n + 1, dtype=np.int64)
     offset[1:] = np.cumsum(length)
@@ -194,11 +198,12 @@ def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key,
         pos += body
         out[pos:pos + len(fine_key)] = fine_key
         pos += len(fine_key)
-        pos = _write_window(out, pos, fine, s, integer, keys, key_ends, fine_dec[s])
+        pos = _write_window(out, pos, fine, s, integer, keys, key_ends, fine_dec[s], fine_size[s])
         if with_coarse:
             out[pos:pos + len(coarse_key)] = coarse_key
             pos += len(coarse_key)
-            pos = _write_window(out, pos, coarse, s, no_integers, keys, key_ends, coarse_dec[s])
+            pos = _write_window(out, pos, coarse, s, no_integers, keys, key_ends, coarse_dec[s],
+                                coarse_size[s])
         out[pos] = 125
     return out
 

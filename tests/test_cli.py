@@ -332,6 +332,24 @@ def test_anomaly_count_is_round_n_times_ratio(n, ratio):
     assert meta["anomaly_ratio"] == ratio
 
 
+def test_a_staging_that_fails_leaves_the_previous_dataset(tmp_path, monkeypatch):
+    """The staging's last writes run while the JSON is encoded; the JSON replaces the old one only once
+    the staging is in place."""
+    from simulator.staging import Staging
+
+    out = tmp_path / "out"
+    before = make_previous_outputs(out)
+
+    def failing_finish(self, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(self.dir / "samples"))
+
+    monkeypatch.setattr(Staging, "finish", failing_finish)
+    code, _, err = run([*SMALL, "--output-dir", out])
+    assert code == 1 and "No space left on device" in err
+    assert (out / DATASET).read_bytes() == before[Path(DATASET)][0]
+    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*tmp*"))
+
+
 # ------------------------------------------------------------------------ backups and determinism
 def test_second_run_backs_up_the_first_and_only_three_backups_are_kept(tmp_path):
     out = tmp_path / "out"

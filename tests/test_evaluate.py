@@ -7,12 +7,13 @@ import json
 from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
+import polars as pl
 import pytest
 
 from simulator.__main__ import main
 from simulator.catalogue import METRICS
-from simulator.evaluate import (REPORT_NAME, all_passed, classification_figures, context_features,
-                                context_windows, cpu_window_features, host_folds, simulate_dataset)
+from simulator.evaluate import (REPORT_NAME, EvalData, all_passed, classification_figures, context_features,
+                                cpu_window_features, host_folds, sample_windows, simulate_dataset)
 
 from conftest import REFERENCE
 
@@ -77,40 +78,38 @@ def test_host_folds_of_a_sample_set_split_its_hosts(small_data):
 
 # ---------------------------------------------------------------------------- context features
 
-def test_context_windows_are_the_traces_up_to_the_step(small_data):
+def test_context_features_read_the_samples_own_windows(small_data):
     s = small_data.samples
-    host, step = s["host"].to_numpy(), s["step"].to_numpy()
-    fine, coarse = context_windows(small_data.values, host, step)
+    fine, coarse = sample_windows(s)
+    assert fine.shape == (len(s), len(METRICS), 12) and coarse.shape == (len(s), len(METRICS), 24)
     snapshot = np.stack([s[m].to_numpy() for m in METRICS], axis=1)
     np.testing.assert_array_equal(fine[:, :, -1], snapshot.astype(np.float32))
-    i = int(np.flatnonzero(step >= 12 * 24)[0])
-    trace = small_data.values[:, host[i], :].astype(np.float64)
-    np.testing.assert_array_equal(fine[i], trace[:, step[i] - 11:step[i] + 1])
-    np.testing.assert_allclose(coarse[i, :, -1], trace[:, step[i] - 11:step[i] + 1].mean(axis=1), rtol=1e-9)
-    np.testing.assert_allclose(coarse[i, :, 0], trace[:, step[i] - 287:step[i] - 275].mean(axis=1), rtol=1e-9)
-    early = int(np.flatnonzero(step < 5)[0]) if (step < 5).any() else None
-    if early is not None:  # before the trace starts there is nothing: NaN, not a made-up value
-        assert np.isnan(fine[early, :, :11 - step[early]]).all() and np.isnan(coarse[early]).all()
+    for i, m in enumerate(METRICS):
+        np.testing.assert_array_equal(fine[:, i], s[f"ctx_{m}"].to_numpy().astype(np.float64))
+        np.testing.assert_array_equal(coarse[:, i], s[f"hist_{m}"].to_numpy().astype(np.float64))
 
 
-def test_context_features_use_nothing_after_the_samples_step(small_data):
-    """Scrambling every value after a sample's step leaves its features as they were; changing the
-    value at its step does not (so the comparison can fail)."""
+def test_context_features_use_only_what_the_sample_carries(small_data):
+    """Shuffling every column a sample does not carry as evidence (the trace without the anomaly,
+    the event's steps, the targets) leaves the features as they were; changing one reading of a
+    sample's context changes that sample's features only (so the comparison can fail)."""
+    from simulator.context import _list_column
+
+    s = small_data.samples
     before = context_features(small_data).X
-    steps = small_data.samples["step"].to_numpy()
-    hosts = small_data.samples["host"].to_numpy()
-    rng = np.random.default_rng(1)
-    for i in rng.choice(np.flatnonzero(steps < small_data.values.shape[2] - 1), 5, replace=False):
-        values = small_data.values.copy()
-        future = values[:, hosts[i], steps[i] + 1:]
-        values[:, hosts[i], steps[i] + 1:] = rng.permutation(future, axis=1) * 3 + 7
-        after = context_features(type(small_data)(small_data.samples, values, small_data.config,
-                                                  small_data.seed)).X
-        np.testing.assert_array_equal(after[i], before[i])
-        values[:, hosts[i], steps[i] - 1] += 50  # the past does count
-        changed = context_features(type(small_data)(small_data.samples, values, small_data.config,
-                                                    small_data.seed)).X
-        assert not np.array_equal(changed[i], before[i], equal_nan=True)
+    evidence = {*METRICS, "profile", "cores", *(f"{p}{m}" for p in ("ctx_", "hist_") for m in METRICS)}
+    order = np.random.default_rng(1).permutation(len(s))
+    scrambled = s.with_columns(s.select(pl.exclude(*evidence))[order])
+    after = context_features(EvalData(scrambled, small_data.config, small_data.seed)).X
+    np.testing.assert_array_equal(after, before)
+    i = 7
+    ctx = s["ctx_cpu_usage"].to_numpy().astype(np.float32)
+    ctx[i, -2] = (0.0 if ctx[i, -2] > 50 else 100.0)
+    changed = context_features(EvalData(s.with_columns(_list_column("ctx_cpu_usage", ctx, False)),
+                                        small_data.config, small_data.seed)).X
+    assert not np.array_equal(changed[i], before[i], equal_nan=True)
+    rest = np.arange(len(s)) != i
+    np.testing.assert_array_equal(changed[rest], before[rest])
 
 
 def test_cpu_window_features_are_causal():

@@ -204,3 +204,55 @@ def test_sample_options_are_checked_before_anything_runs(config):
         generate_samples(10, config=config, context_steps=0)
     short = generate_samples(50, seed=5, config=config, context_steps=3)
     assert short.samples["ctx_cpu_usage"].dtype.size == 3
+
+
+# ---------------------------------------------------------------------------- usual levels
+def _usual_reference(ctx: np.ndarray, hist: np.ndarray, min_hours: int):
+    """`context.usual_levels` in plain NumPy, one sample at a time."""
+    rows = []
+    for c, h in zip(ctx, hist):
+        hours, readings = int(np.sum(~np.isnan(h))), int(np.sum(~np.isnan(c[:-1])))
+        source = h if hours >= min_hours else c[:-1]
+        values = source[~np.isnan(source)]
+        diffs = np.abs(np.diff(c))
+        diffs = diffs[~np.isnan(diffs)]
+        noise = np.median(diffs) / np.sqrt(2.0) if len(diffs) else np.nan
+        if len(values) == 0:
+            rows.append((c[-1], 0.0, hours, readings, hours >= min_hours))
+            continue
+        level = np.median(values)
+        mad = np.median(np.abs(values - level))
+        rows.append((level, mad if np.isnan(noise) else max(mad, noise), hours, readings, hours >= min_hours))
+    return [np.array(col) for col in zip(*rows)]
+
+
+@pytest.mark.parametrize("n_hist", [0, 5, 23, 24])
+def test_usual_levels_equal_a_plain_median_and_mad(n_hist):
+    from simulator.context import usual_levels
+
+    rng = np.random.default_rng(n_hist)
+    n = 3000  # more than one chunk of the kernel
+    ctx = np.round(rng.normal(50, 10, (n, 12)), 1)
+    hist = np.round(rng.normal(50, 10, (n, n_hist)), 2)
+    ctx[rng.random(ctx.shape) < 0.2] = np.nan
+    hist[rng.random(hist.shape) < 0.3] = np.nan
+    ctx[:50] = np.nan  # no data at all: usual is the snapshot (NaN), spread 0
+    hist[:50] = np.nan
+    hist[50:100] = 7.5  # a flat past: ties everywhere, spread from the readings' noise
+    ctx[:, -1][100:200] = 60.0
+    got = usual_levels(ctx, hist, 6)
+    for name, a, b in zip(("usual", "spread", "hours", "readings", "from_history"), got,
+                          _usual_reference(ctx, hist, 6)):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_evidence_features_from_the_windows_equal_those_from_the_columns(sampled, config):
+    from simulator.explain import evidence_features
+
+    samples = sampled[0].samples
+    interval = config.simulation.interval_s
+    from_columns = evidence_features(samples, interval)
+    from_windows = evidence_features(samples, interval, window_arrays(samples))
+    assert list(from_windows) == list(from_columns)
+    for name, series in from_columns.items():
+        assert series.equals(from_windows[name]), name
