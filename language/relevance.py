@@ -27,10 +27,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 
 from .errors import LanguageError
+from .quality import words
 
 TOKEN = re.compile(r"[a-z0-9]+")  # letters and digits: "vm.swappiness" holds "vm" and "swappiness"
 STOP_WORDS = frozenset("a an the of in on at to for and or by with from as is are be vs its into per".split())
@@ -75,18 +77,36 @@ def term_stems(term: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(stem(w) for w in content))
 
 
+@lru_cache(maxsize=1 << 16)  # answers reuse their words: a word's stems are found once
+def word_stems(word: str) -> tuple[str, ...]:
+    """The stems of a word's runs of letters and digits ("vm.swappiness" -> "vm", "swappi")."""
+    return tuple(map(stem, TOKEN.findall(word)))
+
+
 @lru_cache(maxsize=512)
 def text_stems(text: str) -> frozenset[str]:
-    return frozenset(map(stem, TOKEN.findall(text.lower())))
+    """The stems of the text's runs of letters and digits (TOKEN in the lower-cased text).
+
+    Read from the quality filters' words (quality.words, cached for the answer's other filters): a
+    word is runs of letters and digits joined by single ' . _ -, and every run lies in one word, so
+    the runs of the text are those of its distinct words."""
+    return frozenset(chain.from_iterable(map(word_stems, set(words(text)))))
 
 
-def _present(s: str, stems: frozenset[str], ordered: tuple[str, ...]) -> bool:
+@lru_cache(maxsize=512)
+def _ordered(stems: frozenset[str]) -> tuple[str, ...]:
+    """The stems sorted (for the prefix search of `_present`; only asked when a stem is not there as such)."""
+    return tuple(sorted(stems))
+
+
+def _present(s: str, stems: frozenset[str]) -> bool:
     """`s` is among the answer's stems, or (when long enough) begins one of them or is begun by one."""
     if s in stems:
         return True
     if len(s) >= MIN_PREFIX:
         if any(s[:k] in stems for k in range(MIN_PREFIX, len(s))):
             return True
+        ordered = _ordered(stems)
         i = bisect.bisect_left(ordered, s)
         return i < len(ordered) and ordered[i].startswith(s)
     return False
@@ -108,12 +128,11 @@ class LexicalGate:
         wanted = term_stems(term)
         if prompt:
             in_prompt = text_stems(prompt)
-            wanted = tuple(s for s in wanted if _present(s, in_prompt, tuple(sorted(in_prompt))))
+            wanted = tuple(s for s in wanted if _present(s, in_prompt))
         if not wanted:
             return []
         stems = text_stems(text)
-        ordered = tuple(sorted(stems))
-        absent = [s for s in wanted if not _present(s, stems, ordered)]
+        absent = [s for s in wanted if not _present(s, stems)]
         need = len(wanted) if len(wanted) <= 2 else math.ceil(LONG_TERM_SHARE * len(wanted))
         return absent if len(wanted) - len(absent) < need else []
 
