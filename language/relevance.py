@@ -21,20 +21,19 @@ precision and recall on it and benchmarks/bench_relevance.py prints them.
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import chain
 
 import numpy as np
 
 from .errors import LanguageError
-from .quality import words
+from .quality import tokens
 
 TOKEN = re.compile(r"[a-z0-9]+")  # letters and digits: "vm.swappiness" holds "vm" and "swappiness"
+RUN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")   # what TOKEN's runs are made of
 STOP_WORDS = frozenset("a an the of in on at to for and or by with from as is are be vs its into per".split())
 BRACKETS = re.compile(r"\([^)]*\)")
 LONG_TERM_SHARE = 0.6   # of a term of three or more words, this share must appear
@@ -77,38 +76,27 @@ def term_stems(term: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(stem(w) for w in content))
 
 
-@lru_cache(maxsize=1 << 16)  # answers reuse their words: a word's stems are found once
-def word_stems(word: str) -> tuple[str, ...]:
-    """The stems of a word's runs of letters and digits ("vm.swappiness" -> "vm", "swappi")."""
-    return tuple(map(stem, TOKEN.findall(word)))
+@lru_cache(maxsize=4096)
+def _beginning(prefix: str) -> re.Pattern:
+    """`prefix` and the rest of its run of letters and digits."""
+    return re.compile(re.escape(prefix) + "[a-z0-9]*")
 
 
-@lru_cache(maxsize=512)
-def text_stems(text: str) -> frozenset[str]:
-    """The stems of the text's runs of letters and digits (TOKEN in the lower-cased text).
+def _present(s: str, joined: str) -> bool:
+    """Whether the normalized text `joined` (quality.tokens) has a run of letters and digits (TOKEN) whose
+    stem is `s`, or (when `s` is long enough) begins `s` or begins with it.
 
-    Read from the quality filters' words (quality.words, cached for the answer's other filters): a
-    word is runs of letters and digits joined by single ' . _ -, and every run lies in one word, so
-    the runs of the text are those of its distinct words."""
-    return frozenset(chain.from_iterable(map(word_stems, set(words(text)))))
-
-
-@lru_cache(maxsize=512)
-def _ordered(stems: frozenset[str]) -> tuple[str, ...]:
-    """The stems sorted (for the prefix search of `_present`; only asked when a stem is not there as such)."""
-    return tuple(sorted(stems))
-
-
-def _present(s: str, stems: frozenset[str]) -> bool:
-    """`s` is among the answer's stems, or (when long enough) begins one of them or is begun by one."""
-    if s in stems:
-        return True
-    if len(s) >= MIN_PREFIX:
-        if any(s[:k] in stems for k in range(MIN_PREFIX, len(s))):
+    Only the runs that begin with s[:4] (s[:-1] when shorter) can: a stem is a prefix of its word, but
+    for a final "y" turned "i", so all of a stem but its last letter is; these runs are found by a search
+    for that prefix (fast, in C) at the starts of runs."""
+    long = len(s) >= MIN_PREFIX
+    for m in _beginning(s[:min(MIN_PREFIX - 1, len(s) - 1)]).finditer(joined):
+        i = m.start()
+        if i and joined[i - 1] in RUN_CHARACTERS:   # within a run, not at its start
+            continue
+        st = stem(m.group())
+        if st == s or (long and (st.startswith(s) or (len(st) >= MIN_PREFIX and s.startswith(st)))):
             return True
-        ordered = _ordered(stems)
-        i = bisect.bisect_left(ordered, s)
-        return i < len(ordered) and ordered[i].startswith(s)
     return False
 
 
@@ -127,12 +115,12 @@ class LexicalGate:
         the prompt does not spell out (an error's component), only the words the prompt holds count."""
         wanted = term_stems(term)
         if prompt:
-            in_prompt = text_stems(prompt)
+            in_prompt = tokens(prompt, False).joined
             wanted = tuple(s for s in wanted if _present(s, in_prompt))
         if not wanted:
             return []
-        stems = text_stems(text)
-        absent = [s for s in wanted if not _present(s, stems)]
+        joined = tokens(text).joined
+        absent = [s for s in wanted if not _present(s, joined)]
         need = len(wanted) if len(wanted) <= 2 else math.ceil(LONG_TERM_SHARE * len(wanted))
         return absent if len(wanted) - len(absent) < need else []
 
