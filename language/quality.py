@@ -457,16 +457,23 @@ class FreeTextGates:
     relevance: object | None = None
     semantic: object | None = None
     passed: str | None = None   # the last answer that passed `check`: only such answers join `semantic`
+    scored: tuple[str, float | None] | None = None   # the last answer `check` measured, and its relevance
 
     def check(self, text: str, item) -> str | None:
-        """None when the answer to `item` (a WorkItem) passes, else the reason."""
-        self.passed = None
+        """None when the answer to `item` (a WorkItem) passes, else the reason; the relevance gate's score
+        of an answer of the requested length is kept for `score`."""
+        self.passed = self.scored = None
         reason = length_check(text, item.prompt, self.tolerance)
         if reason is None and self.relevance is not None:
-            reason = self.relevance.check(text, item.term, item.prompt)
+            reason, score = self.relevance.assess(text, item.term, item.prompt)
+            self.scored = text, score
         if reason is None:
             self.passed = text
         return reason
+
+    def score(self, text: str) -> float | None:
+        """The relevance score of `text` if it is the answer `check` measured last, else None."""
+        return self.scored[1] if self.scored is not None and self.scored[0] == text else None
 
     def describe(self) -> str:
         """Which gates are active, for the run's header."""
@@ -488,6 +495,10 @@ class DuplicateIndex:
     def check_free_text(self, text: str, item) -> str | None:
         """The free-text gates (length, relevance) for the answer to `item`: None or the reason."""
         return None if self.free_text is None else self.free_text.check(text, item)
+
+    def relevance(self, text: str) -> float | None:
+        """The relevance score the free-text gates gave `text` (None: not measured)."""
+        return None if self.free_text is None else self.free_text.score(text)
 
     def _semantic(self, text: str):
         """The semantic index when `text` is the free-text answer the gates just passed, else None."""

@@ -100,6 +100,13 @@ def _present(s: str, joined: str) -> bool:
     return False
 
 
+def _beyond_allowed(wanted: tuple[str, ...], absent: list[str]) -> list[str]:
+    """`absent` when the answer names fewer of the `wanted` stems than it must (all of one or two, three
+    in five of more), else none."""
+    need = len(wanted) if len(wanted) <= 2 else math.ceil(LONG_TERM_SHARE * len(wanted))
+    return absent if len(wanted) - len(absent) < need else []
+
+
 @dataclass
 class LexicalGate:
     """The term's words (or words of their stems) in the answer, as whole words."""
@@ -113,19 +120,31 @@ class LexicalGate:
     def missing(self, text: str, term: str, prompt: str = "") -> list[str]:
         """The term's stems the answer lacks beyond what its length allows (empty: relevant); of a term
         the prompt does not spell out (an error's component), only the words the prompt holds count."""
+        return _beyond_allowed(*self._absent(text, term, prompt))
+
+    def _absent(self, text: str, term: str, prompt: str) -> tuple[tuple[str, ...], list[str]]:
+        """(the stems of the term the answer should name, those it does not)."""
         wanted = term_stems(term)
         if prompt:
             in_prompt = tokens(prompt, False).joined
             wanted = tuple(s for s in wanted if _present(s, in_prompt))
         if not wanted:
-            return []
+            return wanted, []
         joined = tokens(text).joined
-        absent = [s for s in wanted if not _present(s, joined)]
-        need = len(wanted) if len(wanted) <= 2 else math.ceil(LONG_TERM_SHARE * len(wanted))
-        return absent if len(wanted) - len(absent) < need else []
+        return wanted, [s for s in wanted if not _present(s, joined)]
+
+    def assess(self, text: str, term: str, prompt: str) -> tuple[str | None, float | None]:
+        """(the rejection reason or None, the answer's relevance score: the share of the term's stems that
+        `missing` asks for which the answer names; None when it is asked none)."""
+        wanted, absent = self._absent(text, term, prompt)
+        return self._reason(term, _beyond_allowed(wanted, absent)), \
+            (1.0 - len(absent) / len(wanted) if wanted else None)
 
     def check(self, text: str, term: str, prompt: str) -> str | None:
-        absent = self.missing(text, term, prompt)
+        return self._reason(term, self.missing(text, term, prompt))
+
+    @staticmethod
+    def _reason(term: str, absent: list[str]) -> str | None:
         return None if not absent else f"relevance (lexical): the answer never names {term!r} ({', '.join(absent)})"
 
     def semantic_index(self, threshold: float):
@@ -176,6 +195,10 @@ class EmbeddingGate:
         cos[self.pool_terms == term.lower()] = -1.0
         best = int(np.argmax(cos))
         return own, float(cos[best]), self.pool[best][0]
+
+    def assess(self, text: str, term: str, prompt: str) -> tuple[str | None, float | None]:
+        """(the rejection reason or None, the answer's cosine with its term and prompt)."""
+        return self.check(text, term, prompt), float(self.embedding(text) @ self.embedding(query(term, prompt)))
 
     def check(self, text: str, term: str, prompt: str) -> str | None:
         if self.lexical.check(text, term, prompt) is None:

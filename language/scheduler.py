@@ -579,17 +579,20 @@ class Runner:
         reason = check(text, item.prompt, reply.finish_reason, self.settings.quality.min_words)
         if reason is None and item.label and self.vocabulary is not None:
             reason = grounding_check(answer if answer is not None else text, item.label, item.moved, self.vocabulary)
+        relevance = None
         if reason is None and not item.label:  # free text: length and relevance (language/quality.py)
             reason = self.dedup.check_free_text(text, item)
+            relevance = self.dedup.relevance(text)
         if reason is None:
             reason = self.dedup.find(text)
         if reason is not None:
-            return self._result(item, "rejected", reason, model, reply, attempts, text, answer)
+            return self._result(item, "rejected", reason, model, reply, attempts, text, answer, relevance)
         self.dedup.add(item.item_id, text)
-        return self._result(item, "accepted", None, model, reply, attempts, text, answer)
+        return self._result(item, "accepted", None, model, reply, attempts, text, answer, relevance)
 
     def _result(self, item: WorkItem, status: str, reason: str | None, model: PoolModel | None, reply,
-                attempts: int, text: str | None = None, answer: dict | None = None) -> Result:
+                attempts: int, text: str | None = None, answer: dict | None = None,
+                relevance: float | None = None) -> Result:
         g = self.settings.generation
         return Result(
             item_id=item.item_id, prompt_id=item.prompt_id, type=item.sample_type, status=status, reason=reason,
@@ -601,7 +604,7 @@ class Runner:
             finish_reason=reply.finish_reason if reply else None,
             prompt_tokens=reply.prompt_tokens if reply else 0, completion_tokens=reply.completion_tokens if reply else 0,
             attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None,
-            structured=orjson.dumps(answer).decode() if answer is not None else None)
+            structured=orjson.dumps(answer).decode() if answer is not None else None, relevance=relevance)
 
 
 def _version(path: Path) -> tuple | None:
