@@ -130,7 +130,7 @@ def check(text: str, prompt: str, finish_reason: str, min_words: int) -> str | N
     """None when the cleaned answer is acceptable, else the rejection reason."""
     if not text:
         return "empty"
-    if TEMPLATE_TOKENS.search(text):
+    if ("<" in text or "[" in text) and TEMPLATE_TOKENS.search(text):   # every template token opens so
         return "template token in the answer"
     if finish_reason == "length":
         return "truncated at the token limit"
@@ -147,6 +147,7 @@ def check(text: str, prompt: str, finish_reason: str, min_words: int) -> str | N
     return None
 
 
+@lru_cache(maxsize=1 << 16)   # asked when the items are built (max_tokens) and of each slot's answer
 def requested_length(prompt: str) -> tuple[int, int] | None:
     """(least, most) words the prompt asks for (least 0 for "under N words"), or None when it asks none;
     the last request counts (templates end with it; a filled-in description may hold numbers of words)."""
@@ -273,7 +274,7 @@ def _distinct(keys, starts, ends, data):  # compiled by numba in _kernels()
     """The grams data[starts[i]:ends[i]] that are distinct as byte strings, one index each (the first),
     ordered by their keys: equal strings have equal keys, and grams of equal keys are compared byte by
     byte, so a collision of keys never merges two different grams."""
-    order = np.argsort(keys, kind="mergesort")
+    order = np.argsort(keys)
     kept = np.empty(order.shape[0], np.int64)
     n = 0
     i = 0
