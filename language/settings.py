@@ -36,7 +36,7 @@ class BackendSpec:
     keep_alive: str | None = None
     threads: int = 1
     context_tokens: int = 2048
-    stream: bool = True           # Ollama: NDJSON chunks; False asks for one JSON object (--no-stream)
+    stream: bool = True           # Ollama: NDJSON chunks, Anthropic: server-sent events; False: one JSON object (--no-stream)
     # (model, price per million input tokens, per million output tokens); a model not listed costs 0
     prices: tuple[tuple[str, float, float], ...] = ()
 
