@@ -21,6 +21,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -66,11 +67,10 @@ def reason_kind(reason: str) -> str:
     return REASON_KIND.match(reason).group(1)
 
 
-@dataclass(frozen=True, eq=False)
-class Tokens:
+class Tokens(NamedTuple):
     """One text's tokenisation, computed once (`tokens`, one compiled pass) and read by every filter of
     the answer: the quality check (word count, repetition, prompt echo), the length gate, the lexical
-    relevance gate (`joined`) and the dedup (normalized hash, shingles, MinHash)."""
+    relevance gate (`joined`) and the dedup (normalized hash, shingles, MinHash LSH keys)."""
 
     joined: str               # the words (`words`) joined by single spaces: the normalized text
     words: int                # how many words
@@ -79,27 +79,22 @@ class Tokens:
     keys: np.ndarray          # the distinct shingles' stable hashes (`_gram_x`), sorted ...
     starts: np.ndarray        # ... and where each lies in `data`
     ends: np.ndarray
-    signature: np.ndarray     # MinHash of the shingles (`_minhash`; all 2**64 - 1 for a prompt)
+    lsh_keys: tuple           # the LSH band keys of the shingles' MinHash (`_lsh_keys(shingles(text))`)
 
     def common(self, other: "Tokens") -> int:
         """How many shingles the two texts share (the size of `shingles(a) & shingles(b)`)."""
         return _kernels()[2](self.keys, self.starts, self.ends, self.data,
                              other.keys, other.starts, other.ends, other.data)
 
-    @property
-    def lsh_keys(self) -> tuple[tuple, ...]:
-        """The LSH band keys of the shingles (`_lsh_keys(shingles(text))`)."""
-        return _band_keys(self.signature)
-
 
 @lru_cache(maxsize=512)
-def tokens(text: str, signature: bool = True) -> Tokens:
+def tokens(text: str, answer: bool = True) -> Tokens:
     """`text`'s Tokens (cached: the filters, gates and dedup of one answer ask for the same); a prompt's
-    (`signature=False`) skip the MinHash."""
+    (`answer=False`: only its words and shingles are asked) have no repetition share (0) nor LSH keys."""
     data = np.frombuffer(text.lower().encode("utf-8", "surrogatepass"), np.uint8)
-    joined, n, distinct4, keys, starts, ends, sig = _kernels()[1](data, _A, _B, _crc_table(), signature)
-    return Tokens(joined.tobytes().decode("ascii"), n, 1.0 - distinct4 / (n - 3) if n > 3 else 0.0,
-                  joined, keys, starts, ends, sig)
+    joined, n, distinct4, keys, starts, ends, signature = _kernels()[1](data, _A, _B, _crc_table(), answer)
+    return Tokens(joined.tobytes().decode("ascii"), n, 1.0 - distinct4 / (n - 3) if answer and n > 3 else 0.0,
+                  joined, keys, starts, ends, _band_keys(signature) if answer else ())
 
 
 @lru_cache(maxsize=512)
@@ -272,37 +267,37 @@ def _same(data, s1, e1, s2, e2):  # compiled by numba in _kernels()
 
 def _distinct(keys, starts, ends, data):  # compiled by numba in _kernels()
     """The grams data[starts[i]:ends[i]] that are distinct as byte strings, one index each (the first),
-    ordered by their keys: equal strings have equal keys, and grams of equal keys are compared byte by
-    byte, so a collision of keys never merges two different grams."""
-    order = np.argsort(keys)
-    kept = np.empty(order.shape[0], np.int64)
-    n = 0
-    i = 0
-    while i < order.shape[0]:
-        j = i
-        while j < order.shape[0] and keys[order[j]] == keys[order[i]]:
-            j += 1
-        first = n
-        for r in range(i, j):
-            g = order[r]
-            seen = False
-            for q in range(first, n):
-                if _same(data, starts[g], ends[g], starts[kept[q]], ends[kept[q]]):
-                    seen = True
-                    break
-            if not seen:
-                kept[n] = g
-                n += 1
-        i = j
-    return kept[:n]
+    in the order they occur: an open-addressing table on their keys, where grams of equal keys are
+    compared byte by byte, so a collision of keys never merges two different grams."""
+    n = keys.shape[0]
+    bits = 4
+    while (1 << bits) < 2 * n:
+        bits += 1
+    mask = (1 << bits) - 1
+    table = np.full(1 << bits, -1, np.int64)
+    kept = np.empty(n, np.int64)
+    count = 0
+    for g in range(n):
+        slot = np.int64((keys[g] * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+        while True:
+            k = table[slot]
+            if k < 0:
+                table[slot] = g
+                kept[count] = g
+                count += 1
+                break
+            if keys[k] == keys[g] and _same(data, starts[g], ends[g], starts[k], ends[k]):
+                break
+            slot = (slot + 1) & mask
+    return kept[:count]
 
 
-def _analyse(data, a, b, crc_table, with_signature):  # compiled by numba in _kernels()
+def _analyse(data, a, b, crc_table, answer):  # compiled by numba in _kernels()
     """One pass over a lower-cased text's UTF-8 bytes (`data`): its words (WORD: runs of [a-z0-9] joined
     by single ['._-]; every other byte, non-ASCII ones included, separates them) joined by single
-    spaces; the number of distinct word 4-grams; the distinct word 3-grams (shingles: a text of fewer
-    than 3 words is one shingle of all its words) as their stable hashes x (`_gram_x`, sorted) and
-    (start, end) in the joined bytes; and, `with_signature`, the MinHash of the shingles."""
+    spaces; the distinct word 3-grams (shingles: a text of fewer than 3 words is one shingle of all its
+    words) as their stable hashes x (`_gram_x`, sorted) and (start, end) in the joined bytes; and, for an
+    `answer`, the number of distinct word 4-grams and the MinHash of the shingles (else 0 and no minimum)."""
     size = data.shape[0]
     joined = np.empty(size, np.uint8)
     ws = np.empty(size // 2 + 1, np.int64)
@@ -334,7 +329,7 @@ def _analyse(data, a, b, crc_table, with_signature):  # compiled by numba in _ke
     joined = joined[:m]
     # distinct 4-grams: keyed by FNV-1a hashes of their words (collisions are resolved by `_distinct`)
     distinct4 = 0
-    if nw > 3:
+    if answer and nw > 3:
         wh = np.empty(nw, np.uint64)
         for w in range(nw):
             h = np.uint64(14695981039346656037)
@@ -362,11 +357,12 @@ def _analyse(data, a, b, crc_table, with_signature):  # compiled by numba in _ke
     for g in range(ng):
         x[g] = _gram_x(joined, gs[g], ge[g], crc_table)
     kept = _distinct(x, gs, ge, joined)
+    kept = kept[np.argsort(x[kept])]
     keys = x[kept]
     starts = gs[kept]
     ends = ge[kept]
     signature = np.full(a.shape[0], np.uint64(0xFFFFFFFFFFFFFFFF))
-    if with_signature:
+    if answer:
         for g in range(kept.shape[0]):
             _fold_min(signature, keys[g], a, b)
     return joined, nw, distinct4, keys, starts, ends, signature

@@ -60,7 +60,8 @@ def test_tokens_match_the_reference(text):
     assert len(found) == len(set(found)) and set(found) == ref_shingles(text)   # each distinct shingle once
     assert list(t.keys) == sorted(t.keys)
     assert t.lsh_keys == ref_lsh_keys(ref_shingles(text))
-    assert quality.tokens(text, False).signature.tolist() == [2**64 - 1] * quality.N_PERM   # a prompt's: none
+    prompt = quality.tokens(text, False)   # a prompt's: the same words and shingles, no repetition nor LSH keys
+    assert prompt.joined == t.joined and prompt.keys.tolist() == t.keys.tolist() and prompt.lsh_keys == ()
 
 
 @settings(max_examples=300)
