@@ -736,6 +736,12 @@ def report(res: dict, args) -> str:
                f"**{pipe.rps():,.0f} requests/s** (C={bc}); ratio pipeline / bare = **{ratio:.2f}** "
                f"(median runs: {pipe.rps('median') / bare.rps('median'):.2f}); "
                f"the pipeline adds {overhead * 1e6:,.0f} us of wall time per request.")
+    # the client is CPU-bound against the instant server: bare CPU / pipeline CPU per request is the ratio
+    # the throughputs have on a quiet machine, and stays readable while other processes take cores
+    cpu_ratio = min(m["client_cpu"] for m in cases[("bare", bc)].runs) / \
+        min(m["client_cpu"] for m in cases[("pipeline", bc)].runs)
+    out.append(f"- client CPU per request at C={bc}: bare / pipeline = **{cpu_ratio:.2f}** (least of the timed "
+               "runs; the throughput ratio of a quiet machine, readable when others' CPU is high).")
     out.append(f"- same C: " + ", ".join(
         f"C={c} {cases[('pipeline', c)].rps() / cases[('bare', c)].rps():.2f}" for c in args.concurrency)
         + " (pipeline / bare).")

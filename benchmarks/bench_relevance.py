@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the labelled set's reader lives besid
 
 from relevance_set import decisions, labelled, precision_recall  # noqa: E402
 
-from language import relevance  # noqa: E402
+from language import quality, relevance  # noqa: E402
 from language.domain import load_domain  # noqa: E402
 from language.settings import load_settings  # noqa: E402
 
@@ -55,13 +55,11 @@ class NoStemLexical(relevance.LexicalGate):
         original = relevance.stem
         relevance.stem = lambda w: w
         relevance.term_stems.cache_clear()
-        relevance.text_stems.cache_clear()
         try:
             return super().missing(text, term, prompt)
         finally:
             relevance.stem = original
             relevance.term_stems.cache_clear()
-            relevance.text_stems.cache_clear()
 
 
 def per_answer_seconds(gate, repeat: int = 3) -> float:
@@ -70,7 +68,7 @@ def per_answer_seconds(gate, repeat: int = 3) -> float:
     for _ in range(repeat):
         if isinstance(gate, relevance.EmbeddingGate):
             gate.embedding.cache_clear()
-        relevance.text_stems.cache_clear()
+        quality.tokens.cache_clear()
         started = time.perf_counter()
         for term, prompt, text, _ in rows:
             gate.check(text, term, prompt)

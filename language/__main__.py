@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="environment variable holding the API key for --endpoint servers")
         p.add_argument("--concurrency", type=int, default=None, help="requests in flight per endpoint")
         p.add_argument("--no-stream", action="store_true",
-                       help="ask Ollama servers for each answer as one JSON object instead of a stream of chunks "
-                            "(the other backends always get one answer at once)")
+                       help="ask Ollama and Anthropic servers for each answer as one JSON object instead of a "
+                            "stream of chunks or events (the other backends always get one answer at once)")
         p.add_argument("--no-export", action="store_true", help="stage only; do not write the dataset files")
         p.add_argument("--max-cost", type=float, default=None, metavar="AMOUNT",
                        help="budget of this run (not of earlier ones; `status` shows what the staging used) in "

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from dataclasses import dataclass
+from typing import Callable
 
 import httpx
 import orjson
@@ -73,6 +76,22 @@ def describe(scores: dict) -> str:
     return " ".join(f"{c}={s}" for c, s in scores.items())
 
 
+@dataclass(frozen=True)
+class JudgeCall:
+    """One call to the judge model: a row of the ledger's attempts (purpose "judge") and what the run's
+    totals and budget count."""
+
+    attempt: int
+    endpoint: str
+    outcome: str                  # "ok" (the server answered) or "error"
+    reason: str | None
+    http_status: int | None
+    latency_s: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens_estimated: bool = False
+
+
 class JudgeModel:
     """Scores answers with one model of one backend, at most `concurrency` calls per endpoint at once."""
 
@@ -86,39 +105,62 @@ class JudgeModel:
         self._slots = asyncio.Semaphore(max(1, backend.spec.concurrency * max(1, len(backend.endpoints))))
         self._next = 0   # round robin over the backend's endpoints
 
-    async def score(self, client: httpx.AsyncClient, question: str, answer: str,
-                    label: str | None = None) -> tuple[dict, int, int]:
-        """The judgement of one answer, {"model", "scores"} or {"model", "error"}, and the prompt and
-        completion tokens its calls used (never raises a BackendError: retryable failures are retried
-        within max_attempts, then recorded)."""
-        request = Request(self.config.model, SYSTEM, judge_prompt(question, answer, self.config.rubric, label),
-                          0.0, self.config.max_tokens, self.seed, None, 1.0, self.schema, SCHEMA_NAME)
-        reason, prompt_tokens, completion_tokens = "no call made", 0, 0
+    def request(self, question: str, answer: str, label: str | None = None) -> Request:
+        """The judge's request for one answer (temperature 0, the rubric's schema)."""
+        return Request(self.config.model, SYSTEM, judge_prompt(question, answer, self.config.rubric, label),
+                       0.0, self.config.max_tokens, self.seed, None, 1.0, self.schema, SCHEMA_NAME)
+
+    async def score(self, client: httpx.AsyncClient, question: str, answer: str, label: str | None = None, *,
+                    hold: Callable[[Request], object | None] = lambda request: (),
+                    done: Callable[[JudgeCall, object], None] = lambda call, held: None,
+                    release: Callable[[object], None] = lambda held: None) -> dict | None:
+        """The judgement of one answer, {"model", "scores"} or {"model", "error"} (never raises a
+        BackendError: retryable failures are retried within max_attempts, then recorded); None when
+        `hold` refused a call (the run's budget: the answer stays unjudged and unrecorded).
+
+        Around each call: `hold(request)` before it (what it holds, or None to refuse the call), then
+        `done(call, held)` with the call's outcome and tokens, or `release(held)` when the call was
+        cancelled."""
+        request = self.request(question, answer, label)
+        reason = "no call made"
         for attempt in range(1, self.max_attempts + 1):
+            held = hold(request)
+            if held is None:
+                return None
             endpoints = self.backend.endpoints
             endpoint = endpoints[self._next % len(endpoints)]
             self._next += 1
+            reply, error = None, None
             try:
                 async with self._slots:
-                    reply = await self.backend.generate(client, endpoint, request)
-            except BackendError as exc:
-                reason = exc.reason
-                if not exc.retryable:
+                    started = time.monotonic()
+                    try:
+                        reply = await self.backend.generate(client, endpoint, request)
+                    except BackendError as exc:
+                        error = exc
+                    except httpx.HTTPError as exc:
+                        error = BackendError(f"HTTP error: {self.backend.redact(str(exc))[:200]}", retryable=True)
+                    latency = time.monotonic() - started
+            except BaseException:   # cancelled: nothing to record, the hold is given back
+                release(held)
+                raise
+            if error is not None:
+                done(JudgeCall(attempt, endpoint, "error", error.reason, error.status, latency), held)
+                reason = error.reason
+                if not error.retryable:
                     break
-            except httpx.HTTPError as exc:
-                reason = f"HTTP error: {self.backend.redact(str(exc))[:200]}"
             else:
-                prompt_tokens += reply.prompt_tokens
-                completion_tokens += reply.completion_tokens
+                done(JudgeCall(attempt, endpoint, "ok", None, None, latency, reply.prompt_tokens,
+                               reply.completion_tokens, reply.tokens_estimated), held)
                 scores, problem = parse_scores(reply.text.strip(), self.config.rubric)
                 if scores is not None:
-                    return {"model": self.label, "scores": scores}, prompt_tokens, completion_tokens
+                    return {"model": self.label, "scores": scores}
                 reason = f"invalid judgement: {problem}"
                 break   # the model's answer, not the endpoint's fault: asking again at temperature 0 repeats it
             if attempt < self.max_attempts:
                 base, most = self.backoff
                 await asyncio.sleep(min(most, base * 2 ** (attempt - 1)) * random.random())
-        return {"model": self.label, "error": reason}, prompt_tokens, completion_tokens
+        return {"model": self.label, "error": reason}
 
     def verdict(self, judgement: dict) -> str | None:
         """None when the judged answer stays accepted, else the rejection's reason."""

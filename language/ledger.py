@@ -32,9 +32,9 @@ SAMPLE_COLUMNS = ("item_id", "prompt_id", "type", "prompt", "response", "model",
                   "structured", "judge")
 # columns added after the first release of the ledger: ALTER TABLE adds them to an older ledger on open
 ADDED_COLUMNS = {"results": {"source_sample_id": "TEXT", "label": "TEXT", "structured": "TEXT",
-                             "judge": "TEXT"},
+                             "judge": "TEXT", "relevance": "REAL"},
                  "attempts": {"prompt_tokens": "INTEGER", "completion_tokens": "INTEGER",
-                              "tokens_estimated": "INTEGER"}}
+                              "tokens_estimated": "INTEGER", "purpose": "TEXT"}}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,13 +44,13 @@ CREATE TABLE IF NOT EXISTS results (
     session_id TEXT, timestamp TEXT, generation_batch INTEGER, term TEXT, category TEXT, seed INTEGER,
     temperature REAL, max_tokens INTEGER, finish_reason TEXT, prompt_tokens INTEGER,
     completion_tokens INTEGER, attempts INTEGER NOT NULL, shard TEXT, source_sample_id TEXT, label TEXT,
-    structured TEXT, judge TEXT);
+    structured TEXT, judge TEXT, relevance REAL);
 CREATE INDEX IF NOT EXISTS results_status ON results (status);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
     backend TEXT, endpoint TEXT, model TEXT, outcome TEXT NOT NULL, reason TEXT, http_status INTEGER,
     latency_s REAL, timestamp TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER,
-    tokens_estimated INTEGER);
+    tokens_estimated INTEGER, purpose TEXT);
 """
 # A ledger from before the attempts had token counts: its answered calls take the counts of the result
 # they produced (one answered call per finished item), its failed calls none.
@@ -94,6 +94,8 @@ class Result:
     label: str | None = None
     structured: str | None = None  # a structured answer as JSON (its explanation is the response)
     judge: str | None = None       # the judge's scores (or its failure) as JSON (language/judge.py); None: not judged
+    relevance: float | None = None  # the relevance gate's score of a free-text answer (language/relevance.py
+                                    # `assess`: lexical share of the term named, or embedding cosine); None: not measured
 
 
 class Ledger:
@@ -148,10 +150,14 @@ class Ledger:
 
     def record_attempt(self, item_id: str, attempt: int, backend: str, endpoint: str, model: str,
                        outcome: str, reason: str | None, http_status: int | None, latency_s: float,
-                       prompt_tokens: int = 0, completion_tokens: int = 0, tokens_estimated: bool = False) -> None:
-        """One call of an item (timestamped now) with the tokens it used, written with the next commit."""
+                       prompt_tokens: int = 0, completion_tokens: int = 0, tokens_estimated: bool = False,
+                       purpose: str = "answer") -> None:
+        """One call for an item (timestamped now) with the tokens it used, written with the next commit;
+        `purpose`: "answer" (asking for the item's answer) or "judge" (the judge model scoring it; an older
+        ledger's rows have none: answers)."""
         self._attempt_rows.append((item_id, attempt, backend, endpoint, model, outcome, reason, http_status,
-                                   latency_s, _now(), prompt_tokens, completion_tokens, int(tokens_estimated)))
+                                   latency_s, _now(), prompt_tokens, completion_tokens, int(tokens_estimated),
+                                   purpose))
         self._maybe_commit()
 
     def record_result(self, r: Result) -> None:
@@ -314,8 +320,8 @@ _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(Result))
 _INSERT_RESULT = (f"INSERT OR REPLACE INTO results ({', '.join(_RESULT_FIELDS)}) "
                   f"VALUES ({', '.join('?' * len(_RESULT_FIELDS))})")
 _INSERT_ATTEMPT = ("INSERT INTO attempts (item_id, attempt, backend, endpoint, model, outcome, reason, "
-                   "http_status, latency_s, timestamp, prompt_tokens, completion_tokens, tokens_estimated) "
-                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+                   "http_status, latency_s, timestamp, prompt_tokens, completion_tokens, tokens_estimated, purpose) "
+                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _result_row = operator.attrgetter(*_RESULT_FIELDS)   # a Result's column values, in _RESULT_FIELDS order
 
 _SHARD_SCHEMA = {

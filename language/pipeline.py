@@ -68,7 +68,7 @@ def backend_specs(settings, *, names: list[str], endpoints: list[str], models: s
                   api_key_env: str | None, concurrency: int | None, stream: bool = True) -> list:
     """The backends of a run: those `names` picks from models.yaml, ad-hoc `endpoints` (TYPE=URL)
     serving `models`, else the enabled ones; `concurrency` overrides every backend's; `stream=False`
-    asks every backend for the whole answer at once (only Ollama streams otherwise)."""
+    asks every backend for the whole answer at once (Ollama and Anthropic stream otherwise)."""
     from .backends import BACKENDS
     from .settings import BackendSpec
 

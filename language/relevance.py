@@ -21,7 +21,6 @@ precision and recall on it and benchmarks/bench_relevance.py prints them.
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
 import re
@@ -31,8 +30,10 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import LanguageError
+from .quality import tokens
 
 TOKEN = re.compile(r"[a-z0-9]+")  # letters and digits: "vm.swappiness" holds "vm" and "swappiness"
+RUN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")   # what TOKEN's runs are made of
 STOP_WORDS = frozenset("a an the of in on at to for and or by with from as is are be vs its into per".split())
 BRACKETS = re.compile(r"\([^)]*\)")
 LONG_TERM_SHARE = 0.6   # of a term of three or more words, this share must appear
@@ -75,21 +76,35 @@ def term_stems(term: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(stem(w) for w in content))
 
 
-@lru_cache(maxsize=512)
-def text_stems(text: str) -> frozenset[str]:
-    return frozenset(map(stem, TOKEN.findall(text.lower())))
+@lru_cache(maxsize=4096)
+def _beginning(prefix: str) -> re.Pattern:
+    """`prefix` and the rest of its run of letters and digits."""
+    return re.compile(re.escape(prefix) + "[a-z0-9]*")
 
 
-def _present(s: str, stems: frozenset[str], ordered: tuple[str, ...]) -> bool:
-    """`s` is among the answer's stems, or (when long enough) begins one of them or is begun by one."""
-    if s in stems:
-        return True
-    if len(s) >= MIN_PREFIX:
-        if any(s[:k] in stems for k in range(MIN_PREFIX, len(s))):
+def _present(s: str, joined: str) -> bool:
+    """Whether the normalized text `joined` (quality.tokens) has a run of letters and digits (TOKEN) whose
+    stem is `s`, or (when `s` is long enough) begins `s` or begins with it.
+
+    Only the runs that begin with s[:4] (s[:-1] when shorter) can: a stem is a prefix of its word, but
+    for a final "y" turned "i", so all of a stem but its last letter is; these runs are found by a search
+    for that prefix (fast, in C) at the starts of runs."""
+    long = len(s) >= MIN_PREFIX
+    for m in _beginning(s[:min(MIN_PREFIX - 1, len(s) - 1)]).finditer(joined):
+        i = m.start()
+        if i and joined[i - 1] in RUN_CHARACTERS:   # within a run, not at its start
+            continue
+        st = stem(m.group())
+        if st == s or (long and (st.startswith(s) or (len(st) >= MIN_PREFIX and s.startswith(st)))):
             return True
-        i = bisect.bisect_left(ordered, s)
-        return i < len(ordered) and ordered[i].startswith(s)
     return False
+
+
+def _beyond_allowed(wanted: tuple[str, ...], absent: list[str]) -> list[str]:
+    """`absent` when the answer names fewer of the `wanted` stems than it must (all of one or two, three
+    in five of more), else none."""
+    need = len(wanted) if len(wanted) <= 2 else math.ceil(LONG_TERM_SHARE * len(wanted))
+    return absent if len(wanted) - len(absent) < need else []
 
 
 @dataclass
@@ -105,20 +120,31 @@ class LexicalGate:
     def missing(self, text: str, term: str, prompt: str = "") -> list[str]:
         """The term's stems the answer lacks beyond what its length allows (empty: relevant); of a term
         the prompt does not spell out (an error's component), only the words the prompt holds count."""
+        return _beyond_allowed(*self._absent(text, term, prompt))
+
+    def _absent(self, text: str, term: str, prompt: str) -> tuple[tuple[str, ...], list[str]]:
+        """(the stems of the term the answer should name, those it does not)."""
         wanted = term_stems(term)
         if prompt:
-            in_prompt = text_stems(prompt)
-            wanted = tuple(s for s in wanted if _present(s, in_prompt, tuple(sorted(in_prompt))))
+            in_prompt = tokens(prompt, False).joined
+            wanted = tuple(s for s in wanted if _present(s, in_prompt))
         if not wanted:
-            return []
-        stems = text_stems(text)
-        ordered = tuple(sorted(stems))
-        absent = [s for s in wanted if not _present(s, stems, ordered)]
-        need = len(wanted) if len(wanted) <= 2 else math.ceil(LONG_TERM_SHARE * len(wanted))
-        return absent if len(wanted) - len(absent) < need else []
+            return wanted, []
+        joined = tokens(text).joined
+        return wanted, [s for s in wanted if not _present(s, joined)]
+
+    def assess(self, text: str, term: str, prompt: str) -> tuple[str | None, float | None]:
+        """(the rejection reason or None, the answer's relevance score: the share of the term's stems that
+        `missing` asks for which the answer names; None when it is asked none)."""
+        wanted, absent = self._absent(text, term, prompt)
+        return self._reason(term, _beyond_allowed(wanted, absent)), \
+            (1.0 - len(absent) / len(wanted) if wanted else None)
 
     def check(self, text: str, term: str, prompt: str) -> str | None:
-        absent = self.missing(text, term, prompt)
+        return self._reason(term, self.missing(text, term, prompt))
+
+    @staticmethod
+    def _reason(term: str, absent: list[str]) -> str | None:
         return None if not absent else f"relevance (lexical): the answer never names {term!r} ({', '.join(absent)})"
 
     def semantic_index(self, threshold: float):
@@ -169,6 +195,10 @@ class EmbeddingGate:
         cos[self.pool_terms == term.lower()] = -1.0
         best = int(np.argmax(cos))
         return own, float(cos[best]), self.pool[best][0]
+
+    def assess(self, text: str, term: str, prompt: str) -> tuple[str | None, float | None]:
+        """(the rejection reason or None, the answer's cosine with its term and prompt)."""
+        return self.check(text, term, prompt), float(self.embedding(text) @ self.embedding(query(term, prompt)))
 
     def check(self, text: str, term: str, prompt: str) -> str | None:
         if self.lexical.check(text, term, prompt) is None:

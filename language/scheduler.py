@@ -23,10 +23,11 @@
 - Retries: only for timeouts, 408, 429, 5xx, cut streams and invalid JSON, after Retry-After when
   the server sends it, else exponential backoff with full jitter; every call of an item (retries and
   fallbacks together) counts against `max_attempts`, so fallbacks never multiply calls.
-- Budget (`--max-cost`, `--max-tokens-total`, language/usage.py): before each call the item holds the
-  most that call may use; when it could cross the run's budget, no new call is issued (by any worker),
-  the calls in flight finish and are recorded, and the items not asked stay unfinished (not failed),
-  so a later run completes them.  Why the run stopped is kept in the ledger's meta ("budget_stop").
+- Budget (`--max-cost`, `--max-tokens-total`, language/usage.py): before each call (an answer's or the
+  judge model's) the most that call may use is held; when it could cross the run's budget, no new call
+  is issued (by any worker), the calls in flight finish and are recorded, and the items not asked (or
+  whose answer the judge could not be asked about) stay unfinished (not failed), so a later run
+  completes them.  Why the run stopped is kept in the ledger's meta ("budget_stop").
 - Results: answers (and failures) wait in arrival order and are judged (filters, dedup) and recorded in
   batches, every JUDGE_EVERY outcomes or JUDGE_EVERY_S after the oldest, which keeps that CPU work
   cache-warm; an item is finished only once its result is committed to the ledger, so a crash asks the
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -56,7 +58,7 @@ from .errors import ConfigError
 from .items import WorkItem
 from .ledger import Ledger, Result, _now
 from .grounding import grounding_check
-from .judge import JudgeModel
+from .judge import JudgeCall, JudgeModel
 from .quality import DuplicateIndex, check, clean, reason_kind
 from .verify import ANSWER_SCHEMA, ANSWER_SCHEMA_NAME, parse_answer
 from .settings import Settings, load_settings
@@ -216,6 +218,7 @@ class RunStats:
     cost: float = 0.0
     stopped: str | None = None    # why the budget stopped the run, if it did
     judge_failures: int = 0       # accepted answers the judge model failed to score (kept unjudged unless required)
+    judge_calls: int = 0          # calls to the judge model (their tokens and cost are in the totals above)
 
 
 class Runner:
@@ -410,22 +413,30 @@ class Runner:
             raise
 
     async def _score(self, result: Result) -> None:
-        """An accepted answer's scores from the judge model: recorded with them, or rejected by them.  The
-        judge's tokens and cost count in the run's totals and budget (after the call: the budget may be
-        crossed by the judge calls in flight)."""
+        """An accepted answer's scores from the judge model: recorded with them, or rejected by them.  Each
+        judge call is held against the run's budget before it is made, like an answer's call, and goes
+        into the ledger's attempts (purpose "judge") and the run's totals; when the budget refuses a call,
+        the answer is not recorded (its item stays unfinished, and a later run asks it again)."""
         judge = self.judge_model
-        judgement, prompt_tokens, completion_tokens = await judge.score(
-            self._client, result.prompt, result.structured or result.response, result.label)
-        cost = self.prices.cost(judge.backend.name, judge.config.model, prompt_tokens, completion_tokens)
-        self.stats.prompt_tokens += prompt_tokens
-        self.stats.completion_tokens += completion_tokens
-        self.stats.cost += cost
-        if self.budget is not None:
-            self.budget.settle(0, 0.0, prompt_tokens + completion_tokens, cost)
+        judgement = await judge.score(
+            self._client, result.prompt, result.structured or result.response, result.label,
+            hold=lambda r: self._hold(judge.backend.name, judge.config.model, r.system, r.prompt, r.max_tokens),
+            done=functools.partial(self._judge_call, result.item_id), release=self._release)
+        if judgement is None:
+            return
         reason = judge.verdict(judgement)
         self.stats.judge_failures += "error" in judgement
         changes = {"status": "rejected", "reason": reason} if reason is not None else {}
         self._record(dataclasses.replace(result, judge=orjson.dumps(judgement).decode(), **changes))
+
+    def _judge_call(self, item_id: str, call: JudgeCall, held: tuple[int, float]) -> None:
+        """A judge call is over: into the ledger's attempts, the run's totals and its budget."""
+        judge = self.judge_model
+        self.stats.judge_calls += 1
+        self._count(judge.backend.name, judge.config.model, call.prompt_tokens, call.completion_tokens, held)
+        self.ledger.record_attempt(item_id, call.attempt, judge.backend.name, call.endpoint, judge.config.model,
+                                   call.outcome, call.reason, call.http_status, call.latency_s, call.prompt_tokens,
+                                   call.completion_tokens, call.tokens_estimated, purpose="judge")
 
     def _scored(self, task: asyncio.Task) -> None:
         """A scoring task is over; an error in it (a bug) stops the workers and run() raises it."""
@@ -459,20 +470,25 @@ class Runner:
         usable = [m for m in ranked if not m.missing and m.label not in taken]
         return min(usable, key=lambda m: m.cool_until) if usable else None
 
-    def _hold(self, item: WorkItem, model: PoolModel) -> tuple[int, float] | None:
-        """The (tokens, cost) held for the item's next call within the run's budget; None when that call
-        could cross it (the run then issues no more calls)."""
+    def _hold(self, backend: str, model: str, system: str, prompt: str, max_tokens: int) -> tuple[int, float] | None:
+        """The (tokens, cost) held for a call of `model` (of `backend`) within the run's budget; None when
+        that call could cross it (the run then issues no more calls)."""
         if self.budget is None:
             return 0, 0.0
-        prompt_tokens, completion_tokens = most_tokens(item.system, item.prompt, item.token_limit(self.settings.generation.max_tokens))
+        prompt_tokens, completion_tokens = most_tokens(system, prompt, max_tokens)
         tokens = prompt_tokens + completion_tokens
-        cost = self.prices.cost(model.backend.name, model.model, prompt_tokens, completion_tokens)
+        cost = self.prices.cost(backend, model, prompt_tokens, completion_tokens)
         return (tokens, cost) if self.budget.hold(tokens, cost) else None
 
-    def _count(self, model: PoolModel, reply, held: tuple[int, float]) -> None:
+    def _release(self, held: tuple[int, float]) -> None:
+        """A held call was not made (cancelled): give its hold back."""
+        if self.budget is not None:
+            self.budget.settle(*held, 0, 0.0)
+
+    def _count(self, backend: str, model: str, prompt_tokens: int, completion_tokens: int,
+               held: tuple[int, float]) -> None:
         """A call is over: its tokens and cost into the run's totals and budget (a failed call used none)."""
-        prompt_tokens, completion_tokens = (reply.prompt_tokens, reply.completion_tokens) if reply else (0, 0)
-        cost = self.prices.cost(model.backend.name, model.model, prompt_tokens, completion_tokens)
+        cost = self.prices.cost(backend, model, prompt_tokens, completion_tokens)
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
         self.stats.cost += cost
@@ -493,7 +509,8 @@ class Runner:
             wait = model.cool_until - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            held = self._hold(item, model)
+            held = self._hold(model.backend.name, model.model, item.system, item.prompt,
+                              item.token_limit(s.generation.max_tokens))
             if held is None:
                 return None
             last_model = model
@@ -515,7 +532,8 @@ class Runner:
                 error = BackendError(f"HTTP error: {model.backend.redact(str(exc))[:200]}", retryable=True)
             finally:
                 latency = time.monotonic() - started
-                self._count(model, reply, held)
+                self._count(model.backend.name, model.model, reply.prompt_tokens if reply else 0,
+                            reply.completion_tokens if reply else 0, held)
                 await pool.release(endpoint, latency, error, s.rotation.cooldown_s)
             if error is None:
                 model.failures = 0
@@ -561,17 +579,20 @@ class Runner:
         reason = check(text, item.prompt, reply.finish_reason, self.settings.quality.min_words)
         if reason is None and item.label and self.vocabulary is not None:
             reason = grounding_check(answer if answer is not None else text, item.label, item.moved, self.vocabulary)
+        relevance = None
         if reason is None and not item.label:  # free text: length and relevance (language/quality.py)
             reason = self.dedup.check_free_text(text, item)
+            relevance = self.dedup.relevance(text)
         if reason is None:
             reason = self.dedup.find(text)
         if reason is not None:
-            return self._result(item, "rejected", reason, model, reply, attempts, text, answer)
+            return self._result(item, "rejected", reason, model, reply, attempts, text, answer, relevance)
         self.dedup.add(item.item_id, text)
-        return self._result(item, "accepted", None, model, reply, attempts, text, answer)
+        return self._result(item, "accepted", None, model, reply, attempts, text, answer, relevance)
 
     def _result(self, item: WorkItem, status: str, reason: str | None, model: PoolModel | None, reply,
-                attempts: int, text: str | None = None, answer: dict | None = None) -> Result:
+                attempts: int, text: str | None = None, answer: dict | None = None,
+                relevance: float | None = None) -> Result:
         g = self.settings.generation
         return Result(
             item_id=item.item_id, prompt_id=item.prompt_id, type=item.sample_type, status=status, reason=reason,
@@ -583,7 +604,7 @@ class Runner:
             finish_reason=reply.finish_reason if reply else None,
             prompt_tokens=reply.prompt_tokens if reply else 0, completion_tokens=reply.completion_tokens if reply else 0,
             attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None,
-            structured=orjson.dumps(answer).decode() if answer is not None else None)
+            structured=orjson.dumps(answer).decode() if answer is not None else None, relevance=relevance)
 
 
 def _version(path: Path) -> tuple | None:

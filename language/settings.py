@@ -6,6 +6,7 @@ file names, at the moment a backend is built, and never stored in these objects'
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ class BackendSpec:
     keep_alive: str | None = None
     threads: int = 1
     context_tokens: int = 2048
-    stream: bool = True           # Ollama: NDJSON chunks; False asks for one JSON object (--no-stream)
+    stream: bool = True           # Ollama: NDJSON chunks, Anthropic: server-sent events; False: one JSON object (--no-stream)
     # (model, price per million input tokens, per million output tokens); a model not listed costs 0
     prices: tuple[tuple[str, float, float], ...] = ()
 
@@ -112,8 +113,12 @@ class Settings:
         return tuple(b for b in self.backends if b.enabled)
 
     def fingerprint(self) -> str:
-        """What decides the content of an answer (not limits like concurrency or timeouts)."""
+        """What decides the content of an answer and whether it is accepted (not limits like concurrency or
+        timeouts): generation and quality settings, and the judge's when one is configured (a staging
+        judged by another judge, or by none, has other item ids, so a rerun asks its items again)."""
         data = {"generation": self.generation.__dict__, "quality": self.quality.__dict__}
+        if self.judge is not None:
+            data["judge"] = dataclasses.asdict(self.judge)
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
+from contextlib import redirect_stdout
 
 import pytest
 import yaml
@@ -13,6 +15,8 @@ from language.__main__ import main
 from language.domain import SAMPLE_TYPES, load_domain
 from language.errors import ConfigError
 from language.items import WorkItem, build_items
+from language.ledger import Ledger
+from language.pipeline import quality_figures
 from language.quality import DuplicateIndex, FreeTextGates, length_check, requested_length, token_limit
 from language.settings import load_settings
 
@@ -213,3 +217,53 @@ def test_an_embedding_gate_without_the_extra_is_a_one_line_error(tmp_path, confi
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
     with pytest.raises(ConfigError, match=r"quality\.relevance: 'semantic' is not one of auto, embedding, lexical"):
         load_settings(config_dir / "models.yaml")
+
+
+# ------------------------------------------------------------------ relevance scores in the ledger and the report
+def test_the_lexical_score_is_the_share_of_the_terms_stems_named():
+    gate = relevance.LexicalGate()
+    reason, score = gate.assess("TCP carries the segments; some are sent twice.", "TCP retransmission",
+                                "Explain TCP retransmission.")
+    assert reason.startswith("relevance (lexical)") and score == 0.5          # tcp named, retransmiss not
+    assert gate.assess("Heap dumps show what fills the heap.", "heap dump analysis",
+                       "Explain heap dump analysis.") == (None, 1 - 1 / 3)   # heap, dump of heap, dump, analysi
+    assert gate.assess("Dumping the heap takes seconds.", "heap dump", "Explain heap dump.") == (None, 1.0)
+    assert gate.assess("The disk failure needs mmhealth first.", "mmfsd",
+                       "Explain the 'GPFS: disk failure' in the storage logs.") == (None, None)  # nothing asked
+
+
+def test_each_free_text_answer_keeps_its_relevance_score_and_the_report_shows_the_mean(tmp_path, config_dir):
+    def answer(model, messages, options):
+        prompt = messages[-1]["content"]
+        if model == "beta":  # of the right length, about nothing: score 0
+            return " ".join(f"word{i}x{abs(hash(prompt)) % 997}" for i in range(150))
+        if model == "gamma":  # far too short: the length gate rejects it before relevance is measured
+            return " ".join(deterministic_answer(model, messages, options).split()[-25:])
+        return deterministic_answer(model, messages, options)   # opens with the prompt's words: score 1
+
+    out = tmp_path / "out"
+    with LoopbackServer(models=("alpha", "beta", "gamma"), answer=answer) as server:
+        assert main(["generate", "--config-dir", str(config_dir), "--output-dir", str(out), "--quiet",
+                     "--endpoint", f"openai={server.url}", "--models", "alpha,beta,gamma",
+                     "--types", "technical_explanation", "--count", "4"]) == 0
+    db = sqlite3.connect(out / "language_staging" / "ledger.sqlite")
+    rows = db.execute("SELECT model, relevance FROM results").fetchall()
+    db.close()
+    assert sorted(rows) == [("alpha", 1.0)] * 4 + [("beta", 0.0)] * 4 + [("gamma", None)] * 4
+    ledger = Ledger(out / "language_staging")
+    try:
+        figures = quality_figures(ledger.results_frame())["technical_explanation"]
+    finally:
+        ledger.close()
+    assert figures["alpha"]["relevance"] == {"answers": 4, "mean": 1.0}
+    assert figures["beta"]["relevance"] == {"answers": 4, "mean": 0.0}
+    assert figures["gamma"]["relevance"] is None
+    assert figures["(all)"]["relevance"] == {"answers": 8, "mean": 0.5}
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert main(["report", "--output-dir", str(out)]) == 0
+    table = printed.getvalue().split("rejections by reason:")[0]
+    shown = {line.split()[1]: line.split() for line in table.splitlines()
+             if line.split()[:1] == ["technical_explanation"]}
+    assert shown["alpha"][-2] == "1.000" and shown["beta"][-2] == "0.000" and shown["(all)"][-2] == "0.500"
+    assert shown["gamma"][-2] == "-"

@@ -15,6 +15,7 @@ import json
 import shutil
 import sqlite3
 
+import polars as pl
 import pytest
 import yaml
 
@@ -274,6 +275,67 @@ def test_the_judge_calls_count_in_the_runs_tokens_and_cost(tmp_path):
             ledger.close()
         judge_calls = [c for c in server.calls if c.model == "judge"]
     assert judged == len(judge_calls) > 0
-    assert stats.completion_tokens == attempts["completion_tokens"].sum() + 6 * judged
-    assert stats.prompt_tokens > attempts["prompt_tokens"].sum()
+    # the judge's calls are in the attempts (purpose "judge"), beside the answers' calls
+    by_purpose = attempts.group_by("purpose").agg(pl.len(), pl.col("completion_tokens").sum())
+    assert dict(zip(by_purpose["purpose"], by_purpose["len"])) == {"answer": COUNT, "judge": judged}
+    assert stats.judge_calls == judged
+    judge_rows = attempts.filter(pl.col("purpose") == "judge")
+    assert judge_rows["model"].to_list() == ["judge"] * judged and judge_rows["backend"].unique().to_list() == \
+        ["judge_server"] and judge_rows["completion_tokens"].to_list() == [6] * judged
+    assert stats.completion_tokens == attempts["completion_tokens"].sum()
+    assert stats.prompt_tokens == attempts["prompt_tokens"].sum()
     assert stats.cost == pytest.approx(6 * judged)   # 1e6 per million output tokens: 1 per token
+
+
+def test_status_and_the_export_count_the_judge_calls(tmp_path, capsys):
+    with LoopbackServer(models=("alpha", "judge"), answer=answer) as server:
+        config_dir = _config(tmp_path, {"backend": "judge_server"}, server.url)
+        _generate(tmp_path, config_dir, server.url)
+        judge_calls = len([c for c in server.calls if c.model == "judge"])
+    judged = len([r for r in _ledger_rows(tmp_path) if r[4] is not None])
+    assert judge_calls == judged > 0
+    usage = json.loads((tmp_path / "out" / "language_dataset.json").read_text())["metadata"]["usage"]
+    assert usage["models"]["judge"]["calls"] == judged
+    assert usage["models"]["judge"]["completion_tokens"] == 6 * judged
+    assert usage["total"]["calls"] == COUNT + judged
+    capsys.readouterr()
+    assert main(["status", "--output-dir", str(tmp_path / "out"), "--config-dir", str(config_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{COUNT} items finished, {COUNT + judged} server calls" in out
+    rows = {line.split()[0]: line.split()[1:4] for line in out.split("tokens and cost per model")[1].splitlines()[2:5]}
+    assert rows["judge"][0] == str(judged) and rows["judge"][2] == str(6 * judged)
+    assert rows["total"][0] == str(COUNT + judged)
+
+
+def test_judge_calls_are_held_against_the_budget_before_they_are_made(tmp_path, capsys):
+    """A judge call that could cross --max-tokens-total is not made: its answer is not recorded (the item
+    stays unfinished) and a later run with room for it asks the item again and judges it."""
+    judge = {"backend": "judge_server", "max_tokens": 50_000}   # a judge call may use 50,000 tokens
+    with LoopbackServer(models=("alpha", "judge"), answer=answer) as server:
+        config_dir = _config(tmp_path, judge, server.url)
+        argv = ["generate", "--config-dir", str(config_dir), "--output-dir", str(tmp_path / "out"), "--quiet",
+                "--endpoint", f"openai={server.url}", "--models", "alpha", "--types", "technical_explanation",
+                "--count", str(COUNT), "--concurrency", "1"]
+        assert main([*argv, "--max-tokens-total", "40000"]) == 4     # room for the answers, not one judgement
+        assert not [c for c in server.calls if c.model == "judge"]
+        rows = _ledger_rows(tmp_path)
+        assert rows and all(_group(r[0]) == 2 and r[1] == "rejected" for r in rows)   # only the filters' rejections
+        assert main([*argv, "--max-tokens-total", "10000000"]) == 0
+        judge_calls = [c for c in server.calls if c.model == "judge"]
+    rows = _ledger_rows(tmp_path)
+    assert len(rows) == COUNT and len(judge_calls) == len([r for r in rows if r[4] is not None]) > 0
+
+
+def test_judge_settings_are_part_of_the_resume_fingerprint(tmp_path):
+    """Answers judged by one judge are not taken as finished under another (nor under none)."""
+    with LoopbackServer(models=("alpha", "judge"), answer=answer) as server:
+        for i, (judge, new_calls) in enumerate([({"backend": "judge_server"}, COUNT),
+                                                ({"backend": "judge_server"}, 0),
+                                                ({"backend": "judge_server", "threshold": 2}, COUNT),
+                                                ({"backend": "judge_server", "rubric": ["correct"]}, COUNT),
+                                                (None, COUNT)]):
+            before = len(server.calls_for("/v1/chat"))
+            answers_before = before - len([c for c in server.calls if c.model == "judge"])
+            _generate(tmp_path, _config(tmp_path / f"c{i}", judge, server.url), server.url)
+            answers = len(server.calls_for("/v1/chat")) - len([c for c in server.calls if c.model == "judge"])
+            assert answers - answers_before == new_calls, (i, judge)
