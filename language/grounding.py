@@ -357,7 +357,7 @@ class StagedSamples:
                                 f"{differs['id'][0]} (host {differs['host'][0]}, step {differs['step'][0]})")
 
 
-def label_quotas(available: np.ndarray, normal: int, count: int, normal_share: float,
+def label_quotas(available: np.ndarray, normal: int, count: int, *, normal_share: float,
                  kind_order: np.ndarray) -> np.ndarray:
     """How many samples of each label to take: round(count * normal_share) normal ones (label `normal`),
     the rest spread evenly over the other labels that have samples (the remainder one each, in
@@ -378,7 +378,7 @@ def label_quotas(available: np.ndarray, normal: int, count: int, normal_share: f
     return quota
 
 
-def balanced_rows(codes: np.ndarray, normal: int, count: int, normal_share: float,
+def balanced_rows(codes: np.ndarray, normal: int, count: int, *, normal_share: float,
                   rng: np.random.Generator) -> np.ndarray:
     """Rows of `count` samples whose label codes are `codes` (normal = `normal`), balanced per
     label_quotas: in the order of one random permutation, the first rows of each label up to its quota
@@ -390,7 +390,7 @@ def balanced_rows(codes: np.ndarray, normal: int, count: int, normal_share: floa
     available = np.bincount(codes, minlength=n_labels)
     _, first_seen = np.unique(permuted, return_index=True)
     kind_order = permuted[np.sort(first_seen)]  # labels by first appearance in the permutation
-    quota = label_quotas(available, normal, count, normal_share, kind_order)
+    quota = label_quotas(available, normal, count, normal_share=normal_share, kind_order=kind_order)
     by_label = np.argsort(permuted, kind="stable")  # positions grouped per label, in permutation order
     starts = np.concatenate(([0], np.cumsum(available)[:-1]))
     rank = np.empty(len(codes), np.int64)
@@ -405,7 +405,7 @@ def _label_codes(labels: pl.Series) -> tuple[np.ndarray, int]:
     return codes, names.index("normal")
 
 
-def metric_sample_items(path: Path, count: int, domain: DomainContent, models_per_prompt: int, n_models: int,
+def metric_sample_items(path: Path, count: int, domain: DomainContent, *, models_per_prompt: int, n_models: int,
                         options: str, seed: int, window_steps: int = WINDOW_STEPS,
                         normal_share: float = NORMAL_SHARE) -> list[WorkItem]:
     """`count` metrics_explanation items from the samples in `path`, balanced over the labels
@@ -419,7 +419,7 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, models_pe
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SOURCE_STREAM,)))
     labels = pl.Series([_label(s) for s in samples], dtype=pl.Utf8) if staged is None else staged.labels()
     codes, normal = _label_codes(labels)
-    order = balanced_rows(codes, normal, count, normal_share, rng)
+    order = balanced_rows(codes, normal, count, normal_share=normal_share, rng=rng)
     chosen = [with_log_excerpt(with_context_window(samples[i], window_steps)) for i in order.tolist()] \
         if staged is None else staged.take(order, window_steps)
     slots = max(1, min(models_per_prompt, n_models))

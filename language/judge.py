@@ -95,7 +95,7 @@ class JudgeCall:
 class JudgeModel:
     """Scores answers with one model of one backend, at most `concurrency` calls per endpoint at once."""
 
-    def __init__(self, config, backend: Backend, max_attempts: int, backoff_base_s: float, backoff_max_s: float,
+    def __init__(self, config, backend: Backend, *, max_attempts: int, backoff_base_s: float, backoff_max_s: float,
                  seed: int):
         self.config, self.backend = config, backend
         self.label = f"{backend.name}/{config.model}"

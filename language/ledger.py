@@ -5,7 +5,8 @@ and a rerun never calls a server for a finished item.  Commits are grouped (ever
 COMMIT_EVERY results) so the ledger keeps up with fast servers; a SIGKILL loses at most that window
 of answers, which the rerun asks again.  Within the window the rows wait in memory and go to SQLite
 in one executemany per table just before the COMMIT (and before any read of the ledger): they were
-not durable before the COMMIT either, and one statement per table costs far less than one per row.  Accepted samples are copied into Parquet shards (written
+not durable before the COMMIT either,
+and one statement per table costs far less than one per row.  Accepted samples are copied into Parquet shards (written
 atomically) as the run goes; on open, shards on disk that the ledger does not know yet are adopted,
 so the two can never disagree after a crash.  No pickle anywhere: SQLite, Parquet and JSON.
 """
@@ -148,7 +149,7 @@ class Ledger:
             self.db.execute("BEGIN")
             self._in_tx = True
 
-    def record_attempt(self, item_id: str, attempt: int, backend: str, endpoint: str, model: str,
+    def record_attempt(self, item_id: str, attempt: int, *, backend: str, endpoint: str, model: str,
                        outcome: str, reason: str | None, http_status: int | None, latency_s: float,
                        prompt_tokens: int = 0, completion_tokens: int = 0, tokens_estimated: bool = False,
                        purpose: str = "answer") -> None:
@@ -307,7 +308,8 @@ class Ledger:
             return pl.DataFrame(schema=_SHARD_SCHEMA)
         # a shard written before a column was added lacks it: null there
         frames = [pl.read_parquet(p) for p in paths]
-        frames = [f.with_columns([pl.lit(None, dtype).alias(c) for c, dtype in _SHARD_SCHEMA.items() if c not in f.columns])
+        frames = [f.with_columns([pl.lit(None, dtype).alias(c) for c,
+                                  dtype in _SHARD_SCHEMA.items() if c not in f.columns])
                   .select(list(_SHARD_SCHEMA)) for f in frames]
         return pl.concat(frames).unique("item_id", keep="first", maintain_order=True)
 

@@ -150,8 +150,10 @@ def plan_work(domain, settings, specs, *, targets: dict[str, int], seed: int, fr
     if from_metrics:
         from .grounding import load_vocabulary, metric_sample_items
         vocabulary = load_vocabulary(config_dir)
-        items += metric_sample_items(from_metrics, grounded_count, domain, settings.rotation.models_per_prompt,
-                                     n_models, settings.fingerprint(), seed, normal_share=normal_share)
+        items += metric_sample_items(from_metrics, grounded_count, domain,
+                                     models_per_prompt=settings.rotation.models_per_prompt,
+                                     n_models=n_models, options=settings.fingerprint(), seed=seed,
+                                     normal_share=normal_share)
         targets["metrics_explanation"] = grounded_count
     return Work(targets, seed, from_metrics, normal_share, items, vocabulary, backends,
                 free_text_gates(settings, domain))
@@ -192,7 +194,8 @@ def open_session(ledger, domain, settings, work: Work, *, retry: bool) -> Sessio
     ledger.set_meta("current_items", ",".join(sorted(it.item_id for it in work.items)))
     session_id = f"{stamp()}-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]}"
     dedup = DuplicateIndex(settings.quality.near_duplicate_jaccard,
-                           free_text=work.free_text if work.free_text is not None else free_text_gates(settings, domain))
+                           free_text=work.free_text if work.free_text is not None else free_text_gates(settings,
+                                                                                                       domain))
     for item_id, text in ledger.accepted_texts():  # every accepted answer is exported, so none may repeat
         dedup.add(item_id, text)
     semantic = dedup.free_text.semantic
@@ -225,8 +228,9 @@ async def run_session(ledger, work: Work, session: Session, *, advance: Callable
         for b in work.backends:
             await b.start()
             started.append(b)
-        runner = Runner(session.settings, work.backends, ledger, session.dedup, session.session_id, session.batch,
-                        advance, work.vocabulary, budget)
+        runner = Runner(session.settings, work.backends, ledger, session.dedup, session_id=session.session_id,
+                        generation_batch=session.batch,
+                        progress=advance, vocabulary=work.vocabulary, budget=budget)
         stats = await runner.run(session.todo)
     finally:
         for b in started:

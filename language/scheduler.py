@@ -223,7 +223,7 @@ class RunStats:
 
 class Runner:
     def __init__(self, settings: Settings, backends: list[Backend], ledger: Ledger, dedup: DuplicateIndex,
-                 session_id: str, generation_batch: int, progress=None, vocabulary=None,
+                 *, session_id: str, generation_batch: int, progress=None, vocabulary=None,
                  budget: Budget | None = None):
         self.settings, self.ledger, self.dedup = settings, ledger, dedup
         self.session_id, self.batch, self.progress = session_id, generation_batch, progress
@@ -300,8 +300,9 @@ class Runner:
             backend = started = build_backend(spec)
             await backend.start()
         r = self.settings.requests
-        self.judge_model = JudgeModel(config, backend, r.max_attempts, r.backoff_base_s, r.backoff_max_s,
-                                      self.settings.generation.seed)
+        self.judge_model = JudgeModel(config, backend, max_attempts=r.max_attempts, backoff_base_s=r.backoff_base_s,
+                                      backoff_max_s=r.backoff_max_s,
+                                      seed=self.settings.generation.seed)
         return started
 
     def _add_workers(self, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:
@@ -420,7 +421,8 @@ class Runner:
         judge = self.judge_model
         judgement = await judge.score(
             self._client, result.prompt, result.structured or result.response, result.label,
-            hold=lambda r: self._hold(judge.backend.name, judge.config.model, r.system, r.prompt, r.max_tokens),
+            hold=lambda r: self._hold(judge.backend.name, judge.config.model, system=r.system, prompt=r.prompt,
+                                      max_tokens=r.max_tokens),
             done=functools.partial(self._judge_call, result.item_id), release=self._release)
         if judgement is None:
             return
@@ -433,10 +435,14 @@ class Runner:
         """A judge call is over: into the ledger's attempts, the run's totals and its budget."""
         judge = self.judge_model
         self.stats.judge_calls += 1
-        self._count(judge.backend.name, judge.config.model, call.prompt_tokens, call.completion_tokens, held)
-        self.ledger.record_attempt(item_id, call.attempt, judge.backend.name, call.endpoint, judge.config.model,
-                                   call.outcome, call.reason, call.http_status, call.latency_s, call.prompt_tokens,
-                                   call.completion_tokens, call.tokens_estimated, purpose="judge")
+        self._count(judge.backend.name, judge.config.model, prompt_tokens=call.prompt_tokens,
+                    completion_tokens=call.completion_tokens, held=held)
+        self.ledger.record_attempt(item_id, call.attempt, backend=judge.backend.name, endpoint=call.endpoint,
+                                   model=judge.config.model,
+                                   outcome=call.outcome, reason=call.reason, http_status=call.http_status,
+                                   latency_s=call.latency_s, prompt_tokens=call.prompt_tokens,
+                                   completion_tokens=call.completion_tokens, tokens_estimated=call.tokens_estimated,
+                                   purpose="judge")
 
     def _scored(self, task: asyncio.Task) -> None:
         """A scoring task is over; an error in it (a bug) stops the workers and run() raises it."""
@@ -470,7 +476,7 @@ class Runner:
         usable = [m for m in ranked if not m.missing and m.label not in taken]
         return min(usable, key=lambda m: m.cool_until) if usable else None
 
-    def _hold(self, backend: str, model: str, system: str, prompt: str, max_tokens: int) -> tuple[int, float] | None:
+    def _hold(self, backend: str, model: str, *, system: str, prompt: str, max_tokens: int) -> tuple[int, float] | None:
         """The (tokens, cost) held for a call of `model` (of `backend`) within the run's budget; None when
         that call could cross it (the run then issues no more calls)."""
         if self.budget is None:
@@ -485,7 +491,7 @@ class Runner:
         if self.budget is not None:
             self.budget.settle(*held, 0, 0.0)
 
-    def _count(self, backend: str, model: str, prompt_tokens: int, completion_tokens: int,
+    def _count(self, backend: str, model: str, *, prompt_tokens: int, completion_tokens: int,
                held: tuple[int, float]) -> None:
         """A call is over: its tokens and cost into the run's totals and budget (a failed call used none)."""
         cost = self.prices.cost(backend, model, prompt_tokens, completion_tokens)
@@ -509,8 +515,8 @@ class Runner:
             wait = model.cool_until - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            held = self._hold(model.backend.name, model.model, item.system, item.prompt,
-                              item.token_limit(s.generation.max_tokens))
+            held = self._hold(model.backend.name, model.model, system=item.system, prompt=item.prompt,
+                              max_tokens=item.token_limit(s.generation.max_tokens))
             if held is None:
                 return None
             last_model = model
@@ -532,19 +538,22 @@ class Runner:
                 error = BackendError(f"HTTP error: {model.backend.redact(str(exc))[:200]}", retryable=True)
             finally:
                 latency = time.monotonic() - started
-                self._count(model.backend.name, model.model, reply.prompt_tokens if reply else 0,
-                            reply.completion_tokens if reply else 0, held)
+                self._count(model.backend.name, model.model, prompt_tokens=reply.prompt_tokens if reply else 0,
+                            completion_tokens=reply.completion_tokens if reply else 0, held=held)
                 await pool.release(endpoint, latency, error, s.rotation.cooldown_s)
             if error is None:
                 model.failures = 0
                 self.used.setdefault(item.prompt_id, set()).add(model.label)
-                self.ledger.record_attempt(item.item_id, attempts, model.backend.name, endpoint.url, model.model,
-                                           "ok", None, None, latency, reply.prompt_tokens, reply.completion_tokens,
-                                           reply.tokens_estimated)
+                self.ledger.record_attempt(item.item_id, attempts, backend=model.backend.name, endpoint=endpoint.url,
+                                           model=model.model,
+                                           outcome="ok", reason=None, http_status=None, latency_s=latency,
+                                           prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                                           tokens_estimated=reply.tokens_estimated)
                 return item, model, reply, attempts
             reason = error.reason
-            self.ledger.record_attempt(item.item_id, attempts, model.backend.name, endpoint.url, model.model,
-                                       "error", reason, error.status, latency)
+            self.ledger.record_attempt(item.item_id, attempts, backend=model.backend.name, endpoint=endpoint.url,
+                                       model=model.model,
+                                       outcome="error", reason=reason, http_status=error.status, latency_s=latency)
             if error.model_missing:
                 model.missing = True
                 continue
@@ -559,9 +568,11 @@ class Runner:
             if any(e is not endpoint for e in pool.up()):
                 continue  # straight to another endpoint of the backend
             if attempts < s.requests.max_attempts:
-                backoff = min(s.requests.backoff_max_s, s.requests.backoff_base_s * 2 ** (attempts - 1)) * random.random()
+                backoff = min(s.requests.backoff_max_s,
+                              s.requests.backoff_base_s * 2 ** (attempts - 1)) * random.random()
                 await asyncio.sleep(error.retry_after if error.retry_after is not None else backoff)
-        return self._result(item, "failed", f"{reason} (after {attempts} calls)", last_model, None, attempts)
+        return self._result(item, "failed", reason=f"{reason} (after {attempts} calls)", model=last_model, reply=None,
+                            attempts=attempts)
 
     def _judge(self, item: WorkItem, model: PoolModel, reply, attempts: int) -> Result:
         """Filters, grounding and dedup; a structured answer must first be JSON that follows the schema
@@ -574,7 +585,8 @@ class Runner:
             if reason is not None:
                 if reply.finish_reason == "length":  # cut JSON: the cut is the cause
                     reason = "truncated at the token limit"
-                return self._result(item, "rejected", reason, model, reply, attempts, text)
+                return self._result(item, "rejected", reason=reason, model=model, reply=reply, attempts=attempts,
+                                    text=text)
             text = answer["explanation"].strip()
         reason = check(text, item.prompt, reply.finish_reason, self.settings.quality.min_words)
         if reason is None and item.label and self.vocabulary is not None:
@@ -586,11 +598,13 @@ class Runner:
         if reason is None:
             reason = self.dedup.find(text)
         if reason is not None:
-            return self._result(item, "rejected", reason, model, reply, attempts, text, answer, relevance)
+            return self._result(item, "rejected", reason=reason, model=model, reply=reply, attempts=attempts,
+                                text=text, answer=answer, relevance=relevance)
         self.dedup.add(item.item_id, text)
-        return self._result(item, "accepted", None, model, reply, attempts, text, answer, relevance)
+        return self._result(item, "accepted", reason=None, model=model, reply=reply, attempts=attempts, text=text,
+                            answer=answer, relevance=relevance)
 
-    def _result(self, item: WorkItem, status: str, reason: str | None, model: PoolModel | None, reply,
+    def _result(self, item: WorkItem, status: str, *, reason: str | None, model: PoolModel | None, reply,
                 attempts: int, text: str | None = None, answer: dict | None = None,
                 relevance: float | None = None) -> Result:
         g = self.settings.generation
@@ -602,7 +616,8 @@ class Runner:
             generation_batch=self.batch, term=item.term, category=item.category, seed=g.seed,
             temperature=g.temperature, max_tokens=item.token_limit(g.max_tokens),
             finish_reason=reply.finish_reason if reply else None,
-            prompt_tokens=reply.prompt_tokens if reply else 0, completion_tokens=reply.completion_tokens if reply else 0,
+            prompt_tokens=reply.prompt_tokens if reply else 0,
+            completion_tokens=reply.completion_tokens if reply else 0,
             attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None,
             structured=orjson.dumps(answer).decode() if answer is not None else None, relevance=relevance)
 

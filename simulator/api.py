@@ -111,7 +111,7 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
     threads = worker_threads(workers)
     interval = trace_interval(cfg, interval_s)
     population = build_population(cfg, hosts, seed)
-    plan = event_plan(cfg, population, steps, seed, interval, anomalies, anomaly_share)
+    plan = event_plan(cfg, population, steps, seed, interval=interval, anomalies=anomalies, anomaly_share=anomaly_share)
     profiles = np.array(population.profile_names)[population.profile]
     per_block = block_hosts(steps)
     n_blocks = -(-hosts // per_block)
@@ -129,7 +129,7 @@ def iter_traces(hosts: int, steps: int, *, config: SimConfig | str | Path | None
                 progress(b + 1, n_blocks)
 
 
-def event_plan(cfg: SimConfig, population, steps: int, seed: int, interval: float, anomalies: int | None,
+def event_plan(cfg: SimConfig, population, steps: int, seed: int, *, interval: float, anomalies: int | None,
                anomaly_share: float | None, stream: tuple[int, ...] = ()) -> EventPlan:
     """The events of a trace run: exactly `anomalies` events, or as many as cover `anomaly_share` of the
     points (hosts x steps), or (neither given) one per host."""
@@ -217,10 +217,10 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
             traces, events = run_kernel(cfg, population, plan, seed=seed, n_steps=n_steps, interval_s=interval,
                                         host_range=(lo, hi), keep_base=True)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, b)))
-            host, step, event, hard = select_points(traces, events, int(normal_per_block[b]), rng,
-                                                    cfg.simulation.hard_negative_share,
+            host, step, event, hard = select_points(traces, events, int(normal_per_block[b]), rng=rng,
+                                                    hard_share=cfg.simulation.hard_negative_share,
                                                     skip_steps=sample_steps(cfg, interval))
-            parts.append(_sample_block(cfg, traces, population, events, host, step, event, b)
+            parts.append(_sample_block(cfg, traces, population, events, host=host, step=step, event=event, block=b)
                          .with_columns(hard_negative=pl.Series(hard)))
             windows.append(sample_windows(traces, host, step, cfg))
             event_parts.append(events)
@@ -231,16 +231,17 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
                 progress(b + 1, len(blocks))
     events = pl.concat(event_parts)
     session_id = _session_id(cfg, seed, n_samples, ratio)
-    samples = _finish_samples(cfg, pl.concat(parts), windows, events, seed, session_id)
+    samples = _finish_samples(cfg, pl.concat(parts), windows, events=events, seed=seed, session_id=session_id)
     if staging:
         staging.close()  # the last block's lines written, every sample's log excerpt chosen
         samples = with_log_excerpts(samples, staging.sample_excerpts)
-    metadata = _metadata(cfg, samples, seed, ratio, session_id)
+    metadata = _metadata(cfg, samples, seed, ratio=ratio, session_id=session_id)
     if not staging:
         return SampleSet(samples, events, metadata, cfg)
     manifest = {**metadata, "hosts": n_hosts, "steps_per_host": n_steps, "interval_s": interval, "blocks": len(blocks)}
     if background_staging:
-        return SampleSet(samples, events, metadata, cfg, _in_background(lambda: staging.finish(events, samples, manifest)))
+        return SampleSet(samples, events, metadata, cfg,
+                         _in_background(lambda: staging.finish(events, samples, manifest)))
     staging.finish(events, samples, manifest)
     return SampleSet(samples, events, metadata, cfg)
 
@@ -261,7 +262,7 @@ def _with_sample_options(cfg: SimConfig, context_steps: int | None, hard_negativ
 
 
 def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFrame,
-                  host: np.ndarray, step: np.ndarray, event: np.ndarray, block: int) -> pl.DataFrame:
+                  *, host: np.ndarray, step: np.ndarray, event: np.ndarray, block: int) -> pl.DataFrame:
     ev = events.select("event_id", "kind", "start_step", "end_step", "severity", "peak_deviation_sigma")
     frame = pl.DataFrame({
         "host": host.astype(np.int64) + traces.first_host,
@@ -269,10 +270,11 @@ def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFra
         "event_id": event,
         **gather(traces, host, step, cfg.metrics),
         **gather(traces, host, step, cfg.metrics, prefix="base_", base=True),
-        **anomalous_metric_columns(traces, host, step, event, cfg),
+        **anomalous_metric_columns(traces, host, step, event, cfg=cfg),
     })
     frame = frame.join(ev, on="event_id", how="left", maintain_order="left")
-    frame = frame.with_columns(exhaustion_columns(traces, host, step, frame["kind"], frame["end_step"], cfg))
+    frame = frame.with_columns(exhaustion_columns(traces, host, step, frame["kind"], end_step=frame["end_step"],
+                                                  cfg=cfg))
     profile_idx = population.profile[frame["host"].to_numpy()]
     return frame.with_columns(
         profile=pl.Series(np.array(population.profile_names)[profile_idx]),
@@ -281,7 +283,7 @@ def _sample_block(cfg: SimConfig, traces: Traces, population, events: pl.DataFra
     )
 
 
-def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: list[Windows], events: pl.DataFrame, seed: int,
+def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: list[Windows], *, events: pl.DataFrame, seed: int,
                     session_id: str) -> pl.DataFrame:
     """The samples shuffled, with their windows as list columns, ids, times, targets and texts.
 
@@ -336,7 +338,7 @@ def _session_id(cfg: SimConfig, seed: int, n_samples: int, ratio: float) -> str:
     return "sim-" + hashlib.sha256(key).hexdigest()[:12]
 
 
-def _metadata(cfg: SimConfig, samples: pl.DataFrame, seed: int, ratio: float, session_id: str) -> dict:
+def _metadata(cfg: SimConfig, samples: pl.DataFrame, seed: int, *, ratio: float, session_id: str) -> dict:
     kinds = samples.filter(pl.col("kind").is_not_null())["kind"].value_counts(sort=True)
     counts = {a.kind: 0 for a in cfg.anomalies}
     counts.update(dict(zip(kinds["kind"].to_list(), kinds["count"].to_list())))

@@ -229,13 +229,13 @@ def sample_windows(traces, host: np.ndarray, step: np.ndarray, cfg) -> Windows:
 
 
 def anomalous_metric_columns(traces, host: np.ndarray, step: np.ndarray, event: np.ndarray,
-                             cfg) -> dict[str, pl.Series]:
+                             *, cfg) -> dict[str, pl.Series]:
     flags = anomalous_metrics(traces.labels, host, step - traces.t0, event)
     return {ANOMALOUS_PREFIX + spec.name: pl.Series(ANOMALOUS_PREFIX + spec.name, flags[:, m])
             for m, spec in enumerate(cfg.metrics)}
 
 
-def exhaustion_columns(traces, host: np.ndarray, step: np.ndarray, kind: pl.Series, end_step: pl.Series,
+def exhaustion_columns(traces, host: np.ndarray, step: np.ndarray, kind: pl.Series, *, end_step: pl.Series,
                        cfg) -> list[pl.Series]:
     """exhaustion_metric and steps_to_exhaustion: for kinds that fill a resource, the steps until its
     metric first reaches the kind's level, looking no further than the event's last step; null when

@@ -446,7 +446,7 @@ def real_cpu_files(reference_dir: Path) -> list[RealCpu]:
     return out
 
 
-def simulated_normal_cpu(config: SimConfig, seed: int, hosts: int = TRANSFER_HOSTS,
+def simulated_normal_cpu(config: SimConfig, seed: int, *, hosts: int = TRANSFER_HOSTS,
                          steps: int = TRANSFER_STEPS, workers: int | None = None) -> np.ndarray:
     """Window features of the CPU of `hosts` simulated hosts of the default population, no anomalies."""
     from .api import simulate

@@ -162,7 +162,7 @@ def _encode(frame: pl.DataFrame, windows: WindowArrays | None) -> memoryview:
         frame.write_json(buf)
         return buf.getbuffer()[1:-1]  # the rows without the array's brackets
     frame.write_ndjson(buf)
-    return splice_windows(buf.getvalue(), windows.fine, windows.coarse, windows.integer, list(METRICS))
+    return splice_windows(buf.getvalue(), windows.fine, windows.coarse, integer=windows.integer, names=list(METRICS))
 
 
 def _encode_rows(frame: pl.DataFrame, samples: pl.DataFrame | None, lo: int) -> memoryview:

@@ -214,7 +214,7 @@ def metric_keys(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(parts), dtype=np.uint8).copy(), np.cumsum([len(p) for p in parts])
 
 
-def splice_windows(ndjson: bytes, fine: np.ndarray, coarse: np.ndarray, integer: np.ndarray,
+def splice_windows(ndjson: bytes, fine: np.ndarray, coarse: np.ndarray, *, integer: np.ndarray,
                    names: list[str]) -> memoryview:
     """The rows of `ndjson` with "context" (fine [n, M, steps]) and "history" (coarse [n, M, hours])
     objects appended; see the module. Windows that are views of metric-major arrays are not copied."""

@@ -69,8 +69,8 @@ def normal_mask(labels):
     return out
 
 
-def select_points(traces: Traces, events: pl.DataFrame, n_normal: int, rng: np.random.Generator,
-                  hard_share: float = 0.0, *, skip_steps: dict[str, int] | None = None,
+def select_points(traces: Traces, events: pl.DataFrame, n_normal: int, *, rng: np.random.Generator,
+                  hard_share: float = 0.0, skip_steps: dict[str, int] | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(host, step, event_id or -1, hard negative?) of every sample: events first, each taken at
     least `skip_steps[kind]` steps after its start where it lasts that long (`sample_steps`), then
@@ -129,7 +129,7 @@ def hard_negatives(traces: Traces, candidates: np.ndarray, n: int, rng: np.rando
 
 
 def gather(traces: Traces, host: np.ndarray, step: np.ndarray, metrics: tuple[MetricSpec, ...],
-           prefix: str = "", base: bool = False) -> dict[str, pl.Series]:
+           *, prefix: str = "", base: bool = False) -> dict[str, pl.Series]:
     """Metric values at (host, step) points as typed columns (integers for integer metrics)."""
     source = traces.base if base else traces.values
     cols = {}

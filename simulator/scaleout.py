@@ -213,7 +213,7 @@ class ShardedTraces:
         return self.scan(table).collect()
 
     def windows(self, points: pl.DataFrame, before: int, after: int = 0) -> pl.DataFrame:
-        return trace_windows(self.scan("traces"), self.steps_per_host, points, before, after, self.folder)
+        return trace_windows(self.scan("traces"), self.steps_per_host, points, before, after=after, where=self.folder)
 
 
 def open_traces(folder: str | Path, *, verify: bool = True) -> ShardedTraces:

@@ -11,7 +11,8 @@ Layout (a finished run replaces the whole directory; see `Staging`):
   manifest.json                      what the run was (config hash, seed, counts), its tables and files
 
 Each table has one schema in all its parts (`traces_table`, `labels_table`, `events_table`,
-`samples_table`, `logs_table`, `alerts_table` below): host and step int32, event ids int64, timestamps UTC datetimes, categorical
+`samples_table`, `logs_table`, `alerts_table` below): host and step int32, event ids int64, timestamps UTC datetimes,
+categorical
 columns (metric, kind, status, profile) enums, `affected_metrics` a list of metrics, `kind` and
 `event_id` null together (normal samples). Every
 file carries the run's seed, config hash, interval and metric units in its Parquet key-value
@@ -218,7 +219,7 @@ class Staging:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="staging")
 
     def write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None = None,
-                    samples: pl.DataFrame | None = None) -> None:
+                    *, samples: pl.DataFrame | None = None) -> None:
         """Queue block `index` for writing (after the previous block's files are written); a run with
         logs needs the block's `events`, and takes the excerpts of its `samples` (host, step) windows."""
         self._wait()
@@ -226,11 +227,11 @@ class Staging:
             raise ValueError("write_block: a run with logs needs the block's events")
         light = dataclasses.replace(traces, base=None)  # the staging needs values and labels only
         # numba's thread count is per thread: the writer's log kernels use the caller's (--workers)
-        self._pending = self._writer.submit(self._write_block, index, light, config, events, numba.get_num_threads(),
-                                            samples)
+        self._pending = self._writer.submit(self._write_block, index, light, config, events,
+                                            threads=numba.get_num_threads(), samples=samples)
 
     def _write_block(self, index: int, traces: Traces, config: SimConfig, events: pl.DataFrame | None,
-                     threads: int, samples: pl.DataFrame | None = None) -> None:
+                     *, threads: int, samples: pl.DataFrame | None = None) -> None:
         if self._logs is None:
             self._write("traces", index, traces_table(traces, config))
             self._write("labels", index, labels_table(traces))
@@ -391,7 +392,7 @@ class StagedRun:
         point's step; in the points' order, then by step. One filtered scan and a join, whatever the count.
 
         Raises StagingError when the traces lack a point of a window (traces and samples disagree)."""
-        return trace_windows(self.scan("traces"), self.steps_per_host, points, before, after, self.folder)
+        return trace_windows(self.scan("traces"), self.steps_per_host, points, before, after=after, where=self.folder)
 
     def logs(self, host: int, start: int, end: int) -> pl.DataFrame:
         """The log lines of `host` whose step lies in [start, end], in file order, with `line`: the line as
@@ -442,7 +443,7 @@ class StagedRun:
         return wanted, self.scan("logs").filter(key.is_in(pairs.implode())).collect()
 
 
-def trace_windows(traces: pl.LazyFrame, steps_per_host: int, points: pl.DataFrame, before: int, after: int,
+def trace_windows(traces: pl.LazyFrame, steps_per_host: int, points: pl.DataFrame, before: int, *, after: int,
                   where: Path) -> pl.DataFrame:
     """`StagedRun.windows` over any traces table (host, step, metrics) with `steps_per_host` steps a host;
     `where` names the folder in the error (a StagingError when the traces lack a point of a window)."""

@@ -159,7 +159,8 @@ def test_spliced_rows_equal_a_plain_encoding():
     coarse = rng.random((3, 2, 3)).astype(np.float32)
     buf = io.BytesIO()
     frame.write_ndjson(buf)
-    out = b"[" + bytes(splice_windows(buf.getvalue(), fine, coarse, np.array([False, True]), ["x", "y"])) + b"]"
+    out = b"[" + bytes(splice_windows(buf.getvalue(), fine, coarse, integer=np.array([False, True]),
+                                      names=["x", "y"])) + b"]"
     rows = orjson.loads(out)
 
     def plain(a, integer):

@@ -54,7 +54,7 @@ def config_dir(tmp_path):
 
 
 def test_prompts_show_the_sample_and_include_normal_ones(metrics_json):
-    items = metric_sample_items(metrics_json, 60, load_domain(), 1, 1, "x", seed=3)
+    items = metric_sample_items(metrics_json, 60, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3)
     labels = [it.label for it in items]
     assert "normal" in labels and len(set(labels)) >= 3
     samples = {s["id"]: s for s in json.loads(metrics_json.read_text())["training_samples"]}
@@ -68,7 +68,8 @@ def _truthful_and_confused(source, seed):
     """A fake pair of models answering in JSON (the schema must arrive with each grounded request):
     alpha explains each sample from its data (the kind and a metric that moved; when nothing moved in
     the data shown, it names no metric), beta always blames a memory leak."""
-    items = metric_sample_items(source, 30, load_domain(), 2, 2, load_settings().fingerprint(), seed)
+    items = metric_sample_items(source, 30, load_domain(), models_per_prompt=2, n_models=2,
+                                options=load_settings().fingerprint(), seed=seed)
     truth = {it.prompt: it for it in items}
 
     def answer(model, messages, options):
@@ -161,7 +162,7 @@ def test_json_sourced_item_ids_do_not_change(tmp_path):
                             "spectrum_active_jobs": 3}} for i in range(4)]
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({"metadata": {}, "training_samples": samples}))
-    items = metric_sample_items(path, 4, domain, 2, 2, "opts", seed=7)
+    items = metric_sample_items(path, 4, domain, models_per_prompt=2, n_models=2, options="opts", seed=7)
     assert [it.item_id for it in items] == [
         "c32a1c78b31977da96ba", "3d4daff257dc561dc40d", "3b4ca2e4c8a34aba886b", "c6f1211b92e5f3ee3e55",
         "5951f3c940204bda42d5", "12d97000c888c97991d1", "1b5069985848242955cb", "6378dc7333a01a6aad68"]
@@ -193,7 +194,7 @@ def _window_in(prompt: str) -> tuple[list[str] | None, dict[str, list[str]]]:
 
 def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
     staging = metrics_json.parent / "staging"
-    items = metric_sample_items(staging, 60, load_domain(), 1, 1, "x", seed=3)
+    items = metric_sample_items(staging, 60, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3)
     samples = pl.read_parquet(staging / "samples" / "*.parquet")
     by_id = {r["id"]: r for r in samples.iter_rows(named=True)}
     traces = pl.read_parquet(staging / "traces" / "*.parquet")  # read whole: the reference
@@ -222,7 +223,8 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
             assert printed[-1] == np.array(sample[m], dtype=staged.dtype)  # the last row is the snapshot
     assert forms == {"alert", "table", "splunk"}
     # the same seed picks the same samples from the JSON and from the staging of one run
-    from_json = metric_sample_items(metrics_json, 60, load_domain(), 1, 1, "x", seed=3)
+    from_json = metric_sample_items(metrics_json, 60, load_domain(), models_per_prompt=1, n_models=1, options="x",
+                                    seed=3)
     assert [it.source_sample_id for it in from_json] == [it.source_sample_id for it in items]
     assert not {it.item_id for it in from_json} & {it.item_id for it in items}
 
@@ -230,7 +232,7 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
 def test_dataset_prompts_show_the_context_the_sample_carries(metrics_json):
     """From the dataset JSON, the window comes from each sample's own context: the same readings the
     staged traces hold, ending at the snapshot."""
-    items = metric_sample_items(metrics_json, 40, load_domain(), 1, 1, "x", seed=3)
+    items = metric_sample_items(metrics_json, 40, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3)
     samples = {s["id"]: s for s in json.loads(metrics_json.read_text())["training_samples"]}
     for it in items:
         sample = samples[it.source_sample_id]
@@ -245,9 +247,11 @@ def test_dataset_prompts_show_the_context_the_sample_carries(metrics_json):
 
 
 def test_window_length_is_a_parameter(metrics_json):
-    short = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4, window_steps=3)
+    short = metric_sample_items(metrics_json.parent, 10, load_domain(), models_per_prompt=1, n_models=1, options="x",
+                                seed=4, window_steps=3)
     assert all(len(next(iter(_window_in(it.prompt)[1].values()))) == 4 for it in short)
-    none = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4, window_steps=0)
+    none = metric_sample_items(metrics_json.parent, 10, load_domain(), models_per_prompt=1, n_models=1, options="x",
+                               seed=4, window_steps=0)
     assert all("Trend" not in it.prompt and "timechart" not in it.prompt and "| time |" not in it.prompt
                for it in none)
 
@@ -327,7 +331,7 @@ def test_traces_that_disagree_with_the_samples_are_refused(tmp_path, metrics_jso
     manifest["files"]["traces/traces-00000.parquet"] = file_record(traces)
     (staging / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(LanguageError, match="the traces and samples tables disagree at sample"):
-        metric_sample_items(staging, 5, load_domain(), 1, 1, "x", seed=3)
+        metric_sample_items(staging, 5, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3)
 
 
 # ------------------------------------------------------------------ balanced choice of samples
@@ -356,7 +360,8 @@ def _labelled_samples(tmp_path, counts: dict[str, int]):
 ])
 def test_grounded_samples_are_balanced_over_the_kinds_and_normal(tmp_path, share, count, expected):
     path = _labelled_samples(tmp_path, {"normal": 240, "cpu_spike": 30, "memory_leak": 20, "disk_full": 10})
-    items = metric_sample_items(path, count, load_domain(), 1, 1, "x", seed=5, normal_share=share)
+    items = metric_sample_items(path, count, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=5,
+                                normal_share=share)
     got = {label: 0 for label in expected}
     for it in items:
         got[it.label] += 1
@@ -374,10 +379,14 @@ def test_grounded_samples_are_balanced_over_the_kinds_and_normal(tmp_path, share
 def test_balanced_choice_is_deterministic_for_a_seed(tmp_path):
     path = _labelled_samples(tmp_path, {"normal": 240, "cpu_spike": 30, "memory_leak": 20, "disk_full": 10})
     domain = load_domain()
-    ids = [it.source_sample_id for it in metric_sample_items(path, 40, domain, 1, 1, "x", seed=5)]
-    assert ids == [it.source_sample_id for it in metric_sample_items(path, 40, domain, 1, 1, "x", seed=5)]
-    assert ids != [it.source_sample_id for it in metric_sample_items(path, 40, domain, 1, 1, "x", seed=6)]
-    larger = {it.source_sample_id for it in metric_sample_items(path, 80, domain, 1, 1, "x", seed=5)}
+    ids = [it.source_sample_id for it in metric_sample_items(path, 40, domain, models_per_prompt=1, n_models=1,
+                                                             options="x", seed=5)]
+    assert ids == [it.source_sample_id for it in metric_sample_items(path, 40, domain, models_per_prompt=1, n_models=1,
+                                                                     options="x", seed=5)]
+    assert ids != [it.source_sample_id for it in metric_sample_items(path, 40, domain, models_per_prompt=1, n_models=1,
+                                                                     options="x", seed=6)]
+    larger = {it.source_sample_id for it in metric_sample_items(path, 80, domain, models_per_prompt=1, n_models=1,
+                                                                options="x", seed=5)}
     assert set(ids) <= larger  # raising the count keeps the earlier prompts' samples
 
 
@@ -432,7 +441,7 @@ def test_staged_prompts_show_the_hosts_log_lines_of_the_window(logs_staging):
 
     from simulator.logs import EXCERPT_LINES as LOG_LINES
 
-    items = metric_sample_items(logs_staging, 40, load_domain(), 1, 1, "x", seed=3)
+    items = metric_sample_items(logs_staging, 40, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3)
     samples = {r["id"]: r for r in pl.read_parquet(logs_staging / "samples" / "*.parquet").iter_rows(named=True)}
     logs = pl.read_parquet(logs_staging / "logs" / "*.parquet")  # read whole: the reference
     logs = logs.with_columns(render_lines(logs).alias("line"))
@@ -458,7 +467,7 @@ def test_staged_prompts_show_the_hosts_log_lines_of_the_window(logs_staging):
         assert f"cn{host:05d}" in header or f"host=cn{host:05d}" in it.prompt  # the host as the lines name it
         kinds.add(it.label)
     assert forms == {"Log", "Splunk"} and "normal" in kinds and len(kinds) >= 3
-    again = metric_sample_items(logs_staging, 40, load_domain(), 1, 1, "x", seed=3)
+    again = metric_sample_items(logs_staging, 40, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3)
     assert [it.prompt for it in again] == [it.prompt for it in items]
 
 
@@ -478,14 +487,15 @@ def test_the_excerpt_is_chosen_without_the_lines_event_ids(logs_staging, tmp_pat
         manifest["files"][f"logs/{part.name}"] = {**file_record(part), "rows": len(frame)}
     (staging / "manifest.json").write_text(json.dumps(manifest))
     assert labelled > 0
-    items = metric_sample_items(logs_staging, 30, load_domain(), 1, 1, "x", seed=9)
-    cleared = metric_sample_items(staging, 30, load_domain(), 1, 1, "x", seed=9)
+    items = metric_sample_items(logs_staging, 30, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=9)
+    cleared = metric_sample_items(staging, 30, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=9)
     assert any(it.label != "normal" for it in items)
     assert [it.prompt for it in cleared] == [it.prompt for it in items]
 
 
 def test_a_staging_without_logs_shows_no_excerpt(metrics_json):
-    items = metric_sample_items(metrics_json.parent, 10, load_domain(), 1, 1, "x", seed=4)
+    items = metric_sample_items(metrics_json.parent, 10, load_domain(), models_per_prompt=1, n_models=1, options="x",
+                                seed=4)
     assert not any("Log lines of " in it.prompt or "index=os_logs" in it.prompt for it in items)
 
 
@@ -509,8 +519,10 @@ def test_staged_prompts_show_the_excerpt_the_dataset_sample_carries(logs_staging
     before = load_config(None).simulation.context_steps - 1
     dataset = logs_staging.parent / "metrics_dataset.json"
     carried = {s["id"]: s["logs"] for s in json.loads(dataset.read_bytes())["training_samples"]}
-    staged = metric_sample_items(logs_staging, 30, load_domain(), 1, 1, "x", seed=3, window_steps=before)
-    from_json = metric_sample_items(dataset, 30, load_domain(), 1, 1, "x", seed=3, window_steps=before)
+    staged = metric_sample_items(logs_staging, 30, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3,
+                                 window_steps=before)
+    from_json = metric_sample_items(dataset, 30, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3,
+                                    window_steps=before)
     assert [it.source_sample_id for it in from_json] == [it.source_sample_id for it in staged]
     for it, again in zip(staged, from_json):
         excerpt = carried[it.source_sample_id]
@@ -529,4 +541,4 @@ def test_a_json_sample_with_a_bad_excerpt_is_refused(tmp_path):
               "logs": {"total": 3, "lines": ["not an object"]}}
     path.write_text(json.dumps({"training_samples": [sample]}))
     with pytest.raises(LanguageError, match="sample s-1: logs is not"):
-        metric_sample_items(path, 1, load_domain(), 1, 1, "x", seed=1)
+        metric_sample_items(path, 1, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=1)

@@ -301,7 +301,8 @@ def watcher(config_dir, monkeypatch):
     monkeypatch.setattr(scheduler, "load_settings", counting_load)
     _write_models(config_dir, ["http://127.0.0.1:9/a"])
     settings = load_settings(config_dir / "models.yaml")
-    runner = Runner(settings, [build_backend(b) for b in settings.backends], None, None, "test", 1)
+    runner = Runner(settings, [build_backend(b) for b in settings.backends], None, None, session_id="test",
+                    generation_batch=1)
     runner.pools = {b.name: EndpointPool(b.endpoints, b.spec.concurrency) for b in runner.backends}
     return runner, reads, monkeypatch
 

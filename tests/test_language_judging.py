@@ -60,7 +60,7 @@ def _runner(tmp_path, delays_of, fail_every=0, concurrency=4):
     backend = ScriptedBackend(spec, delays, fail)
     ledger = Ledger(tmp_path / "staging")
     progress = []
-    runner = Runner(settings, [backend], ledger, DuplicateIndex(0.9), "s", 1,
+    runner = Runner(settings, [backend], ledger, DuplicateIndex(0.9), session_id="s", generation_batch=1,
                     progress=lambda: progress.append(time.monotonic()))
     return runner, backend, ledger, items, progress
 

@@ -28,11 +28,14 @@ def test_rows_are_durable_only_after_the_grouped_commit_and_keep_their_order(tmp
     led = Ledger(tmp_path)
     reader = other_reader(tmp_path)
     for i in range(2):
-        led.record_attempt(f"item{i}", 1, "openai-0", "http://x", "a", "ok", None, None, 0.01)
+        led.record_attempt(f"item{i}", 1, backend="openai-0", endpoint="http://x", model="a", outcome="ok",
+                           reason=None, http_status=None, latency_s=0.01)
         led.record_result(result(i))
     assert reader.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0   # not committed: a rerun asks again
-    led.record_attempt("item2", 1, "openai-0", "http://x", "a", "error", "timeout", None, 0.5)
-    led.record_attempt("item2", 2, "openai-0", "http://x", "a", "ok", None, None, 0.01)
+    led.record_attempt("item2", 1, backend="openai-0", endpoint="http://x", model="a", outcome="error",
+                       reason="timeout", http_status=None, latency_s=0.5)
+    led.record_attempt("item2", 2, backend="openai-0", endpoint="http://x", model="a", outcome="ok", reason=None,
+                       http_status=None, latency_s=0.01)
     led.record_result(result(2, "rejected"))                                     # the 3rd result: COMMIT
     assert [r[0] for r in reader.execute("SELECT item_id FROM results ORDER BY rowid")] == \
         ["item0", "item1", "item2"]
@@ -49,7 +52,8 @@ def test_rows_are_durable_only_after_the_grouped_commit_and_keep_their_order(tmp
 def test_reads_of_the_same_ledger_see_rows_not_yet_committed(tmp_path, monkeypatch):
     monkeypatch.setattr(ledger_mod, "COMMIT_EVERY_S", 3600.0)
     led = Ledger(tmp_path)
-    led.record_attempt("item0", 1, "openai-0", "http://x", "a", "ok", None, None, 0.01)
+    led.record_attempt("item0", 1, backend="openai-0", endpoint="http://x", model="a", outcome="ok", reason=None,
+                       http_status=None, latency_s=0.01)
     led.record_result(result(0))
     led.record_result(result(1, "failed"))
     assert led.accepted_texts() == [("item0", "answer 0")]

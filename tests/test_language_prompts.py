@@ -226,7 +226,8 @@ def test_grounded_prompts_read_soundly(domain, tmp_path):
                             "spectrum_active_jobs": 3}} for i in range(200)]
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({"metadata": {}, "training_samples": samples}))
-    prompts = [it.prompt for it in metric_sample_items(path, 200, domain, 1, 1, "opts", seed=7)]
+    prompts = [it.prompt for it in metric_sample_items(path, 200, domain, models_per_prompt=1, n_models=1,
+                                                       options="opts", seed=7)]
     assert all(any(p.description in q for q in prompts) for p in domain.personalities)
     found = [f"{problem} in {q!r}" for q in prompts
              for problem in article_problems(q) + stacking_problems(q, "answer", domain.personalities,

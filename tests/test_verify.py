@@ -228,7 +228,8 @@ def test_structured_answers_keep_a_truthful_model_and_drop_a_confused_one(tmp_pa
     models = yaml.safe_load((config / "models.yaml").read_text())
     models["requests"].update(timeout_s=2, backoff_base_s=0.01, backoff_max_s=0.05)
     (config / "models.yaml").write_text(yaml.safe_dump(models))
-    items = metric_sample_items(simulated, 40, load_domain(), 2, 2, load_settings().fingerprint(), seed=20260105)
+    items = metric_sample_items(simulated, 40, load_domain(), models_per_prompt=2, n_models=2,
+                                options=load_settings().fingerprint(), seed=20260105)
     truth = {it.prompt: it for it in items}
 
     def answer(model, messages, options):

@@ -43,7 +43,7 @@ class AnthropicBackend(Backend):
         headers = {"anthropic-version": API_VERSION, **({"x-api-key": self._api_key} if self._api_key else {})}
         url = f"{endpoint}/v1/messages"
         if not self.stream:
-            data = await self.post_json(client, url, body, headers, request.model)
+            data = await self.post_json(client, url, body, headers=headers, model=request.model)
             blocks = data.get("content")
             if not isinstance(blocks, list):
                 raise BackendError("unexpected response: no content blocks", retryable=True)
@@ -138,8 +138,9 @@ class StreamedMessage:
 
 def _reply(blocks: list, stop_reason: str | None, usage, request: Request) -> Reply:
     text = _answer_text(blocks, request)
-    return counted_reply(text, "length" if stop_reason == "max_tokens" else "stop", request,
-                         token_count(usage, *INPUT_FIELDS), token_count(usage, "output_tokens"))
+    return counted_reply(text, "length" if stop_reason == "max_tokens" else "stop", request=request,
+                         prompt_tokens=token_count(usage, *INPUT_FIELDS),
+                         completion_tokens=token_count(usage, "output_tokens"))
 
 
 def _answer_text(blocks: list, request: Request) -> str:

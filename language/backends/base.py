@@ -78,7 +78,7 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
-def counted_reply(text: str, finish_reason: str, request: Request, prompt_tokens: int | None,
+def counted_reply(text: str, finish_reason: str, *, request: Request, prompt_tokens: int | None,
                   completion_tokens: int | None) -> Reply:
     """A Reply with the server's token counts; a count it did not give (None) is estimated."""
     estimated = prompt_tokens is None or completion_tokens is None
@@ -154,7 +154,7 @@ class Backend:
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise BackendError(f"{cut}: {self.redact(str(exc))}", retryable=True) from None
 
-    async def post_json(self, client: httpx.AsyncClient, url: str, body: dict, headers: dict | None = None,
+    async def post_json(self, client: httpx.AsyncClient, url: str, body: dict, *, headers: dict | None = None,
                         model: str = "") -> dict:
         with self.transport_errors():
             response = await client.post(url, content=orjson.dumps(body),

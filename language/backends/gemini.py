@@ -59,7 +59,7 @@ class GeminiBackend(Backend):
                                             responseSchema=response_schema(decoding_schema(request.schema)))
         headers = {"x-goog-api-key": self._api_key} if self._api_key else {}
         data = await self.post_json(client, f"{endpoint}/v1beta/models/{request.model}:generateContent",
-                                    body, headers, request.model)
+                                    body, headers=headers, model=request.model)
         try:
             candidate = data["candidates"][0]
             parts = candidate["content"]["parts"]
@@ -67,6 +67,7 @@ class GeminiBackend(Backend):
             raise BackendError("unexpected response: no candidates[0].content.parts", retryable=True) from None
         text = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
         usage = data.get("usageMetadata")  # a thinking model's thoughts are output tokens (billed as such)
-        return counted_reply(text, "length" if candidate.get("finishReason") == "MAX_TOKENS" else "stop", request,
-                             token_count(usage, "promptTokenCount"),
-                             token_count(usage, "candidatesTokenCount", "thoughtsTokenCount"))
+        return counted_reply(text, "length" if candidate.get("finishReason") == "MAX_TOKENS" else "stop",
+                             request=request,
+                             prompt_tokens=token_count(usage, "promptTokenCount"),
+                             completion_tokens=token_count(usage, "candidatesTokenCount", "thoughtsTokenCount"))

@@ -116,8 +116,9 @@ def _reply(final: dict, streamed: str, request: Request) -> Reply:
     text = streamed or (final.get("message") or {}).get("content")
     if not isinstance(text, str):
         raise BackendError("unexpected response: no message.content", retryable=True)
-    return counted_reply(text, _finish_reason(final, request), request,
-                         token_count(final, "prompt_eval_count"), token_count(final, "eval_count"))
+    return counted_reply(text, _finish_reason(final, request), request=request,
+                         prompt_tokens=token_count(final, "prompt_eval_count"),
+                         completion_tokens=token_count(final, "eval_count"))
 
 
 def _finish_reason(final: dict, request: Request) -> str:

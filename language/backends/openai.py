@@ -43,7 +43,8 @@ class OpenAIBackend(Backend):
             body["repeat_penalty"] = request.repeat_penalty
         if request.schema is not None:
             body["response_format"] = response_format(request.schema, request.schema_name)
-        data = await self.post_json(client, f"{endpoint}/v1/chat/completions", body, self.headers(), request.model)
+        data = await self.post_json(client, f"{endpoint}/v1/chat/completions", body, headers=self.headers(),
+                                    model=request.model)
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"]
@@ -53,5 +54,6 @@ class OpenAIBackend(Backend):
         if not isinstance(text, str):
             raise BackendError("unexpected response: content is not text", retryable=True)
         usage = data.get("usage")
-        return counted_reply(text, "length" if finish == "length" else "stop", request,
-                             token_count(usage, "prompt_tokens"), token_count(usage, "completion_tokens"))
+        return counted_reply(text, "length" if finish == "length" else "stop", request=request,
+                             prompt_tokens=token_count(usage, "prompt_tokens"),
+                             completion_tokens=token_count(usage, "completion_tokens"))

@@ -129,14 +129,16 @@ def tracked_rows(traces: Traces, population: Population, real_traces: list[RealT
     batch, spread = batch[np.isfinite(spread)], spread[np.isfinite(spread)]
     real = [x for x in (job_height_spread(t.v) for t in real_traces if is_real_batch_host(t)) if np.isfinite(x)]
     if len(spread) and real:
-        rows.append(_row("batch job height IQR (CPU > 20 %)", batch, spread, profiles, min(real), max(real),
-                         f"NAB batch hosts [{min(real):.3g}..{max(real):.3g}] n={len(real)}"))
+        rows.append(_row("batch job height IQR (CPU > 20 %)", batch, spread, profiles=profiles, lo=min(real),
+                         hi=max(real),
+                         reference=f"NAB batch hosts [{min(real):.3g}..{max(real):.3g}] n={len(real)}"))
     rows += _hourly_rows(cpu, profiles, real_traces)
     mem = traces.base[M["memory_usage"]].astype(np.float64)
     if mem.shape[1] >= 2 * DAY_STEPS:
         drift = np.median(mem[:, -DAY_STEPS:], axis=1) - np.median(mem[:, :DAY_STEPS], axis=1)
-        rows.append(_row("memory drift, last - first day", np.arange(len(drift)), drift, profiles,
-                         -LEAK_DRIFT_PCT, LEAK_DRIFT_PCT, f"no leak: within +-{LEAK_DRIFT_PCT:g} points"))
+        rows.append(_row("memory drift, last - first day", np.arange(len(drift)), drift, profiles=profiles,
+                         lo=-LEAK_DRIFT_PCT, hi=LEAK_DRIFT_PCT,
+                         reference=f"no leak: within +-{LEAK_DRIFT_PCT:g} points"))
     return pl.DataFrame(rows, schema=TRACKED_SCHEMA)
 
 
@@ -152,13 +154,14 @@ def _hourly_rows(cpu: np.ndarray, profiles: np.ndarray, real_traces: list[RealTr
         return []
     values = np.array([day_acf12(cpu[h]) for h in hosts])
     hosts, values = hosts[np.isfinite(values)], values[np.isfinite(values)]
-    rows = [_row("CPU 1-h autocorrelation in a day", hosts, values, profiles, float(real.min()), float(real.max()),
-                 f"NAB service hosts [{real.min():.2f}..{real.max():.2f}] n={len(real)}")]
+    rows = [_row("CPU 1-h autocorrelation in a day", hosts, values, profiles=profiles, lo=float(real.min()),
+                 hi=float(real.max()),
+                 reference=f"NAB service hosts [{real.min():.2f}..{real.max():.2f}] n={len(real)}")]
     real_iqr = float(np.subtract(*np.percentile(real, [75, 25])))
     iqr = float(np.subtract(*np.percentile(values, [75, 25])))
     lo, hi = real_iqr / SPREAD_TOLERANCE, real_iqr * SPREAD_TOLERANCE
-    rows.append(_row("  its spread across hosts (IQR)", hosts[:1], np.array([iqr]), profiles, lo, hi,
-                     f"NAB IQR {real_iqr:.2f}, x{1 / SPREAD_TOLERANCE:g}..x{SPREAD_TOLERANCE:g}"))
+    rows.append(_row("  its spread across hosts (IQR)", hosts[:1], np.array([iqr]), profiles=profiles, lo=lo, hi=hi,
+                     reference=f"NAB IQR {real_iqr:.2f}, x{1 / SPREAD_TOLERANCE:g}..x{SPREAD_TOLERANCE:g}"))
     return rows
 
 
@@ -168,7 +171,7 @@ TRACKED_SCHEMA = {"row": pl.Utf8, "sim_median": pl.Float64, "sim_min": pl.Float6
                   "within": pl.Boolean}
 
 
-def _row(name: str, hosts: np.ndarray, values: np.ndarray, profiles: np.ndarray, lo: float, hi: float,
+def _row(name: str, hosts: np.ndarray, values: np.ndarray, *, profiles: np.ndarray, lo: float, hi: float,
          reference: str) -> dict:
     """A tracked row: the median judged against [lo, hi], the share of hosts inside, the worst host."""
     outside = np.maximum(lo - values, values - hi)
