@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -329,8 +330,11 @@ def _generate(args) -> int:
     try:  # the staging is written while the JSON is encoded; the JSON replaces the old one only after it
         backup = (write_metrics_dataset(target, result.metadata, result.samples, before_commit=result.wait_staged)
                   if "json" in formats else None)
-    finally:
-        result.wait_staged()
+    except BaseException:  # the export's own error is the one to report; the staging still finishes first
+        with contextlib.suppress(Exception):
+            result.wait_staged()
+        raise
+    result.wait_staged()
     folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats=formats,
                                    shares=shares)
     if not args.quiet:

@@ -30,13 +30,13 @@ def package_stamp() -> tuple:
 
 def _register_package_locator() -> None:
     """Kernels of this package are cached where numba would put them (NUMBA_CACHE_DIR, else beside
-    their source), but their cache is valid only for the package as it is (`package_stamp`); kernels
+    their source, else the user's cache folder for a read-only install), but their cache is valid only for the package as it is (`package_stamp`); kernels
     of other code are left to numba."""
     try:
         from numba.core import caching
         impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
         bases = [getattr(caching, name, None) or getattr(caching, "_" + name)
-                 for name in ("UserProvidedCacheLocator", "InTreeCacheLocator")]
+                 for name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
     except AttributeError:  # another numba layout: its own per-file check stays
         return
     for base in bases:
@@ -50,7 +50,7 @@ def _register_package_locator() -> None:
 
 def _package_only(base):
     def from_function(cls, py_func, py_file):
-        if not os.path.abspath(py_file).startswith(str(PACKAGE_DIR) + os.sep):
+        if not os.path.realpath(py_file).startswith(str(PACKAGE_DIR) + os.sep):
             return None
         return base.from_function.__func__(cls, py_func, py_file)
     return from_function

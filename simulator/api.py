@@ -181,7 +181,9 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     traces, labels, events and samples are staged there as Parquet; with `logs` too, the hosts' log
     lines and alerts (simulator/logs.py, alerts.py; about 14,000 lines a host-day, so opt-in).
     With `background_staging`, the staging's last writes (the samples Parquet, the manifest, the swap)
-    run in a thread while the caller exports the samples; `SampleSet.wait_staged` waits for them.
+    run in a thread while the caller exports the samples; the caller must call `SampleSet.wait_staged`,
+    which waits for them and raises their error (the staging folder is in place only after it), before
+    it starts another run into the same folder.
     """
     cfg = _with_sample_options(_resolve(config), context_steps, hard_negatives)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:

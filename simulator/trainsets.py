@@ -32,6 +32,7 @@ from .context import CONTEXT_PREFIX, HISTORY_PREFIX
 from .config import SimConfig
 from .errors import SimulatorError
 from .export import anomalous_metrics
+from .logs import EXCERPT_LINES
 from .population import exact_counts
 
 if TYPE_CHECKING:
@@ -452,8 +453,8 @@ _EVIDENCE_FIELDS = {  # the columns of a sample's evidence and targets (training
     "evidence_spreads": "how far off, in spreads of the context (target)",
     "hard_negative": "a normal sample drawn from the busiest healthy moments (--hard-negatives)",
     "log_total": "with --logs: how many log lines the host wrote in the context window",
-    "log_lines": "with --logs: up to 8 of them (time, source, severity, message), one per line kind first, "
-                 "then the most severe, then the rarest",
+    "log_lines": f"with --logs: up to {EXCERPT_LINES} of them (time, source, severity as the collector "
+                 "records it, message), one per line kind first, then the most severe, then the rarest",
 }
 
 

@@ -350,6 +350,27 @@ def test_a_staging_that_fails_leaves_the_previous_dataset(tmp_path, monkeypatch)
     assert not list(out.glob("*.tmp*")) and not list(out.glob(".*tmp*"))
 
 
+def test_an_export_that_fails_reports_its_own_error_after_the_staging_finishes(tmp_path, monkeypatch):
+    """Both fail: the export's error is the one the command reports (the staging's is its own matter)."""
+    import simulator.export
+    from simulator.staging import Staging
+
+    out = tmp_path / "out"
+    before = make_previous_outputs(out)
+
+    def failing_finish(self, *args, **kwargs):
+        raise OSError(5, "staging went wrong", str(self.dir / "samples"))
+
+    def failing_export(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(out / DATASET))
+
+    monkeypatch.setattr(Staging, "finish", failing_finish)
+    monkeypatch.setattr(simulator.export, "write_metrics_dataset", failing_export)
+    code, _, err = run([*SMALL, "--output-dir", out])
+    assert code == 1 and "No space left on device" in err and "staging went wrong" not in err
+    assert (out / DATASET).read_bytes() == before[Path(DATASET)][0]
+
+
 # ------------------------------------------------------------------------ backups and determinism
 def test_second_run_backs_up_the_first_and_only_three_backups_are_kept(tmp_path):
     out = tmp_path / "out"

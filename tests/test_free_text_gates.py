@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import io
 import sqlite3
 from contextlib import redirect_stdout
@@ -175,7 +177,7 @@ def test_a_run_sends_the_items_max_tokens_and_keeps_each_rejection_reason(tmp_pa
     def answer(model, messages, options):
         prompt = messages[-1]["content"]
         if model == "beta":  # of the right length, about nothing
-            return " ".join(f"word{i}x{abs(hash(prompt)) % 997}" for i in range(150))
+            return " ".join(f"word{i}x{zlib.crc32(prompt.encode()) % 997}" for i in range(150))
         if model == "gamma":  # on topic but far too short
             return " ".join(deterministic_answer(model, messages, options).split()[-25:])
         return deterministic_answer(model, messages, options)
@@ -236,7 +238,7 @@ def test_each_free_text_answer_keeps_its_relevance_score_and_the_report_shows_th
     def answer(model, messages, options):
         prompt = messages[-1]["content"]
         if model == "beta":  # of the right length, about nothing: score 0
-            return " ".join(f"word{i}x{abs(hash(prompt)) % 997}" for i in range(150))
+            return " ".join(f"word{i}x{zlib.crc32(prompt.encode()) % 997}" for i in range(150))
         if model == "gamma":  # far too short: the length gate rejects it before relevance is measured
             return " ".join(deterministic_answer(model, messages, options).split()[-25:])
         return deterministic_answer(model, messages, options)   # opens with the prompt's words: score 1

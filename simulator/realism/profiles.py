@@ -154,6 +154,8 @@ def _hourly_rows(cpu: np.ndarray, profiles: np.ndarray, real_traces: list[RealTr
         return []
     values = np.array([day_acf12(cpu[h]) for h in hosts])
     hosts, values = hosts[np.isfinite(values)], values[np.isfinite(values)]
+    if not len(values):
+        return []
     rows = [_row("CPU 1-h autocorrelation in a day", hosts, values, profiles=profiles, lo=float(real.min()),
                  hi=float(real.max()),
                  reference=f"NAB service hosts [{real.min():.2f}..{real.max():.2f}] n={len(real)}")]
