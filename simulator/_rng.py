@@ -31,44 +31,48 @@ def splitmix64(x):
     return z ^ (z >> np.uint64(31))
 
 
-@jit_typed("float64(uint64, int64, int64)")
-def uniform(seed, t, k):
-    """Uniform in (0, 1) for draw slot k of step t."""
-    counter = np.uint64(t) * SLOTS_PER_STEP + np.uint64(k) + np.uint64(1)
+@jit_typed("float64(uint64, uint64)")
+def counter_uniform(seed, counter):
+    """Uniform in (0, 1) for one counter of the stream: the top 53 bits of the mixed counter."""
     z = splitmix64(seed + counter * GOLDEN)
     return ((z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
 
 
+@jit_typed("float64(float64, float64)")
+def box_muller(u1, u2):
+    """Standard normal from two uniforms (Box-Muller, cosine branch)."""
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(TWO_PI * u2)
+
+
+@jit_typed("float64(uint64, int64, int64)")
+def uniform(seed, t, k):
+    """Uniform in (0, 1) for draw slot k of step t."""
+    return counter_uniform(seed, np.uint64(t) * SLOTS_PER_STEP + np.uint64(k) + np.uint64(1))
+
+
 @jit_typed("float64(uint64, int64, int64)")
 def normal(seed, t, k):
-    """Standard normal from slots k and k+1 (Box-Muller, cosine branch)."""
-    u1 = uniform(seed, t, k)
-    u2 = uniform(seed, t, k + 1)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(TWO_PI * u2)
+    """Standard normal from slots k and k+1."""
+    return box_muller(uniform(seed, t, k), uniform(seed, t, k + 1))
 
 
 @jit_typed("float64(uint64, int64, int64)")
 def extra_uniform(seed, t, k):
     """Uniform in (0, 1) for extra draw slot k (0-7) of step t: a stream of its own, so that draws
     added to the model leave every earlier slot (and so the rest of a host) as it was."""
-    counter = EXTRA_DOMAIN + np.uint64(t) * EXTRA_SLOTS_PER_STEP + np.uint64(k)
-    z = splitmix64(seed + counter * GOLDEN)
-    return ((z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+    return counter_uniform(seed, EXTRA_DOMAIN + np.uint64(t) * EXTRA_SLOTS_PER_STEP + np.uint64(k))
 
 
 @jit_typed("float64(uint64, int64, int64)")
 def extra_normal(seed, t, k):
-    """Standard normal from extra slots k and k+1 (Box-Muller, cosine branch)."""
-    u1 = extra_uniform(seed, t, k)
-    u2 = extra_uniform(seed, t, k + 1)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(TWO_PI * u2)
+    """Standard normal from extra slots k and k+1."""
+    return box_muller(extra_uniform(seed, t, k), extra_uniform(seed, t, k + 1))
 
 
 @jit_typed("float64(uint64, int64)")
 def host_uniform(seed, k):
     """Uniform draw k that belongs to the host, not to a step (e.g. 'runs a cron job')."""
-    z = splitmix64(seed + (HOST_DOMAIN + np.uint64(k)) * GOLDEN)
-    return ((z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+    return counter_uniform(seed, HOST_DOMAIN + np.uint64(k))
 
 
 def host_seeds(seed: int, first_host: int, n_hosts: int) -> np.ndarray:
