@@ -220,11 +220,13 @@ def with_log_excerpt(sample: dict) -> dict:
     simulator.logs.sample_log_excerpts) the prompt shows as a staged sample's: a line per log line
     (time, source, severity, message), the window's line count and its span (the context's points);
     the sample without `logs` when it has no line."""
+    from simulator.logs import excerpt_line_text
+
     logs = sample.get("logs")
     if logs is None:
         return sample
     try:
-        lines = [f"{line['time']} {line['source']} {line['severity']}: {line['message']}" for line in logs["lines"]]
+        lines = [excerpt_line_text(line) for line in logs["lines"]]
         total = int(logs["total"])
     except (TypeError, KeyError, ValueError):
         raise LanguageError(f"--from-metrics: sample {sample.get('id')}: logs is not {{total, lines: [{{time, source, "

@@ -1020,7 +1020,20 @@ def sample_log_excerpts(lines: pl.DataFrame, points: pl.DataFrame, *, before: in
             .drop("point"))
 
 
+def excerpt_line_text(line: dict) -> str:
+    """One line of a sample's excerpt (a `log_lines` entry) as the texts show it: "time source severity: message"."""
+    return f"{line['time']} {line['source']} {line['severity']}: {line['message']}"
+
+
+def excerpt_text_expr(lines: pl.Expr) -> pl.Expr:
+    """`excerpt_line_text` over a `log_lines` column, the lines joined by newlines."""
+    line = pl.element().struct
+    return lines.list.eval(pl.format("{} {} {}: {}", line.field("time"), line.field("source"),
+                                     line.field("severity"), line.field("message"))).list.join("\n")
+
+
 __all__ = ["LogTemplates", "TemplateSpec", "load_log_templates", "parse_log_templates", "simulate_logs",
            "render_lines", "write_log_files", "write_logs_parquet", "write_logs_parts", "read_logs_parquet",
-           "empty_logs", "log_excerpts", "sample_log_excerpts", "EXCERPT_LINES",
+           "empty_logs", "log_excerpts", "sample_log_excerpts", "excerpt_line_text", "excerpt_text_expr",
+           "EXCERPT_LINES",
            "LOG_STREAM", "EVENT_MARGIN_INTERVALS", "DEFAULT_TEMPLATES_PATH"]

@@ -32,7 +32,7 @@ from .context import CONTEXT_PREFIX, HISTORY_PREFIX
 from .config import SimConfig
 from .errors import SimulatorError
 from .export import anomalous_metrics
-from .logs import EXCERPT_LINES
+from .logs import EXCERPT_LINES, excerpt_text_expr
 from .population import exact_counts
 
 if TYPE_CHECKING:
@@ -156,13 +156,6 @@ def jsonl_table(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(pl.col("timestamp").dt.strftime(TIME_FORMAT))
 
 
-def _log_lines_text(lines: pl.Expr) -> pl.Expr:
-    """A sample's excerpt of log lines as text, one "time source severity: message" a line."""
-    line = pl.element().struct
-    return lines.list.eval(pl.format("{} {} {}: {}", line.field("time"), line.field("source"),
-                                     line.field("severity"), line.field("message"))).list.join("\n")
-
-
 def chat_table(labelled: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
     """One conversation per sample: the metrics in the user message, status, kind and explanation in
     the assistant's answer."""
@@ -177,7 +170,7 @@ def chat_table(labelled: pl.DataFrame, config: SimConfig) -> pl.DataFrame:
     if "log_lines" in labelled.columns:  # the excerpt of the same window's log lines (runs with --logs)
         lines.append(pl.format("Log lines of the same window ({} of {}):",
                                pl.col("log_lines").list.len(), pl.col("log_total")))
-        lines.append(_log_lines_text(pl.col("log_lines")))
+        lines.append(excerpt_text_expr(pl.col("log_lines")))
     user = pl.concat_str([
         pl.format("Host: {} profile, {} cores. Metrics at {}:",
                   pl.col("profile").cast(pl.Utf8), pl.col("cores"), pl.col("timestamp").dt.strftime(TIME_FORMAT)),
