@@ -221,7 +221,8 @@ def _add_evaluate(sub) -> None:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import REPORT_NAME, all_passed, evaluate, format_report, write_report
+    from .evaluate import REPORT_NAME, all_passed, evaluate, format_report
+    from datasafe import atomic_write_json
     from .realism.reference import default_reference_dir
 
     if args.samples < 1:
@@ -234,7 +235,8 @@ def _evaluate(args) -> int:
                       reference_dir=reference if (reference / "nab").is_dir() else None,
                       stage=_stages(args.quiet, "evaluate"))
     print(format_report(report))
-    path = write_report(report, out_dir)
+    path = out_dir / REPORT_NAME
+    atomic_write_json(path, report)
     if not args.quiet:
         print(f"\nwrote {path}", file=sys.stderr)
     return 1 if args.strict and not all_passed(report) else 0
@@ -393,8 +395,8 @@ def _realism(args) -> int:
     from .api import checked_seed, worker_threads
     from .config import load_config
     from .realism.reference import default_reference_dir
-    from .realism.report import REPORT_NAME, format_discriminative, format_report, report_json, run_realism, \
-        write_report
+    from .realism.report import REPORT_NAME, format_discriminative, format_report, report_json, run_realism
+    from datasafe import atomic_write_json
 
     if args.hosts < 2:
         raise SimulatorError(f"--hosts: must be at least 2, got {args.hosts}")
@@ -413,7 +415,8 @@ def _realism(args) -> int:
     print(format_report(result))
     if score is not None:
         print("\n" + format_discriminative(score))
-    path = write_report(report_json(result, seed=seed, hosts=args.hosts, reference=reference, score=score), out_dir)
+    path = out_dir / REPORT_NAME
+    atomic_write_json(path, report_json(result, seed=seed, hosts=args.hosts, reference=reference, score=score))
     if not args.no_plots:
         from .realism.plots import write_plots
         paths = write_plots(result, out_dir, config.simulation.interval_s)

@@ -542,15 +542,6 @@ def evaluate(n_samples: int, *, seed: int | None = None, config: SimConfig | str
     return report
 
 
-def write_report(report: dict, out_dir: Path) -> Path:
-    """Write the report as `<out_dir>/learnability_report.json` (atomically); its path."""
-    from datasafe import atomic_write_json
-
-    path = out_dir / REPORT_NAME
-    atomic_write_json(path, report)
-    return path
-
-
 def all_passed(report: dict) -> bool:
     rows = report["targets"] + (report["transfer"]["targets"] if report["transfer"] else [])
     return report["transfer"] is not None and all(r["passed"] for r in rows)

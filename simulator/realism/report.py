@@ -213,15 +213,6 @@ def report_json(result: RealismResult, *, seed: int, hosts: int, reference: Path
                                                           "n_simulated": score.n_simulated}}
 
 
-def write_report(report: dict, out_dir: Path) -> Path:
-    """Write `report_json`'s object as `<out_dir>/realism_report.json` (atomically); its path."""
-    from datasafe import atomic_write_json
-
-    path = out_dir / REPORT_NAME
-    atomic_write_json(path, report)
-    return path
-
-
 def format_discriminative(score: DiscriminativeScore) -> str:
     """One paragraph: the real-vs-simulated classifier's accuracy and what it was trained on."""
     models = ", ".join(f"{k} {v:.3f}" for k, v in score.accuracy.items())
