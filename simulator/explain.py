@@ -40,17 +40,16 @@ FEATURE_COLUMNS = [prefix + m for prefix in (USUAL, SPAN, SPAN_UNIT, AGO, RUN, S
 def evidence_features(samples: pl.DataFrame, interval_s: float, windows=None) -> dict[str, pl.Series]:
     """Per metric: usual level and its span, the first context reading, and the off run in minutes.
     `windows` (a `context.Windows` of the same rows, NaN where the columns are null) spares reading
-    the ctx_/hist_ columns back."""
+    the ctx_/hist_ columns back (`export.window_arrays`)."""
+    if windows is None:
+        from .export import window_arrays
+
+        windows = window_arrays(samples)
     minutes = interval_s / 60.0
     cols: dict[str, pl.Series] = {}
     for i, m in enumerate(METRICS):
-        if windows is not None:
-            ctx = windows.fine[:, i].astype(np.float64)
-            hist = windows.coarse[:, i, :-1].astype(np.float64)
-        else:
-            ctx = samples[f"ctx_{m}"].to_numpy().astype(np.float64)
-            hist = samples[f"hist_{m}"].to_numpy().astype(np.float64)[:, :-1] if f"hist_{m}" in samples.columns \
-                else np.zeros((len(samples), 0))
+        ctx = windows.fine[:, i].astype(np.float64)
+        hist = windows.coarse[:, i, :-1].astype(np.float64)
         now = samples[m].to_numpy().astype(np.float64)
         usual, span, unit, spread = _usual(ctx, hist, minutes)
         cols[USUAL + m] = pl.Series(USUAL + m, usual)
