@@ -93,7 +93,7 @@ def simulate_dataset(n_samples: int, *, seed: int | None = None, config: SimConf
 
 # ------------------------------------------------------------------------------------ features
 
-def sample_windows(samples: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def carried_windows(samples: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """What each sample carries of its host's recent past, float64 (NaN where the collector had no
     data): fine[n, M, steps], its context (the readings up to and including its instant), and
     coarse[n, M, hours], its history (the hourly means of the hours ending at its instant), oldest
@@ -204,11 +204,11 @@ def snapshot_features(samples: pl.DataFrame) -> Features:
 
 
 def context_features(data: EvalData) -> Features:
-    """Snapshot, summaries of each metric's context and history (`sample_windows`: the sample's own
+    """Snapshot, summaries of each metric's context and history (`carried_windows`: the sample's own
     columns), and the host's static facts."""
     samples = data.samples
     snap = snapshot_features(samples)
-    fine, coarse = sample_windows(samples)
+    fine, coarse = carried_windows(samples)
     resolution = np.array([m.resolution for m in data.config.metrics])
     summary = window_summary(snap.X, fine, coarse, resolution) | shape_summary(snap.X, fine, coarse)
     names = list(snap.names) + [f"{m}:{k}" for k in summary for m in METRICS]
@@ -245,9 +245,13 @@ def reference_learner(features: Features, seed: int):
     gave the same macro recall (0.877 against 0.878)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, learning_rate=0.1, max_bins=63,
-                                          categorical_features=features.categorical, early_stopping=False,
-                                          random_state=seed)
+    return HistGradientBoostingClassifier(**_tree_settings(features, seed))
+
+
+def _tree_settings(features: Features, seed: int) -> dict:
+    """The trees of the reference learner and of its regression twin."""
+    return dict(max_iter=100, max_leaf_nodes=15, learning_rate=0.1, max_bins=63,
+                categorical_features=features.categorical, early_stopping=False, random_state=seed)
 
 
 def out_of_fold_predictions(features: Features, y: np.ndarray, folds, seed: int) -> np.ndarray:
@@ -311,9 +315,7 @@ def reference_regressor(features: Features, seed: int):
     """The reference learner's regression twin (same trees, squared error)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    return HistGradientBoostingRegressor(max_iter=100, max_leaf_nodes=15, learning_rate=0.1, max_bins=63,
-                                         categorical_features=features.categorical, early_stopping=False,
-                                         random_state=seed)
+    return HistGradientBoostingRegressor(**_tree_settings(features, seed))
 
 
 def regression_figures(features: Features, target: np.ndarray, folds, seed: int) -> dict:

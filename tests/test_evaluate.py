@@ -13,7 +13,7 @@ import pytest
 from simulator.__main__ import main
 from simulator.catalogue import METRICS
 from simulator.evaluate import (REPORT_NAME, EvalData, all_passed, classification_figures, context_features,
-                                cpu_window_features, host_folds, sample_windows, simulate_dataset)
+                                cpu_window_features, host_folds, carried_windows, simulate_dataset)
 
 from conftest import REFERENCE
 
@@ -80,7 +80,7 @@ def test_host_folds_of_a_sample_set_split_its_hosts(small_data):
 
 def test_context_features_read_the_samples_own_windows(small_data):
     s = small_data.samples
-    fine, coarse = sample_windows(s)
+    fine, coarse = carried_windows(s)
     assert fine.shape == (len(s), len(METRICS), 12) and coarse.shape == (len(s), len(METRICS), 24)
     snapshot = np.stack([s[m].to_numpy() for m in METRICS], axis=1)
     np.testing.assert_array_equal(fine[:, :, -1], snapshot.astype(np.float32))
