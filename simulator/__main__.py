@@ -373,7 +373,7 @@ def _cases(args) -> int:
 
     started = time.perf_counter()
     config = load_config(args.config)
-    share = _anomaly_share(args, config, default=None)
+    share = _anomaly_share(args, None)
     result = simulate_cases(args.output, args.hosts, args.steps, seed=args.seed, config=config,
                             anomalies=args.anomalies, anomaly_share=share, interval_s=args.interval_s,
                             no_fault_share=args.no_fault_share, log_files=args.log_files, workers=args.workers)
@@ -487,7 +487,7 @@ def _traces(args) -> int:
     from .config import load_config
 
     config = load_config(args.config)
-    share = _anomaly_share(args, config)
+    share = _anomaly_share(args, config.simulation.trace_anomaly_share)
     with _progress(args.quiet, "simulating hosts") as progress:
         written = write_trace_file(args.output, args.hosts, args.steps, config=config,
                                    seed=checked_seed(config, args.seed), anomalies=args.anomalies,
@@ -499,12 +499,9 @@ def _traces(args) -> int:
     return 0
 
 
-_CONFIGURED = object()
-
-
-def _anomaly_share(args, config, default=_CONFIGURED) -> float | None:
-    """The share of anomalous points asked for: --anomaly-share, else `default` (the config's
-    simulation.trace_anomaly_share unless given; None = a count of events) unless --anomalies is given."""
+def _anomaly_share(args, default: float | None) -> float | None:
+    """The share of anomalous points asked for: --anomaly-share, else `default` (None: a count of
+    events), unless --anomalies is given."""
     if args.anomaly_share is not None and args.anomalies is not None:
         raise SimulatorError("--anomalies, --anomaly-share: give one of them (a count of events or a share of "
                              "anomalous points), not both")
@@ -512,7 +509,7 @@ def _anomaly_share(args, config, default=_CONFIGURED) -> float | None:
         return None
     if args.anomaly_share is not None:
         return args.anomaly_share
-    return config.simulation.trace_anomaly_share if default is _CONFIGURED else default
+    return default
 
 
 def _share_text(achieved: float, asked: float | None) -> str:
@@ -528,8 +525,8 @@ def _sharded_traces(args) -> int:
 
     config = load_config(args.config)
     job = make_job(config, args.hosts, args.steps, checked_seed(config, args.seed), anomalies=args.anomalies,
-                   anomaly_share=_anomaly_share(args, config), interval_s=args.interval_s,
-                   shard_hosts=args.shard_hosts, shard_steps=args.shard_steps)
+                   anomaly_share=_anomaly_share(args, config.simulation.trace_anomaly_share),
+                   interval_s=args.interval_s, shard_hosts=args.shard_hosts, shard_steps=args.shard_steps)
     started = time.perf_counter()
     with _progress(args.quiet, f"host ranges ({args.engine or 'local'})") as progress:
         manifest = run_job(job, args.output, engine=args.engine or "local", scheduler=args.scheduler,

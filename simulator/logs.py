@@ -1020,16 +1020,20 @@ def sample_log_excerpts(lines: pl.DataFrame, points: pl.DataFrame, *, before: in
             .drop("point"))
 
 
+EXCERPT_LINE_FORMAT = "{} {} {}: {}"  # how the texts show an excerpt line: "time source severity: message"
+EXCERPT_LINE_FIELDS = ("time", "source", "severity", "message")
+
+
 def excerpt_line_text(line: dict) -> str:
-    """One line of a sample's excerpt (a `log_lines` entry) as the texts show it: "time source severity: message"."""
-    return f"{line['time']} {line['source']} {line['severity']}: {line['message']}"
+    """One line of a sample's excerpt (a `log_lines` entry) as the texts show it."""
+    return EXCERPT_LINE_FORMAT.format(*(line[f] for f in EXCERPT_LINE_FIELDS))
 
 
 def excerpt_text_expr(lines: pl.Expr) -> pl.Expr:
     """`excerpt_line_text` over a `log_lines` column, the lines joined by newlines."""
     line = pl.element().struct
-    return lines.list.eval(pl.format("{} {} {}: {}", line.field("time"), line.field("source"),
-                                     line.field("severity"), line.field("message"))).list.join("\n")
+    return lines.list.eval(pl.format(EXCERPT_LINE_FORMAT, *(line.field(f) for f in EXCERPT_LINE_FIELDS))
+                           ).list.join("\n")
 
 
 __all__ = ["LogTemplates", "TemplateSpec", "load_log_templates", "parse_log_templates", "simulate_logs",
