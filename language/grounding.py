@@ -12,10 +12,12 @@ clause; a structured (JSON) answer is checked against verify.ANSWER_SCHEMA.
 
 The samples come from the simulator's JSON dataset (the snapshot only) or from its staging folder
 (`training/staging/`, checked against its manifest first): then each prompt also shows the host's
-recent window, the WINDOW_STEPS points before the sample read from the traces parts with one
-filtered scan and a join, for the WINDOW_METRICS metrics the snapshot moved most against that
-window (chosen from the data, the same way for normal and anomalous samples, so the choice of
-columns does not give the label away). When the run staged its logs (`python -m simulator generate
+recent window, WINDOW_STEPS points ending at the sample (the span of a dataset sample's `context` at
+the default 5 minutes) read from the traces parts with one filtered scan and a join, for the
+WINDOW_METRICS metrics the snapshot moved most against the points before it (`moved_most`: chosen
+from the data, the same way for normal and anomalous samples and for both sources, so the choice of
+columns does not give the label away). A dataset sample's prompt shows the same window from its own
+`context`. When the run staged its logs (`python -m simulator generate
 --logs`), the prompt also shows an excerpt of the host's log lines over that window, read through the
 staging reader (`StagedRun.log_excerpts`): at most `simulator.logs.EXCERPT_LINES` lines, chosen the
 same way for every sample by the function that chooses the dataset's excerpts
@@ -50,7 +52,7 @@ from .verify import (Sample, looks_structured, moved_metrics, related_kinds, sam
 VOCABULARY_FILE = "anomaly_vocabulary.yaml"
 FORMS = ("table", "splunk", "alert")
 SOURCE_STREAM = 12  # SeedSequence spawn key of the sample choice
-WINDOW_STEPS = 12   # points before a staged sample shown with it: one hour at the default 5 minutes
+WINDOW_STEPS = 12   # points of the window shown with a sample, the sample's last: one hour at 5 minutes
 WINDOW_METRICS = 3  # metrics in the window: those the snapshot moved most against the points before it
 NORMAL_SHARE = 0.5  # default share of normal samples among the grounded prompts
 # grounded answers are JSON (verify.ANSWER_SCHEMA), asked for through each backend's structured output;
@@ -188,31 +190,39 @@ def read_metric_samples(path: Path) -> list[dict]:
 
 
 def with_context_window(sample: dict, steps: int = WINDOW_STEPS) -> dict:
-    """A dataset sample with the window its own `context` carries (the readings before the snapshot,
-    the snapshot last), for the WINDOW_METRICS metrics the snapshot moved most against the readings
-    before it (the score the staging path uses); the sample unchanged when it has no context."""
+    """A dataset sample with the window its own `context` carries (its last `steps` readings, the
+    snapshot last), for the WINDOW_METRICS metrics the snapshot moved most against the readings
+    before it (`moved_most`, as for a staged sample); the sample unchanged when it has no context."""
     context = sample.get("context")
     if not isinstance(context, dict) or steps <= 0:
         return sample
     names = [m for m in sample["metrics"] if isinstance(context.get(m), list) and context[m]]
     if not names:
         return sample
-    n = min(steps + 1, min(len(context[m]) for m in names))
-
-    def score(m: str) -> float:
-        prev = np.array([v for v in context[m][-n:-1] if v is not None], dtype=float)
-        if not len(prev):
-            return 0.0
-        last = float(context[m][-1])
-        return abs(last - prev.mean()) / (prev.std() + 0.05 * abs(prev.mean()) + 0.01)
-
-    shown = sorted(names, key=lambda m: (-score(m), names.index(m)))[:WINDOW_METRICS]
+    n = min(steps, min(len(context[m]) for m in names))
+    values = pl.DataFrame({"p_index": 0, "metric": np.repeat(names, n), "last": np.tile(np.arange(n) == n - 1, len(names)),
+                           "v": pl.Series([v for m in names for v in context[m][-n:]], dtype=pl.Float64)})
+    shown = moved_most(values, names)[0]
     interval_min = float(sample.get("interval_min", 5))
     end = datetime.fromisoformat(str(sample["timestamp"]).replace("Z", "+00:00"))
     times = [(end - timedelta(minutes=interval_min * (n - 1 - j))).strftime("%H:%M") for j in range(n)]
     return {**sample, "window": {"time": times, "span_min": (n - 1) * interval_min,
                                  "metrics": {m: ["-" if v is None else str(v) for v in context[m][-n:]]
                                              for m in shown}}}
+
+
+def moved_most(values: pl.DataFrame, metrics: list[str]) -> dict[int, list[str]]:
+    """Per p_index, the WINDOW_METRICS metrics whose last reading lies furthest from the readings before it,
+    in units of their spread (ties by the order of `metrics`). `values` holds p_index, metric, v (a
+    Float64 reading, null where missing) and last (the window's last reading, the snapshot)."""
+    prev = pl.col("v").filter(~pl.col("last"))
+    last = pl.col("v").filter(pl.col("last")).first()
+    score = ((last - prev.mean()).abs() / (prev.std(ddof=0) + 0.05 * prev.mean().abs() + 0.01)).fill_null(0.0)
+    top = (values.group_by("p_index", "metric").agg(score.alias("score"))
+           .with_columns(pl.col("metric").replace_strict(metrics, list(range(len(metrics)))).alias("rank"))
+           .sort(["p_index", "score", "rank"], descending=[False, True, False])
+           .group_by("p_index", maintain_order=True).agg(pl.col("metric").head(WINDOW_METRICS)))
+    return dict(zip(top["p_index"].to_list(), top["metric"].to_list()))
 
 
 def with_log_excerpt(sample: dict) -> dict:
@@ -302,13 +312,13 @@ class StagedSamples:
         return out
 
     def _log_excerpts(self, chosen: pl.DataFrame, steps: int) -> dict[int, dict]:
-        """Per p_index with log lines in its window (the `steps` steps before the sample and its own): at most
+        """Per p_index with log lines in its window (`steps` steps, the sample's last): at most
         EXCERPT_LINES of them, as their files hold them, in time order, and the window's line count; chosen by
         the simulator's reader as the dataset's samples choose theirs (`StagedRun.log_excerpts`)."""
         from simulator.staging import StagingError
 
         try:
-            lines = self.run.log_excerpts(chosen.select("host", "step"), before=steps)
+            lines = self.run.log_excerpts(chosen.select("host", "step"), before=steps - 1)
         except StagingError as exc:
             raise LanguageError(f"--from-metrics: {exc}") from None
         if lines.is_empty():
@@ -317,7 +327,7 @@ class StagedSamples:
                   .group_by("p_index", maintain_order=True).agg(pl.col("line"), pl.col("total").first()))
         at = dict(zip(chosen["p_index"].to_list(), chosen["step"].to_list()))
         return {row["p_index"]: {"lines": row["line"], "total": row["total"],
-                                 "span_min": (min(at[row["p_index"]], steps) + 1) * self.interval_min}
+                                 "span_min": min(at[row["p_index"]] + 1, steps) * self.interval_min}
                 for row in picked.iter_rows(named=True)}
 
     def _windows(self, chosen: pl.DataFrame, steps: int) -> dict[int, dict]:
@@ -325,24 +335,17 @@ class StagedSamples:
         from simulator.staging import StagingError
 
         try:
-            window = (self.run.windows(chosen.select("p_index", "host", "step"), before=steps)
+            window = (self.run.windows(chosen.select("p_index", "host", "step"), before=steps - 1)
                       .select("p_index", "host", "step", "at", "timestamp", *self.metrics))
         except StagingError as exc:
             raise LanguageError(f"--from-metrics: {exc}") from None
         self._check_windows(chosen, window)
-        n = len(self.metrics)
         values = window.unpivot(index=["p_index", "step", "at"], on=self.metrics, variable_name="metric",
-                                value_name="v").with_columns(pl.col("v").cast(pl.Float64))
-        prev = pl.col("v").filter(pl.col("step") < pl.col("at"))
-        last = pl.col("v").filter(pl.col("step") == pl.col("at")).first()
-        score = ((last - prev.mean()).abs() / (prev.std(ddof=0) + 0.05 * prev.mean().abs() + 0.01)).fill_null(0.0)
-        top = (values.group_by("p_index", "metric").agg(score.alias("score"))
-               .with_columns(pl.col("metric").replace_strict(self.metrics, list(range(n))).alias("rank"))
-               .sort(["p_index", "score", "rank"], descending=[False, True, False])
-               .group_by("p_index", maintain_order=True).agg(pl.col("metric").head(WINDOW_METRICS)))
+                                value_name="v").select("p_index", "metric", pl.col("v").cast(pl.Float64),
+                                                       (pl.col("step") == pl.col("at")).alias("last"))
+        shown = moved_most(values, self.metrics)
         series = (window.group_by("p_index").agg(pl.col("timestamp").dt.strftime("%H:%M").alias("time"),
                                                  *[pl.col(m).cast(pl.Utf8) for m in self.metrics]))
-        shown = dict(zip(top["p_index"].to_list(), top["metric"].to_list()))
         out = {}
         for row in series.iter_rows(named=True):
             names = shown[row["p_index"]]

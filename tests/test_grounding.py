@@ -210,9 +210,9 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
         times, window = _window_in(it.prompt)
         forms.add("alert" if times is None else "table" if "| time |" in it.prompt else "splunk")
         assert len(window) == 3
-        expected = traces.filter((pl.col("host") == host) & pl.col("step").is_between(step - WINDOW_STEPS, step)
+        expected = traces.filter((pl.col("host") == host) & pl.col("step").is_between(step - WINDOW_STEPS + 1, step)
                                  ).sort("step")
-        assert len(expected) == min(step, WINDOW_STEPS) + 1 and expected["step"][-1] == step
+        assert len(expected) == min(step + 1, WINDOW_STEPS) and expected["step"][-1] == step
         if times is not None:
             assert times == expected["timestamp"].dt.strftime("%H:%M").to_list()
             assert times[-1] == sample["timestamp"].strftime("%H:%M")
@@ -226,7 +226,9 @@ def test_staged_prompts_show_the_hosts_window_before_the_sample(metrics_json):
     from_json = metric_sample_items(metrics_json, 60, load_domain(), models_per_prompt=1, n_models=1, options="x",
                                     seed=3)
     assert [it.source_sample_id for it in from_json] == [it.source_sample_id for it in items]
-    assert not {it.item_id for it in from_json} & {it.item_id for it in items}
+    # the same prompt (the dataset's samples carry the window and the host), hence the same work item
+    assert [it.prompt for it in from_json] == [it.prompt for it in items]
+    assert [it.item_id for it in from_json] == [it.item_id for it in items]
 
 
 def test_dataset_prompts_show_the_context_the_sample_carries(metrics_json):
@@ -240,16 +242,17 @@ def test_dataset_prompts_show_the_context_the_sample_carries(metrics_json):
         times, window = _window_in(it.prompt)
         assert len(window) == 3
         for m, values in window.items():
-            expected = sample["context"][m][-(WINDOW_STEPS + 1):]
+            expected = sample["context"][m][-WINDOW_STEPS:]
             assert values == ["-" if v is None else str(v) for v in expected], (m, values, expected)
         if times is not None:
             assert times[-1] == sample["timestamp"][11:16] and len(times) == len(values)
 
 
+
 def test_window_length_is_a_parameter(metrics_json):
     short = metric_sample_items(metrics_json.parent, 10, load_domain(), models_per_prompt=1, n_models=1, options="x",
                                 seed=4, window_steps=3)
-    assert all(len(next(iter(_window_in(it.prompt)[1].values()))) == 4 for it in short)
+    assert all(len(next(iter(_window_in(it.prompt)[1].values()))) == 3 for it in short)
     none = metric_sample_items(metrics_json.parent, 10, load_domain(), models_per_prompt=1, n_models=1, options="x",
                                seed=4, window_steps=0)
     assert all("Trend" not in it.prompt and "timechart" not in it.prompt and "| time |" not in it.prompt
@@ -451,7 +454,7 @@ def test_staged_prompts_show_the_hosts_log_lines_of_the_window(logs_staging):
         host, step = sample["host"], sample["step"]
         header, shown = _excerpt_in(it.prompt)
         forms.add(header.split()[0])
-        window = logs.filter((pl.col("host") == host) & pl.col("step").is_between(step - WINDOW_STEPS, step))
+        window = logs.filter((pl.col("host") == host) & pl.col("step").is_between(step - WINDOW_STEPS + 1, step))
         assert len(shown) == min(LOG_LINES, len(window)) and len(shown) > 0
         assert "Splunk" in header or f"{len(shown)} of {len(window):,};" in header
         # the lines are lines of this host's window, in their file order
@@ -512,19 +515,19 @@ def test_the_cli_sends_the_excerpt_to_the_model(tmp_path, config_dir, logs_stagi
 
 
 def test_staged_prompts_show_the_excerpt_the_dataset_sample_carries(logs_staging):
-    """Over the sample's context window, a staged prompt's log lines are the lines its sample in
-    metrics_dataset.json carries (one function chooses both), and a prompt built from the JSON shows them."""
+    """Over the sample's context window (the default window), a staged prompt's log lines are the lines its
+    sample in metrics_dataset.json carries (one function chooses both), and a prompt built from the JSON shows
+    them, under the same header, beside the same metrics window."""
     from simulator.config import load_config
 
-    before = load_config(None).simulation.context_steps - 1
+    assert load_config(None).simulation.context_steps == WINDOW_STEPS
     dataset = logs_staging.parent / "metrics_dataset.json"
     carried = {s["id"]: s["logs"] for s in json.loads(dataset.read_bytes())["training_samples"]}
-    staged = metric_sample_items(logs_staging, 30, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3,
-                                 window_steps=before)
-    from_json = metric_sample_items(dataset, 30, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3,
-                                    window_steps=before)
+    staged = metric_sample_items(logs_staging, 30, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3)
+    from_json = metric_sample_items(dataset, 30, load_domain(), models_per_prompt=1, n_models=1, options="x", seed=3)
     assert [it.source_sample_id for it in from_json] == [it.source_sample_id for it in staged]
     for it, again in zip(staged, from_json):
+        assert _window_in(it.prompt) == _window_in(again.prompt)
         excerpt = carried[it.source_sample_id]
         _, shown = _excerpt_in(it.prompt)
         assert len(shown) == len(excerpt["lines"]) > 0
@@ -533,6 +536,7 @@ def test_staged_prompts_show_the_excerpt_the_dataset_sample_carries(logs_staging
         assert listed == [f"{line['time']} {line['source']} {line['severity']}: {line['message']}"
                           for line in excerpt["lines"]]
         assert "Splunk" in header or f"({len(listed)} of {excerpt['total']:,};" in header
+        assert header == _excerpt_in(it.prompt)[0]  # the host, the span, the lines shown and the window's total
 
 
 def test_a_json_sample_with_a_bad_excerpt_is_refused(tmp_path):
