@@ -416,8 +416,8 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, *, models
     """`count` metrics_explanation items from the samples in `path`, balanced over the labels
     (`normal_share` normal, the rest evenly over the anomaly kinds present; see balanced_rows).
 
-    `path` is a metrics dataset JSON (prompts show the snapshot) or a staging folder (prompts also
-    show the `window_steps` points before the snapshot)."""
+    `path` is a metrics dataset JSON or a staging folder; prompts show the snapshot and the host's window of
+    `window_steps` points ending at it (from the traces, or from the dataset sample's `context`)."""
     folder = staging_folder(path)
     staged = StagedSamples(folder) if folder is not None else None
     samples = read_metric_samples(path) if staged is None else None
