@@ -364,7 +364,7 @@ def _quality_row(sample_type: str, model: str, f: dict) -> tuple:
             _share(f["near_duplicate_rate"]),
             None if words is None else f"{words['p10']:g}/{words['median']:g}/{words['p90']:g}",
             None if verifier is None else f"{verifier['accepted']}/{verifier['judged']} ({_share(verifier['rate'])})",
-            None if f["relevance"] is None else f"{f['relevance']['mean']:.3f}",
+            None if f["relevance"] is None else " ".join(f"{g}={r['mean']:.3f}" for g, r in f["relevance"].items()),
             None if judge is None else " ".join(f"{c}={v:.2f}" for c, v in judge["mean"].items()))
 
 

@@ -33,7 +33,7 @@ SAMPLE_COLUMNS = ("item_id", "prompt_id", "type", "prompt", "response", "model",
                   "structured", "judge")
 # columns added after the first release of the ledger: ALTER TABLE adds them to an older ledger on open
 ADDED_COLUMNS = {"results": {"source_sample_id": "TEXT", "label": "TEXT", "structured": "TEXT",
-                             "judge": "TEXT", "relevance": "REAL"},
+                             "judge": "TEXT", "relevance": "REAL", "relevance_gate": "TEXT"},
                  "attempts": {"prompt_tokens": "INTEGER", "completion_tokens": "INTEGER",
                               "tokens_estimated": "INTEGER", "purpose": "TEXT"}}
 
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS results (
     session_id TEXT, timestamp TEXT, generation_batch INTEGER, term TEXT, category TEXT, seed INTEGER,
     temperature REAL, max_tokens INTEGER, finish_reason TEXT, prompt_tokens INTEGER,
     completion_tokens INTEGER, attempts INTEGER NOT NULL, shard TEXT, source_sample_id TEXT, label TEXT,
-    structured TEXT, judge TEXT, relevance REAL);
+    structured TEXT, judge TEXT, relevance REAL, relevance_gate TEXT);
 CREATE INDEX IF NOT EXISTS results_status ON results (status);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
@@ -97,6 +97,8 @@ class Result:
     judge: str | None = None       # the judge's scores (or its failure) as JSON (language/judge.py); None: not judged
     relevance: float | None = None  # the relevance gate's score of a free-text answer (language/relevance.py
                                     # `assess`: lexical share of the term named, or embedding cosine); None: not measured
+    relevance_gate: str | None = None  # the gate that gave `relevance` ("lexical", "embedding"): the scores
+                                       # of two gates are not on one scale
 
 
 class Ledger:

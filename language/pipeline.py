@@ -360,7 +360,8 @@ def quality_figures(results) -> dict:
     - verifier: for grounded answers (with a label) that reached the verifier, how many it accepted
       (accepted ones, and those rejected by a later gate) of those it judged (those and its own
       "grounding: ..." rejections); None for a free-text type;
-    - relevance: mean of the ledger's `relevance` column over the answers that have one; judge: the
+    - relevance: per relevance gate (the `relevance_gate` column: "lexical", "embedding"; "unrecorded" for
+      scores of a ledger from before that column), the answers scored and their mean score; judge: the
       mean of each rubric score in the `judge` column (JSON, language/judge.py) over the answers it
       scored; None where the ledger has no such column or value.
     Rates are rounded to 4 decimals."""
@@ -423,14 +424,20 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def _relevance_means(rows, keys: list[str]) -> dict:
-    """(type, model) -> {"answers", "mean"} of the `relevance` column's values; {} without that column."""
+    """(type, model) -> {gate: {"answers", "mean"}} of the `relevance` column's values per `relevance_gate`;
+    {} without that column."""
     import polars as pl
 
     if "relevance" not in rows.columns:
         return {}
+    gate = (pl.col("relevance_gate").cast(pl.Utf8) if "relevance_gate" in rows.columns else pl.lit(None, pl.Utf8))
     score = pl.col("relevance").cast(pl.Float64, strict=False)
-    means = rows.filter(score.is_not_null()).group_by(keys).agg(answers=pl.len(), mean=score.mean())
-    return {(t, m): {"answers": n, "mean": round(v, 4)} for t, m, n, v in means.iter_rows()}
+    means = (rows.filter(score.is_not_null()).with_columns(gate=gate.fill_null("unrecorded"))
+             .group_by(*keys, "gate").agg(answers=pl.len(), mean=score.mean()).sort(*keys, "gate"))
+    out: dict = {}
+    for t, m, g, n, v in means.iter_rows():
+        out.setdefault((t, m), {})[g] = {"answers": n, "mean": round(v, 4)}
+    return out
 
 
 def _judge_means(rows, keys: list[str]) -> dict:

@@ -468,9 +468,12 @@ class FreeTextGates:
             self.passed = text
         return reason
 
-    def score(self, text: str) -> float | None:
-        """The relevance score of `text` if it is the answer `check` measured last, else None."""
-        return self.scored[1] if self.scored is not None and self.scored[0] == text else None
+    def score(self, text: str) -> tuple[float, str] | None:
+        """(the relevance score, the gate's name) of `text` if it is the answer `check` measured last and the
+        gate scored it, else None."""
+        if self.scored is None or self.scored[0] != text or self.scored[1] is None:
+            return None
+        return self.scored[1], self.relevance.name
 
     def describe(self) -> str:
         """Which gates are active, for the run's header."""
@@ -493,8 +496,8 @@ class DuplicateIndex:
         """The free-text gates (length, relevance) for the answer to `item`: None or the reason."""
         return None if self.free_text is None else self.free_text.check(text, item)
 
-    def relevance(self, text: str) -> float | None:
-        """The relevance score the free-text gates gave `text` (None: not measured)."""
+    def relevance(self, text: str) -> tuple[float, str] | None:
+        """(the relevance score, the gate's name) the free-text gates gave `text` (None: not measured)."""
         return None if self.free_text is None else self.free_text.score(text)
 
     def _semantic(self, text: str):

@@ -606,7 +606,7 @@ class Runner:
 
     def _result(self, item: WorkItem, status: str, *, reason: str | None, model: PoolModel | None, reply,
                 attempts: int, text: str | None = None, answer: dict | None = None,
-                relevance: float | None = None) -> Result:
+                relevance: tuple[float, str] | None = None) -> Result:
         g = self.settings.generation
         return Result(
             item_id=item.item_id, prompt_id=item.prompt_id, type=item.sample_type, status=status, reason=reason,
@@ -619,7 +619,8 @@ class Runner:
             prompt_tokens=reply.prompt_tokens if reply else 0,
             completion_tokens=reply.completion_tokens if reply else 0,
             attempts=attempts, source_sample_id=item.source_sample_id or None, label=item.label or None,
-            structured=orjson.dumps(answer).decode() if answer is not None else None, relevance=relevance)
+            structured=orjson.dumps(answer).decode() if answer is not None else None,
+            relevance=relevance[0] if relevance else None, relevance_gate=relevance[1] if relevance else None)
 
 
 def _version(path: Path) -> tuple | None:

@@ -9,6 +9,7 @@ import io
 import sqlite3
 from contextlib import redirect_stdout
 
+import polars as pl
 import pytest
 import yaml
 
@@ -249,23 +250,34 @@ def test_each_free_text_answer_keeps_its_relevance_score_and_the_report_shows_th
                      "--endpoint", f"openai={server.url}", "--models", "alpha,beta,gamma",
                      "--types", "technical_explanation", "--count", "4"]) == 0
     db = sqlite3.connect(out / "language_staging" / "ledger.sqlite")
-    rows = db.execute("SELECT model, relevance FROM results").fetchall()
+    rows = db.execute("SELECT model, relevance, relevance_gate FROM results").fetchall()
     db.close()
-    assert sorted(rows) == [("alpha", 1.0)] * 4 + [("beta", 0.0)] * 4 + [("gamma", None)] * 4
+    assert sorted(rows, key=str) == ([("alpha", 1.0, "lexical")] * 4 + [("beta", 0.0, "lexical")] * 4
+                                     + [("gamma", None, None)] * 4)
     ledger = Ledger(out / "language_staging")
     try:
-        figures = quality_figures(ledger.results_frame())["technical_explanation"]
+        frame = ledger.results_frame()
     finally:
         ledger.close()
-    assert figures["alpha"]["relevance"] == {"answers": 4, "mean": 1.0}
-    assert figures["beta"]["relevance"] == {"answers": 4, "mean": 0.0}
+    figures = quality_figures(frame)["technical_explanation"]
+    assert figures["alpha"]["relevance"] == {"lexical": {"answers": 4, "mean": 1.0}}
+    assert figures["beta"]["relevance"] == {"lexical": {"answers": 4, "mean": 0.0}}
     assert figures["gamma"]["relevance"] is None
-    assert figures["(all)"]["relevance"] == {"answers": 8, "mean": 0.5}
+    assert figures["(all)"]["relevance"] == {"lexical": {"answers": 8, "mean": 0.5}}
+    # scores of two gates are not on one scale: each gate's mean apart; a ledger from before the gate column
+    # gives its scores as unrecorded
+    mixed = frame.with_columns(relevance_gate=pl.when(pl.col("model") == "beta").then(pl.lit("embedding"))
+                               .otherwise(pl.col("relevance_gate")))
+    assert quality_figures(mixed)["technical_explanation"]["(all)"]["relevance"] == {
+        "embedding": {"answers": 4, "mean": 0.0}, "lexical": {"answers": 4, "mean": 1.0}}
+    older = quality_figures(frame.drop("relevance_gate"))["technical_explanation"]
+    assert older["(all)"]["relevance"] == {"unrecorded": {"answers": 8, "mean": 0.5}}
     printed = io.StringIO()
     with redirect_stdout(printed):
         assert main(["report", "--output-dir", str(out)]) == 0
     table = printed.getvalue().split("rejections by reason:")[0]
     shown = {line.split()[1]: line.split() for line in table.splitlines()
              if line.split()[:1] == ["technical_explanation"]}
-    assert shown["alpha"][-2] == "1.000" and shown["beta"][-2] == "0.000" and shown["(all)"][-2] == "0.500"
+    assert shown["alpha"][-2] == "lexical=1.000" and shown["beta"][-2] == "lexical=0.000"
+    assert shown["(all)"][-2] == "lexical=0.500"
     assert shown["gamma"][-2] == "-"

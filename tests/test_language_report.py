@@ -165,13 +165,13 @@ def test_relevance_and_judge_columns_are_read_when_present(staged):
     db.close()
     figures = figures_of(staged)
     alpha = figures[CONVERSATION]["alpha"]
-    assert alpha["relevance"] == {"answers": 2, "mean": 0.6}
+    assert alpha["relevance"] == {"unrecorded": {"answers": 2, "mean": 0.6}}   # scores without their gate
     assert alpha["judge"] == {"scored": 2, "mean": {"correct": 3.5, "relevant": 3.5}}
     assert figures[CONVERSATION]["beta"]["judge"] is None and figures[CONVERSATION]["beta"]["relevance"] is None
     code, out, err = run(["report", "--output-dir", staged])
     assert code == 0, err
     row = next(line.split() for line in out.splitlines() if line.split()[:2] == [CONVERSATION, "alpha"])
-    assert row[-3:] == ["0.600", "correct=3.50", "relevant=3.50"]
+    assert row[-3:] == ["unrecorded=0.600", "correct=3.50", "relevant=3.50"]
 
 
 def test_report_of_a_loopback_job(tmp_path):
