@@ -23,7 +23,7 @@ from .config import SimConfig, load_config
 from .engine import Traces, run_kernel
 from .errors import SimulatorError
 from .events import EventPlan, events_for_share, plan_events
-from .explain import FEATURE_COLUMNS, N_VARIANTS, evidence_features, explanation_expr, visibility
+from .explain import FEATURE_COLUMNS, N_VARIANTS, evidence_features, explanations, visibility
 from .population import build_population, exact_counts
 from .context import ANOMALOUS_PREFIX, Windows, anomalous_metric_columns, exhaustion_columns, sample_windows
 from .samples import SAMPLE_STREAM, gather, sample_steps, select_points, with_log_excerpts
@@ -311,8 +311,8 @@ def _finish_samples(cfg: SimConfig, frame: pl.DataFrame, windows: list[Windows],
         variant=pl.Series(rng.integers(0, N_VARIANTS, len(frame))),
         session_id=pl.lit(session_id),
     )
-    frame = frame.with_columns(explanation_expr([a.kind for a in cfg.anomalies], cfg.simulation.interval_s,
-                                                cfg.simulation.context_steps))
+    frame = frame.with_columns(explanations(frame, [a.kind for a in cfg.anomalies], cfg.simulation.interval_s,
+                                            cfg.simulation.context_steps))
     return frame.drop(FEATURE_COLUMNS)  # what the texts were computed from: the sample carries its inputs
 
 

@@ -107,16 +107,25 @@ def off_run_minutes(ctx: np.ndarray, usual: np.ndarray, now: np.ndarray, *, spre
 
 
 # ---------------------------------------------------------------------------- texts
-def kind_texts(minutes_shown: float) -> dict[str, pl.Expr]:
-    """Each kind's phrasings (its module's `explain`), picked per sample by `variant`; `minutes_shown`
-    is the time the context spans."""
+def kind_phrasings(minutes_shown: float) -> dict[str, tuple[pl.Expr, ...]]:
+    """Each kind's N_VARIANTS phrasings (its module's `explain`); `minutes_shown` is the time the
+    context spans."""
     say = Phrases(minutes_shown)
-    return {name: _pick(*kind.explain(say)) for name, kind in ANOMALY_KINDS.items()}
+    return {name: tuple(kind.explain(say)) for name, kind in ANOMALY_KINDS.items()}
+
+
+def kind_texts(minutes_shown: float) -> dict[str, pl.Expr]:
+    """Each kind's phrasings, picked per sample by `variant`."""
+    return {name: _pick(*variants) for name, variants in kind_phrasings(minutes_shown).items()}
 
 
 def normal_text() -> pl.Expr:
+    return _pick(*normal_phrasings())
+
+
+def normal_phrasings() -> tuple[pl.Expr, ...]:
     say = Phrases(0.0)
-    return _pick(
+    return (
         say.text("Healthy: CPU {}, memory {}, load {} on {} cores, heap {} with GC {} of the time.",
                  say.now("cpu_usage"), say.now("memory_usage"), say.number("load_average", 2), say.value("cores"),
                  say.now("java_heap_usage"), say.now("java_gc_time", 2)),
@@ -136,10 +145,46 @@ def _pick(*variants: pl.Expr) -> pl.Expr:
 
 
 def explanation_expr(kinds: list[str], interval_s: float, context_steps: int) -> pl.Expr:
-    """Expression over a sample frame with the `evidence_features` columns, kind, variant and host facts."""
+    """Expression over a sample frame with the `evidence_features` columns, kind, variant and host facts
+    (every phrasing of every kind is computed for every row: `explanations` computes each row's own)."""
     minutes_shown = (context_steps - 1) * interval_s / 60.0
     texts = kind_texts(minutes_shown)
     expr = pl.when(pl.col("kind").is_null()).then(normal_text())
     for kind in kinds:
         expr = expr.when(pl.col("kind") == kind).then(texts[kind])
     return expr.alias("explanation")
+
+
+def explanations(samples: pl.DataFrame, kinds: list[str], interval_s: float, context_steps: int) -> pl.Series:
+    """`explanation_expr` over `samples`, each phrasing computed on the rows that pick it only (the
+    phrasings are row-wise): the rows grouped by (kind, variant), each group's texts computed from
+    its rows, put back in the rows' order. Null for a kind not in `kinds`."""
+    phrasings = kind_phrasings((context_steps - 1) * interval_s / 60.0)
+    phrasings = [normal_phrasings()] + [phrasings[kind] for kind in kinds]
+    # group: the phrasings' index (0 normal, k + 1 the k-th kind, len(kinds) + 1 any other kind: a null
+    # text) times `width`, plus the variant (`_pick`'s: the first phrasing for a variant it lacks)
+    kind = np.where(samples["kind"].is_null().to_numpy(), 0,
+                    samples["kind"].replace_strict({k: i + 1 for i, k in enumerate(kinds)}, default=len(kinds) + 1,
+                                                   return_dtype=pl.Int64).to_numpy())
+    counts = np.array([len(p) for p in phrasings] + [1])
+    width = int(counts.max())
+    variant = samples["variant"].cast(pl.Int64).to_numpy()
+    variant = np.where((variant >= 0) & (variant < counts[kind]), variant, 0)
+    group = kind * width + variant
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(phrasings) * width + 1))
+    used = sorted({c for variants in phrasings for e in variants for c in e.meta.root_names()})
+    samples = samples.select(used)  # the columns the texts read, gathered once a group
+    parts = []
+    for g in range(len(phrasings) * width):
+        rows = order[bounds[g]:bounds[g + 1]]
+        if len(rows):
+            expr = phrasings[g // width][g % width]
+            parts.append(samples[rows].select(expr.cast(pl.Utf8).alias("explanation")).to_series())
+    rest = len(samples) - bounds[-1]  # rows of kinds not in `kinds`
+    parts.append(pl.Series("explanation", [None] * rest, dtype=pl.Utf8))
+    placed = pl.concat(parts)
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return placed.gather(position)
+

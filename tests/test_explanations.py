@@ -155,3 +155,25 @@ def test_the_recomputation_catches_what_the_sample_does_not_show(run, allowed):
     caught = sum(str(int(row["minutes_since_onset"]) + 5) not in allowed[row["id"]]
                  for row in anomalies.iter_rows(named=True))
     assert caught / len(anomalies) > 0.6
+
+
+def test_explanations_by_group_equal_the_one_expression(run, config):
+    """`explanations` (each phrasing on its own rows) gives the texts of `explanation_expr` (every
+    phrasing on every row, picked), also for a kind left out of the list (null) and for variants the
+    phrasings lack (the first one)."""
+    import polars as pl
+
+    from simulator.explain import evidence_features, explanation_expr, explanations
+
+    samples = run[0].samples
+    frame = samples.with_columns(**evidence_features(samples, config.simulation.interval_s))
+    kinds = [a.kind for a in config.anomalies]
+    args = (config.simulation.interval_s, config.simulation.context_steps)
+    assert explanations(frame, kinds, *args).equals(samples["explanation"])
+    odd = frame.with_columns(variant=pl.when(pl.int_range(pl.len()) % 7 == 0).then(pl.lit(5, pl.Int64))
+                             .otherwise(pl.col("variant")))
+    fewer = kinds[1:]
+    expected = odd.select(explanation_expr(fewer, *args)).to_series()
+    got = explanations(odd, fewer, *args)
+    assert got.null_count() == (odd["kind"] == kinds[0]).sum() > 0
+    assert got.equals(expected)
