@@ -128,7 +128,35 @@ def _median_and_mad(values, buf):
     return median, _deviation_median(buf, count, median), count
 
 
-USUAL_CHUNK = 1024  # samples per task of `usual_levels` (one scratch buffer each)
+USUAL_CHUNK = 1024  # samples per task of `usual_levels` and `evidence_levels` (one scratch buffer each)
+
+
+@jit
+def _usual_row(ctx, hist, min_hours, buf):
+    """`usual_levels` of one sample (ctx [k], hist [hours], float32 or float64, read as float64)."""
+    k = ctx.shape[0]
+    n_hours = 0
+    for v in hist:
+        n_hours += not np.isnan(v)
+    n_readings = 0
+    for j in range(k - 1):
+        n_readings += not np.isnan(ctx[j])
+    from_history = n_hours >= min_hours
+    if from_history:
+        level, mad, count = _median_and_mad(hist, buf)
+    else:
+        level, mad, count = _median_and_mad(ctx[:k - 1], buf)
+    steps = 0
+    for j in range(k - 1):
+        d = abs(np.float64(ctx[j + 1]) - np.float64(ctx[j]))
+        if not np.isnan(d):
+            buf[steps] = d
+            steps += 1
+    _sort(buf, steps)
+    noise = _middle(buf, steps) / np.sqrt(2.0)
+    usual = np.float64(ctx[k - 1]) if count == 0 else level
+    spread = 0.0 if count == 0 else (mad if np.isnan(noise) else max(mad, noise))
+    return usual, spread, n_hours, n_readings, from_history
 
 
 @jit_parallel
@@ -148,29 +176,55 @@ def usual_levels(ctx, hist, min_hours):
     for c in prange((n + USUAL_CHUNK - 1) // USUAL_CHUNK):
         buf = np.empty(max(k, hist.shape[1]) + 1, dtype=np.float64)
         for r in range(c * USUAL_CHUNK, min(n, (c + 1) * USUAL_CHUNK)):
-            n_hours = 0
-            for v in hist[r]:
-                n_hours += not np.isnan(v)
-            n_readings = 0
-            for j in range(k - 1):
-                n_readings += not np.isnan(ctx[r, j])
-            hours[r], readings[r] = n_hours, n_readings
-            from_history[r] = n_hours >= min_hours
-            if from_history[r]:
-                level, mad, count = _median_and_mad(hist[r], buf)
-            else:
-                level, mad, count = _median_and_mad(ctx[r, :k - 1], buf)
-            steps = 0
-            for j in range(k - 1):
-                d = abs(ctx[r, j + 1] - ctx[r, j])
-                if not np.isnan(d):
-                    buf[steps] = d
-                    steps += 1
-            _sort(buf, steps)
-            noise = _middle(buf, steps) / np.sqrt(2.0)
-            usual[r] = ctx[r, k - 1] if count == 0 else level
-            spread[r] = 0.0 if count == 0 else (mad if np.isnan(noise) else max(mad, noise))
+            usual[r], spread[r], hours[r], readings[r], from_history[r] = _usual_row(ctx[r], hist[r], min_hours, buf)
     return usual, spread, hours, readings, from_history
+
+
+@jit
+def _off_run(ctx, usual, now, spread, minutes, off_spreads):
+    """Minutes from the first reading of the trailing off run to the snapshot; -1 when every reading
+    of `ctx` is off; -2 when the snapshot itself is not off (nothing to date).
+
+    The snapshot is off when it is further from usual than `off_spreads` times the spread (median
+    absolute deviation) of the values usual is the median of; an earlier reading is off when it is
+    further from usual than half the snapshot's distance."""
+    distance = abs(now - usual)
+    threshold = off_spreads * spread
+    if threshold < 0.0:  # np.maximum(threshold, 0): NaN stays NaN
+        threshold = 0.0
+    trailing = 0
+    if distance > threshold and distance > 0:
+        for j in range(ctx.shape[0] - 1, -1, -1):
+            if not abs(np.float64(ctx[j]) - usual) > 0.5 * distance:
+                break
+            trailing += 1
+    if trailing == 0:
+        return -2.0
+    if trailing == ctx.shape[0]:
+        return -1.0
+    return (trailing - 1) * minutes
+
+
+@jit_parallel
+def evidence_levels(fine, hist, now, min_hours, minutes, off_spreads):
+    """`usual_levels` and the off run (`_off_run`) of every metric at once, [M, n] each: fine [M, n, k]
+    and hist [M, n, hours] (the history without the snapshot's hour) as float32, now [M, n]."""
+    n_metrics, n, k = fine.shape
+    usual = np.empty((n_metrics, n), dtype=np.float64)
+    spread = np.empty((n_metrics, n), dtype=np.float64)
+    hours = np.zeros((n_metrics, n), dtype=np.int64)
+    readings = np.zeros((n_metrics, n), dtype=np.int64)
+    from_history = np.zeros((n_metrics, n), dtype=np.bool_)
+    run = np.empty((n_metrics, n), dtype=np.float64)
+    chunks = (n + USUAL_CHUNK - 1) // USUAL_CHUNK
+    for task in prange(n_metrics * chunks):
+        m, c = task // chunks, task % chunks
+        buf = np.empty(max(k, hist.shape[2]) + 1, dtype=np.float64)
+        for r in range(c * USUAL_CHUNK, min(n, (c + 1) * USUAL_CHUNK)):
+            u, sp, hours[m, r], readings[m, r], from_history[m, r] = _usual_row(fine[m, r], hist[m, r], min_hours, buf)
+            usual[m, r], spread[m, r] = u, sp
+            run[m, r] = _off_run(fine[m, r], u, now[m, r], sp, minutes, off_spreads)
+    return usual, spread, hours, readings, from_history, run
 
 
 def anomalous_metrics(labels: np.ndarray, host: np.ndarray, step: np.ndarray, event: np.ndarray) -> np.ndarray:

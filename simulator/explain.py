@@ -26,7 +26,7 @@ import polars as pl
 
 from .anomalies import ANOMALY_KINDS
 from .catalogue import METRICS
-from .context import usual_levels
+from .context import evidence_levels
 from .phrases import AGO, RUN, SPAN, SPAN_UNIT, SPREADS, USUAL, Phrases
 
 N_VARIANTS = 3
@@ -46,19 +46,26 @@ def evidence_features(samples: pl.DataFrame, interval_s: float, windows=None) ->
 
         windows = window_arrays(samples)
     minutes = interval_s / 60.0
+    fine = _metric_major(windows.fine)
+    hist = _metric_major(windows.coarse)[:, :, :-1]
+    now = np.stack([samples[m].to_numpy().astype(np.float64) for m in METRICS])
+    usual, spread, hours, readings, from_history, run = evidence_levels(fine, hist, now, MIN_HISTORY_HOURS, minutes,
+                                                                        OFF_SPREADS)
     cols: dict[str, pl.Series] = {}
     for i, m in enumerate(METRICS):
-        ctx = windows.fine[:, i].astype(np.float64)
-        hist = windows.coarse[:, i, :-1].astype(np.float64)
-        now = samples[m].to_numpy().astype(np.float64)
-        usual, span, unit, spread = _usual(ctx, hist, minutes)
-        cols[USUAL + m] = pl.Series(USUAL + m, usual)
-        cols[SPAN + m] = pl.Series(SPAN + m, span)
-        cols[SPAN_UNIT + m] = pl.Series(SPAN_UNIT + m, unit)
-        cols[AGO + m] = pl.Series(AGO + m, ctx[:, 0])
-        cols[RUN + m] = pl.Series(RUN + m, off_run_minutes(ctx, usual, now, spread=spread, minutes=minutes))
-        cols[SPREADS + m] = pl.Series(SPREADS + m, spreads_off(now, usual, spread))
+        cols[USUAL + m] = pl.Series(USUAL + m, usual[i])
+        cols[SPAN + m] = pl.Series(SPAN + m, np.where(from_history[i], hours[i], readings[i] * minutes).astype(np.int64))
+        cols[SPAN_UNIT + m] = pl.Series(from_history[i]).replace_strict({True: "hours", False: "minutes"},
+                                                                         return_dtype=pl.Utf8).alias(SPAN_UNIT + m)
+        cols[AGO + m] = pl.Series(AGO + m, fine[i, :, 0].astype(np.float64))
+        cols[RUN + m] = pl.Series(RUN + m, run[i])
+        cols[SPREADS + m] = pl.Series(SPREADS + m, spreads_off(now[i], usual[i], spread[i]))
     return cols
+
+
+def _metric_major(window: np.ndarray) -> np.ndarray:
+    """[n, M, k] as float32 [M, n, k] (a view when the array is metric-major already)."""
+    return np.ascontiguousarray(np.transpose(window, (1, 0, 2)), dtype=np.float32)
 
 
 def spreads_off(now: np.ndarray, usual: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -80,30 +87,6 @@ def visibility(samples: pl.DataFrame, anomalous_prefix: str) -> dict[str, pl.Exp
     return {"visible": pl.when(is_anomaly).then(pl.any_horizontal(off)),
             "evidence_spreads": pl.when(is_anomaly & pl.any_horizontal(moved))
             .then(pl.max_horizontal(spreads).round(2))}
-
-
-def _usual(ctx: np.ndarray, hist: np.ndarray, minutes: float):
-    """(usual, its span, the span's unit, the spread around usual) of each sample (`usual_levels`)."""
-    usual, spread, hours, readings, from_history = usual_levels(ctx, hist, MIN_HISTORY_HOURS)
-    span = np.where(from_history, hours, readings * minutes).astype(np.int64)
-    unit = pl.Series(from_history).replace_strict({True: "hours", False: "minutes"}, return_dtype=pl.Utf8)
-    return usual, span, unit, spread
-
-
-def off_run_minutes(ctx: np.ndarray, usual: np.ndarray, now: np.ndarray, *, spread: np.ndarray,
-                    minutes: float) -> np.ndarray:
-    """Minutes from the first reading of the trailing off run to the snapshot; -1 when every reading
-    of the context is off; -2 when the snapshot itself is not off (nothing to date).
-
-    The snapshot is off when it is further from usual than OFF_SPREADS times the spread (median
-    absolute deviation) of the values usual is the median of; an earlier reading is off when it is
-    further from usual than half the snapshot's distance."""
-    distance = np.abs(now - usual)
-    off = np.abs(ctx - usual[:, None]) > 0.5 * distance[:, None]
-    off &= (distance > np.maximum(OFF_SPREADS * spread, 0.0))[:, None] & (distance > 0)[:, None]
-    trailing = np.cumprod(off[:, ::-1], axis=1).sum(axis=1)
-    run = (trailing - 1) * minutes
-    return np.where(trailing == 0, -2.0, np.where(trailing == ctx.shape[1], -1.0, run))
 
 
 # ---------------------------------------------------------------------------- texts

@@ -257,3 +257,44 @@ def test_evidence_features_from_the_windows_equal_those_from_the_columns(sampled
     assert list(from_windows) == list(from_columns)
     for name, series in from_columns.items():
         assert series.equals(from_windows[name]), name
+
+
+def _evidence_reference(samples, interval: float) -> dict[str, np.ndarray]:
+    """usual_, usual_span_, off_run_ and spreads_off_ per metric, one metric at a time: `usual_levels`
+    over float64 copies of the windows and the off run in NumPy (a cumulative product of the off
+    readings from the snapshot back)."""
+    from simulator.context import usual_levels
+    from simulator.explain import MIN_HISTORY_HOURS, OFF_SPREADS, spreads_off
+
+    windows = window_arrays(samples)
+    minutes = interval / 60.0
+    out = {}
+    for i, m in enumerate(METRICS):
+        ctx = windows.fine[:, i].astype(np.float64)
+        usual, spread, hours, readings, from_history = usual_levels(
+            ctx, windows.coarse[:, i, :-1].astype(np.float64), MIN_HISTORY_HOURS)
+        now = samples[m].to_numpy().astype(np.float64)
+        distance = np.abs(now - usual)
+        off = np.abs(ctx - usual[:, None]) > 0.5 * distance[:, None]
+        off &= (distance > np.maximum(OFF_SPREADS * spread, 0.0))[:, None] & (distance > 0)[:, None]
+        trailing = np.cumprod(off[:, ::-1], axis=1).sum(axis=1)
+        run = np.where(trailing == 0, -2.0, np.where(trailing == ctx.shape[1], -1.0, (trailing - 1) * minutes))
+        out["usual_" + m] = usual
+        out["usual_span_" + m] = np.where(from_history, hours, readings * minutes).astype(np.int64)
+        out["off_run_" + m] = run
+        out["spreads_off_" + m] = spreads_off(now, usual, spread)
+    return out
+
+
+def test_evidence_kernel_equals_the_per_metric_reference(sampled, config):
+    """`evidence_levels` (every metric in one kernel, float32 windows) gives the features of the
+    per-metric path, bit for bit."""
+    from simulator.explain import evidence_features
+
+    samples = sampled[0].samples
+    interval = config.simulation.interval_s
+    got = evidence_features(samples, interval)
+    expected = _evidence_reference(samples, interval)
+    assert (expected["off_run_cpu_usage"] >= 0).any() and (expected["off_run_cpu_usage"] == -1).any()
+    for name, values in expected.items():
+        np.testing.assert_array_equal(got[name].to_numpy(), values, err_msg=name)
