@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -598,5 +599,13 @@ class _progress:
             self.bar.stop()
 
 
+def _exit(code: int) -> None:
+    """End the program: the objects still alive are frozen first, so the interpreter's collection at
+    exit does not traverse the million objects numba, LLVM and Polars hold (0.12 s of a 1.7 s sample
+    job); they go with the process. Every output is written and closed by then."""
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
