@@ -313,17 +313,30 @@ def _quiet_idle_threads() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+# Modules the sample job's imports would load for nothing: numba imports scipy.linalg (0.14 s, with
+# numpy.f2py) only to learn whether np.dot may call BLAS; no kernel of the package uses BLAS. Numba
+# then takes BLAS as absent for the run (np.correlate/np.convolve would loop instead), and imports
+# it as usual should a kernel compiled later call np.dot.
+UNUSED_IMPORTS = ("scipy.linalg",)
+
+
 @contextlib.contextmanager
 def _importing():
     """The sample job's imports (numba, LLVM, Polars: about 200,000 objects that live to the end of the
     program, none of them garbage) without the garbage collector, which would traverse them again
     and again while they are made (0.07 s); run as a program, they are frozen afterwards, so that the
-    job's own collections leave them alone."""
+    job's own collections leave them alone, and UNUSED_IMPORTS are kept out while they run."""
     enabled = gc.isenabled()
+    kept_out = [m for m in UNUSED_IMPORTS if _PROGRAM and m not in sys.modules]
+    for module in kept_out:
+        sys.modules[module] = None  # an import of it fails (ImportError) instead of loading it
     gc.disable()
     try:
         yield
     finally:
+        for module in kept_out:
+            if module in sys.modules and sys.modules[module] is None:
+                del sys.modules[module]
         if _PROGRAM:
             gc.freeze()
         if enabled:

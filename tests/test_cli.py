@@ -624,3 +624,28 @@ def test_iter_traces_is_public():
     assert "iter_traces" in simulator.__all__ and simulator.iter_traces is iter_traces
     blocks = list(simulator.iter_traces(3, 20, seed=1))
     assert sum(len(df) for df, _ in blocks) == 60
+
+
+def test_the_sample_jobs_imports_keep_unused_modules_out_and_put_everything_back(monkeypatch):
+    """Run as a program, `_importing` makes an import of UNUSED_IMPORTS fail while the job's imports
+    run (numba then takes BLAS as absent), with the collector off; afterwards the module imports as
+    usual and the collector is on again."""
+    import gc
+    import importlib
+
+    import simulator.__main__ as program
+
+    monkeypatch.setattr(program, "_PROGRAM", True)
+    for name in program.UNUSED_IMPORTS:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    try:
+        with program._importing():
+            assert not gc.isenabled()
+            for name in program.UNUSED_IMPORTS:
+                with pytest.raises(ImportError):
+                    importlib.import_module(name)
+        assert gc.isenabled()
+        for name in program.UNUSED_IMPORTS:
+            assert importlib.import_module(name) is sys.modules[name] is not None
+    finally:
+        gc.unfreeze()
