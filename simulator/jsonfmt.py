@@ -46,13 +46,28 @@ def _digits(x):
     return n
 
 
+TEN = np.uint64(10)  # the windows' digits come from unsigned whole numbers: a division by ten is a
+                     # multiply and a shift, without the sign fix-ups of a signed one (8 % of the splice)
+
+
+@jit
+def _unsigned_digits(x):
+    """Decimal digits of an unsigned whole number (a uint64 throughout: mixed with a signed one, numba
+    would compute in floats)."""
+    n = 1
+    while x >= TEN:
+        x //= TEN
+        n += 1
+    return n
+
+
 NULL = -1  # `layout`'s decimals of a missing value
 
 
 @jit
 def _scaled(a, integer, d):
-    """|v| as the whole number whose digits are written: rounded, scaled by 10^d for a float."""
-    return np.int64(np.floor(a + 0.5)) if integer else np.int64(np.floor(a * _POW10[d] + 0.5))
+    """|v| as the (unsigned) whole number whose digits are written: rounded, scaled by 10^d for a float."""
+    return np.uint64(np.floor(a + 0.5)) if integer else np.uint64(np.floor(a * _POW10[d] + 0.5))
 
 
 @jit
@@ -71,7 +86,7 @@ def layout(v, integer):
         return NULL, 4
     a = abs(v)
     d = 0 if integer else _decimals(a)
-    return d, _size(1 if v < 0 else 0, _digits(_scaled(a, integer, d)), integer, d)
+    return d, _size(1 if v < 0 else 0, _unsigned_digits(_scaled(a, integer, d)), integer, d)
 
 
 @jit
@@ -79,6 +94,13 @@ def write_number(buf, pos, v, integer):
     """Write `v` at buf[pos:] (see the module's rules); return the position after it."""
     d, size = layout(v, integer)
     return write_laid_out(buf, pos, v, integer, d, size)
+
+
+@jit
+def _last_digit(x):
+    """(the ASCII code of the unsigned x's last digit, x without it)."""
+    rest = x // TEN
+    return np.uint8(48 + (x - rest * TEN)), rest
 
 
 @jit
@@ -102,18 +124,15 @@ def write_laid_out(buf, pos, v, integer, d, size):
         buf[i - 1] = 46
         i -= 2
     for _ in range(d):
-        buf[i] = 48 + x % 10
-        x //= 10
+        buf[i], x = _last_digit(x)
         i -= 1
     if d:
         buf[i] = 46  # .
         i -= 1
-    buf[i] = 48 + x % 10  # the integer part has at least one digit
-    x //= 10
-    while x > 0:
+    buf[i], x = _last_digit(x)  # the integer part has at least one digit
+    while x:
         i -= 1
-        buf[i] = 48 + x % 10
-        x //= 10
+        buf[i], x = _last_digit(x)
     return end
 
 
