@@ -222,12 +222,13 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
             host, step, event, hard = select_points(traces, events, int(normal_per_block[b]), rng=rng,
                                                     hard_share=cfg.simulation.hard_negative_share,
                                                     skip_steps=sample_steps(cfg, interval))
+            if staging:  # written in the background while this block's samples are made
+                staging.write_block(b, traces, cfg, events, samples=pl.DataFrame({
+                    "host": host.astype(np.int64) + traces.first_host, "step": step.astype(np.int64)}))
             parts.append(_sample_block(cfg, traces, population, events, host=host, step=step, event=event, block=b)
                          .with_columns(hard_negative=pl.Series(hard)))
             windows.append(sample_windows(traces, host, step, cfg))
             event_parts.append(events)
-            if staging:
-                staging.write_block(b, traces, cfg, events, samples=parts[-1].select("host", "step"))
             del traces  # the staging keeps what it writes; the rest goes before the next block is made
             if progress:
                 progress(b + 1, len(blocks))
