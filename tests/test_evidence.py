@@ -298,3 +298,31 @@ def test_evidence_kernel_equals_the_per_metric_reference(sampled, config):
     assert (expected["off_run_cpu_usage"] >= 0).any() and (expected["off_run_cpu_usage"] == -1).any()
     for name, values in expected.items():
         np.testing.assert_array_equal(got[name].to_numpy(), values, err_msg=name)
+
+
+def test_sort_by_network_and_by_insertion_equal_numpy():
+    """`context._sort` sorts every count up to NETWORK_MAX and beyond (ties, infinities) as np.sort
+    does, and with `stable` keeps -0.0 and 0.0 in their order (the only equal values it could swap)."""
+    from simulator.context import NETWORK_MAX, _sort
+
+    rng = np.random.default_rng(7)
+    for count in range(NETWORK_MAX + 9):
+        for _ in range(20):
+            values = np.round(rng.normal(0, 3, count), int(rng.integers(0, 3)))
+            values[rng.random(count) < 0.05] = np.inf
+            buf = np.full(max(count, NETWORK_MAX) + 1, 123.0)
+            buf[:count] = values
+            _sort(buf, count)
+            np.testing.assert_array_equal(buf[:count], np.sort(values), err_msg=str(count))
+    buf = np.array([0.0, -0.0, 1.0, -0.0, 0.0] + [9.0] * NETWORK_MAX)
+    _sort(buf, 5, True)
+    assert np.signbit(buf[:5]).tolist() == [False, True, True, False, False]
+
+
+def test_a_median_among_signed_zeros_is_the_insertion_sorts():
+    """With -0.0 among the values, the median is the one the stable sort leaves in the middle."""
+    from simulator.context import NETWORK_MAX, _median_and_mad
+
+    buf = np.empty(NETWORK_MAX + 1)
+    median, _, count = _median_and_mad(np.array([0.0, -0.0, 5.0]), buf)
+    assert count == 3 and median == 0.0 and np.signbit(median)
