@@ -191,7 +191,7 @@ class Staging:
         self.dir = Path(output_dir) / "staging.partial"
         self._writer: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
-        self._rows: dict[str, int] = {}
+        self._files: dict[str, dict] = {}  # each written part's size, checksum and rows, for the manifest
         self.config: SimConfig | None = None
         self.seed = 0
         self._logs = None   # (templates, alert rules) of a run with logs
@@ -214,7 +214,7 @@ class Staging:
             shutil.rmtree(self.dir)  # leftovers of an interrupted run
         for table in REQUIRED_TABLES + (LOG_TABLES if logs else ()):
             (self.dir / table).mkdir(parents=True)
-        self.config, self.seed, self._rows = config, seed, {}
+        self.config, self.seed, self._files = config, seed, {}
         self._log_parts, self._alert_counts, self._excerpts = 0, {}, []
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="staging")
 
@@ -299,7 +299,9 @@ class Staging:
         name = part_name(table, index)
         write_parquet(frame, self.dir / name,
                       file_metadata(self.config, self.seed, table, self.config.simulation.interval_s))
-        self._rows[name] = len(frame)
+        # checksummed by the thread that wrote it, while the file is in the page cache and before
+        # `finish`, where the manifest waits for it
+        self._files[name] = {**file_record(self.dir / name), "rows": len(frame)}
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -326,7 +328,7 @@ class Staging:
         self.close()
         self._write("events", 0, events_table(events, self.config))
         self._write("samples", 0, samples_table(samples, self.config))
-        files = {name: {**file_record(self.dir / name), "rows": rows} for name, rows in sorted(self._rows.items())}
+        files = dict(sorted(self._files.items()))
         written = REQUIRED_TABLES + (LOG_TABLES if self._logs is not None else ())
         tables = {t: {"parts": sum(n.startswith(t + "/") for n in files),
                       "rows": sum(r["rows"] for n, r in files.items() if n.startswith(t + "/"))} for t in written}
