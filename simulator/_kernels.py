@@ -1023,9 +1023,10 @@ def simulate_hosts(seeds, params, grid, reporting, events, carry, traces, event_
     writes only its own hosts' slabs of traces (TraceOutputs), event_out (EventOutputs, for the
     hosts' events) and carry.after."""
     n_steps = grid.n_steps
-    for h in prange(seeds.shape[0]):
+    for i in prange(seeds.shape[0]):
+        h = np.int64(i)  # prange's index is uint64 inside the parallel region: one type for each kernel it calls
         chan, covered, latest = host_channels(events, h, grid)
         delta = np.zeros((N_METRICS, n_steps))
-        simulate_host(np.int64(h), seeds[h], params[h], grid, reporting, chan, covered, carry, traces, delta)
+        simulate_host(h, seeds[h], params[h], grid, reporting, chan, covered, carry, traces, delta)
         label_points(events, h, grid, covered, latest, delta, traces.labels)
         measure_events(events, h, grid, delta, traces, event_out)
