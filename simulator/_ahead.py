@@ -111,7 +111,11 @@ class CompileAhead:
         fd = self.process.stdout.fileno()
         while name not in self.done:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            try:  # (a pipe is not selectable on every platform: then the job compiles by itself)
+                ready = left > 0 and select.select([fd], [], [], left)[0]
+            except (OSError, ValueError):
+                ready = False
+            if not ready:
                 log.debug("compile-ahead: no answer for %s within %.0f s", name, timeout)
                 return False
             chunk = os.read(fd, 4096)
