@@ -640,8 +640,6 @@ class Step(NamedTuple):
     daemons: float
     read_factor: float
     u_jobs: float
-    z_jobs: float
-    z_done: float
     z_gc: float
     u_storm: float
     u_plateau: float
@@ -669,8 +667,7 @@ def background_step(background, model, seed, t, clock, dt, read_prev):
     offset, daemons = daemons_step(background.daemon_offset, model.scheduler, seed, t)
     read_now = read_jitter(seed, t, model.cpu)
     step = Step(work, cpu_bg, memory, disk, net_in, net_out, latency, daemons,
-                max(1.0 + read_now - read_prev, 0.0), uniform(seed, t, D_JOB_U), normal(seed, t, D_JOB_N),
-                normal(seed, t, D_DONE_N), normal(seed, t, D_GC_N), uniform(seed, t, D_STORM_U),
+                max(1.0 + read_now - read_prev, 0.0), uniform(seed, t, D_JOB_U), normal(seed, t, D_GC_N), uniform(seed, t, D_STORM_U),
                 uniform(seed, t, D_PLATEAU_U), uniform(seed, t, D_ALLOC_U), uniform(seed, t, D_YOUNG_U))
     return Background(cpu_state, mem_state, disk, net_state, offset), step, read_now
 
@@ -872,8 +869,12 @@ def disturbed_step(d, ch, step, model, reporting, seed, t, v):
     disk = reported(step.disk + ch.disk, M_DISK, reporting)
     disk_full = disk >= 99.5
     sched = model.scheduler
-    arrivals = poisson_from_uniform(sched.job_lambda * step.work + ch.job_flood, step.u_jobs, step.z_jobs)
-    jobs, jobs_cpu = step_jobs(d.jobs, arrivals, sched, seed, t, step.z_done, disk_full, ch)
+    # the normal draws of the arrivals' and completions' normal approximations are made only where they
+    # are read (above 30 arrivals a step; with jobs running): the same values, fewer logs and cosines
+    lam = sched.job_lambda * step.work + ch.job_flood
+    arrivals = poisson_from_uniform(lam, step.u_jobs, normal(seed, t, D_JOB_N) if lam > 30.0 else 0.0)
+    z_done = normal(seed, t, D_DONE_N) if d.jobs.running > 0.0 else 0.0
+    jobs, jobs_cpu = step_jobs(d.jobs, arrivals, sched, seed, t, z_done, disk_full, ch)
     heap, floor, gc_share, jvm_cpu = jvm_step(d.heap, d.floor, ch, model.jvm, step)
     net_in, passed, rho, latency = link_step(model.network, step.net_in + ch.network * model.network.link, step)
     cpu = cpu_demand(step, jobs_cpu, ch, jvm_cpu, rho)
