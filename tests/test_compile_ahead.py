@@ -79,3 +79,14 @@ def test_a_second_process_that_fails_or_hangs_costs_only_the_wait():
     hanging.close()
     assert process.poll() is not None  # ended, not left running
     assert not _ahead.CompileAhead().wait_for("json")  # no second process (a warm cache): nothing to wait for
+
+
+def test_the_job_calls_before_sampling_once_before_its_first_sampling_kernel(monkeypatch):
+    # the CLI waits there for the second process: every sampling kernel must come after it
+    from simulator import api
+
+    calls = []
+    select_points = api.select_points
+    monkeypatch.setattr(api, "select_points", lambda *a, **k: calls.append("select") or select_points(*a, **k))
+    api.generate_samples(300, seed=3, before_sampling=lambda: calls.append("ready"))
+    assert calls[0] == "ready" and calls.count("ready") == 1 and "select" in calls
