@@ -346,6 +346,7 @@ def _importing():
 def _generate(args) -> int:
     _quiet_idle_threads()
     with _importing():
+        from ._ahead import start as compile_ahead
         from .api import generate_samples
         from .config import load_config
         from .export import write_metrics_dataset
@@ -355,19 +356,24 @@ def _generate(args) -> int:
     out_dir = _output_dir(args.output_dir, folders=STAGING_FOLDERS + OWNED_FOLDERS)
     config = load_config(args.config)
     started = time.perf_counter()
-    with _progress(args.quiet, "simulating hosts") as progress:
-        result = generate_samples(args.samples, anomaly_ratio=args.anomaly_ratio, seed=args.seed,
-                                  config=config, workers=args.workers, staging_dir=out_dir,
-                                  context_steps=args.context_steps, hard_negatives=args.hard_negatives,
-                                  logs=args.logs, progress=progress, background_staging=True)
-    target = out_dir / DATASET_NAME
-    try:  # the staging is written while the JSON is encoded; the JSON replaces the old one only after it
-        backup = (write_metrics_dataset(target, result.metadata, result.samples, before_commit=result.wait_staged)
-                  if "json" in formats else None)
-    except BaseException:  # the export's own error is the one to report; the staging still finishes first
-        with contextlib.suppress(Exception):
-            result.wait_staged()
-        raise
+    # on a cold numba cache, the kernels needed after the simulation compile in a second process meanwhile
+    with compile_ahead(["sampling", "context", "evidence"] + ["json"] * ("json" in formats)) as ahead:
+        with _progress(args.quiet, "simulating hosts") as progress:
+            result = generate_samples(args.samples, anomaly_ratio=args.anomaly_ratio, seed=args.seed,
+                                      config=config, workers=args.workers, staging_dir=out_dir,
+                                      context_steps=args.context_steps, hard_negatives=args.hard_negatives,
+                                      logs=args.logs, progress=progress, background_staging=True,
+                                      before_sampling=lambda: ahead.wait_for("evidence"))
+        target = out_dir / DATASET_NAME
+        if "json" in formats:
+            ahead.wait_for("json")
+        try:  # the staging is written while the JSON is encoded; the JSON replaces the old one only after it
+            backup = (write_metrics_dataset(target, result.metadata, result.samples, before_commit=result.wait_staged)
+                      if "json" in formats else None)
+        except BaseException:  # the export's own error is the one to report; the staging still finishes first
+            with contextlib.suppress(Exception):
+                result.wait_staged()
+            raise
     result.wait_staged()
     folder = write_training_folder(out_dir, result.samples, result.metadata, result.config, formats=formats,
                                    shares=shares)

@@ -640,9 +640,6 @@ class Step(NamedTuple):
     daemons: float
     read_factor: float
     u_jobs: float
-    z_jobs: float
-    z_done: float
-    z_gc: float
     u_storm: float
     u_plateau: float
     u_alloc: float
@@ -669,8 +666,7 @@ def background_step(background, model, seed, t, clock, dt, read_prev):
     offset, daemons = daemons_step(background.daemon_offset, model.scheduler, seed, t)
     read_now = read_jitter(seed, t, model.cpu)
     step = Step(work, cpu_bg, memory, disk, net_in, net_out, latency, daemons,
-                max(1.0 + read_now - read_prev, 0.0), uniform(seed, t, D_JOB_U), normal(seed, t, D_JOB_N),
-                normal(seed, t, D_DONE_N), normal(seed, t, D_GC_N), uniform(seed, t, D_STORM_U),
+                max(1.0 + read_now - read_prev, 0.0), uniform(seed, t, D_JOB_U), uniform(seed, t, D_STORM_U),
                 uniform(seed, t, D_PLATEAU_U), uniform(seed, t, D_ALLOC_U), uniform(seed, t, D_YOUNG_U))
     return Background(cpu_state, mem_state, disk, net_state, offset), step, read_now
 
@@ -823,7 +819,7 @@ def step_heap(heap, floor, alloc, jvm, ch, storm_u, young_u):
 
 
 @jit_inline
-def jvm_step(heap, floor, ch, jvm, step):
+def jvm_step(heap, floor, ch, jvm, step, seed, t):
     """One step of the JVM; returns (heap %, floor, share of the interval in GC, CPU % the JVM adds).
 
     The allocation follows the workload, with the step's own variation (the request mix of the step);
@@ -835,10 +831,12 @@ def jvm_step(heap, floor, ch, jvm, step):
     alloc = median_alloc * (1.0 + jvm.alloc_spread * (2.0 * step.u_alloc - 1.0))
     mutator_cpu = MUTATOR_CPU_PER_ALLOC * (alloc - median_alloc) / jvm.dt
     heap, floor, gc_share, n = step_heap(heap, floor, alloc, jvm, ch, step.u_storm, step.u_young)
-    if ch.gc_storm > 0.0 or n <= 0.0:
-        gc_share = clip(gc_share * (1.0 + 0.1 * step.z_gc), 0.0, 1.0)
-    else:
-        gc_share = clip(gc_share * (1.0 + PAUSE_SIGMA / np.sqrt(max(n, 1.0)) * step.z_gc), 0.0, 1.0)
+    if gc_share != 0.0:  # the pauses' variation (its draw made only here) scales the GC time there is
+        z_gc = normal(seed, t, D_GC_N)
+        if ch.gc_storm > 0.0 or n <= 0.0:
+            gc_share = clip(gc_share * (1.0 + 0.1 * z_gc), 0.0, 1.0)
+        else:
+            gc_share = clip(gc_share * (1.0 + PAUSE_SIGMA / np.sqrt(max(n, 1.0)) * z_gc), 0.0, 1.0)
     return heap, floor, gc_share, gc_share * GC_CPU_PCT + mutator_cpu
 
 
@@ -872,9 +870,13 @@ def disturbed_step(d, ch, step, model, reporting, seed, t, v):
     disk = reported(step.disk + ch.disk, M_DISK, reporting)
     disk_full = disk >= 99.5
     sched = model.scheduler
-    arrivals = poisson_from_uniform(sched.job_lambda * step.work + ch.job_flood, step.u_jobs, step.z_jobs)
-    jobs, jobs_cpu = step_jobs(d.jobs, arrivals, sched, seed, t, step.z_done, disk_full, ch)
-    heap, floor, gc_share, jvm_cpu = jvm_step(d.heap, d.floor, ch, model.jvm, step)
+    # the normal draws of the arrivals' and completions' normal approximations are made only where they
+    # are read (above 30 arrivals a step; with jobs running): the same values, fewer logs and cosines
+    lam = sched.job_lambda * step.work + ch.job_flood
+    arrivals = poisson_from_uniform(lam, step.u_jobs, normal(seed, t, D_JOB_N) if lam > 30.0 else 0.0)
+    z_done = normal(seed, t, D_DONE_N) if d.jobs.running > 0.0 else 0.0
+    jobs, jobs_cpu = step_jobs(d.jobs, arrivals, sched, seed, t, z_done, disk_full, ch)
+    heap, floor, gc_share, jvm_cpu = jvm_step(d.heap, d.floor, ch, model.jvm, step, seed, t)
     net_in, passed, rho, latency = link_step(model.network, step.net_in + ch.network * model.network.link, step)
     cpu = cpu_demand(step, jobs_cpu, ch, jvm_cpu, rho)
     runnable = model.cores * max(cpu, 0.0) / 100.0  # demand beyond capacity waits in the run queue
@@ -1023,9 +1025,10 @@ def simulate_hosts(seeds, params, grid, reporting, events, carry, traces, event_
     writes only its own hosts' slabs of traces (TraceOutputs), event_out (EventOutputs, for the
     hosts' events) and carry.after."""
     n_steps = grid.n_steps
-    for h in prange(seeds.shape[0]):
+    for i in prange(seeds.shape[0]):
+        h = np.int64(i)  # prange's index is uint64 inside the parallel region: one type for each kernel it calls
         chan, covered, latest = host_channels(events, h, grid)
         delta = np.zeros((N_METRICS, n_steps))
-        simulate_host(np.int64(h), seeds[h], params[h], grid, reporting, chan, covered, carry, traces, delta)
+        simulate_host(h, seeds[h], params[h], grid, reporting, chan, covered, carry, traces, delta)
         label_points(events, h, grid, covered, latest, delta, traces.labels)
         measure_events(events, h, grid, delta, traces, event_out)

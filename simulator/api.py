@@ -173,7 +173,8 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
                      staging_dir: Path | None = None, context_steps: int | None = None,
                      hard_negatives: float | None = None, logs: bool = False,
                      progress: Callable[[int, int], None] | None = None,
-                     background_staging: bool = False) -> SampleSet:
+                     background_staging: bool = False,
+                     before_sampling: Callable[[], None] | None = None) -> SampleSet:
     """`n_samples` labelled snapshots of simulated hosts; `round(n * ratio)` of them anomalous.
 
     Each anomalous sample comes from its own event (exactly that many events are injected); normal
@@ -183,7 +184,9 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
     With `background_staging`, the staging's last writes (the samples Parquet, the manifest, the swap)
     run in a thread while the caller exports the samples; the caller must call `SampleSet.wait_staged`,
     which waits for them and raises their error (the staging folder is in place only after it), before
-    it starts another run into the same folder.
+    it starts another run into the same folder.  `before_sampling` runs once the first block's traces
+    are simulated, before any sampling kernel (the CLI waits there for the kernels a second process
+    compiles on a cold numba cache: `_ahead`).
     """
     cfg = _with_sample_options(_resolve(config), context_steps, hard_negatives)
     if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples > MAX_SAMPLES:
@@ -218,6 +221,8 @@ def generate_samples(n_samples: int, *, anomaly_ratio: float | None = None, seed
         for b, (lo, hi) in enumerate(blocks):
             traces, events = run_kernel(cfg, population, plan, seed=seed, n_steps=n_steps, interval_s=interval,
                                         host_range=(lo, hi), keep_base=True)
+            if b == 0 and before_sampling is not None:
+                before_sampling()
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM, b)))
             host, step, event, hard = select_points(traces, events, int(normal_per_block[b]), rng=rng,
                                                     hard_share=cfg.simulation.hard_negative_share,
