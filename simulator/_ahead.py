@@ -56,9 +56,15 @@ def _context() -> None:
 
 
 def _evidence() -> None:
-    from .context import usual_levels
+    from .catalogue import N_METRICS
+    from .context import evidence_levels
+    from .explain import MIN_HISTORY_HOURS, OFF_SPREADS
 
-    usual_levels(np.zeros((0, 2)), np.zeros((0, 1)), 1)
+    # one sample: an empty slice would count as contiguous, the job's history (without the snapshot's
+    # hour) is not
+    fine = np.zeros((N_METRICS, 1, 2), dtype=np.float32)
+    hist = np.zeros((N_METRICS, 1, 3), dtype=np.float32)[:, :, :-1]
+    evidence_levels(fine, hist, np.zeros((N_METRICS, 1)), MIN_HISTORY_HOURS, 1.0, OFF_SPREADS)
 
 
 def _json() -> None:
@@ -74,7 +80,7 @@ def _json() -> None:
 AFTER_SIMULATION: dict[str, tuple[str, str, Callable[[], None]]] = {
     "sampling": ("samples", "pick_event_points", _sampling),
     "context": ("context", "gather_context", _context),
-    "evidence": ("context", "usual_levels", _evidence),
+    "evidence": ("context", "evidence_levels", _evidence),
     "json": ("jsonfmt", "splice_rows", _json),
 }
 

@@ -46,7 +46,7 @@ def test_the_kernels_compiled_ahead_are_the_ones_the_job_calls(tmp_path):
         print("added by the job:", sorted(name for name, sigs in after.items() if sigs - before.get(name, set())))
     """)
     assert "added by the job: []" in out, out
-    for kernel in ("pick_event_points", "gather_context", "usual_levels", "splice_rows"):
+    for kernel in ("pick_event_points", "gather_context", "evidence_levels", "splice_rows"):
         assert kernel in out.splitlines()[-2]
 
 
