@@ -195,7 +195,8 @@ def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key,
     fine_size = np.empty((n, n_metrics, fine.shape[2]), dtype=np.int8)
     coarse_size = np.empty((n, n_metrics, coarse.shape[2]), dtype=np.int8)
     length = np.empty(n, dtype=np.int64)
-    for s in prange(n):
+    for i in prange(n):
+        s = np.int64(i)  # prange's index is uint64 inside the parallel region: one type for the callees
         begin = row_ends[s - 1] + 1 if s else 0
         size = (1 if s else 0) + row_ends[s] - begin + len(fine_key) + _lay_out_window(
             fine, s, integer, keys, key_ends, fine_dec[s], fine_size[s])
@@ -206,7 +207,8 @@ def splice_rows(rows, row_ends, fine, coarse, integer, keys, key_ends, fine_key,
     offset = np.zeros(n + 1, dtype=np.int64)
     offset[1:] = np.cumsum(length)
     out = np.empty(offset[n], dtype=np.uint8)
-    for s in prange(n):
+    for i in prange(n):
+        s = np.int64(i)
         begin = row_ends[s - 1] + 1 if s else 0
         pos = offset[s]
         if s:
