@@ -250,9 +250,11 @@ def periodic_on(clock: float, dt: float, period: float, at: float, run: float) -
     """The share of [clock, clock + dt) covered by runs [at + k period, at + k period + run)."""
     if dt >= period:
         return run / period
-    covered, start = 0.0, clock - (clock - at) % period  # the latest run start at or before clock
-    while start < clock + dt:
-        covered += max(min(clock + dt, start + run) - max(clock, start), 0.0)
+    # run starts relative to the step's start (whole seconds: exact), the latest at or before it first;
+    # adding a fractional run length to epoch seconds would round it to 2.4e-7 s
+    covered, start = 0.0, -((clock - at) % period)
+    while start < dt:
+        covered += max(min(dt, start + run) - max(0.0, start), 0.0)
         start += period
     return covered / dt
 
