@@ -85,7 +85,7 @@ def periodic_var(hp: np.ndarray, dt: float) -> np.ndarray:
     """Variance of the periodic job's CPU in a step of dt seconds, over the periods a host may draw
     (PERIODS_MINUTES, alike): a run of `run` seconds every `period` adds its size (a uniform share of
     cpu_periodic_share times the level) times the share of the step it covers, whose mean is
-    run / period and mean square run / period x min(run / dt, 1)."""
+    run / period and mean square `run_square_share` (a run split between steps counts less)."""
     pct = hp[:, P["cpu_periodic_share"]] * hp[:, P["cpu_level"]]
     mean, square = _size_moments(PERIODIC_SIZE)
     total = np.zeros(len(hp))
@@ -96,9 +96,27 @@ def periodic_var(hp: np.ndarray, dt: float) -> np.ndarray:
         if dt >= period:  # every step holds the same share of runs: only the size varies
             on_square = on_mean ** 2
         else:
-            on_square = on_mean * np.minimum(run / dt, 1.0)
+            on_square = run_square_share(run, dt, period)
         total += pct ** 2 * (square * on_square - (mean * on_mean) ** 2)
     return total / len(PERIODS_MINUTES)
+
+
+def run_square_share(run: np.ndarray, dt: float, period: float) -> np.ndarray:
+    """The mean over steps of dt seconds of the squared share of the step a periodic run covers, for
+    runs of `run` seconds every `period` (dt < period) starting on a whole minute of the period, each
+    alike (the kernel's offset), on a step grid that starts on a whole minute.
+
+    A run starting at phi seconds into a step covers min(dt - phi, run) of it, then whole steps, then
+    the rest: its squared shares add up to less than run / dt when it is split.  Where a step can hold
+    parts of two runs (dt > period - run), the bound run / dt * min(run / dt, 1) per run is used."""
+    phi = (60.0 * np.arange(int(period // 60.0))) % dt          # a run's start in its step, per offset
+    first = np.minimum(dt - phi[None, :], run[:, None])
+    rest = run[:, None] - first
+    whole = np.floor(rest / dt)
+    last = rest - whole * dt
+    per_run = np.mean(first ** 2 + whole * dt * dt + last ** 2, axis=1) / (dt * dt)
+    bound = run / dt * np.minimum(run / dt, 1.0)
+    return np.where(dt <= period - run, per_run, bound) * dt / period
 
 
 def jvm_cpu_var(hp: np.ndarray, dt: float) -> np.ndarray:

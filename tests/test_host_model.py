@@ -282,6 +282,33 @@ def test_the_cpu_spike_size_follows_the_kernels_cpu_spread(config, interval, pro
         assert on.sum() >= 20 and 0.85 < np.median(ratio[on]) < 1.2, (profile, np.median(ratio[on]))
 
 
+
+@pytest.mark.parametrize("interval", [60.0, 120.0, 300.0])
+def test_the_periodic_jobs_cpu_variance_is_the_kernels(config, interval):
+    """spread.periodic_var against the variance of the kernel's own periodic_share over a trace, for
+    every period and whole-minute offset alike: runs split between steps count with their squared
+    shares (a bound on them overshot by up to 1.4x at 2 minutes)."""
+    from simulator.catalogue import N_PARAMS
+    from simulator.spread import _size_moments, periodic_var
+
+    runs = np.array([60.0, 87.5, 150.0])
+    mean, square = _size_moments(K.PERIODIC_SIZE)
+    exact = np.zeros(len(runs))
+    for i, run in enumerate(runs):
+        for minutes in K.PERIODS_MINUTES:
+            period = 60.0 * minutes
+            n = int(round(4 * period / interval))
+            per_offset = []
+            for at in np.arange(0.0, period, 60.0):
+                cpu = K.CpuDemand(*([0.0] * 18), 1.0, period, at, min(run, 0.5 * period))
+                on = np.array([K.periodic_share(config.simulation.start_epoch_s + k * interval, interval, cpu)
+                               for k in range(n)])
+                per_offset.append(square * np.mean(on ** 2) - (mean * np.mean(on)) ** 2)
+            exact[i] += np.mean(per_offset) / len(K.PERIODS_MINUTES)
+    hp = np.zeros((len(runs), N_PARAMS))
+    hp[:, P["cpu_periodic_share"]], hp[:, P["cpu_level"]], hp[:, P["cpu_periodic_seconds"]] = 1.0, 1.0, runs
+    np.testing.assert_allclose(periodic_var(hp, interval), exact, rtol=0.01)
+
 # ---------------------------------------------------------------------------- batch jobs (issue 18 item 1)
 def _scheduler(*, shape=1.0, height_sigma=0.3, ws_sigma=0.5, dt=300.0, minutes=20.0):
     """A scheduler record of one host with one slot, no arrivals of its own."""
