@@ -274,8 +274,9 @@ def background_step(bg: Background, pr: dict, seed: int, t: int, clock: float, d
     log_work = bg.shift + bg.slow + bg.fast
     work = math.exp(log_work)
     cpu = pr["cpu_level"] * work
-    if has_cron and ((clock - cron_offset) % 3600.0) < dt:
-        cpu += pr["cpu_cron_amplitude"] * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+    cron_on = periodic_on(clock, dt, 3600.0, cron_offset, 300.0) if has_cron else 0.0
+    if cron_on > 0.0:  # the hourly cron: 5 minutes at its amplitude
+        cpu += pr["cpu_cron_amplitude"] * cron_on * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
     on = periodic_on(clock, dt, *periodic) if pr["cpu_periodic_share"] > 0.0 else 0.0
     if on > 0.0:  # the periodic job, +-40 % a run
         cpu += pr["cpu_periodic_share"] * pr["cpu_level"] * on * (0.6 + 0.8 * extra_uniform(seed, t, E_PERIODIC_U))

@@ -309,6 +309,28 @@ def test_the_periodic_jobs_cpu_variance_is_the_kernels(config, interval):
     hp[:, P["cpu_periodic_share"]], hp[:, P["cpu_level"]], hp[:, P["cpu_periodic_seconds"]] = 1.0, 1.0, runs
     np.testing.assert_allclose(periodic_var(hp, interval), exact, rtol=0.01)
 
+
+@pytest.mark.parametrize("interval", [1.0, 60.0, 300.0, 3600.0])
+def test_the_hourly_cron_adds_its_5_minute_average_at_any_interval(config, interval):
+    """cpu_cron_amplitude is the burst's 5-minute average: over 12 hours the CPU a host's cron adds is
+    amplitude x 300 / 3600 on average whatever the interval (one step of the amplitude would add a
+    fifth of it at 1 minute and twelve times it at 1 hour)."""
+    from simulator.population import Population
+
+    hosts, steps = 16, int(12 * 3600 / interval)
+    population = build_population(config, hosts, 5)
+    mean_cpu = []
+    for prob in (1.0, 0.0):
+        params = population.params.copy()
+        params[:, P["cpu_cron_prob"]] = prob
+        with_prob = Population(population.profile, params, population.profile_names)
+        plan = plan_events(config, with_prob, 0, steps, seed=5, interval_s=interval)
+        traces, _ = run_kernel(config, with_prob, plan, seed=5, n_steps=steps, interval_s=interval)
+        mean_cpu.append(traces.base[METRICS.index("cpu_usage")].astype(np.float64).mean(axis=1))
+    added = mean_cpu[0] - mean_cpu[1]
+    expected = population.params[:, P["cpu_cron_amplitude"]] * 300.0 / 3600.0
+    assert np.sum(added) / np.sum(expected) == pytest.approx(1.0, abs=0.12)
+
 # ---------------------------------------------------------------------------- batch jobs (issue 18 item 1)
 def _scheduler(*, shape=1.0, height_sigma=0.3, ws_sigma=0.5, dt=300.0, minutes=20.0):
     """A scheduler record of one host with one slot, no arrivals of its own."""
