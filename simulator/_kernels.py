@@ -197,6 +197,7 @@ BURST_MAX = 200.0       # cap, in multiples of the burst scale
 NET_NOISE_PHI = 0.95    # traffic noise is persistent (sessions last longer than 5 minutes)
 AGENT_OFF_SCHEDULE = 0.1  # agent runs outside the daily slot, relative to the daily rate
 CRON_SIZE = (0.6, 0.8)    # an hourly cron burst is its host's amplitude times uniform [low, low + width)
+CRON_RUN_S = 300.0        # an hourly cron burst runs this long at its amplitude (its 5-minute average)
 AGENT_SIZE = (0.7, 0.6)   # an agent run is its host's size times uniform [low, low + width)
 PERIODIC_SIZE = (0.6, 0.8)  # a run of the periodic job is its host's size times uniform [low, low + width)
 
@@ -523,17 +524,20 @@ def store_state(background, disturbed, s):
 
 # ---------------------------------------------------------------------------- the background, per subsystem
 @jit_inline
-def periodic_share(clock, dt, cpu):
-    """The share of the step [clock, clock + dt) in which the periodic job runs (runs of periodic_run
-    seconds every period, from periodic_at)."""
-    period = cpu.period
+def covered_share(clock, dt, period, at, run):
+    """The share of the step [clock, clock + dt) covered by runs of `run` seconds every `period`, from `at`."""
     if dt >= period:
-        return cpu.periodic_run / period
-    phase = wrap(clock - cpu.periodic_at, period)
+        return run / period
+    phase = wrap(clock - at, period)
     end = phase + dt
-    run = cpu.periodic_run
     on = max(min(end, run) - phase, 0.0) + max(min(end, period + run) - max(phase, period), 0.0)
     return on / dt
+
+
+@jit_inline
+def periodic_share(clock, dt, cpu):
+    """The share of the step [clock, clock + dt) in which the periodic job runs."""
+    return covered_share(clock, dt, cpu.period, cpu.periodic_at, cpu.periodic_run)
 
 
 @jit_inline
@@ -550,8 +554,10 @@ def cpu_demand_step(state, cpu, seed, t, clock, dt):
     log_work = shift + slow + fast
     work = np.exp(log_work)  # workload relative to the host's median
     cpu_bg = cpu.level * work
-    if cpu.has_cron and wrap(clock - cpu.cron_offset, 3600.0) < dt:
-        cpu_bg += cpu.cron_amplitude * (CRON_SIZE[0] + CRON_SIZE[1] * uniform(seed, t, D_CRON_U))
+    if cpu.has_cron:  # its 5-minute average over the steps its run covers, at any interval
+        on = covered_share(clock, dt, 3600.0, cpu.cron_offset, CRON_RUN_S)
+        if on > 0.0:
+            cpu_bg += cpu.cron_amplitude * on * (CRON_SIZE[0] + CRON_SIZE[1] * uniform(seed, t, D_CRON_U))
     if cpu.periodic_pct > 0.0:
         on = periodic_share(clock, dt, cpu)
         if on > 0.0:

@@ -68,7 +68,7 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
     "cpu_shifts_per_day": (0, 48, "rate of regime changes (level shifts) per day"),
     "cpu_shift_sigma": (0, 3, "std of a regime change, in log units"),
     "cpu_cron_prob": (0, 1, "chance that a host runs an hourly cron burst"),
-    "cpu_cron_amplitude": (0, 100, "CPU percent added by an hourly cron burst (5-minute average)"),
+    "cpu_cron_amplitude": (0, 100, "CPU percent an hourly cron burst adds while it runs (5 minutes: also its 5-minute average)"),
     "cpu_agent_spikes_per_day": (0, 288, "chance per day (up to 1) that an agent (backup, inventory, AV scan) runs at its daily time; 0.1x that rate off schedule"),
     "cpu_agent_spike_pct": (0, 100, "CPU percent an agent wake-up adds (5-minute average, +-30 %)"),
     "cpu_read_jitter": (0, 0.2, "std of the instants at which the collector reads the CPU time counters, as a share of the reporting interval (an interval average is the counter difference over the nominal interval: each read's jitter moves work between neighbouring intervals)"),

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._kernels import (
-    AGENT_OFF_SCHEDULE, AGENT_SIZE, ALLOC_SIGMA_1S, CRON_SIZE, GC_CPU_PCT, MUTATOR_CPU_PER_ALLOC, PAUSE_SIGMA,
-    PERIODIC_SIZE, PERIODS_MINUTES,
+    AGENT_OFF_SCHEDULE, AGENT_SIZE, ALLOC_SIGMA_1S, CRON_RUN_S, CRON_SIZE, GC_CPU_PCT, MUTATOR_CPU_PER_ALLOC,
+    PAUSE_SIGMA, PERIODIC_SIZE, PERIODS_MINUTES,
 )
 from .catalogue import P
 
@@ -24,10 +24,13 @@ def _size_moments(size: tuple[float, float]) -> tuple[float, float]:
     return mean, mean * mean + width * width / 12.0
 
 
-def _burst_var(p: np.ndarray, amplitude: np.ndarray, size: tuple[float, float]) -> np.ndarray:
-    """Variance of a step's burst: with probability p, amplitude times a uniform size."""
+def _burst_var(p: np.ndarray, amplitude: np.ndarray, size: tuple[float, float],
+               p_square: np.ndarray | float | None = None) -> np.ndarray:
+    """Variance of a step's burst: amplitude times a uniform size times a share of the step whose mean
+    is p and mean square p_square (p: a whole step with probability p)."""
     mean, square = _size_moments(size)
-    return amplitude ** 2 * (p * square - (p * mean) ** 2)
+    p_square = p if p_square is None else p_square
+    return amplitude ** 2 * (p_square * square - (p * mean) ** 2)
 
 
 def seen_share(changes: np.ndarray) -> np.ndarray:
@@ -44,7 +47,7 @@ def cpu_sigma(hp: np.ndarray, interval_s: float, horizon_days: float | None = SI
     read jitter, slow AR(1), regime shifts); the workload's parameters are per step, so its spread
     does not depend on the interval.  Regime shifts count with the share of their variance a span of
     `horizon_days` shows on average (None: all of it, the spread over a long horizon).  An hourly cron
-    burst falls in one step in 3600 / interval (on the hosts that have one: expected over them), an
+    burst covers CRON_RUN_S seconds of an hour (on the hosts that have one: expected over them), an
     agent run in its daily slot and now and then in between, each at a uniform share of its size;
     the reporting resolution adds its rounding; the periodic job (`periodic_var`); running jobs are
     Poisson with the queue's mean (arrivals per step over the share completed per step), each adding
@@ -62,8 +65,8 @@ def cpu_sigma(hp: np.ndarray, interval_s: float, horizon_days: float | None = SI
     shift_var = seen * hp[:, P["cpu_shift_sigma"]] ** 2
     log_var = fast_var + read_var + slow_var + shift_var
     background = hp[:, P["cpu_level"]] * np.sqrt(np.expm1(log_var))
-    cron_var = hp[:, P["cpu_cron_prob"]] * _burst_var(min(dt / 3600.0, 1.0), hp[:, P["cpu_cron_amplitude"]],
-                                                      CRON_SIZE)
+    cron_var = hp[:, P["cpu_cron_prob"]] * _burst_var(CRON_RUN_S / 3600.0, hp[:, P["cpu_cron_amplitude"]],
+                                                      CRON_SIZE, cron_square_share(dt))
     rate = hp[:, P["cpu_agent_spikes_per_day"]]
     agent_p = (np.minimum(rate, 1.0) + (steps_per_day - 1.0) * AGENT_OFF_SCHEDULE * rate / steps_per_day) \
         / steps_per_day
@@ -85,9 +88,8 @@ def periodic_var(hp: np.ndarray, dt: float) -> np.ndarray:
     """Variance of the periodic job's CPU in a step of dt seconds, over the periods a host may draw
     (PERIODS_MINUTES, alike): a run of `run` seconds every `period` adds its size (a uniform share of
     cpu_periodic_share times the level) times the share of the step it covers, whose mean is
-    run / period and mean square run / period x min(run / dt, 1)."""
+    run / period and mean square `run_square_share` (a run split between steps counts less)."""
     pct = hp[:, P["cpu_periodic_share"]] * hp[:, P["cpu_level"]]
-    mean, square = _size_moments(PERIODIC_SIZE)
     total = np.zeros(len(hp))
     for minutes in PERIODS_MINUTES:
         period = 60.0 * minutes
@@ -96,10 +98,34 @@ def periodic_var(hp: np.ndarray, dt: float) -> np.ndarray:
         if dt >= period:  # every step holds the same share of runs: only the size varies
             on_square = on_mean ** 2
         else:
-            on_square = on_mean * np.minimum(run / dt, 1.0)
-        total += pct ** 2 * (square * on_square - (mean * on_mean) ** 2)
+            on_square = run_square_share(run, dt, period)
+        total += _burst_var(on_mean, pct, PERIODIC_SIZE, on_square)
     return total / len(PERIODS_MINUTES)
 
+
+def run_square_share(run: np.ndarray, dt: float, period: float, start_grid_s: float = 60.0) -> np.ndarray:
+    """The mean over steps of dt seconds of the squared share of the step a periodic run covers, for
+    runs of `run` seconds every `period` (dt < period) starting on a multiple of start_grid_s in the
+    period, each alike (the kernel's offset), on a step grid that starts on a whole multiple of it.
+
+    A run starting at phi seconds into a step covers min(dt - phi, run) of it, then whole steps, then
+    the rest: its squared shares add up to less than run / dt when it is split.  Where a step can hold
+    parts of two runs (dt > period - run), the bound run / dt * min(run / dt, 1) per run is used."""
+    phi = (start_grid_s * np.arange(int(period // start_grid_s))) % dt   # a run's start in its step, per offset
+    first = np.minimum(dt - phi[None, :], run[:, None])
+    rest = run[:, None] - first
+    whole = np.floor(rest / dt)
+    last = rest - whole * dt
+    per_run = np.mean(first ** 2 + whole * dt * dt + last ** 2, axis=1) / (dt * dt)
+    bound = run / dt * np.minimum(run / dt, 1.0)
+    return np.where(dt <= period - run, per_run, bound) * dt / period
+
+
+def cron_square_share(dt: float) -> float:
+    """The mean square share of a step the hourly cron's run covers (it starts on a 5-minute mark)."""
+    if dt >= 3600.0:
+        return (CRON_RUN_S / 3600.0) ** 2
+    return float(run_square_share(np.array([CRON_RUN_S]), dt, 3600.0, start_grid_s=300.0)[0])
 
 def jvm_cpu_var(hp: np.ndarray, dt: float) -> np.ndarray:
     """Variance of the CPU the JVM adds in a step of dt seconds: GC threads during collections (about

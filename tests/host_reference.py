@@ -250,9 +250,11 @@ def periodic_on(clock: float, dt: float, period: float, at: float, run: float) -
     """The share of [clock, clock + dt) covered by runs [at + k period, at + k period + run)."""
     if dt >= period:
         return run / period
-    covered, start = 0.0, clock - (clock - at) % period  # the latest run start at or before clock
-    while start < clock + dt:
-        covered += max(min(clock + dt, start + run) - max(clock, start), 0.0)
+    # run starts relative to the step's start (whole seconds: exact), the latest at or before it first;
+    # adding a fractional run length to epoch seconds would round it to 2.4e-7 s
+    covered, start = 0.0, -((clock - at) % period)
+    while start < dt:
+        covered += max(min(dt, start + run) - max(0.0, start), 0.0)
         start += period
     return covered / dt
 
@@ -272,8 +274,9 @@ def background_step(bg: Background, pr: dict, seed: int, t: int, clock: float, d
     log_work = bg.shift + bg.slow + bg.fast
     work = math.exp(log_work)
     cpu = pr["cpu_level"] * work
-    if has_cron and ((clock - cron_offset) % 3600.0) < dt:
-        cpu += pr["cpu_cron_amplitude"] * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
+    cron_on = periodic_on(clock, dt, 3600.0, cron_offset, 300.0) if has_cron else 0.0
+    if cron_on > 0.0:  # the hourly cron: 5 minutes at its amplitude
+        cpu += pr["cpu_cron_amplitude"] * cron_on * (0.6 + 0.8 * uniform(seed, t, D_CRON_U))
     on = periodic_on(clock, dt, *periodic) if pr["cpu_periodic_share"] > 0.0 else 0.0
     if on > 0.0:  # the periodic job, +-40 % a run
         cpu += pr["cpu_periodic_share"] * pr["cpu_level"] * on * (0.6 + 0.8 * extra_uniform(seed, t, E_PERIODIC_U))

@@ -282,6 +282,55 @@ def test_the_cpu_spike_size_follows_the_kernels_cpu_spread(config, interval, pro
         assert on.sum() >= 20 and 0.85 < np.median(ratio[on]) < 1.2, (profile, np.median(ratio[on]))
 
 
+
+@pytest.mark.parametrize("interval", [60.0, 120.0, 300.0])
+def test_the_periodic_jobs_cpu_variance_is_the_kernels(config, interval):
+    """spread.periodic_var against the variance of the kernel's own periodic_share over a trace, for
+    every period and whole-minute offset alike: runs split between steps count with their squared
+    shares (a bound on them overshot by up to 1.4x at 2 minutes)."""
+    from simulator.catalogue import N_PARAMS
+    from simulator.spread import _size_moments, periodic_var
+
+    runs = np.array([60.0, 87.5, 150.0])
+    mean, square = _size_moments(K.PERIODIC_SIZE)
+    exact = np.zeros(len(runs))
+    for i, run in enumerate(runs):
+        for minutes in K.PERIODS_MINUTES:
+            period = 60.0 * minutes
+            n = int(round(4 * period / interval))
+            per_offset = []
+            for at in np.arange(0.0, period, 60.0):
+                cpu = K.CpuDemand(*([0.0] * 18), 1.0, period, at, min(run, 0.5 * period))
+                on = np.array([K.periodic_share(config.simulation.start_epoch_s + k * interval, interval, cpu)
+                               for k in range(n)])
+                per_offset.append(square * np.mean(on ** 2) - (mean * np.mean(on)) ** 2)
+            exact[i] += np.mean(per_offset) / len(K.PERIODS_MINUTES)
+    hp = np.zeros((len(runs), N_PARAMS))
+    hp[:, P["cpu_periodic_share"]], hp[:, P["cpu_level"]], hp[:, P["cpu_periodic_seconds"]] = 1.0, 1.0, runs
+    np.testing.assert_allclose(periodic_var(hp, interval), exact, rtol=0.01)
+
+
+@pytest.mark.parametrize("interval", [1.0, 60.0, 300.0, 3600.0])
+def test_the_hourly_cron_adds_its_5_minute_average_at_any_interval(config, interval):
+    """cpu_cron_amplitude is the burst's 5-minute average: over 12 hours the CPU a host's cron adds is
+    amplitude x 300 / 3600 on average whatever the interval (one step of the amplitude would add a
+    fifth of it at 1 minute and twelve times it at 1 hour)."""
+    from simulator.population import Population
+
+    hosts, steps = 16, int(12 * 3600 / interval)
+    population = build_population(config, hosts, 5)
+    mean_cpu = []
+    for prob in (1.0, 0.0):
+        params = population.params.copy()
+        params[:, P["cpu_cron_prob"]] = prob
+        with_prob = Population(population.profile, params, population.profile_names)
+        plan = plan_events(config, with_prob, 0, steps, seed=5, interval_s=interval)
+        traces, _ = run_kernel(config, with_prob, plan, seed=5, n_steps=steps, interval_s=interval)
+        mean_cpu.append(traces.base[METRICS.index("cpu_usage")].astype(np.float64).mean(axis=1))
+    added = mean_cpu[0] - mean_cpu[1]
+    expected = population.params[:, P["cpu_cron_amplitude"]] * 300.0 / 3600.0
+    assert np.sum(added) / np.sum(expected) == pytest.approx(1.0, abs=0.12)
+
 # ---------------------------------------------------------------------------- batch jobs (issue 18 item 1)
 def _scheduler(*, shape=1.0, height_sigma=0.3, ws_sigma=0.5, dt=300.0, minutes=20.0):
     """A scheduler record of one host with one slot, no arrivals of its own."""
