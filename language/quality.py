@@ -185,7 +185,9 @@ def repetition(text: str) -> float:
 
 
 def _echoes(t: Tokens, prompt: Tokens) -> bool:
-    """Most of the answer's shingles are the prompt's, or the answer holds the whole prompt."""
+    """Most of the answer's shingles are the prompt's, or the answer holds the whole prompt (one with words)."""
+    if prompt.words == 0:  # a prompt without words: nothing to echo
+        return False
     return t.common(prompt) / len(t.keys) >= 0.6 or prompt.joined in t.joined
 
 

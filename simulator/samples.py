@@ -141,7 +141,9 @@ def gather(traces: Traces, host: np.ndarray, step: np.ndarray, metrics: tuple[Me
 
 def with_log_excerpts(samples: pl.DataFrame, excerpts: pl.DataFrame | None) -> pl.DataFrame:
     """The samples with the log excerpt of their context window (`log_total`, `log_lines`: a run with
-    logs, see `logs.sample_log_excerpts`), matched on host and step; unchanged without excerpts."""
+    logs, see `logs.sample_log_excerpts`), matched on host and step; unchanged without excerpts. Two
+    samples at one host and step (events of a host overlap) share one excerpt: each keeps its row."""
     if excerpts is None:
         return samples
-    return samples.join(excerpts, on=["host", "step"], how="left", maintain_order="left")
+    once = excerpts.unique(["host", "step"], keep="first", maintain_order=True)
+    return samples.join(once, on=["host", "step"], how="left", maintain_order="left")

@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from language import quality
@@ -70,7 +71,7 @@ def ref_repetition(text):
 
 def ref_echoes(text, prompt):
     a, p = ref_shingles(text), ref_shingles(prompt)
-    if not a or not p:
+    if not a or not ref_words(prompt):
         return False
     return len(a & p) / len(a) >= 0.6 or " ".join(ref_words(prompt)) in " ".join(ref_words(text))
 
@@ -157,6 +158,13 @@ def test_words_shingles_repetition_and_check_match_the_reference(text, prompt, f
     assert quality.repetition(text) == ref_repetition(text)
     assert quality._normalized_hash(text) == ref_normalized_hash(text)
     assert quality.check(text, prompt, finish, min_words) == ref_check(text, prompt, finish, min_words)
+
+
+@pytest.mark.parametrize("prompt", ["???", "", "Explain TCP.", "tcp"])
+def test_a_prompt_of_few_or_no_words_is_echoed_only_when_the_answer_holds_it(prompt):
+    answer = "tcp carries segments and the receiver acknowledges each one it gets in order here"
+    expected = "echoes the prompt" if prompt.lower().strip(".") == "tcp" else None
+    assert quality.check(answer, prompt, "stop", 3) == ref_check(answer, prompt, "stop", 3) == expected
 
 
 @settings(max_examples=300)

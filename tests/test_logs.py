@@ -334,3 +334,12 @@ def test_sample_excerpts_show_time_source_severity_message_and_never_the_labels(
     assert len(labelled) >= 10 and cleared.equals(with_ids)
     none = sample_log_excerpts(lines.filter(pl.col("host") != 3), points, before=11)  # a window without lines
     assert none.row(1, named=True)["log_total"] == 0 and none.row(1, named=True)["log_lines"] == []
+
+
+def test_two_samples_at_one_host_and_step_keep_one_row_each():
+    from simulator.samples import with_log_excerpts
+
+    samples = pl.DataFrame({"id": ["a", "b", "c"], "host": [1, 1, 2], "step": [5, 5, 7]})
+    excerpts = pl.DataFrame({"host": [1, 1, 2], "step": [5, 5, 7], "log_total": [3, 3, 1]})  # one per sample
+    joined = with_log_excerpts(samples, excerpts)
+    assert joined["id"].to_list() == ["a", "b", "c"] and joined["log_total"].to_list() == [3, 3, 1]
