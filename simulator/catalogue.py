@@ -118,9 +118,9 @@ HOST_PARAMETERS: dict[str, tuple[float, float, str]] = {
 HOST_PARAMETER_NAMES: tuple[str, ...] = tuple(HOST_PARAMETERS)
 P = {name: i for i, name in enumerate(HOST_PARAMETER_NAMES)}
 N_PARAMS = len(HOST_PARAMETER_NAMES)
-# parameters added after the population's first layout (at the end of HOST_PARAMETERS, so that every earlier
-# parameter keeps its column): drawn after all the others, so that adding one
-# leaves every host's earlier draws (and so its CPU, network, ... behaviour for a seed) as they were
+# parameters added after the population's first layout: each drawn from its own column of draws after all
+# the others (whatever its place in HOST_PARAMETERS), so that adding one leaves every host's earlier draws
+# (and so its CPU, network, ... behaviour for a seed) as they were
 DRAWN_LATER: tuple[str, ...] = ("mem_cache_reclaim_at", "job_cpu_spread", "job_ramp_minutes", "job_length_shape",
                                  "job_mem_spread", "job_mem_ramp_minutes", "cpu_periodic_share",
                                  "cpu_periodic_seconds")
