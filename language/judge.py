@@ -93,17 +93,19 @@ class JudgeCall:
 
 
 class JudgeModel:
-    """Scores answers with one model of one backend, at most `concurrency` calls per endpoint at once."""
+    """Scores answers with one model of one backend, through that backend's endpoint pool
+    (scheduler.EndpointPool: the run's own when the judge uses a backend of the run, so judge and
+    answer calls share each endpoint's slots, and an endpoint set aside after a failure or a 429's
+    Retry-After is set aside for both)."""
 
-    def __init__(self, config, backend: Backend, *, max_attempts: int, backoff_base_s: float, backoff_max_s: float,
-                 seed: int):
-        self.config, self.backend = config, backend
+    def __init__(self, config, backend: Backend, *, pool, max_attempts: int, backoff_base_s: float,
+                 backoff_max_s: float, max_down_s: float, seed: int):
+        self.config, self.backend, self.pool = config, backend, pool
         self.label = f"{backend.name}/{config.model}"
         self.max_attempts, self.backoff = max_attempts, (backoff_base_s, backoff_max_s)
+        self.max_down_s = max_down_s
         self.seed = seed
         self.schema = rubric_schema(config.rubric)
-        self._slots = asyncio.Semaphore(max(1, backend.spec.concurrency * max(1, len(backend.endpoints))))
-        self._next = 0   # round robin over the backend's endpoints
 
     def request(self, question: str, answer: str, label: str | None = None) -> Request:
         """The judge's request for one answer (temperature 0, the rubric's schema)."""
@@ -127,23 +129,23 @@ class JudgeModel:
             held = hold(request)
             if held is None:
                 return None
-            endpoints = self.backend.endpoints
-            endpoint = endpoints[self._next % len(endpoints)]
-            self._next += 1
             reply, error = None, None
             try:
-                async with self._slots:
-                    started = time.monotonic()
-                    try:
-                        reply = await self.backend.generate(client, endpoint, request)
-                    except BackendError as exc:
-                        error = exc
-                    except httpx.HTTPError as exc:
-                        error = BackendError(f"HTTP error: {self.backend.redact(str(exc))[:200]}", retryable=True)
+                slot = await self.pool.acquire()
+                started = time.monotonic()
+                try:
+                    reply = await self.backend.generate(client, slot.url, request)
+                except BackendError as exc:
+                    error = exc
+                except httpx.HTTPError as exc:
+                    error = BackendError(f"HTTP error: {self.backend.redact(str(exc))[:200]}", retryable=True)
+                finally:
                     latency = time.monotonic() - started
+                    await self.pool.release(slot, latency, error, self.max_down_s)
             except BaseException:   # cancelled: nothing to record, the hold is given back
                 release(held)
                 raise
+            endpoint = slot.url
             if error is not None:
                 done(JudgeCall(attempt, endpoint, "error", error.reason, error.status, latency), held)
                 reason = error.reason
@@ -159,7 +161,8 @@ class JudgeModel:
                 break   # the model's answer, not the endpoint's fault: asking again at temperature 0 repeats it
             if attempt < self.max_attempts:
                 base, most = self.backoff
-                await asyncio.sleep(min(most, base * 2 ** (attempt - 1)) * random.random())
+                await asyncio.sleep(error.retry_after if error.retry_after is not None else
+                                    min(most, base * 2 ** (attempt - 1)) * random.random())
         return {"model": self.label, "error": reason}
 
     def verdict(self, judgement: dict) -> str | None:

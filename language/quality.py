@@ -197,7 +197,7 @@ def _minhash(sh: frozenset[str]) -> np.ndarray:
     (crc32 << 32 | adler32) & (2**61 - 1).
 
     One compiled pass over the shingles' bytes (`_signature`): the checksums and the 32 permutations
-    without a Python object or numpy temporary per shingle (it was ~2/3 of the dedup's cost)."""
+    without a Python object or numpy temporary per shingle."""
     joined = "\n".join(sh)
     data = joined.encode()
     if len(data) == len(joined):  # ASCII (words always are): one byte per character
@@ -225,8 +225,8 @@ def _gram_x(data, start, end, crc_table):  # compiled by numba in _kernels()
 def _fold_min(out, x, a, b):  # compiled by numba in _kernels()
     """out[k] = min(out[k], ((a[k] * x + b[k]) wrapped at 2**64) mod (2**61 - 1)) for every permutation k.
 
-    v mod M for M = 2**61 - 1 is (v >> 61) + (v & M), less M when that reaches M: exact for any 64-bit v
-    (the previous numpy code's `% M`) without a division."""
+    v mod M for M = 2**61 - 1 is (v >> 61) + (v & M), less M when that reaches M: exact for any 64-bit v,
+    without a division."""
     mask = np.uint64(_MASK)
     for k in range(a.shape[0]):
         v = a[k] * x + b[k]
@@ -237,7 +237,7 @@ def _fold_min(out, x, a, b):  # compiled by numba in _kernels()
             out[k] = folded
 
 
-def _signature(data, lengths, a, b, crc_table):  # compiled by numba in _kernel()
+def _signature(data, lengths, a, b, crc_table):  # compiled by numba in _kernels()
     """MinHash of the shingles laid end to end in `data` (lengths[i] bytes each, one separator byte
     between them): the minimum over shingles of each permutation of their stable hashes."""
     out = np.full(a.shape[0], np.uint64(0xFFFFFFFFFFFFFFFF))
@@ -491,7 +491,7 @@ class DuplicateIndex:
     threshold: float = 0.9
     exact: dict[str, str] = field(default_factory=dict)
     buckets: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
-    sets: dict[str, Tokens] = field(default_factory=dict)   # the accepted answers' shingles
+    sets: dict[str, Tokens] = field(default_factory=dict)   # the accepted answers' Tokens (their shingles)
     free_text: FreeTextGates | None = None   # None: no free-text gates (pipeline.free_text_gates builds a run's)
 
     def check_free_text(self, text: str, item) -> str | None:

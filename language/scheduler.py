@@ -300,9 +300,11 @@ class Runner:
             backend = started = build_backend(spec)
             await backend.start()
         r = self.settings.requests
-        self.judge_model = JudgeModel(config, backend, max_attempts=r.max_attempts, backoff_base_s=r.backoff_base_s,
-                                      backoff_max_s=r.backoff_max_s,
-                                      seed=self.settings.generation.seed)
+        # a backend of the run: its pool, whose slots and pauses the answers' calls share
+        pool = self.pools[backend.name] if started is None else EndpointPool(backend.endpoints, backend.spec.concurrency)
+        self.judge_model = JudgeModel(config, backend, pool=pool, max_attempts=r.max_attempts,
+                                      backoff_base_s=r.backoff_base_s, backoff_max_s=r.backoff_max_s,
+                                      max_down_s=self.settings.rotation.cooldown_s, seed=self.settings.generation.seed)
         return started
 
     def _add_workers(self, client: httpx.AsyncClient, queue: asyncio.Queue) -> None:

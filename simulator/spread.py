@@ -74,7 +74,7 @@ def cpu_sigma(hp: np.ndarray, interval_s: float, horizon_days: float | None = SI
     quant_var = hp[:, P["cpu_resolution"]] ** 2 / 12.0
     arrivals = hp[:, P["job_rate_per_hour"]] * dt / 3600.0
     completed = 1.0 - np.exp(-dt / (60.0 * hp[:, P["job_minutes"]]))
-    running = arrivals / completed
+    running = np.minimum(arrivals / completed, hp[:, P["job_slots"]])  # the kernel runs at most job_slots jobs
     # a job's sum of squared points is E[height^2] (length - 1/3 - ramp) in steps: its first and last
     # points are uniform shares of the interval (E[f^2] = 1/3 where E[f] = 1/2), less its ramp
     length = 60.0 * hp[:, P["job_minutes"]] / dt

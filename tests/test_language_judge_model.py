@@ -339,3 +339,38 @@ def test_judge_settings_are_part_of_the_resume_fingerprint(tmp_path):
             _generate(tmp_path, _config(tmp_path / f"c{i}", judge, server.url), server.url)
             answers = len(server.calls_for("/v1/chat")) - len([c for c in server.calls if c.model == "judge"])
             assert answers - answers_before == new_calls, (i, judge)
+
+
+def test_the_judges_calls_take_and_give_back_its_backends_pool_slots_and_a_429_sets_the_endpoint_aside():
+    """The judge calls through scheduler.EndpointPool (the run's own when it judges with a backend of the
+    run): every call holds a slot while in flight, and a 429's Retry-After sets the endpoint aside for
+    the answers' calls as well as the judge's."""
+    import time
+
+    import httpx
+
+    from language.backends import build_backend
+    from language.judge import JudgeModel
+    from language.scheduler import EndpointPool
+    from language.settings import BackendSpec, Judge
+    from loopback import FaultPlan, Rule
+
+    faults = FaultPlan([Rule("429", times=1, retry_after=30.0, model="judge")])
+    with LoopbackServer(models=("judge",), answer=answer, faults=faults) as server:
+        spec = BackendSpec("local", "openai", True, ("judge",), (server.url,), concurrency=1, stream=False)
+        backend = build_backend(spec)
+        pool = EndpointPool(spec.endpoints, spec.concurrency)
+        judge = JudgeModel(Judge("local", "judge"), backend, pool=pool, max_attempts=1, backoff_base_s=0.0,
+                           backoff_max_s=0.0, max_down_s=60.0, seed=1)
+
+        async def judged():
+            async with httpx.AsyncClient() as client:
+                first = await judge.score(client, "Explain swap.", "Swap holds pages memory cannot.")
+                endpoint = pool.endpoints[0]
+                in_flight, aside_for = endpoint.in_flight, endpoint.down_until - time.monotonic()
+                return first, in_flight, aside_for
+
+        first, in_flight, aside_for = asyncio.run(judged())
+    assert first["error"].startswith("HTTP 429") or "429" in first["error"], first
+    assert in_flight == 0                 # the slot given back
+    assert 15.0 < aside_for <= 30.0       # set aside for the Retry-After the 429 asked for (30 s)
