@@ -176,12 +176,19 @@ def _median_and_mad(values, buf):
     return median, _deviation_median(buf, count, median), count
 
 
-USUAL_CHUNK = 1024  # samples per task of `usual_levels` and `evidence_levels` (one scratch buffer each)
+USUAL_CHUNK = 1024  # samples per task of `evidence_levels` (one scratch buffer each)
 
 
 @jit
 def _usual_row(ctx, hist, min_hours, buf):
-    """`usual_levels` of one sample (ctx [k], hist [hours], float32 or float64, read as float64)."""
+    """(usual, spread, hours of history, earlier context readings, from the history?) of one sample's
+    metric: ctx [k] (the snapshot last), hist [hours] (the snapshot's hour excluded by the caller),
+    float32 or float64, read as float64.
+
+    Usual is the median of the history's hourly means when at least `min_hours` of them are there,
+    else of the context's earlier readings; the spread is the median absolute deviation of the same
+    values, at least the context's reading-to-reading noise (the median step between readings over
+    sqrt(2)), 0 when nothing is known. NaN: no data."""
     k = ctx.shape[0]
     n_hours = 0
     for v in hist:
@@ -205,27 +212,6 @@ def _usual_row(ctx, hist, min_hours, buf):
     usual = np.float64(ctx[k - 1]) if count == 0 else level
     spread = 0.0 if count == 0 else (mad if np.isnan(noise) else max(mad, noise))
     return usual, spread, n_hours, n_readings, from_history
-
-
-@jit_parallel
-def usual_levels(ctx, hist, min_hours):
-    """Per sample: (usual, spread, hours of history, earlier context readings, from the history?).
-
-    Usual is the median of the history's hourly means (ctx's snapshot hour excluded by the caller)
-    when at least `min_hours` of them are there, else of the context's earlier readings; the spread
-    is the median absolute deviation of the same values, at least the context's reading-to-reading
-    noise (the median step between readings over sqrt(2)), 0 when nothing is known. NaN: no data."""
-    n, k = ctx.shape
-    usual = np.empty(n, dtype=np.float64)
-    spread = np.empty(n, dtype=np.float64)
-    hours = np.zeros(n, dtype=np.int64)
-    readings = np.zeros(n, dtype=np.int64)
-    from_history = np.zeros(n, dtype=np.bool_)
-    for c in prange((n + USUAL_CHUNK - 1) // USUAL_CHUNK):
-        buf = np.empty(max(k, hist.shape[1], NETWORK_MAX) + 1, dtype=np.float64)
-        for r in range(c * USUAL_CHUNK, min(n, (c + 1) * USUAL_CHUNK)):
-            usual[r], spread[r], hours[r], readings[r], from_history[r] = _usual_row(ctx[r], hist[r], min_hours, buf)
-    return usual, spread, hours, readings, from_history
 
 
 @jit
@@ -255,7 +241,7 @@ def _off_run(ctx, usual, now, spread, minutes, off_spreads):
 
 @jit_parallel
 def evidence_levels(fine, hist, now, min_hours, minutes, off_spreads):
-    """`usual_levels` and the off run (`_off_run`) of every metric at once, [M, n] each: fine [M, n, k]
+    """The usual levels (`_usual_row`) and the off run (`_off_run`) of every metric at once, [M, n] each: fine [M, n, k]
     and hist [M, n, hours] (the history without the snapshot's hour) as float32, now [M, n]."""
     n_metrics, n, k = fine.shape
     usual = np.empty((n_metrics, n), dtype=np.float64)

@@ -208,8 +208,16 @@ def test_sample_options_are_checked_before_anything_runs(config):
 
 
 # ---------------------------------------------------------------------------- usual levels
+def usual_levels(ctx: np.ndarray, hist: np.ndarray, min_hours: int) -> list[np.ndarray]:
+    """(usual, spread, hours, readings, from_history) of one metric: `context.evidence_levels` over a
+    metric axis of one (its off run set aside)."""
+    from simulator.context import evidence_levels
+
+    return [a[0] for a in evidence_levels(ctx[None], hist[None], ctx[None, :, -1], min_hours, 1.0, 3.0)[:5]]
+
+
 def _usual_reference(ctx: np.ndarray, hist: np.ndarray, min_hours: int):
-    """`context.usual_levels` in plain NumPy, one sample at a time."""
+    """`usual_levels` in plain NumPy, one sample at a time."""
     rows = []
     for c, h in zip(ctx, hist):
         hours, readings = int(np.sum(~np.isnan(h))), int(np.sum(~np.isnan(c[:-1])))
@@ -229,8 +237,6 @@ def _usual_reference(ctx: np.ndarray, hist: np.ndarray, min_hours: int):
 
 @pytest.mark.parametrize("n_hist", [0, 5, 23, 24])
 def test_usual_levels_equal_a_plain_median_and_mad(n_hist):
-    from simulator.context import usual_levels
-
     rng = np.random.default_rng(n_hist)
     n = 3000  # more than one chunk of the kernel
     ctx = np.round(rng.normal(50, 10, (n, 12)), 1)
@@ -263,7 +269,6 @@ def _evidence_reference(samples, interval: float) -> dict[str, np.ndarray]:
     """usual_, usual_span_, off_run_ and spreads_off_ per metric, one metric at a time: `usual_levels`
     over float64 copies of the windows and the off run in NumPy (a cumulative product of the off
     readings from the snapshot back)."""
-    from simulator.context import usual_levels
     from simulator.explain import MIN_HISTORY_HOURS, OFF_SPREADS, spreads_off
 
     windows = window_arrays(samples)
