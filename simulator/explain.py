@@ -97,15 +97,6 @@ def kind_phrasings(minutes_shown: float) -> dict[str, tuple[pl.Expr, ...]]:
     return {name: tuple(kind.explain(say)) for name, kind in ANOMALY_KINDS.items()}
 
 
-def kind_texts(minutes_shown: float) -> dict[str, pl.Expr]:
-    """Each kind's phrasings, picked per sample by `variant`."""
-    return {name: _pick(*variants) for name, variants in kind_phrasings(minutes_shown).items()}
-
-
-def normal_text() -> pl.Expr:
-    return _pick(*normal_phrasings())
-
-
 def normal_phrasings() -> tuple[pl.Expr, ...]:
     say = Phrases(0.0)
     return (
@@ -120,28 +111,12 @@ def normal_phrasings() -> tuple[pl.Expr, ...]:
     )
 
 
-def _pick(*variants: pl.Expr) -> pl.Expr:
-    expr = pl.when(pl.col("variant") == 0).then(variants[0])
-    for i, v in enumerate(variants[1:], start=1):
-        expr = expr.when(pl.col("variant") == i).then(v)
-    return expr.otherwise(variants[0])
-
-
-def explanation_expr(kinds: list[str], interval_s: float, context_steps: int) -> pl.Expr:
-    """Expression over a sample frame with the `evidence_features` columns, kind, variant and host facts
-    (every phrasing of every kind is computed for every row: `explanations` computes each row's own)."""
-    minutes_shown = (context_steps - 1) * interval_s / 60.0
-    texts = kind_texts(minutes_shown)
-    expr = pl.when(pl.col("kind").is_null()).then(normal_text())
-    for kind in kinds:
-        expr = expr.when(pl.col("kind") == kind).then(texts[kind])
-    return expr.alias("explanation")
-
-
 def explanations(samples: pl.DataFrame, kinds: list[str], interval_s: float, context_steps: int) -> pl.Series:
-    """`explanation_expr` over `samples`, each phrasing computed on the rows that pick it only (the
-    phrasings are row-wise): the rows grouped by (kind, variant), each group's texts computed from
-    its rows, put back in the rows' order. Null for a kind not in `kinds`."""
+    """Each sample's explanation: its kind's phrasing (the normal ones for a normal sample) picked by its
+    `variant` (the first phrasing for a variant the kind lacks), over the `evidence_features` columns and
+    the host facts. Each phrasing is computed on the rows that pick it only (the phrasings are
+    row-wise): the rows grouped by (kind, variant), put back in the rows' order. Null for a kind not in
+    `kinds`."""
     phrasings = kind_phrasings((context_steps - 1) * interval_s / 60.0)
     phrasings = [normal_phrasings()] + [phrasings[kind] for kind in kinds]
     # group: the phrasings' index (0 normal, k + 1 the k-th kind, len(kinds) + 1 any other kind: a null

@@ -157,13 +157,36 @@ def test_the_recomputation_catches_what_the_sample_does_not_show(run, allowed):
     assert caught / len(anomalies) > 0.6
 
 
+def _pick(*variants):
+    import polars as pl
+
+    expr = pl.when(pl.col("variant") == 0).then(variants[0])
+    for i, v in enumerate(variants[1:], start=1):
+        expr = expr.when(pl.col("variant") == i).then(v)
+    return expr.otherwise(variants[0])
+
+
+def explanation_expr(kinds: list[str], interval_s: float, context_steps: int):
+    """The explanations as one expression: every phrasing of every kind computed for every row, the
+    row's picked (the reference `explanations` must agree with)."""
+    import polars as pl
+
+    from simulator.explain import kind_phrasings, normal_phrasings
+
+    texts = kind_phrasings((context_steps - 1) * interval_s / 60.0)
+    expr = pl.when(pl.col("kind").is_null()).then(_pick(*normal_phrasings()))
+    for kind in kinds:
+        expr = expr.when(pl.col("kind") == kind).then(_pick(*texts[kind]))
+    return expr.alias("explanation")
+
+
 def test_explanations_by_group_equal_the_one_expression(run, config):
     """`explanations` (each phrasing on its own rows) gives the texts of `explanation_expr` (every
     phrasing on every row, picked), also for a kind left out of the list (null) and for variants the
     phrasings lack (the first one)."""
     import polars as pl
 
-    from simulator.explain import evidence_features, explanation_expr, explanations
+    from simulator.explain import evidence_features, explanations
 
     samples = run[0].samples
     frame = samples.with_columns(**evidence_features(samples, config.simulation.interval_s))
