@@ -189,20 +189,37 @@ def read_metric_samples(path: Path) -> list[dict]:
     return samples
 
 
-def with_context_window(sample: dict, steps: int = WINDOW_STEPS) -> dict:
-    """A dataset sample with the window its own `context` carries (its last `steps` readings, the
+def with_context_windows(samples: list[dict], steps: int = WINDOW_STEPS) -> list[dict]:
+    """Dataset samples, each with the window its own `context` carries (its last `steps` readings, the
     snapshot last), for the WINDOW_METRICS metrics the snapshot moved most against the readings
-    before it (`moved_most`, as for a staged sample); the sample unchanged when it has no context."""
-    context = sample.get("context")
-    if not isinstance(context, dict) or steps <= 0:
-        return sample
-    names = [m for m in sample["metrics"] if isinstance(context.get(m), list) and context[m]]
-    if not names:
-        return sample
-    n = min(steps, min(len(context[m]) for m in names))
-    values = pl.DataFrame({"p_index": 0, "metric": np.repeat(names, n), "last": np.tile(np.arange(n) == n - 1, len(names)),
-                           "v": pl.Series([v for m in names for v in context[m][-n:]], dtype=pl.Float64)})
-    shown = moved_most(values, names)[0]
+    before it (`moved_most` over all the samples at once, as for staged samples); a sample without
+    context unchanged."""
+    shapes = {}   # p_index -> (the metrics with context, the points shown)
+    for p_index, sample in enumerate(samples):
+        context = sample.get("context")
+        if not isinstance(context, dict) or steps <= 0:
+            continue
+        names = [m for m in sample["metrics"] if isinstance(context.get(m), list) and context[m]]
+        if names:
+            shapes[p_index] = names, min(steps, min(len(context[m]) for m in names))
+    if not shapes:
+        return samples
+    metrics = list(dict.fromkeys(m for names, _ in shapes.values() for m in names))
+    sizes = [len(names) * n for names, n in shapes.values()]
+    values = pl.DataFrame({
+        "p_index": np.repeat(list(shapes), sizes),
+        "metric": [m for names, n in shapes.values() for m in names for _ in range(n)],
+        "last": np.concatenate([np.tile(np.arange(n) == n - 1, len(names)) for names, n in shapes.values()]),
+        "v": pl.Series([v for p, (names, n) in shapes.items() for m in names
+                        for v in samples[p]["context"][m][-n:]], dtype=pl.Float64)})
+    shown = moved_most(values, metrics)
+    return [_with_window(sample, shown[p], shapes[p][1]) if p in shapes else sample
+            for p, sample in enumerate(samples)]
+
+
+def _with_window(sample: dict, shown: list[str], n: int) -> dict:
+    """The sample with its window: the last `n` readings of the metrics `shown`, and their times."""
+    context = sample["context"]
     interval_min = float(sample.get("interval_min", 5))
     end = datetime.fromisoformat(str(sample["timestamp"]).replace("Z", "+00:00"))
     times = [(end - timedelta(minutes=interval_min * (n - 1 - j))).strftime("%H:%M") for j in range(n)]
@@ -425,7 +442,8 @@ def metric_sample_items(path: Path, count: int, domain: DomainContent, *, models
     labels = pl.Series([_label(s) for s in samples], dtype=pl.Utf8) if staged is None else staged.labels()
     codes, normal = _label_codes(labels)
     order = balanced_rows(codes, normal, count, normal_share=normal_share, rng=rng)
-    chosen = [with_log_excerpt(with_context_window(samples[i], window_steps)) for i in order.tolist()] \
+    chosen = [with_log_excerpt(sample) for sample in with_context_windows([samples[i] for i in order.tolist()],
+                                                                          window_steps)] \
         if staged is None else staged.take(order, window_steps)
     slots = max(1, min(models_per_prompt, n_models))
     items = []
