@@ -127,6 +127,7 @@ def cron_square_share(dt: float) -> float:
         return (CRON_RUN_S / 3600.0) ** 2
     return float(run_square_share(np.array([CRON_RUN_S]), dt, 3600.0, start_grid_s=300.0)[0])
 
+
 def jvm_cpu_var(hp: np.ndarray, dt: float) -> np.ndarray:
     """Variance of the CPU the JVM adds in a step of dt seconds: GC threads during collections (about
     Poisson: young ones as the allocation fills the young space above the old generation's mean
